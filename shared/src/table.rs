@@ -172,6 +172,11 @@ impl Snapshot {
         self.paths.get(id / PATH_PAGE)?[id % PATH_PAGE].as_ref()
     }
 
+    /// Upper bound (exclusive) of the path ids that may be present.
+    pub fn paths_len(&self) -> usize {
+        self.paths.len() * PATH_PAGE
+    }
+
     /// Number of installed inbound SAs.
     pub fn inbound_len(&self) -> usize {
         self.inbound.sas.len()
