@@ -1,1 +1,827 @@
-//! (in progress)
+//! Poll-mode workers: receive a burst, classify, decrypt or encrypt, rewrite the outer
+//! header from the SA's current path record, transmit.
+//!
+//! A worker owns its ports, a private array of per-SA state (outbound sequence numbers,
+//! inbound replay windows) indexed by the slot the control plane gave each SA, and its
+//! counters. Per burst it passes one quiescent point (`TableReader::begin_burst`) and gets
+//! the current snapshot; per packet it does table lookups and crypto only: no allocation,
+//! no lock, no log, no syscall beyond the ports' burst calls. Packets for an SA owned by
+//! another worker are handed to that worker so sequence numbers and replay windows need
+//! no atomics.
+
+use crate::buf::PacketBuf;
+use crate::channel::Channel;
+use crate::esp;
+use crate::io::{BurstIo, Layer};
+use crate::ip;
+use crate::natt::{self, Udp4500};
+use crate::replay::ReplayWindow;
+use crossbeam_queue::ArrayQueue;
+use shared::clock::now_ns;
+use shared::counters::{Counter, CounterSet, LocalCounters};
+use shared::path::{Encap, PathId, PathRecord, PathSpec, L2};
+use shared::table::{Snapshot, TableReader};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Largest burst a worker processes at once.
+pub const MAX_BURST: usize = 256;
+
+/// Handoff direction, carried in `Meta::tag` while a packet sits in a handoff channel.
+const TAG_INBOUND: u32 = 1;
+const TAG_OUTBOUND: u32 = 2;
+
+/// What the worker does between the clear and the cipher side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForwardMode {
+    /// ESP tunnel mode (the product).
+    Esp,
+    /// Forward inner packets unencrypted inside UDP on the same paths: the baseline the
+    /// forwarding benchmark compares ESP against (same lookups, same I/O).
+    Plain,
+}
+
+/// What an idle worker does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Idle {
+    /// Spin: lowest latency, one core at 100% (a dedicated gateway core).
+    Busy,
+    /// Spin for a while, then sleep briefly between empty polls (shared machines, tests).
+    Adaptive,
+}
+
+/// Static settings of one worker.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    pub id: u16,
+    /// Core to pin to (`core_affinity`), if any.
+    pub core: Option<usize>,
+    /// Packets per burst, 1..=MAX_BURST.
+    pub burst: usize,
+    pub mode: ForwardMode,
+    pub idle: Idle,
+    /// Must match the table's `TableConfig` (slot and path id ranges).
+    pub max_inbound: usize,
+    pub max_outbound: usize,
+    pub max_paths: usize,
+    /// Largest replay window any SA may ask for (bitmap storage preallocated per slot).
+    pub replay_capacity: u32,
+    /// The NAT-T port on Ethernet- and IP-layer cipher ports (RFC 3948: 4500).
+    pub natt_port: u16,
+    /// Ethernet header for packets sent on an Ethernet-layer clear port.
+    pub clear_l2: Option<L2>,
+}
+
+impl WorkerConfig {
+    /// Defaults for worker `id` sized by a table configuration.
+    pub fn new(id: u16, table: &shared::table::TableConfig) -> WorkerConfig {
+        WorkerConfig {
+            id,
+            core: None,
+            burst: 64,
+            mode: ForwardMode::Esp,
+            idle: Idle::Adaptive,
+            max_inbound: table.max_inbound,
+            max_outbound: table.max_outbound,
+            max_paths: table.max_paths,
+            replay_capacity: crate::replay::DEFAULT_WINDOW,
+            natt_port: 4500,
+            clear_l2: None,
+        }
+    }
+}
+
+/// Something a worker tells the control plane (bounded queue; dropped when full).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkerEvent {
+    /// The first packet carrying a new path generation left through the port.
+    PathOnWire {
+        worker: u16,
+        path: PathId,
+        generation: u64,
+        published_ns: u64,
+        wire_ns: u64,
+    },
+    /// An authenticated ESP packet of an inbound SA arrived from a new outer source
+    /// (the receiving side of a handover; observed only, never acted on: RFC 4555 3.8
+    /// forbids following an address change that is not signalled).
+    PeerMoved {
+        worker: u16,
+        spi: u32,
+        from: std::net::SocketAddr,
+        to: std::net::SocketAddr,
+        rx_ns: u64,
+    },
+}
+
+/// What all workers and the control plane share: queues, counters, the stop flag.
+pub struct Fabric {
+    pub counters: Arc<CounterSet>,
+    /// IKE packets from workers to the control plane: the UDP payload after the non-ESP
+    /// marker, with `meta.src` = peer and `meta.dst` = our address.
+    pub punt: Channel,
+    /// Per worker: UDP payloads the control plane wants sent on the cipher side
+    /// (`meta.src` = our address, `meta.dst` = peer, `meta.tag` = the path whose link
+    /// header to use on Ethernet-layer ports).
+    pub inject: Box<[Channel]>,
+    /// Per worker: packets handed over by other workers.
+    pub handoff: Box<[Channel]>,
+    pub events: ArrayQueue<WorkerEvent>,
+    pub stop: AtomicBool,
+}
+
+impl Fabric {
+    pub fn new(workers: usize) -> Arc<Fabric> {
+        Arc::new(Fabric {
+            counters: CounterSet::new(workers),
+            punt: Channel::new(1024),
+            inject: (0..workers).map(|_| Channel::new(256)).collect(),
+            handoff: (0..workers).map(|_| Channel::new(1024)).collect(),
+            events: ArrayQueue::new(4096),
+            stop: AtomicBool::new(false),
+        })
+    }
+
+    pub fn workers(&self) -> usize {
+        self.handoff.len()
+    }
+
+    /// Asks every worker to finish its current burst and return.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+struct InState {
+    install_id: u64,
+    window: ReplayWindow,
+    /// Outer source of the last authenticated packet (`None` before the first).
+    last_src: Option<std::net::SocketAddr>,
+}
+
+#[derive(Clone, Copy, Default)]
+struct OutState {
+    install_id: u64,
+    seq: u64,
+}
+
+#[derive(Clone, Copy, Default)]
+struct PathState {
+    /// Generation of the last packet this worker staged on the path.
+    generation: u64,
+    last_tx_ns: u64,
+}
+
+/// Packets staged for one port, sent in one `tx_burst`.
+struct Stage {
+    bufs: Vec<PacketBuf>,
+    n: usize,
+    /// (index in `bufs`, path) of packets that are the first on a new path generation.
+    firsts: Vec<(usize, PathId, u64)>,
+}
+
+impl Stage {
+    fn new(cap: usize) -> Stage {
+        Stage {
+            bufs: PacketBuf::alloc(cap),
+            n: 0,
+            firsts: Vec::with_capacity(cap),
+        }
+    }
+
+    #[inline]
+    fn is_full(&self) -> bool {
+        self.n == self.bufs.len()
+    }
+
+    /// Moves `b` into the stage (leaving an empty buffer in `b`). The caller flushes first
+    /// when full.
+    #[inline]
+    fn take(&mut self, b: &mut PacketBuf) -> usize {
+        let i = self.n;
+        std::mem::swap(&mut self.bufs[i], b);
+        b.reset();
+        self.n += 1;
+        i
+    }
+}
+
+/// One worker's private state.
+struct Core {
+    cfg: WorkerConfig,
+    workers: usize,
+    inb: Vec<InState>,
+    outb: Vec<OutState>,
+    paths: Vec<PathState>,
+    cnt: LocalCounters,
+    cipher_layer: Layer,
+    clear_layer: Layer,
+}
+
+enum InVerdict {
+    Clear,
+    Drop(Counter),
+    /// Absorbed here (keepalive) or moved elsewhere (punt, handoff).
+    Consumed,
+}
+
+enum OutVerdict {
+    /// To the cipher side; `Some` if first on a new generation of that path.
+    Cipher(Option<(PathId, u64)>),
+    Drop(Counter),
+    Consumed,
+}
+
+impl Core {
+    fn new(cfg: WorkerConfig, workers: usize, cipher_layer: Layer, clear_layer: Layer) -> Core {
+        let cap = cfg.replay_capacity;
+        Core {
+            inb: (0..cfg.max_inbound)
+                .map(|_| InState {
+                    install_id: 0,
+                    window: ReplayWindow::new(cap),
+                    last_src: None,
+                })
+                .collect(),
+            outb: vec![OutState::default(); cfg.max_outbound],
+            paths: vec![PathState::default(); cfg.max_paths],
+            cnt: LocalCounters::default(),
+            workers,
+            cfg,
+            cipher_layer,
+            clear_layer,
+        }
+    }
+
+    /// A packet from the cipher side: strip and check the outer headers, then ESP.
+    #[inline]
+    fn cipher_rx(&mut self, snap: &Snapshot, buf: &mut PacketBuf, fabric: &Fabric) -> InVerdict {
+        let encap = match self.cipher_layer {
+            Layer::Datagram => Encap::Udp,
+            layer => {
+                let outer = match ip::parse_outer(buf.data(), layer) {
+                    Ok(o) => o,
+                    Err(e) => return InVerdict::Drop(e.counter()),
+                };
+                if outer.encap == Encap::Udp && outer.dst.port() != self.cfg.natt_port {
+                    return InVerdict::Drop(Counter::DropNotForUs);
+                }
+                let base = buf.headroom();
+                if !buf.set_window(base + outer.payload.start, base + outer.payload.end) {
+                    return InVerdict::Drop(Counter::DropRunt);
+                }
+                buf.meta.src = outer.src;
+                buf.meta.dst = outer.dst;
+                outer.encap
+            }
+        };
+        if self.cfg.mode == ForwardMode::Plain {
+            return self.deliver(snap, buf, None);
+        }
+        if encap == Encap::Udp {
+            // RFC 3948 2.2: one UDP port carries ESP, IKE (non-ESP marker) and keepalives.
+            match natt::classify(buf.data()) {
+                Udp4500::Esp => {}
+                Udp4500::Keepalive => {
+                    self.cnt.inc(Counter::KeepaliveRx);
+                    return InVerdict::Consumed;
+                }
+                Udp4500::Ike => {
+                    buf.pull_front(natt::NON_ESP_MARKER.len());
+                    if fabric.punt.send_swap(buf) {
+                        self.cnt.inc(Counter::PuntIke);
+                        return InVerdict::Consumed;
+                    }
+                    return InVerdict::Drop(Counter::DropPuntFull);
+                }
+                Udp4500::Runt => return InVerdict::Drop(Counter::DropRunt),
+            }
+        }
+        self.esp_in(snap, buf, fabric)
+    }
+
+    /// ESP packet in `buf` (SPI first): owner check, decrypt, policy check.
+    #[inline]
+    fn esp_in(&mut self, snap: &Snapshot, buf: &mut PacketBuf, fabric: &Fabric) -> InVerdict {
+        let Some(spi) = esp::spi_of(buf.data()) else {
+            return InVerdict::Drop(Counter::DropRunt);
+        };
+        let Some(sa) = snap.inbound(spi) else {
+            return InVerdict::Drop(Counter::DropUnknownSpi);
+        };
+        if sa.owner != self.cfg.id {
+            return self.hand_off(sa.owner, TAG_INBOUND, buf, fabric);
+        }
+        let Some(st) = self.inb.get_mut(sa.slot as usize) else {
+            return InVerdict::Drop(Counter::DropUnknownSpi);
+        };
+        if st.install_id != sa.install_id {
+            // A new SA in this slot: start with an empty window.
+            st.window.reset(sa.replay_window, sa.esn);
+            st.install_id = sa.install_id;
+            st.last_src = None;
+        }
+        let src = buf.meta.src;
+        let nh = match esp::decap(&sa.key, sa.esn, &mut st.window, buf) {
+            Ok(nh) => nh,
+            Err(e) => return InVerdict::Drop(e.counter()),
+        };
+        if st.last_src != Some(src) {
+            if let Some(from) = st.last_src {
+                let _ = fabric.events.push(WorkerEvent::PeerMoved {
+                    worker: self.cfg.id,
+                    spi,
+                    from,
+                    to: src,
+                    rx_ns: now_ns(),
+                });
+            }
+            st.last_src = Some(src);
+        }
+        if nh != esp::NH_IPV4 && nh != esp::NH_IPV6 {
+            // Includes RFC 4303 2.6 dummy packets (59), which are dropped silently.
+            return InVerdict::Drop(Counter::DropBadInner);
+        }
+        self.deliver(snap, buf, Some(sa.tunnel))
+    }
+
+    /// A decrypted (or, in plain mode, received) inner packet: check and frame it for the
+    /// clear side.
+    #[inline]
+    fn deliver(
+        &mut self,
+        snap: &Snapshot,
+        buf: &mut PacketBuf,
+        tunnel: Option<shared::policy::TunnelId>,
+    ) -> InVerdict {
+        let info = match ip::inner_info(buf.data()) {
+            Ok(i) => i,
+            Err(e) => return InVerdict::Drop(e.counter()),
+        };
+        if let Some(t) = tunnel {
+            // RFC 4301 5.2: the inner packet must match the SA's selectors.
+            match snap.tunnel(t) {
+                Some(tun) if tun.matches_inbound(info.src, info.dst) => {}
+                _ => return InVerdict::Drop(Counter::DropPolicyMismatch),
+            }
+        }
+        buf.truncate(info.total_len);
+        self.cnt.inc(Counter::DecapPackets);
+        self.cnt.add(Counter::DecapBytes, info.total_len as u64);
+        if self.clear_layer == Layer::Ethernet {
+            let ethertype = if info.next_header == esp::NH_IPV4 {
+                0x0800
+            } else {
+                0x86dd
+            };
+            let l2 = self.cfg.clear_l2.unwrap_or_default();
+            if ip::push_ethernet(buf, &l2, ethertype).is_err() {
+                return InVerdict::Drop(Counter::DropNoTailroom);
+            }
+        }
+        InVerdict::Clear
+    }
+
+    /// A packet from the clear side: policy lookup, encrypt, outer header from the path.
+    #[inline]
+    fn clear_rx(&mut self, snap: &Snapshot, buf: &mut PacketBuf, now: u64, fabric: &Fabric) -> OutVerdict {
+        if self.clear_layer == Layer::Ethernet {
+            match ip::strip_ethernet(buf) {
+                Ok(0x0800) | Ok(0x86dd) => {}
+                Ok(_) => return OutVerdict::Drop(Counter::DropNotForUs),
+                Err(e) => return OutVerdict::Drop(e.counter()),
+            }
+        }
+        self.esp_out(snap, buf, now, fabric)
+    }
+
+    #[inline]
+    fn esp_out(&mut self, snap: &Snapshot, buf: &mut PacketBuf, now: u64, fabric: &Fabric) -> OutVerdict {
+        let info = match ip::inner_info(buf.data()) {
+            Ok(i) => i,
+            Err(e) => return OutVerdict::Drop(e.counter()),
+        };
+        buf.truncate(info.total_len);
+        let Some(sa) = snap.lookup_outbound(info.src, info.dst) else {
+            return OutVerdict::Drop(Counter::DropNoPolicy);
+        };
+        if sa.owner != self.cfg.id {
+            return match self.hand_off(sa.owner, TAG_OUTBOUND, buf, fabric) {
+                InVerdict::Drop(c) => OutVerdict::Drop(c),
+                _ => OutVerdict::Consumed,
+            };
+        }
+        let Some(path) = snap.path(sa.path) else {
+            return OutVerdict::Drop(Counter::DropNoSa);
+        };
+        if self.cfg.mode == ForwardMode::Esp {
+            let Some(st) = self.outb.get_mut(sa.slot as usize) else {
+                return OutVerdict::Drop(Counter::DropNoSa);
+            };
+            if st.install_id != sa.install_id {
+                st.install_id = sa.install_id;
+                st.seq = 0;
+            }
+            let seq = st.seq + 1;
+            // RFC 4303 3.3.3: the counter must not cycle; the SA needs a rekey.
+            if (!sa.esn && seq > u32::MAX as u64) || seq == u64::MAX {
+                return OutVerdict::Drop(Counter::DropSeqOverflow);
+            }
+            if let Err(e) = esp::encap(&sa.key, sa.spi, seq, sa.esn, info.next_header, buf) {
+                return OutVerdict::Drop(e.counter());
+            }
+            st.seq = seq;
+            self.cnt.inc(Counter::EncapPackets);
+            self.cnt.add(Counter::EncapBytes, info.total_len as u64);
+        } else {
+            self.cnt.inc(Counter::PlainForward);
+        }
+        if let Err(c) = self.frame_outer(buf, path) {
+            return OutVerdict::Drop(c);
+        }
+        OutVerdict::Cipher(self.note_path_tx(sa.path, path, now))
+    }
+
+    /// Writes the outer header of `path` for the cipher port's layer.
+    #[inline]
+    fn frame_outer(&self, buf: &mut PacketBuf, path: &PathRecord) -> Result<(), Counter> {
+        frame_for(self.cipher_layer, buf, &path.spec)
+    }
+
+    /// Records a transmission on `id`; returns the path and generation if this is the
+    /// first packet this worker sends on a new generation.
+    #[inline]
+    fn note_path_tx(&mut self, id: PathId, rec: &PathRecord, now: u64) -> Option<(PathId, u64)> {
+        let ps = self.paths.get_mut(id as usize)?;
+        ps.last_tx_ns = now;
+        if ps.generation != rec.generation {
+            ps.generation = rec.generation;
+            return Some((id, rec.generation));
+        }
+        None
+    }
+
+    fn hand_off(&mut self, owner: u16, tag: u32, buf: &mut PacketBuf, fabric: &Fabric) -> InVerdict {
+        let Some(ch) = fabric.handoff.get(owner as usize) else {
+            return InVerdict::Drop(Counter::DropHandoffFull);
+        };
+        buf.meta.tag = tag;
+        if ch.send_swap(buf) {
+            self.cnt.inc(Counter::HandoffOut);
+            InVerdict::Consumed
+        } else {
+            InVerdict::Drop(Counter::DropHandoffFull)
+        }
+    }
+}
+
+/// Writes the outer header for `spec` in front of an ESP (or plain) packet.
+#[inline]
+fn frame_for(layer: Layer, buf: &mut PacketBuf, spec: &PathSpec) -> Result<(), Counter> {
+    match layer {
+        Layer::Datagram => {
+            if spec.encap != Encap::Udp {
+                // Plain ESP needs a backend that writes IP headers (configuration refuses it).
+                return Err(Counter::DropNoSa);
+            }
+            buf.meta.src = spec.local;
+            buf.meta.dst = spec.remote;
+            Ok(())
+        }
+        Layer::Ip => ip::push_outer(buf, spec, false).map_err(|e| e.counter()),
+        Layer::Ethernet => {
+            if spec.l2.is_none() {
+                return Err(Counter::DropNoSa);
+            }
+            ip::push_outer(buf, spec, true).map_err(|e| e.counter())
+        }
+    }
+}
+
+/// A worker ready to run: its ports, its table reader and the shared fabric.
+pub struct Worker<C: BurstIo, L: BurstIo> {
+    core: Core,
+    cipher: C,
+    clear: L,
+    reader: TableReader,
+    fabric: Arc<Fabric>,
+    rx: Vec<PacketBuf>,
+    to_clear: Stage,
+    to_cipher: Stage,
+    housekeeping: Housekeeping,
+}
+
+/// When the worker last scanned its paths for keepalives.
+struct Housekeeping {
+    last_ns: u64,
+}
+
+/// How often an idle-or-busy worker scans paths for keepalives.
+const HOUSEKEEPING_NS: u64 = 10_000_000;
+/// Empty polls before an adaptive worker starts sleeping.
+const SPIN_BEFORE_SLEEP: u32 = 2048;
+const IDLE_SLEEP: Duration = Duration::from_micros(50);
+
+impl<C: BurstIo, L: BurstIo> Worker<C, L> {
+    pub fn new(
+        cfg: WorkerConfig,
+        cipher: C,
+        clear: L,
+        reader: TableReader,
+        fabric: Arc<Fabric>,
+    ) -> Worker<C, L> {
+        let burst = cfg.burst.clamp(1, MAX_BURST);
+        let mut cfg = cfg;
+        cfg.burst = burst;
+        let core = Core::new(cfg, fabric.workers(), cipher.layer(), clear.layer());
+        Worker {
+            core,
+            cipher,
+            clear,
+            reader,
+            fabric,
+            rx: PacketBuf::alloc(burst),
+            to_clear: Stage::new(burst),
+            to_cipher: Stage::new(burst),
+            housekeeping: Housekeeping {
+                last_ns: 0,
+            },
+        }
+    }
+
+    /// Runs until the fabric's stop flag is set; returns the ports.
+    pub fn run(mut self) -> (C, L) {
+        if let Some(c) = self.core.cfg.core {
+            core_affinity::set_for_current(core_affinity::CoreId { id: c });
+        }
+        let mut idle_polls = 0u32;
+        while !self.fabric.stop.load(Ordering::Relaxed) {
+            let work = self.poll_once();
+            if work == 0 {
+                idle_polls = idle_polls.saturating_add(1);
+                if self.core.cfg.idle == Idle::Adaptive && idle_polls > SPIN_BEFORE_SLEEP {
+                    std::thread::sleep(IDLE_SLEEP);
+                }
+            } else {
+                idle_polls = 0;
+            }
+        }
+        self.core
+            .cnt
+            .flush(self.fabric.counters.worker(self.core.cfg.id as usize));
+        self.reader.offline();
+        (self.cipher, self.clear)
+    }
+
+    /// Spawns the worker on its own thread.
+    pub fn spawn(self, name: String) -> std::io::Result<JoinHandle<(C, L)>>
+    where
+        C: 'static,
+        L: 'static,
+    {
+        std::thread::Builder::new().name(name).spawn(move || self.run())
+    }
+
+    /// One iteration: a quiescent point, then a burst from each source. Returns the number
+    /// of packets handled. Public so tests and benchmarks can drive a worker step by step.
+    pub fn poll_once(&mut self) -> usize {
+        self.poll_at(now_ns())
+    }
+
+    /// `poll_once` with the burst's timestamp given (keepalive timers follow it; tests
+    /// drive time explicitly).
+    pub fn poll_at(&mut self, now: u64) -> usize {
+        let Worker {
+            core,
+            cipher,
+            clear,
+            reader,
+            fabric,
+            rx,
+            to_clear,
+            to_cipher,
+            housekeeping,
+        } = self;
+        let fabric: &Fabric = fabric;
+        let snap = reader.begin_burst();
+        let burst = core.cfg.burst;
+        let me = core.cfg.id as usize;
+        let mut work = 0;
+
+        // Cipher side -> clear side.
+        let n = match cipher.rx_burst(&mut rx[..burst]) {
+            Ok(n) => n,
+            Err(_) => {
+                core.cnt.inc(Counter::RxError);
+                0
+            }
+        };
+        work += n;
+        core.cnt.add(Counter::RxCipher, n as u64);
+        for b in rx[..n].iter_mut() {
+            match core.cipher_rx(snap, b, fabric) {
+                InVerdict::Clear => {
+                    if to_clear.is_full() {
+                        flush(clear, to_clear, &mut core.cnt, Counter::TxClear, snap, fabric, me);
+                    }
+                    to_clear.take(b);
+                }
+                InVerdict::Drop(c) => core.cnt.inc(c),
+                InVerdict::Consumed => {}
+            }
+            b.reset();
+        }
+
+        // Clear side -> cipher side.
+        let n = match clear.rx_burst(&mut rx[..burst]) {
+            Ok(n) => n,
+            Err(_) => {
+                core.cnt.inc(Counter::RxError);
+                0
+            }
+        };
+        work += n;
+        core.cnt.add(Counter::RxClear, n as u64);
+        for b in rx[..n].iter_mut() {
+            let v = core.clear_rx(snap, b, now, fabric);
+            stage_out(core, snap, v, b, cipher, to_cipher, fabric, me);
+            b.reset();
+        }
+
+        // Packets other workers handed to us.
+        if let Some(inbox) = fabric.handoff.get(me) {
+            let mut k = 0;
+            while k < burst && inbox.recv_swap(&mut rx[k]) {
+                k += 1;
+            }
+            work += k;
+            core.cnt.add(Counter::HandoffIn, k as u64);
+            for b in rx[..k].iter_mut() {
+                if b.meta.tag == TAG_INBOUND {
+                    match core.esp_in(snap, b, fabric) {
+                        InVerdict::Clear => {
+                            if to_clear.is_full() {
+                                flush(clear, to_clear, &mut core.cnt, Counter::TxClear, snap, fabric, me);
+                            }
+                            to_clear.take(b);
+                        }
+                        InVerdict::Drop(c) => core.cnt.inc(c),
+                        InVerdict::Consumed => {}
+                    }
+                } else {
+                    let v = core.esp_out(snap, b, now, fabric);
+                    stage_out(core, snap, v, b, cipher, to_cipher, fabric, me);
+                }
+                b.reset();
+            }
+        }
+
+        // Control-plane packets (IKE) to send from the dataplane's socket.
+        if let Some(inject) = fabric.inject.get(me) {
+            let mut k = 0;
+            while k < burst && inject.recv_swap(&mut rx[k]) {
+                k += 1;
+            }
+            work += k;
+            for b in rx[..k].iter_mut() {
+                let path = snap.path(b.meta.tag);
+                let spec = PathSpec {
+                    local: b.meta.src,
+                    remote: b.meta.dst,
+                    encap: Encap::Udp,
+                    l2: path.and_then(|p| p.spec.l2),
+                    keepalive_ms: 0,
+                };
+                match frame_for(core.cipher_layer, b, &spec) {
+                    Ok(()) => {
+                        if to_cipher.is_full() {
+                            flush(cipher, to_cipher, &mut core.cnt, Counter::TxCipher, snap, fabric, me);
+                        }
+                        to_cipher.take(b);
+                        core.cnt.inc(Counter::InjectTx);
+                    }
+                    Err(c) => core.cnt.inc(c),
+                }
+                b.reset();
+            }
+        }
+
+        if now.saturating_sub(housekeeping.last_ns) >= HOUSEKEEPING_NS {
+            housekeeping.last_ns = now;
+            keepalives(core, snap, now, &mut rx[0], cipher, to_cipher, fabric, me);
+        }
+
+        flush(clear, to_clear, &mut core.cnt, Counter::TxClear, snap, fabric, me);
+        flush(cipher, to_cipher, &mut core.cnt, Counter::TxCipher, snap, fabric, me);
+        core.cnt.flush(fabric.counters.worker(me));
+        work
+    }
+}
+
+#[inline]
+#[allow(clippy::too_many_arguments)]
+fn stage_out<C: BurstIo>(
+    core: &mut Core,
+    snap: &Snapshot,
+    v: OutVerdict,
+    b: &mut PacketBuf,
+    cipher: &mut C,
+    to_cipher: &mut Stage,
+    fabric: &Fabric,
+    me: usize,
+) {
+    match v {
+        OutVerdict::Cipher(first) => {
+            if to_cipher.is_full() {
+                flush(cipher, to_cipher, &mut core.cnt, Counter::TxCipher, snap, fabric, me);
+            }
+            let i = to_cipher.take(b);
+            if let Some((p, g)) = first {
+                to_cipher.firsts.push((i, p, g));
+            }
+        }
+        OutVerdict::Drop(c) => core.cnt.inc(c),
+        OutVerdict::Consumed => {}
+    }
+}
+
+/// RFC 3948 4: a keepalive on every UDP-encapsulated path this worker is responsible for
+/// that has been quiet for its keepalive interval.
+#[allow(clippy::too_many_arguments)]
+fn keepalives<C: BurstIo>(
+    core: &mut Core,
+    snap: &Snapshot,
+    now: u64,
+    scratch: &mut PacketBuf,
+    cipher: &mut C,
+    to_cipher: &mut Stage,
+    fabric: &Fabric,
+    me: usize,
+) {
+    let end = snap.paths_len().min(core.paths.len());
+    let mut id = me;
+    while id < end {
+        if let Some(rec) = snap.path(id as PathId) {
+            let ka = rec.spec.keepalive_ms as u64 * 1_000_000;
+            let ps = &mut core.paths[id];
+            if ka != 0 && rec.spec.encap == Encap::Udp && now.saturating_sub(ps.last_tx_ns) >= ka {
+                ps.last_tx_ns = now;
+                scratch.reset();
+                if scratch.fill(&[natt::KEEPALIVE]) && frame_for(core.cipher_layer, scratch, &rec.spec).is_ok() {
+                    if to_cipher.is_full() {
+                        flush(cipher, to_cipher, &mut core.cnt, Counter::TxCipher, snap, fabric, me);
+                    }
+                    to_cipher.take(scratch);
+                    core.cnt.inc(Counter::KeepaliveTx);
+                }
+            }
+        }
+        id += core.workers.max(1);
+    }
+}
+
+/// Sends everything staged; counts what the port refused; reports path-on-wire events.
+#[inline]
+fn flush<P: BurstIo>(
+    port: &mut P,
+    stage: &mut Stage,
+    cnt: &mut LocalCounters,
+    ok: Counter,
+    snap: &Snapshot,
+    fabric: &Fabric,
+    me: usize,
+) {
+    let n = stage.n;
+    if n == 0 {
+        return;
+    }
+    let sent = port.tx_burst(&mut stage.bufs[..n]).unwrap_or(0).min(n);
+    cnt.add(ok, sent as u64);
+    cnt.add(Counter::DropTxFail, (n - sent) as u64);
+    if !stage.firsts.is_empty() {
+        let wire_ns = now_ns();
+        for &(i, path, generation) in &stage.firsts {
+            if i >= sent {
+                continue;
+            }
+            let published_ns = snap
+                .path(path)
+                .filter(|r| r.generation == generation)
+                .map_or(0, |r| r.published_ns);
+            let _ = fabric.events.push(WorkerEvent::PathOnWire {
+                worker: me as u16,
+                path,
+                generation,
+                published_ns,
+                wire_ns,
+            });
+        }
+        stage.firsts.clear();
+    }
+    for b in stage.bufs[..n].iter_mut() {
+        b.reset();
+    }
+    stage.n = 0;
+}
