@@ -9,7 +9,7 @@ pub mod io;
 pub mod ip;
 pub mod natt;
 pub mod replay;
-// worker: enabled once esp lands
+pub mod worker;
 
 
 pub use buf::{Meta, PacketBuf};
