@@ -15,6 +15,7 @@
 pub mod afpacket;
 pub mod mem;
 pub mod pcap;
+pub mod sys;
 pub mod traffic;
 pub mod tun;
 pub mod udp;

@@ -1,0 +1,270 @@
+//! Linux glue shared by the kernel-facing backends (`udp`, `afpacket`, `tun`): socket
+//! addresses, socket options, interface ioctls, and the few kernel constants that the
+//! `libc` crate does not export on every target.
+
+use std::io;
+use std::mem;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+// <linux/udp.h>
+pub const UDP_SEGMENT: libc::c_int = 103;
+pub const UDP_GRO: libc::c_int = 104;
+
+// <linux/if_packet.h>
+pub const PACKET_RX_RING: libc::c_int = 5;
+pub const PACKET_VERSION: libc::c_int = 10;
+pub const PACKET_TX_RING: libc::c_int = 13;
+pub const PACKET_FANOUT: libc::c_int = 18;
+pub const PACKET_QDISC_BYPASS: libc::c_int = 20;
+pub const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+pub const PACKET_FANOUT_HASH: u32 = 0;
+pub const TPACKET_V2: libc::c_int = 1;
+pub const TPACKET_V3: libc::c_int = 2;
+pub const TP_STATUS_KERNEL: u32 = 0;
+pub const TP_STATUS_USER: u32 = 1;
+pub const TP_STATUS_AVAILABLE: u32 = 0;
+pub const TP_STATUS_SEND_REQUEST: u32 = 1;
+pub const TP_STATUS_SENDING: u32 = 2;
+pub const TP_STATUS_WRONG_FORMAT: u32 = 4;
+pub const TPACKET_ALIGNMENT: usize = 16;
+
+/// `struct tpacket_req3` (also used, first four fields only, as `struct tpacket_req`).
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct TpacketReq3 {
+    pub block_size: u32,
+    pub block_nr: u32,
+    pub frame_size: u32,
+    pub frame_nr: u32,
+    pub retire_blk_tov: u32,
+    pub sizeof_priv: u32,
+    pub feature_req_word: u32,
+}
+
+/// `struct tpacket_req` (TPACKET_V2 rings).
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct TpacketReq {
+    pub block_size: u32,
+    pub block_nr: u32,
+    pub frame_size: u32,
+    pub frame_nr: u32,
+}
+
+/// Turns a libc return value into an `io::Result`.
+pub fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// `socket(2)` returning an owned descriptor.
+pub fn socket(domain: libc::c_int, ty: libc::c_int, proto: libc::c_int) -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall with integer arguments.
+    let fd = cvt(unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, proto) })?;
+    // SAFETY: `fd` is a fresh descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `setsockopt(2)` with a plain-old-data value.
+pub fn setsockopt<T: Copy>(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+) -> io::Result<()> {
+    // SAFETY: `value` points to `size_of::<T>()` readable bytes for the duration of the call.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            value as *const T as *const libc::c_void,
+            mem::size_of::<T>() as libc::socklen_t,
+        )
+    })?;
+    Ok(())
+}
+
+/// Writes `addr` as a kernel socket address; returns its length.
+pub fn sockaddr_from(addr: &SocketAddr, out: &mut libc::sockaddr_storage) -> libc::socklen_t {
+    match addr {
+        SocketAddr::V4(a) => {
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in; both are
+            // plain data.
+            let sin =
+                unsafe { &mut *(out as *mut libc::sockaddr_storage as *mut libc::sockaddr_in) };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = a.port().to_be();
+            sin.sin_addr = libc::in_addr {
+                s_addr: u32::from_ne_bytes(a.ip().octets()),
+            };
+            sin.sin_zero = [0; 8];
+            mem::size_of::<libc::sockaddr_in>() as libc::socklen_t
+        }
+        SocketAddr::V6(a) => {
+            // SAFETY: as above, for sockaddr_in6.
+            let sin6 =
+                unsafe { &mut *(out as *mut libc::sockaddr_storage as *mut libc::sockaddr_in6) };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_port = a.port().to_be();
+            sin6.sin6_flowinfo = a.flowinfo();
+            sin6.sin6_addr = libc::in6_addr {
+                s6_addr: a.ip().octets(),
+            };
+            sin6.sin6_scope_id = a.scope_id();
+            mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t
+        }
+    }
+}
+
+/// Reads a kernel socket address; `None` for families other than IPv4/IPv6.
+pub fn sockaddr_to(st: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match st.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in; alignment and size
+            // of sockaddr_storage cover it.
+            let sin =
+                unsafe { &*(st as *const libc::sockaddr_storage as *const libc::sockaddr_in) };
+            let ip = Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(sin.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: as above, for sockaddr_in6.
+            let sin6 =
+                unsafe { &*(st as *const libc::sockaddr_storage as *const libc::sockaddr_in6) };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(sin6.sin6_addr.s6_addr),
+                u16::from_be(sin6.sin6_port),
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// `getsockname(2)`.
+pub fn local_addr(fd: RawFd) -> io::Result<SocketAddr> {
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    let mut st: libc::sockaddr_storage = unsafe { mem::zeroed() };
+    let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: `st`/`len` describe a writable buffer of the stated size.
+    cvt(unsafe {
+        libc::getsockname(
+            fd,
+            &mut st as *mut libc::sockaddr_storage as *mut libc::sockaddr,
+            &mut len,
+        )
+    })?;
+    sockaddr_to(&st).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an IP socket"))
+}
+
+/// Sets `O_NONBLOCK` on a descriptor.
+pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor we own, integer arguments.
+    let flags = cvt(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
+    // SAFETY: as above.
+    cvt(unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) })?;
+    Ok(())
+}
+
+/// An `ifreq` naming `name`; fails if the name does not fit `IFNAMSIZ - 1`.
+pub fn ifreq(name: &str) -> io::Result<libc::ifreq> {
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "bad interface name {name:?} (1..{} bytes, no NUL)",
+                libc::IFNAMSIZ - 1
+            ),
+        ));
+    }
+    // SAFETY: all-zero is a valid ifreq (a name buffer and a plain-data union).
+    let mut ifr: libc::ifreq = unsafe { mem::zeroed() };
+    for (d, s) in ifr.ifr_name.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    Ok(ifr)
+}
+
+/// The interface name stored in an `ifreq` (after TUNSETIFF the kernel writes it back).
+pub fn ifreq_name(ifr: &libc::ifreq) -> String {
+    let raw: Vec<u8> = ifr
+        .ifr_name
+        .iter()
+        .take_while(|c| **c != 0)
+        .map(|c| *c as u8)
+        .collect();
+    String::from_utf8_lossy(&raw).into_owned()
+}
+
+/// Runs an interface ioctl on a throwaway datagram socket.
+pub fn if_ioctl(req: libc::c_ulong, ifr: &mut libc::ifreq) -> io::Result<()> {
+    let s = socket(libc::AF_INET, libc::SOCK_DGRAM, 0)?;
+    // SAFETY: interface ioctls read and write exactly one `ifreq`, which `ifr` is.
+    cvt(unsafe { libc::ioctl(s.as_raw_fd(), req as _, ifr as *mut libc::ifreq) })?;
+    Ok(())
+}
+
+/// Interface index of `name`.
+pub fn if_index(name: &str) -> io::Result<u32> {
+    let mut ifr = ifreq(name)?;
+    if_ioctl(libc::SIOCGIFINDEX, &mut ifr)?;
+    // SAFETY: SIOCGIFINDEX filled the ifindex member of the union.
+    let idx = unsafe { ifr.ifr_ifru.ifru_ifindex };
+    u32::try_from(idx).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "negative ifindex"))
+}
+
+/// Hardware (MAC) address of `name`.
+pub fn if_mac(name: &str) -> io::Result<[u8; 6]> {
+    let mut ifr = ifreq(name)?;
+    if_ioctl(libc::SIOCGIFHWADDR, &mut ifr)?;
+    // SAFETY: SIOCGIFHWADDR filled the hwaddr member of the union.
+    let sa = unsafe { ifr.ifr_ifru.ifru_hwaddr };
+    let mut mac = [0u8; 6];
+    for (d, s) in mac.iter_mut().zip(sa.sa_data.iter()) {
+        *d = *s as u8;
+    }
+    Ok(mac)
+}
+
+/// Sets the MTU of `name`.
+pub fn if_set_mtu(name: &str, mtu: u32) -> io::Result<()> {
+    let mut ifr = ifreq(name)?;
+    ifr.ifr_ifru.ifru_mtu = libc::c_int::try_from(mtu)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "mtu out of range"))?;
+    if_ioctl(libc::SIOCSIFMTU, &mut ifr)
+}
+
+/// Sets IFF_UP (and IFF_RUNNING) on `name`, keeping its other flags.
+pub fn if_up(name: &str) -> io::Result<()> {
+    let mut ifr = ifreq(name)?;
+    if_ioctl(libc::SIOCGIFFLAGS, &mut ifr)?;
+    // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
+    let flags = unsafe { ifr.ifr_ifru.ifru_flags };
+    ifr.ifr_ifru.ifru_flags = flags | (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+    if_ioctl(libc::SIOCSIFFLAGS, &mut ifr)
+}
+
+/// A classic BPF program that accepts nothing (`ret #0`), attached with SO_ATTACH_FILTER.
+pub fn attach_drop_all_filter(fd: RawFd) -> io::Result<()> {
+    let mut insn = [libc::sock_filter {
+        code: (libc::BPF_RET | libc::BPF_K) as u16,
+        jt: 0,
+        jf: 0,
+        k: 0,
+    }];
+    let prog = libc::sock_fprog {
+        len: 1,
+        filter: insn.as_mut_ptr(),
+    };
+    setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog)
+}
