@@ -184,7 +184,7 @@ pub fn check_trailer(plain: &[u8]) -> Result<(usize, u8), DecapError> {
         .get(payload_len..payload_len + pad_len)
         .ok_or(DecapError::BadPadding)?;
     // RFC 4303 2.4: the default padding is 1, 2, 3, ...; the receiver checks it.
-    if pad.iter().zip(1u8..).any(|(&b, want)| b != want) {
+    if pad.iter().zip(1u8..=u8::MAX).any(|(&b, want)| b != want) {
         return Err(DecapError::BadPadding);
     }
     Ok((payload_len, next_header))
@@ -215,7 +215,7 @@ pub fn encap(
     }
     let trailer = raw.get_mut(end..trailer_end).ok_or(EncapError::NoRoom)?;
     let (pad_bytes, tail) = trailer.split_at_mut(pad);
-    for (b, v) in pad_bytes.iter_mut().zip(1u8..) {
+    for (b, v) in pad_bytes.iter_mut().zip(1u8..=u8::MAX) {
         *b = v;
     }
     tail.copy_from_slice(&[pad as u8, next_header]);
