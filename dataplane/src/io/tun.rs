@@ -41,7 +41,7 @@ pub struct TunStats {
 /// A TUN device port (see the module doc).
 pub struct TunPort {
     fd: OwnedFd,
-    name: String,
+    ifname: String,
     label: String,
     stats: TunStats,
 }
@@ -83,14 +83,14 @@ impl TunPort {
         Ok(TunPort {
             fd,
             label: format!("tun:{name}"),
-            name,
+            ifname: name,
             stats: TunStats::default(),
         })
     }
 
     /// The interface name the kernel assigned.
     pub fn ifname(&self) -> &str {
-        &self.name
+        &self.ifname
     }
 
     /// Drop counters.
