@@ -225,28 +225,31 @@ fn datagram_case(name: &str, src: &str, dst: &str) {
     // An ESP packet as carried on UDP 4500 (RFC 3948 2.2): SPI, sequence, then ciphertext.
     let mut esp = vec![0x00, 0x00, 0x10, 0x01, 0x00, 0x00, 0x00, 0x01];
     esp.extend((0u8..48).map(|i| i.wrapping_mul(7)));
-    let mut bufs = PacketBuf::alloc(2);
-    assert!(bufs[0].fill(&esp));
-    bufs[0].meta.src = src;
-    bufs[0].meta.dst = dst;
-    assert_eq!(a.tx_burst(&mut bufs[..1]).unwrap(), 1);
+    // Several in one burst: each record's headers are built afresh.
+    let mut bufs = PacketBuf::alloc(4);
+    for b in bufs.iter_mut() {
+        assert!(b.fill(&esp));
+        b.meta.src = src;
+        b.meta.dst = dst;
+    }
+    assert_eq!(a.tx_burst(&mut bufs).unwrap(), 4);
     // And one received: Meta says remote (src) -> local (dst).
     bufs[1].reset();
     assert!(bufs[1].fill(&esp[..20]));
     bufs[1].meta.src = dst;
     bufs[1].meta.dst = src;
-    assert_eq!(b.tx_burst(&mut bufs[1..]).unwrap(), 1);
+    assert_eq!(b.tx_burst(&mut bufs[1..2]).unwrap(), 1);
     assert_eq!(a.rx_burst(&mut bufs[..1]).unwrap(), 1);
     a.flush().unwrap();
+    assert_eq!((a.packets(), a.skipped()), (5, 0));
 
     let cap = read_pcap(&path);
     assert_eq!(cap.linktype, LINKTYPE_RAW);
-    assert_eq!(cap.records.len(), 2);
-    for (r, (from, to, payload)) in cap
-        .records
-        .iter()
-        .zip([(src, dst, &esp[..]), (dst, src, &esp[..20])])
-    {
+    assert_eq!(cap.records.len(), 5);
+    let expect = [(src, dst, &esp[..]); 4]
+        .into_iter()
+        .chain([(dst, src, &esp[..20])]);
+    for (r, (from, to, payload)) in cap.records.iter().zip(expect) {
         let outer = parse_outer(&r.data, Layer::Ip).expect("a valid IP/UDP packet");
         assert_eq!(outer.encap, Encap::Udp);
         assert_eq!(outer.src, from);
@@ -267,7 +270,7 @@ fn datagram_case(name: &str, src: &str, dst: &str) {
         );
     }
     if let Some(n) = tshark_count(&path, Some("udp.port == 4500 && esp.spi == 0x00001001")) {
-        assert_eq!(n, 2);
+        assert_eq!(n, 5);
     }
     let _ = std::fs::remove_file(&path);
 }

@@ -156,6 +156,8 @@ impl<P: BurstIo> Pcap<P> {
         if synthetic {
             let (src, dst) = same_family(buf.meta.src, buf.meta.dst);
             let payload = buf.data();
+            // The headers go in front of the data start: restore the full head room.
+            self.scratch.reset();
             let built = build_udp_packet(&mut self.scratch, src, dst, payload.len(), |p| {
                 p.copy_from_slice(payload)
             });
