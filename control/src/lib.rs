@@ -1,1 +1,4 @@
+//! mobiked's control plane: the static configuration and the control socket.
 
+pub mod config;
+pub mod ctl;

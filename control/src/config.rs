@@ -1,0 +1,2198 @@
+//! The static configuration (`mobiked run -c FILE`, `mobiked check FILE`): YAML read with
+//! `serde-saphyr`, then validated as a whole.
+//!
+//! Loading has three stages, each reporting every problem it finds, with the key path
+//! (`tunnels[0].outbound.key`), the line and column, what is wrong and how to fix it:
+//! 1. YAML syntax, under a budget that stops alias bombs and oversized input;
+//! 2. unknown keys, with a did-you-mean suggestion (the accepted keys come from the serde
+//!    structs themselves, so the two cannot drift apart);
+//! 3. types and meaning: numbers, ranges, addresses, keys, references between sections.
+//!
+//! Stage 3 runs only once stage 2 is clean: a misspelt key usually also leaves a required
+//! key missing, and reporting both would point twice at one mistake.
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_saphyr::{Location, Spanned};
+use shared::path::{Encap, PathId, PathSpec, L2};
+use shared::policy::{Prefix, Tunnel, TunnelId};
+use shared::sa::{EspCipher, EspKey, InboundSpec, OutboundSpec};
+use shared::table::{TableConfig, TableWriter};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+/// Largest configuration file accepted (a static configuration is a few KiB).
+pub const MAX_FILE_BYTES: u64 = 4 << 20;
+/// Packets per burst.
+pub const BURST_RANGE: std::ops::RangeInclusive<u64> = 1..=256;
+/// Anti-replay window in packets (0 disables).
+pub const REPLAY_WINDOW_MAX: u64 = 8192;
+/// Worker threads.
+pub const WORKERS_MAX: u64 = 256;
+/// SA slots per direction.
+pub const MAX_SAS_MAX: u64 = 1 << 20;
+/// `sun_path` holds 108 bytes including the terminating NUL (unix(7)).
+pub const SOCKET_PATH_MAX: usize = 107;
+/// IFNAMSIZ is 16 including the terminating NUL (netdevice(7)).
+pub const IFNAME_MAX: usize = 15;
+/// Longest NAT keepalive interval accepted, in seconds.
+pub const KEEPALIVE_MAX: u64 = 3600;
+
+// ---------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------
+
+/// One problem in a configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Key path, e.g. `tunnels[0].outbound.key`; empty for the document as a whole.
+    pub path: String,
+    /// 1-based line and column in the file; 0 when unknown.
+    pub line: u64,
+    pub column: u64,
+    /// What is wrong.
+    pub problem: String,
+    /// How to fix it (may be empty when the problem says it all).
+    pub fix: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line > 0 {
+            write!(f, "line {}, column {}: ", self.line, self.column)?;
+        }
+        if !self.path.is_empty() {
+            write!(f, "{}: ", self.path)?;
+        }
+        f.write_str(&self.problem)?;
+        if !self.fix.is_empty() {
+            write!(f, ": {}", self.fix)?;
+        }
+        Ok(())
+    }
+}
+
+/// Every problem found in a configuration, in file order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl ConfigErrors {
+    pub fn iter(&self) -> impl Iterator<Item = &ConfigError> {
+        self.0.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The first error at exactly `path`.
+    pub fn at(&self, path: &str) -> Option<&ConfigError> {
+        self.0.iter().find(|e| e.path == path)
+    }
+
+    fn push(
+        &mut self,
+        path: impl Into<String>,
+        loc: Option<Location>,
+        problem: impl Into<String>,
+        fix: impl Into<String>,
+    ) {
+        let (line, column) = loc.map_or((0, 0), |l| (l.line(), l.column()));
+        self.0.push(ConfigError {
+            path: path.into(),
+            line,
+            column,
+            problem: problem.into(),
+            fix: fix.into(),
+        });
+    }
+
+    fn sort(&mut self) {
+        // Located errors in file order; document-wide ones (line 0) last.
+        self.0.sort_by_key(|e| (e.line == 0, e.line, e.column));
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+// ---------------------------------------------------------------------------------------
+// The validated configuration
+// ---------------------------------------------------------------------------------------
+
+/// A validated static configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StaticConfig {
+    pub dataplane: DataplaneConf,
+    pub cipher: CipherConf,
+    pub clear: ClearConf,
+    pub control: ControlConf,
+    pub paths: Vec<PathConf>,
+    pub tunnels: Vec<TunnelConf>,
+}
+
+/// Whether the fastpath encrypts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Esp,
+    /// Baseline: forward between the sides without encryption.
+    Plain,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataplaneConf {
+    pub workers: usize,
+    /// Core of worker i, when pinned.
+    pub cores: Option<Vec<usize>>,
+    pub burst: usize,
+    pub replay_window: u32,
+    pub max_sas: usize,
+    pub mode: Mode,
+}
+
+/// The outer (encrypted) side.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CipherConf {
+    pub backend: CipherBackend,
+    pub pcap: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CipherBackend {
+    Udp {
+        bind: Vec<SocketAddr>,
+        gso: bool,
+        gro: bool,
+    },
+    AfPacket {
+        interface: String,
+    },
+}
+
+/// The inner (protected) side.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClearConf {
+    pub backend: ClearBackend,
+    pub pcap: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClearBackend {
+    Tun { name: String },
+    AfPacket { interface: String },
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ControlConf {
+    pub socket: Option<PathBuf>,
+}
+
+/// How an Ethernet-layer backend finds the next hop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NextHop {
+    /// From the kernel's neighbour table.
+    Auto,
+    Mac([u8; 6]),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PathConf {
+    pub name: String,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub encap: Encap,
+    /// Seconds without traffic before a NAT keepalive (RFC 3948 4); 0 = off.
+    pub keepalive_s: u32,
+    /// Only with the afpacket cipher backend.
+    pub next_hop_mac: Option<NextHop>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TunnelConf {
+    pub name: String,
+    /// Name of the path, and its index in `StaticConfig::paths`.
+    pub path: String,
+    pub path_index: usize,
+    pub local_ts: Vec<Prefix>,
+    pub remote_ts: Vec<Prefix>,
+    pub outbound: SaConf,
+    pub inbound: SaConf,
+}
+
+/// One direction's SA.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SaConf {
+    pub spi: u32,
+    pub cipher: EspCipher,
+    /// Key followed by the 4-byte RFC 4106 salt.
+    pub key: Vec<u8>,
+    pub esn: bool,
+    /// Inbound only: the anti-replay window (the dataplane default unless overridden).
+    pub replay_window: u32,
+}
+
+impl fmt::Debug for SaConf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print key material.
+        f.debug_struct("SaConf")
+            .field("spi", &format_args!("{:#010x}", self.spi))
+            .field("cipher", &self.cipher)
+            .field("esn", &self.esn)
+            .field("replay_window", &self.replay_window)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Name-to-id maps of what `StaticConfig::install` put into the tables.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InstalledNames {
+    pub paths: BTreeMap<String, PathId>,
+    pub tunnels: BTreeMap<String, TunnelId>,
+}
+
+impl InstalledNames {
+    pub fn path(&self, name: &str) -> Option<PathId> {
+        self.paths.get(name).copied()
+    }
+
+    pub fn tunnel(&self, name: &str) -> Option<TunnelId> {
+        self.tunnels.get(name).copied()
+    }
+}
+
+impl StaticConfig {
+    /// Table sizes for this configuration.
+    pub fn table_config(&self) -> TableConfig {
+        let n = self.dataplane.max_sas;
+        TableConfig {
+            workers: self.dataplane.workers,
+            max_inbound: n,
+            max_outbound: n,
+            max_paths: n.max(self.paths.len()),
+            max_tunnels: n.max(self.tunnels.len()),
+        }
+    }
+
+    /// The path spec of `paths[i]` with link-layer addresses `l2`.
+    pub fn path_spec(&self, path: &PathConf, l2: Option<L2>) -> PathSpec {
+        PathSpec {
+            local: path.local,
+            remote: path.remote,
+            encap: path.encap,
+            l2,
+            keepalive_ms: path.keepalive_s.saturating_mul(1000),
+        }
+    }
+
+    /// Installs paths (ids in configuration order), tunnels (ids in order) and their SAs,
+    /// then publishes. SA owners are assigned round-robin over the workers, outbound then
+    /// inbound for each tunnel. `resolve_l2` supplies Ethernet addresses for a path
+    /// (`Ok(None)` where the kernel routes).
+    pub fn install(
+        &self,
+        writer: &mut TableWriter,
+        mut resolve_l2: impl FnMut(&PathConf) -> Result<Option<L2>, String>,
+    ) -> Result<InstalledNames, String> {
+        let mut names = InstalledNames::default();
+        for (i, p) in self.paths.iter().enumerate() {
+            let id = i as PathId;
+            let l2 = resolve_l2(p).map_err(|e| format!("paths[{i}] ({}): {e}", p.name))?;
+            writer
+                .set_path(id, self.path_spec(p, l2))
+                .map_err(|e| format!("paths[{i}] ({}): {e}", p.name))?;
+            names.paths.insert(p.name.clone(), id);
+        }
+        let workers = self.dataplane.workers.max(1);
+        let mut next_owner = 0usize;
+        let mut owner = || {
+            let o = (next_owner % workers) as u16;
+            next_owner += 1;
+            o
+        };
+        for (i, t) in self.tunnels.iter().enumerate() {
+            let id = i as TunnelId;
+            let ctx = |e: &dyn fmt::Display| format!("tunnels[{i}] ({}): {e}", t.name);
+            writer
+                .set_tunnel(Tunnel {
+                    id,
+                    local_ts: t.local_ts.clone(),
+                    remote_ts: t.remote_ts.clone(),
+                })
+                .map_err(|e| ctx(&e))?;
+            let out = &t.outbound;
+            writer
+                .set_outbound(OutboundSpec {
+                    spi: out.spi,
+                    owner: owner(),
+                    esn: out.esn,
+                    key: EspKey::new(out.cipher, &out.key).map_err(|e| ctx(&e))?,
+                    path: t.path_index as PathId,
+                    tunnel: id,
+                })
+                .map_err(|e| ctx(&e))?;
+            let inb = &t.inbound;
+            writer
+                .add_inbound(InboundSpec {
+                    spi: inb.spi,
+                    owner: owner(),
+                    esn: inb.esn,
+                    replay_window: inb.replay_window,
+                    key: EspKey::new(inb.cipher, &inb.key).map_err(|e| ctx(&e))?,
+                    tunnel: id,
+                })
+                .map_err(|e| ctx(&e))?;
+            names.tunnels.insert(t.name.clone(), id);
+        }
+        writer.publish();
+        Ok(names)
+    }
+
+    /// Number of SAs (both directions).
+    pub fn sa_count(&self) -> usize {
+        self.tunnels.len() * 2
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Entry points
+// ---------------------------------------------------------------------------------------
+
+/// Reads and validates the configuration file at `path`.
+pub fn load(path: impl AsRef<Path>) -> Result<StaticConfig, ConfigErrors> {
+    let path = path.as_ref();
+    let doc = |problem: String, fix: &str| {
+        let mut e = ConfigErrors::default();
+        e.push("", None, problem, fix);
+        e
+    };
+    let meta = std::fs::metadata(path).map_err(|e| {
+        doc(
+            format!("cannot read {}: {e}", path.display()),
+            "check the path",
+        )
+    })?;
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(doc(
+            format!(
+                "{} is {} bytes, more than the {} accepted",
+                path.display(),
+                meta.len(),
+                MAX_FILE_BYTES
+            ),
+            "a static configuration is a few KiB; check the file",
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|e| {
+        doc(
+            format!("cannot read {}: {e}", path.display()),
+            "check the path and its permissions",
+        )
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        doc(
+            format!(
+                "{} is not UTF-8 (invalid byte at offset {})",
+                path.display(),
+                e.utf8_error().valid_up_to()
+            ),
+            "save the file as UTF-8",
+        )
+    })?;
+    parse(&text)
+}
+
+/// Parses and validates a configuration held in memory.
+pub fn parse(text: &str) -> Result<StaticConfig, ConfigErrors> {
+    if text.len() as u64 > MAX_FILE_BYTES {
+        let mut e = ConfigErrors::default();
+        e.push(
+            "",
+            None,
+            format!(
+                "configuration is {} bytes, more than {MAX_FILE_BYTES}",
+                text.len()
+            ),
+            "",
+        );
+        return Err(e);
+    }
+    // Stage 1: syntax, into a generic tree that remembers where every key is.
+    let tree: Spanned<Node> =
+        serde_saphyr::from_str_with_options(text, options()).map_err(yaml_error)?;
+    if matches!(tree.value, Node::Null) {
+        let mut e = ConfigErrors::default();
+        e.push(
+            "",
+            None,
+            "the configuration is empty",
+            "see examples/static-a.yaml for a complete example",
+        );
+        return Err(e);
+    }
+    // Stage 2: unknown keys.
+    let mut errs = ConfigErrors::default();
+    check_keys(&tree, &mut Vec::new(), &mut errs);
+    if !errs.is_empty() {
+        errs.sort();
+        return Err(errs);
+    }
+    // Stage 3: into the serde structs, then meaning.
+    let raw: RawConfig = serde_saphyr::from_str_with_options(text, options()).map_err(|e| {
+        let mut errs = yaml_error(e);
+        for err in &mut errs.0 {
+            if err.path.is_empty() && err.line > 0 {
+                err.path = path_at(&tree, err.line, err.column);
+            }
+        }
+        errs
+    })?;
+    let mut errs = ConfigErrors::default();
+    let cfg = validate(&raw, &mut errs);
+    errs.sort();
+    match cfg {
+        Some(cfg) if errs.is_empty() => Ok(cfg),
+        _ => Err(errs),
+    }
+}
+
+/// `mobiked check`: a one-line summary, or every error, one per line.
+pub fn check_file(path: impl AsRef<Path>) -> Result<String, String> {
+    let path = path.as_ref();
+    match load(path) {
+        Ok(c) => Ok(format!(
+            "ok: {}, {}, {}",
+            plural(c.paths.len(), "path"),
+            plural(c.tunnels.len(), "tunnel"),
+            plural(c.sa_count(), "SA")
+        )),
+        Err(errs) => Err(errs
+            .iter()
+            .map(|e| format!("{}: {e}", path.display()))
+            .collect::<Vec<_>>()
+            .join("\n")),
+    }
+}
+
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+/// Parser limits: a configuration has no reason for many aliases, deep nesting or large
+/// scalars, and the limits make an alias bomb fail in microseconds.
+fn options() -> serde_saphyr::Options {
+    let budget = serde_saphyr::Budget {
+        max_reader_input_bytes: Some(MAX_FILE_BYTES as usize),
+        max_events: 100_000,
+        max_aliases: 1_000,
+        max_anchors: 1_000,
+        max_depth: 64,
+        max_documents: 1,
+        max_nodes: 50_000,
+        max_total_scalar_bytes: 1 << 20,
+        max_merge_keys: 1_000,
+        ..Default::default()
+    };
+    let alias_limits = serde_saphyr::options::AliasLimits {
+        max_total_replayed_events: 10_000,
+        max_replay_stack_depth: 16,
+        max_alias_expansions_per_anchor: 100,
+    };
+    serde_saphyr::Options {
+        budget: Some(budget),
+        alias_limits,
+        duplicate_keys: serde_saphyr::DuplicateKeyPolicy::Error,
+        with_snippet: false,
+        crop_radius: 0,
+        ..Default::default()
+    }
+}
+
+fn yaml_error(e: serde_saphyr::Error) -> ConfigErrors {
+    let e = e.without_snippet();
+    let loc = e.location();
+    let (problem, fix) = match e {
+        serde_saphyr::Error::Budget { breach, .. } => (
+            format!("the document exceeds the parser's limits ({breach:?})"),
+            "a configuration needs no deep nesting, large values or many aliases; \
+             an alias that expands to thousands of nodes is refused"
+                .to_string(),
+        ),
+        serde_saphyr::Error::AliasError { msg, .. } => {
+            (msg.clone(), "check the anchor and its aliases".to_string())
+        }
+        serde_saphyr::Error::Message { msg, .. } if msg.contains("alias") => (
+            msg.clone(),
+            "a configuration needs no alias that expands to thousands of nodes; write the values out"
+                .to_string(),
+        ),
+        serde_saphyr::Error::Message { msg, .. } => describe_serde_message(msg),
+        serde_saphyr::Error::Unexpected { expected, .. } => match *expected {
+            "sequence start" => (
+                "expected a list here".to_string(),
+                "write a list, e.g. [a, b] or one `- item` per line".to_string(),
+            ),
+            "mapping start" => (
+                "expected a mapping here".to_string(),
+                "write `key: value` lines (or { key: value, ... })".to_string(),
+            ),
+            "string scalar" => (
+                "expected a single value here".to_string(),
+                "write one value, not a list or mapping".to_string(),
+            ),
+            other => (
+                format!("unexpected YAML structure (expected {other})"),
+                String::new(),
+            ),
+        },
+        other => {
+            let s = other.to_string();
+            // Drop the " at line X column Y" the library appends; we print our own.
+            let s = s.split(" at line ").next().unwrap_or(&s).to_string();
+            (s, String::new())
+        }
+    };
+    let mut errs = ConfigErrors::default();
+    errs.push("", loc, problem, fix);
+    errs
+}
+
+fn describe_serde_message(msg: &str) -> (String, String) {
+    if msg.contains("duplicate") {
+        return (msg.to_string(), "remove one of the two entries".to_string());
+    }
+    if msg.contains("expected a sequence") {
+        return (
+            msg.to_string(),
+            "write a list, e.g. [a, b] or one `- item` per line".to_string(),
+        );
+    }
+    if msg.contains("expected a string") {
+        return (msg.to_string(), "write a single value here".to_string());
+    }
+    if msg.contains("expected struct") || msg.contains("expected a map") {
+        return (
+            msg.to_string(),
+            "write a mapping of `key: value` lines here".to_string(),
+        );
+    }
+    (msg.to_string(), String::new())
+}
+
+// ---------------------------------------------------------------------------------------
+// Stage 1/2: the generic tree and the key check
+// ---------------------------------------------------------------------------------------
+
+/// Any YAML node, with the location of every key and value.
+#[derive(Debug)]
+enum Node {
+    Null,
+    Scalar,
+    Seq(Vec<Spanned<Node>>),
+    Map(Vec<(Spanned<String>, Spanned<Node>)>),
+}
+
+impl<'de> Deserialize<'de> for Node {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Node, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Node;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any YAML value")
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Node, E> {
+                Ok(Node::Scalar)
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Node, E> {
+                Ok(Node::Scalar)
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Node, E> {
+                Ok(Node::Scalar)
+            }
+            fn visit_i128<E: de::Error>(self, _: i128) -> Result<Node, E> {
+                Ok(Node::Scalar)
+            }
+            fn visit_u128<E: de::Error>(self, _: u128) -> Result<Node, E> {
+                Ok(Node::Scalar)
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Node, E> {
+                Ok(Node::Scalar)
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Node, E> {
+                Ok(Node::Scalar)
+            }
+            fn visit_bytes<E: de::Error>(self, _: &[u8]) -> Result<Node, E> {
+                Ok(Node::Scalar)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Node, E> {
+                Ok(Node::Null)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Node, E> {
+                Ok(Node::Null)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Node, D::Error> {
+                Node::deserialize(d)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Node, A::Error> {
+                let mut v = Vec::new();
+                while let Some(n) = a.next_element::<Spanned<Node>>()? {
+                    v.push(n);
+                }
+                Ok(Node::Seq(v))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Node, A::Error> {
+                let mut v = Vec::new();
+                while let Some(k) = a.next_key::<Spanned<String>>()? {
+                    let n = a.next_value::<Spanned<Node>>()?;
+                    v.push((k, n));
+                }
+                Ok(Node::Map(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+fn render_path(path: &[Seg]) -> String {
+    let mut s = String::new();
+    for seg in path {
+        match seg {
+            Seg::Key(k) => {
+                if !s.is_empty() {
+                    s.push('.');
+                }
+                s.push_str(k);
+            }
+            Seg::Index(i) => s.push_str(&format!("[{i}]")),
+        }
+    }
+    s
+}
+
+/// The accepted keys of the mapping at `path`, taken from the serde structs.
+fn fields_at(path: &[Seg]) -> Option<&'static [&'static str]> {
+    use Seg::*;
+    let k = |s: &Seg, name: &str| matches!(s, Key(x) if x == name);
+    match path {
+        [] => Some(fields_of::<RawConfig>()),
+        [a] if k(a, "dataplane") => Some(fields_of::<RawDataplane>()),
+        [a] if k(a, "cipher") => Some(fields_of::<RawCipher>()),
+        [a] if k(a, "clear") => Some(fields_of::<RawClear>()),
+        [a] if k(a, "control") => Some(fields_of::<RawControl>()),
+        [a, Index(_)] if k(a, "paths") => Some(fields_of::<RawPath>()),
+        [a, Index(_)] if k(a, "tunnels") => Some(fields_of::<RawTunnel>()),
+        [a, Index(_), b] if k(a, "tunnels") && (k(b, "outbound") || k(b, "inbound")) => {
+            Some(fields_of::<RawSa>())
+        }
+        _ => None,
+    }
+}
+
+fn check_keys(node: &Spanned<Node>, path: &mut Vec<Seg>, errs: &mut ConfigErrors) {
+    match &node.value {
+        Node::Map(entries) => {
+            let allowed = fields_at(path);
+            for (k, v) in entries {
+                if let Some(allowed) = allowed {
+                    if !allowed.contains(&k.value.as_str()) {
+                        path.push(Seg::Key(k.value.clone()));
+                        let fix = match suggest(&k.value, allowed) {
+                            Some(s) => format!("did you mean `{s}`?"),
+                            None => format!("accepted keys here: {}", allowed.join(", ")),
+                        };
+                        errs.push(
+                            render_path(path),
+                            Some(k.referenced),
+                            format!("unknown key `{}`", k.value),
+                            fix,
+                        );
+                        path.pop();
+                        continue;
+                    }
+                }
+                path.push(Seg::Key(k.value.clone()));
+                check_keys(v, path, errs);
+                path.pop();
+            }
+        }
+        Node::Seq(items) => {
+            for (i, item) in items.iter().enumerate() {
+                path.push(Seg::Index(i));
+                check_keys(item, path, errs);
+                path.pop();
+            }
+        }
+        Node::Null | Node::Scalar => {}
+    }
+}
+
+/// The key path of the node (key or value) at `line:column`, or of the last node before it.
+fn path_at(tree: &Spanned<Node>, line: u64, column: u64) -> String {
+    fn walk(
+        n: &Spanned<Node>,
+        path: &mut Vec<Seg>,
+        target: (u64, u64),
+        best: &mut Option<((u64, u64), String)>,
+    ) {
+        let here = (n.referenced.line(), n.referenced.column());
+        if here <= target && best.as_ref().is_none_or(|(b, _)| *b <= here) {
+            *best = Some((here, render_path(path)));
+        }
+        match &n.value {
+            Node::Map(entries) => {
+                for (k, v) in entries {
+                    path.push(Seg::Key(k.value.clone()));
+                    let kl = (k.referenced.line(), k.referenced.column());
+                    if kl <= target && best.as_ref().is_none_or(|(b, _)| *b <= kl) {
+                        *best = Some((kl, render_path(path)));
+                    }
+                    walk(v, path, target, best);
+                    path.pop();
+                }
+            }
+            Node::Seq(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    path.push(Seg::Index(i));
+                    walk(item, path, target, best);
+                    path.pop();
+                }
+            }
+            Node::Null | Node::Scalar => {}
+        }
+    }
+    let mut best = None;
+    walk(tree, &mut Vec::new(), (line, column), &mut best);
+    best.map(|(_, p)| p).unwrap_or_default()
+}
+
+/// The field names a derived `Deserialize` struct accepts, read from the derive itself by
+/// a deserializer that records what `deserialize_struct` is asked for.
+fn fields_of<T: for<'de> Deserialize<'de>>() -> &'static [&'static str] {
+    struct Probe<'a>(&'a mut &'static [&'static str]);
+    impl<'de> Deserializer<'de> for Probe<'_> {
+        type Error = de::value::Error;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(de::Error::custom("probe"))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = fields;
+            Err(de::Error::custom("probe"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+            option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+            ignored_any
+        }
+    }
+    let mut fields: &'static [&'static str] = &[];
+    let _ = T::deserialize(Probe(&mut fields));
+    fields
+}
+
+/// The closest candidate to `word`, if close enough to be a likely typo.
+fn suggest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    let w = word.to_ascii_lowercase().replace('-', "_");
+    candidates
+        .iter()
+        .map(|c| (edit_distance(&w, c), *c))
+        .filter(|(d, c)| *d <= (c.len().max(w.len()) / 3).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Edit distance counting a swap of two neighbours as one edit (optimal string alignment):
+/// `kye` is one typo away from `key`.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    // d[i][j]: distance between a[..i] and b[..j].
+    let w = b.len() + 1;
+    let mut d = vec![0usize; (a.len() + 1) * w];
+    for i in 0..=a.len() {
+        d[i * w] = i;
+    }
+    for (j, v) in d.iter_mut().enumerate().take(w) {
+        *v = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[(i - 1) * w + j] + 1)
+                .min(d[i * w + j - 1] + 1)
+                .min(d[(i - 1) * w + j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[(i - 2) * w + j - 2] + 1);
+            }
+            d[i * w + j] = v;
+        }
+    }
+    d[a.len() * w + b.len()]
+}
+
+// ---------------------------------------------------------------------------------------
+// Stage 3: serde structs (every leaf a located string, so that type errors are reported
+// with the key path and all at once) and semantic validation
+// ---------------------------------------------------------------------------------------
+
+type S = Spanned<String>;
+type List = Spanned<Vec<S>>;
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    dataplane: Option<Spanned<RawDataplane>>,
+    cipher: Option<Spanned<RawCipher>>,
+    clear: Option<Spanned<RawClear>>,
+    control: Option<Spanned<RawControl>>,
+    paths: Option<Spanned<Vec<Spanned<RawPath>>>>,
+    tunnels: Option<Spanned<Vec<Spanned<RawTunnel>>>>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDataplane {
+    workers: Option<S>,
+    cores: Option<List>,
+    burst: Option<S>,
+    replay_window: Option<S>,
+    max_sas: Option<S>,
+    mode: Option<S>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCipher {
+    backend: Option<S>,
+    bind: Option<List>,
+    interface: Option<S>,
+    gso: Option<S>,
+    gro: Option<S>,
+    pcap: Option<S>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClear {
+    backend: Option<S>,
+    name: Option<S>,
+    interface: Option<S>,
+    pcap: Option<S>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawControl {
+    socket: Option<S>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPath {
+    name: Option<S>,
+    local: Option<S>,
+    remote: Option<S>,
+    encap: Option<S>,
+    keepalive: Option<S>,
+    next_hop_mac: Option<S>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTunnel {
+    name: Option<S>,
+    path: Option<S>,
+    local_ts: Option<List>,
+    remote_ts: Option<List>,
+    outbound: Option<Spanned<RawSa>>,
+    inbound: Option<Spanned<RawSa>>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSa {
+    spi: Option<S>,
+    enc: Option<S>,
+    key: Option<S>,
+    esn: Option<S>,
+    replay_window: Option<S>,
+}
+
+/// Validation context: the error list and helpers that name keys.
+struct Ctx<'a> {
+    errs: &'a mut ConfigErrors,
+}
+
+impl Ctx<'_> {
+    fn err(
+        &mut self,
+        path: &str,
+        loc: Location,
+        problem: impl Into<String>,
+        fix: impl Into<String>,
+    ) {
+        self.errs.push(path, Some(loc), problem, fix);
+    }
+
+    fn missing(&mut self, path: &str, parent: Option<Location>, fix: impl Into<String>) {
+        self.errs.push(path, parent, "required key is missing", fix);
+    }
+
+    /// An unsigned integer (decimal or 0x-hex) within `range`.
+    fn uint(
+        &mut self,
+        path: &str,
+        v: &S,
+        range: std::ops::RangeInclusive<u64>,
+        what: &str,
+    ) -> Option<u64> {
+        match parse_uint(&v.value) {
+            Some(n) if range.contains(&n) => Some(n),
+            Some(n) => {
+                self.err(
+                    path,
+                    v.referenced,
+                    format!("{n} is out of range ({what})"),
+                    format!("give a value from {} to {}", range.start(), range.end()),
+                );
+                None
+            }
+            None => {
+                self.err(
+                    path,
+                    v.referenced,
+                    format!("`{}` is not a whole number ({what})", v.value),
+                    format!("give a value from {} to {}", range.start(), range.end()),
+                );
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, path: &str, v: &S) -> Option<bool> {
+        match v.value.as_str() {
+            "true" | "True" | "TRUE" | "yes" | "on" => Some(true),
+            "false" | "False" | "FALSE" | "no" | "off" => Some(false),
+            other => {
+                self.err(
+                    path,
+                    v.referenced,
+                    format!("`{other}` is not a boolean"),
+                    "write true or false",
+                );
+                None
+            }
+        }
+    }
+
+    /// One of `choices`, with a suggestion for a near miss.
+    fn choice<'c>(&mut self, path: &str, v: &S, choices: &[&'c str]) -> Option<&'c str> {
+        let lower = v.value.to_ascii_lowercase();
+        if let Some(c) = choices.iter().find(|c| **c == lower) {
+            return Some(c);
+        }
+        let fix = match suggest(&v.value, choices) {
+            Some(s) => format!("did you mean `{s}`? (one of: {})", choices.join(", ")),
+            None => format!("use one of: {}", choices.join(", ")),
+        };
+        self.err(
+            path,
+            v.referenced,
+            format!("unknown value `{}`", v.value),
+            fix,
+        );
+        None
+    }
+
+    fn socket_addr(&mut self, path: &str, v: &S) -> Option<SocketAddr> {
+        let s = v.value.trim();
+        if let Ok(a) = s.parse::<SocketAddr>() {
+            return Some(a);
+        }
+        let fix = if let Ok(ip) = s.parse::<IpAddr>() {
+            match ip {
+                IpAddr::V4(_) => format!("add the port, e.g. {ip}:4500"),
+                IpAddr::V6(_) => format!("add the port with brackets, e.g. [{ip}]:4500 (a bare IPv6 address is ambiguous)"),
+            }
+        } else if s.matches(':').count() > 1 && !s.starts_with('[') {
+            "write an IPv6 address in brackets before the port, e.g. [2001:db8::1]:4500".to_string()
+        } else {
+            "write IP:PORT, e.g. 192.0.2.1:4500 or [2001:db8::1]:4500 (host names are not resolved)"
+                .to_string()
+        };
+        self.err(
+            path,
+            v.referenced,
+            format!("`{s}` is not an address with a port"),
+            fix,
+        );
+        None
+    }
+
+    fn ifname(&mut self, path: &str, v: &S) -> Option<String> {
+        let s = v.value.as_str();
+        let bad = s.is_empty()
+            || s.len() > IFNAME_MAX
+            || s == "."
+            || s == ".."
+            || s.chars()
+                .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control());
+        if bad {
+            self.err(
+                path,
+                v.referenced,
+                format!("`{s}` is not a valid interface name"),
+                format!("use 1 to {IFNAME_MAX} characters without '/', ':' or spaces"),
+            );
+            return None;
+        }
+        Some(s.to_string())
+    }
+
+    fn file_path(&mut self, path: &str, v: &S) -> Option<PathBuf> {
+        if v.value.trim().is_empty() || v.value.contains('\0') {
+            self.err(
+                path,
+                v.referenced,
+                "empty file name",
+                "give a file path or remove the key",
+            );
+            return None;
+        }
+        Some(PathBuf::from(&v.value))
+    }
+
+    /// `name: present` only with `backend`; reports a key given for the other backend.
+    fn only_with(&mut self, path: &str, loc: Option<Location>, key_backend: &str, backend: &str) {
+        if let Some(loc) = loc {
+            self.err(
+                path,
+                loc,
+                format!(
+                    "this key applies to the {key_backend} backend, but the backend is {backend}"
+                ),
+                format!("remove it, or set the backend to {key_backend}"),
+            );
+        }
+    }
+}
+
+/// Decimal or `0x` hexadecimal, `_` allowed between digits.
+fn parse_uint(s: &str) -> Option<u64> {
+    let s = s.trim().replace('_', "");
+    if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        u64::from_str_radix(h, 16).ok()
+    } else if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        s.parse().ok()
+    } else {
+        None
+    }
+}
+
+fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = s.split([':', '-']);
+    for b in mac.iter_mut() {
+        let p = parts.next()?;
+        if p.len() != 2 {
+            return None;
+        }
+        *b = u8::from_str_radix(p, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
+fn validate(raw: &RawConfig, errs: &mut ConfigErrors) -> Option<StaticConfig> {
+    let mut cx = Ctx { errs };
+    let dataplane = validate_dataplane(&mut cx, raw.dataplane.as_ref());
+    let cipher = validate_cipher(&mut cx, raw.cipher.as_ref());
+    let clear = validate_clear(&mut cx, raw.clear.as_ref());
+    let control = validate_control(&mut cx, raw.control.as_ref());
+    let paths = validate_paths(&mut cx, raw.paths.as_ref(), cipher.as_ref());
+    // Tunnels refer to paths by the names written, valid or not, so that one broken path
+    // does not also make every tunnel on it report an unknown name.
+    let path_names: Vec<Option<String>> = raw.paths.as_ref().map_or(Vec::new(), |l| {
+        l.value
+            .iter()
+            .map(|p| p.value.name.as_ref().map(|n| n.value.clone()))
+            .collect()
+    });
+    let tunnels = validate_tunnels(
+        &mut cx,
+        raw.tunnels.as_ref(),
+        &path_names,
+        dataplane.as_ref(),
+    );
+    if let (Some(dp), Some(t)) = (dataplane.as_ref(), raw.tunnels.as_ref()) {
+        if t.value.len() > dp.max_sas {
+            cx.err(
+                "tunnels",
+                t.referenced,
+                format!(
+                    "{} tunnels need {} SA slots per direction, dataplane.max_sas is {}",
+                    t.value.len(),
+                    t.value.len(),
+                    dp.max_sas
+                ),
+                "raise dataplane.max_sas",
+            );
+        }
+    }
+    Some(StaticConfig {
+        dataplane: dataplane?,
+        cipher: cipher?,
+        clear: clear?,
+        control: control?,
+        paths: paths.into_iter().collect::<Option<Vec<_>>>()?,
+        tunnels: tunnels?,
+    })
+}
+
+fn validate_dataplane(
+    cx: &mut Ctx<'_>,
+    raw: Option<&Spanned<RawDataplane>>,
+) -> Option<DataplaneConf> {
+    let mut dp = DataplaneConf {
+        workers: 1,
+        cores: None,
+        burst: 64,
+        replay_window: 1024,
+        max_sas: 4096,
+        mode: Mode::Esp,
+    };
+    let Some(raw) = raw else { return Some(dp) };
+    let r = &raw.value;
+    let mut ok = true;
+    if let Some(v) = &r.workers {
+        match cx.uint("dataplane.workers", v, 1..=WORKERS_MAX, "worker threads") {
+            Some(n) => dp.workers = n as usize,
+            None => ok = false,
+        }
+    }
+    if let Some(v) = &r.burst {
+        match cx.uint("dataplane.burst", v, BURST_RANGE, "packets per burst") {
+            Some(n) => dp.burst = n as usize,
+            None => ok = false,
+        }
+    }
+    if let Some(v) = &r.replay_window {
+        match cx.uint(
+            "dataplane.replay_window",
+            v,
+            0..=REPLAY_WINDOW_MAX,
+            "anti-replay window in packets (0 disables)",
+        ) {
+            Some(n) => dp.replay_window = n as u32,
+            None => ok = false,
+        }
+    }
+    if let Some(v) = &r.max_sas {
+        match cx.uint(
+            "dataplane.max_sas",
+            v,
+            1..=MAX_SAS_MAX,
+            "SA slots per direction",
+        ) {
+            Some(n) => dp.max_sas = n as usize,
+            None => ok = false,
+        }
+    }
+    if let Some(v) = &r.mode {
+        match cx.choice("dataplane.mode", v, &["esp", "plain"]) {
+            Some("plain") => dp.mode = Mode::Plain,
+            Some(_) => dp.mode = Mode::Esp,
+            None => ok = false,
+        }
+    }
+    if let Some(list) = &r.cores {
+        let mut cores = Vec::new();
+        for (i, c) in list.value.iter().enumerate() {
+            let p = format!("dataplane.cores[{i}]");
+            match cx.uint(&p, c, 0..=4095, "CPU number") {
+                Some(n) if cores.contains(&(n as usize)) => {
+                    cx.err(
+                        &p,
+                        c.referenced,
+                        format!("core {n} is listed twice"),
+                        "give each worker its own core",
+                    );
+                    ok = false;
+                }
+                Some(n) => cores.push(n as usize),
+                None => ok = false,
+            }
+        }
+        if list.value.len() != dp.workers {
+            cx.err(
+                "dataplane.cores",
+                list.referenced,
+                format!("{} cores listed for {} workers", list.value.len(), dp.workers),
+                format!("list exactly one core per worker ({}), or remove `cores` to leave workers unpinned", dp.workers),
+            );
+            ok = false;
+        }
+        dp.cores = Some(cores);
+    }
+    ok.then_some(dp)
+}
+
+fn validate_cipher(cx: &mut Ctx<'_>, raw: Option<&Spanned<RawCipher>>) -> Option<CipherConf> {
+    let Some(raw) = raw else {
+        cx.errs.push(
+            "cipher",
+            None,
+            "required section is missing",
+            "add `cipher:` with `backend: udp` and `bind: [IP:4500]` (the encrypted side)",
+        );
+        return None;
+    };
+    let r = &raw.value;
+    let pcap = r.pcap.as_ref().and_then(|v| cx.file_path("cipher.pcap", v));
+    let pcap_ok = r.pcap.is_none() || pcap.is_some();
+    let Some(b) = &r.backend else {
+        cx.missing(
+            "cipher.backend",
+            Some(raw.referenced),
+            "add `backend: udp` or `backend: afpacket`",
+        );
+        return None;
+    };
+    let backend = match cx.choice("cipher.backend", b, &["udp", "afpacket"])? {
+        "udp" => {
+            cx.only_with(
+                "cipher.interface",
+                r.interface.as_ref().map(|v| v.referenced),
+                "afpacket",
+                "udp",
+            );
+            let gso = r
+                .gso
+                .as_ref()
+                .map_or(Some(true), |v| cx.boolean("cipher.gso", v));
+            let gro = r
+                .gro
+                .as_ref()
+                .map_or(Some(true), |v| cx.boolean("cipher.gro", v));
+            let mut bind = Vec::new();
+            let mut ok = r.interface.is_none();
+            match &r.bind {
+                None => {
+                    cx.missing(
+                        "cipher.bind",
+                        Some(raw.referenced),
+                        "add `bind: [\"IP:4500\"]` with the local addresses to listen on",
+                    );
+                    ok = false;
+                }
+                Some(list) if list.value.is_empty() => {
+                    cx.err(
+                        "cipher.bind",
+                        list.referenced,
+                        "no address to listen on",
+                        "add at least one IP:PORT, e.g. 0.0.0.0:4500",
+                    );
+                    ok = false;
+                }
+                Some(list) => {
+                    for (i, v) in list.value.iter().enumerate() {
+                        let p = format!("cipher.bind[{i}]");
+                        match cx.socket_addr(&p, v) {
+                            Some(a) if bind.contains(&a) => {
+                                cx.err(
+                                    &p,
+                                    v.referenced,
+                                    format!("{a} is listed twice"),
+                                    "remove the duplicate",
+                                );
+                                ok = false;
+                            }
+                            Some(a) if a.port() == 0 => {
+                                cx.err(
+                                    &p,
+                                    v.referenced,
+                                    "port 0 is not a fixed port",
+                                    "use the NAT-T port, e.g. 4500 (RFC 3948)",
+                                );
+                                ok = false;
+                            }
+                            Some(a) => bind.push(a),
+                            None => ok = false,
+                        }
+                    }
+                }
+            }
+            if !ok {
+                return None;
+            }
+            CipherBackend::Udp {
+                bind,
+                gso: gso?,
+                gro: gro?,
+            }
+        }
+        _ => {
+            cx.only_with(
+                "cipher.bind",
+                r.bind.as_ref().map(|l| l.referenced),
+                "udp",
+                "afpacket",
+            );
+            cx.only_with(
+                "cipher.gso",
+                r.gso.as_ref().map(|v| v.referenced),
+                "udp",
+                "afpacket",
+            );
+            cx.only_with(
+                "cipher.gro",
+                r.gro.as_ref().map(|v| v.referenced),
+                "udp",
+                "afpacket",
+            );
+            let Some(i) = &r.interface else {
+                cx.missing(
+                    "cipher.interface",
+                    Some(raw.referenced),
+                    "add `interface: NAME`, the Ethernet interface of the encrypted side",
+                );
+                return None;
+            };
+            let interface = cx.ifname("cipher.interface", i)?;
+            if r.bind.is_some() || r.gso.is_some() || r.gro.is_some() {
+                return None;
+            }
+            CipherBackend::AfPacket { interface }
+        }
+    };
+    pcap_ok.then_some(CipherConf { backend, pcap })
+}
+
+fn validate_clear(cx: &mut Ctx<'_>, raw: Option<&Spanned<RawClear>>) -> Option<ClearConf> {
+    let Some(raw) = raw else {
+        cx.errs.push(
+            "clear",
+            None,
+            "required section is missing",
+            "add `clear:` with `backend: tun` and `name: mtun0` (the protected side)",
+        );
+        return None;
+    };
+    let r = &raw.value;
+    let pcap = r.pcap.as_ref().and_then(|v| cx.file_path("clear.pcap", v));
+    let pcap_ok = r.pcap.is_none() || pcap.is_some();
+    let Some(b) = &r.backend else {
+        cx.missing(
+            "clear.backend",
+            Some(raw.referenced),
+            "add `backend: tun` or `backend: afpacket`",
+        );
+        return None;
+    };
+    let backend = match cx.choice("clear.backend", b, &["tun", "afpacket"])? {
+        "tun" => {
+            cx.only_with(
+                "clear.interface",
+                r.interface.as_ref().map(|v| v.referenced),
+                "afpacket",
+                "tun",
+            );
+            let Some(n) = &r.name else {
+                cx.missing(
+                    "clear.name",
+                    Some(raw.referenced),
+                    "add `name: mtun0`, the TUN interface to attach or create",
+                );
+                return None;
+            };
+            let name = cx.ifname("clear.name", n)?;
+            if r.interface.is_some() {
+                return None;
+            }
+            ClearBackend::Tun { name }
+        }
+        _ => {
+            cx.only_with(
+                "clear.name",
+                r.name.as_ref().map(|v| v.referenced),
+                "tun",
+                "afpacket",
+            );
+            let Some(i) = &r.interface else {
+                cx.missing(
+                    "clear.interface",
+                    Some(raw.referenced),
+                    "add `interface: NAME`, the Ethernet interface of the protected side",
+                );
+                return None;
+            };
+            let interface = cx.ifname("clear.interface", i)?;
+            if r.name.is_some() {
+                return None;
+            }
+            ClearBackend::AfPacket { interface }
+        }
+    };
+    pcap_ok.then_some(ClearConf { backend, pcap })
+}
+
+fn validate_control(cx: &mut Ctx<'_>, raw: Option<&Spanned<RawControl>>) -> Option<ControlConf> {
+    let Some(s) = raw.and_then(|r| r.value.socket.as_ref()) else {
+        return Some(ControlConf::default());
+    };
+    let p = s.value.as_str();
+    if p.is_empty() || p.contains('\0') {
+        cx.err(
+            "control.socket",
+            s.referenced,
+            "empty socket path",
+            "give an absolute path such as /run/mobiked.sock, or remove the key",
+        );
+        return None;
+    }
+    if !p.starts_with('/') {
+        cx.err(
+            "control.socket",
+            s.referenced,
+            format!("`{p}` is a relative path"),
+            format!(
+                "use an absolute path (e.g. /run/{p}) so `mobiked ctl` finds it from any directory"
+            ),
+        );
+        return None;
+    }
+    if p.ends_with('/') {
+        cx.err(
+            "control.socket",
+            s.referenced,
+            format!("`{p}` names a directory"),
+            format!("name the socket file, e.g. {p}mobiked.sock"),
+        );
+        return None;
+    }
+    if p.len() > SOCKET_PATH_MAX {
+        cx.err(
+            "control.socket",
+            s.referenced,
+            format!(
+                "the path is {} bytes; a unix socket path holds at most {SOCKET_PATH_MAX}",
+                p.len()
+            ),
+            "choose a shorter path, e.g. under /run",
+        );
+        return None;
+    }
+    Some(ControlConf {
+        socket: Some(PathBuf::from(p)),
+    })
+}
+
+fn validate_name(cx: &mut Ctx<'_>, path: &str, v: &S) -> bool {
+    let ok = !v.value.is_empty()
+        && v.value.len() <= 64
+        && v.value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !ok {
+        cx.err(
+            path,
+            v.referenced,
+            format!("`{}` is not a usable name", v.value),
+            "use 1 to 64 letters, digits, '-', '_' or '.' (it is typed on the `mobiked ctl` command line)",
+        );
+    }
+    ok
+}
+
+fn validate_paths(
+    cx: &mut Ctx<'_>,
+    raw: Option<&Spanned<Vec<Spanned<RawPath>>>>,
+    cipher: Option<&CipherConf>,
+) -> Vec<Option<PathConf>> {
+    let Some(list) = raw else { return Vec::new() };
+    let afpacket = matches!(
+        cipher.map(|c| &c.backend),
+        Some(CipherBackend::AfPacket { .. })
+    );
+    let backend_name = if afpacket { "afpacket" } else { "udp" };
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut out = Vec::new();
+    for (i, item) in list.value.iter().enumerate() {
+        let r = &item.value;
+        let at = |k: &str| format!("paths[{i}].{k}");
+        let mut ok = true;
+        let name = match &r.name {
+            None => {
+                cx.missing(
+                    &at("name"),
+                    Some(item.referenced),
+                    "add `name: NAME`; tunnels refer to their path by name",
+                );
+                ok = false;
+                None
+            }
+            Some(n) => {
+                if !validate_name(cx, &at("name"), n) {
+                    ok = false;
+                } else if let Some(first) = seen.get(&n.value) {
+                    cx.err(
+                        &at("name"),
+                        n.referenced,
+                        format!("path name `{}` is already used by paths[{first}]", n.value),
+                        "give every path its own name",
+                    );
+                    ok = false;
+                } else {
+                    seen.insert(n.value.clone(), i);
+                }
+                Some(n.value.clone())
+            }
+        };
+        let addr = |cx: &mut Ctx<'_>, key: &str, v: &Option<S>| match v {
+            None => {
+                cx.missing(
+                    &at(key),
+                    Some(item.referenced),
+                    format!("add `{key}: IP:PORT`"),
+                );
+                None
+            }
+            Some(v) => cx.socket_addr(&at(key), v),
+        };
+        let local = addr(cx, "local", &r.local);
+        let remote = addr(cx, "remote", &r.remote);
+        let encap = match &r.encap {
+            None => Some(Encap::Udp),
+            Some(v) => match cx.choice(&at("encap"), v, &["udp", "esp"]) {
+                Some("esp") => {
+                    if !afpacket && cipher.is_some() {
+                        cx.err(
+                            &at("encap"),
+                            v.referenced,
+                            "plain ESP (IP protocol 50) needs the afpacket cipher backend; the udp backend sends only UDP",
+                            "use `encap: udp` (RFC 3948), or set cipher.backend: afpacket",
+                        );
+                        None
+                    } else {
+                        Some(Encap::Esp)
+                    }
+                }
+                Some(_) => Some(Encap::Udp),
+                None => None,
+            },
+        };
+        let keepalive = match &r.keepalive {
+            None => Some(if encap == Some(Encap::Esp) { 0 } else { 20 }),
+            Some(v) => match cx.uint(
+                &at("keepalive"),
+                v,
+                0..=KEEPALIVE_MAX,
+                "seconds without traffic before a NAT keepalive (0 = off)",
+            ) {
+                Some(n) if n > 0 && encap == Some(Encap::Esp) => {
+                    cx.err(
+                        &at("keepalive"),
+                        v.referenced,
+                        "NAT keepalives exist only with UDP encapsulation (RFC 3948 4)",
+                        "remove `keepalive` or set it to 0 for `encap: esp`",
+                    );
+                    None
+                }
+                Some(n) => Some(n as u32),
+                None => None,
+            },
+        };
+        let next_hop_mac = match &r.next_hop_mac {
+            None => afpacket.then_some(NextHop::Auto),
+            Some(v) if !afpacket => {
+                cx.err(
+                    &at("next_hop_mac"),
+                    v.referenced,
+                    format!("this key applies to the afpacket backend, but cipher.backend is {backend_name}"),
+                    "remove it: with the udp backend the kernel chooses the next hop",
+                );
+                ok = false;
+                None
+            }
+            Some(v) if v.value.eq_ignore_ascii_case("auto") => Some(NextHop::Auto),
+            Some(v) => match parse_mac(&v.value) {
+                Some(m) => Some(NextHop::Mac(m)),
+                None => {
+                    cx.err(
+                        &at("next_hop_mac"),
+                        v.referenced,
+                        format!("`{}` is not a MAC address", v.value),
+                        "write `auto` (kernel neighbour table) or six hex pairs, e.g. 02:00:00:00:00:01",
+                    );
+                    ok = false;
+                    None
+                }
+            },
+        };
+        if let (Some(l), Some(rm)) = (local, remote) {
+            if l.is_ipv4() != rm.is_ipv4() {
+                cx.err(
+                    &at("remote"),
+                    r.remote.as_ref().map_or(item.referenced, |v| v.referenced),
+                    format!("local {l} and remote {rm} are of different address families"),
+                    "use IPv4 at both ends or IPv6 at both ends of a path",
+                );
+                ok = false;
+            }
+            if rm.ip().is_unspecified() || rm.ip().is_multicast() {
+                cx.err(
+                    &at("remote"),
+                    r.remote.as_ref().map_or(item.referenced, |v| v.referenced),
+                    format!("{} cannot be a peer address", rm.ip()),
+                    "give the peer's unicast address",
+                );
+                ok = false;
+            }
+            if encap == Some(Encap::Udp) && (l.port() == 0 || rm.port() == 0) {
+                let key = if l.port() == 0 { "local" } else { "remote" };
+                cx.err(
+                    &at(key),
+                    item.referenced,
+                    "UDP encapsulation needs a port",
+                    "use 4500 (RFC 3948)",
+                );
+                ok = false;
+            }
+            if let Some(CipherConf {
+                backend: CipherBackend::Udp { bind, .. },
+                ..
+            }) = cipher
+            {
+                let covered = bind.iter().any(|b| {
+                    b.port() == l.port()
+                        && (b.ip() == l.ip()
+                            || (b.ip().is_unspecified() && b.is_ipv4() == l.is_ipv4()))
+                });
+                if !covered {
+                    let list = bind
+                        .iter()
+                        .map(|b| b.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    cx.err(
+                        &at("local"),
+                        r.local.as_ref().map_or(item.referenced, |v| v.referenced),
+                        format!("{l} is not an address the udp backend listens on (cipher.bind: {list})"),
+                        format!("add {l} to cipher.bind, or use one of the bound addresses"),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        let conf = match (ok, name, local, remote, encap, keepalive) {
+            (true, Some(name), Some(local), Some(remote), Some(encap), Some(keepalive_s)) => {
+                Some(PathConf {
+                    name,
+                    local,
+                    remote,
+                    encap,
+                    keepalive_s,
+                    next_hop_mac,
+                })
+            }
+            _ => None,
+        };
+        out.push(conf);
+    }
+    out
+}
+
+fn validate_tunnels(
+    cx: &mut Ctx<'_>,
+    raw: Option<&Spanned<Vec<Spanned<RawTunnel>>>>,
+    path_names: &[Option<String>],
+    dp: Option<&DataplaneConf>,
+) -> Option<Vec<TunnelConf>> {
+    let Some(list) = raw else {
+        return Some(Vec::new());
+    };
+    let default_window = dp.map_or(1024, |d| d.replay_window);
+    let mut names: HashMap<String, usize> = HashMap::new();
+    let mut inbound_spis: HashMap<u32, String> = HashMap::new();
+    let mut keys: Vec<(Vec<u8>, String)> = Vec::new();
+    let mut out = Some(Vec::new());
+    for (i, item) in list.value.iter().enumerate() {
+        let r = &item.value;
+        let at = |k: &str| format!("tunnels[{i}].{k}");
+        let mut ok = true;
+        let name = match &r.name {
+            None => {
+                cx.missing(&at("name"), Some(item.referenced), "add `name: NAME`");
+                None
+            }
+            Some(n) => {
+                if !validate_name(cx, &at("name"), n) {
+                    None
+                } else if let Some(first) = names.get(&n.value) {
+                    cx.err(
+                        &at("name"),
+                        n.referenced,
+                        format!(
+                            "tunnel name `{}` is already used by tunnels[{first}]",
+                            n.value
+                        ),
+                        "give every tunnel its own name",
+                    );
+                    None
+                } else {
+                    names.insert(n.value.clone(), i);
+                    Some(n.value.clone())
+                }
+            }
+        };
+        let path = match &r.path {
+            None => {
+                cx.missing(
+                    &at("path"),
+                    Some(item.referenced),
+                    "add `path: NAME`, naming one of `paths`",
+                );
+                None
+            }
+            Some(p) => {
+                let found = path_names.iter().position(|n| n.as_ref() == Some(&p.value));
+                match found {
+                    Some(idx) => Some((p.value.clone(), idx)),
+                    None => {
+                        let known: Vec<&str> =
+                            path_names.iter().flatten().map(String::as_str).collect();
+                        let fix = match suggest(&p.value, &known) {
+                            Some(s) => format!("did you mean `{s}`?"),
+                            None if known.is_empty() => {
+                                "define the path under `paths:`".to_string()
+                            }
+                            None => format!("name one of the paths: {}", known.join(", ")),
+                        };
+                        cx.err(
+                            &at("path"),
+                            p.referenced,
+                            format!("no path is named `{}`", p.value),
+                            fix,
+                        );
+                        None
+                    }
+                }
+            }
+        };
+        let local_ts = selectors(cx, &at("local_ts"), &r.local_ts, item.referenced);
+        let remote_ts = selectors(cx, &at("remote_ts"), &r.remote_ts, item.referenced);
+        let sa = |cx: &mut Ctx<'_>, dir: &str, raw: &Option<Spanned<RawSa>>| -> Option<SaConf> {
+            let Some(raw) = raw else {
+                cx.missing(
+                    &at(dir),
+                    Some(item.referenced),
+                    format!(
+                        "add `{dir}: {{ spi: 0x..., enc: aes128gcm16, key: 0x..., esn: false }}`"
+                    ),
+                );
+                return None;
+            };
+            validate_sa(cx, &at(dir), raw, dir == "inbound", default_window)
+        };
+        let outbound = sa(cx, "outbound", &r.outbound);
+        let inbound = sa(cx, "inbound", &r.inbound);
+        if let (Some(inb), Some(raw)) = (&inbound, &r.inbound) {
+            let p = at("inbound.spi");
+            if let Some(first) = inbound_spis.get(&inb.spi) {
+                let loc = raw
+                    .value
+                    .spi
+                    .as_ref()
+                    .map_or(raw.referenced, |s| s.referenced);
+                cx.err(
+                    &p,
+                    loc,
+                    format!("inbound SPI {:#010x} is already used by {first}", inb.spi),
+                    "inbound SPIs identify the SA on receipt (RFC 4303 2.1): give each inbound SA its own",
+                );
+                ok = false;
+            } else {
+                inbound_spis.insert(inb.spi, p);
+            }
+        }
+        for (dir, sa, raw) in [
+            ("outbound", &outbound, &r.outbound),
+            ("inbound", &inbound, &r.inbound),
+        ] {
+            let (Some(sa), Some(raw)) = (sa, raw) else {
+                continue;
+            };
+            let p = at(&format!("{dir}.key"));
+            if let Some((_, first)) = keys.iter().find(|(k, _)| *k == sa.key) {
+                let loc = raw
+                    .value
+                    .key
+                    .as_ref()
+                    .map_or(raw.referenced, |s| s.referenced);
+                cx.err(
+                    &p,
+                    loc,
+                    format!("the same key is used by {first}"),
+                    "AES-GCM under one key from two senders repeats nonces (RFC 4106 8.1): generate a fresh key for every SA",
+                );
+                ok = false;
+            } else {
+                keys.push((sa.key.clone(), p));
+            }
+        }
+        match (ok, name, path, local_ts, remote_ts, outbound, inbound) {
+            (
+                true,
+                Some(name),
+                Some((path, path_index)),
+                Some(local_ts),
+                Some(remote_ts),
+                Some(outbound),
+                Some(inbound),
+            ) => {
+                if let Some(v) = out.as_mut() {
+                    v.push(TunnelConf {
+                        name,
+                        path,
+                        path_index,
+                        local_ts,
+                        remote_ts,
+                        outbound,
+                        inbound,
+                    });
+                }
+            }
+            _ => out = None,
+        }
+    }
+    out
+}
+
+fn selectors(
+    cx: &mut Ctx<'_>,
+    path: &str,
+    raw: &Option<List>,
+    parent: Location,
+) -> Option<Vec<Prefix>> {
+    let Some(list) = raw else {
+        cx.missing(
+            path,
+            Some(parent),
+            format!(
+                "add `{}: [PREFIX, ...]`, e.g. [10.1.0.0/24]",
+                path.rsplit('.').next().unwrap_or(path)
+            ),
+        );
+        return None;
+    };
+    if list.value.is_empty() {
+        cx.err(
+            path,
+            list.referenced,
+            "no traffic selector",
+            "list at least one prefix; 0.0.0.0/0 or ::/0 for everything",
+        );
+        return None;
+    }
+    let mut out = Some(Vec::new());
+    for (i, v) in list.value.iter().enumerate() {
+        let p = format!("{path}[{i}]");
+        match v.value.parse::<Prefix>() {
+            Ok(pfx) => {
+                if let Some(o) = out.as_mut() {
+                    o.push(pfx);
+                }
+            }
+            Err(e) => {
+                cx.err(
+                    &p,
+                    v.referenced,
+                    e.to_string(),
+                    "write ADDRESS/LENGTH, e.g. 10.1.0.0/24 or 2001:db8::/64",
+                );
+                out = None;
+            }
+        }
+    }
+    out
+}
+
+const CIPHERS: [&str; 2] = ["aes128gcm16", "aes256gcm16"];
+
+fn validate_sa(
+    cx: &mut Ctx<'_>,
+    at: &str,
+    raw: &Spanned<RawSa>,
+    inbound: bool,
+    default_window: u32,
+) -> Option<SaConf> {
+    let r = &raw.value;
+    let key_path = |k: &str| format!("{at}.{k}");
+    let spi = match &r.spi {
+        None => {
+            cx.missing(
+                &key_path("spi"),
+                Some(raw.referenced),
+                "add `spi: 0x...` (a 32-bit value from 0x100 up)",
+            );
+            None
+        }
+        Some(v) => match parse_uint(&v.value) {
+            None => {
+                cx.err(
+                    &key_path("spi"),
+                    v.referenced,
+                    format!("`{}` is not a number", v.value),
+                    "write the SPI in hex (0x00001001) or decimal",
+                );
+                None
+            }
+            Some(0) => {
+                cx.err(
+                    &key_path("spi"),
+                    v.referenced,
+                    "SPI 0 is reserved (RFC 4303 2.1)",
+                    "use a value from 0x100 to 0xffffffff",
+                );
+                None
+            }
+            Some(n) if n < 256 => {
+                cx.err(
+                    &key_path("spi"),
+                    v.referenced,
+                    format!("SPI {n} is in the range 1-255 reserved by IANA (RFC 4303 2.1)"),
+                    "use a value from 0x100 to 0xffffffff",
+                );
+                None
+            }
+            Some(n) if n > u64::from(u32::MAX) => {
+                cx.err(
+                    &key_path("spi"),
+                    v.referenced,
+                    format!("{} does not fit in 32 bits", v.value),
+                    "use a value from 0x100 to 0xffffffff",
+                );
+                None
+            }
+            Some(n) => Some(n as u32),
+        },
+    };
+    let cipher = match &r.enc {
+        None => {
+            cx.missing(
+                &key_path("enc"),
+                Some(raw.referenced),
+                "add `enc: aes128gcm16` or `enc: aes256gcm16`",
+            );
+            None
+        }
+        Some(v) => match EspCipher::from_name(&v.value.to_ascii_lowercase()) {
+            Some(c) => Some(c),
+            None => {
+                let lower = v.value.to_ascii_lowercase();
+                let fix = if lower.contains("gcm8")
+                    || lower.contains("gcm12")
+                    || lower.contains("gcm64")
+                    || lower.contains("gcm96")
+                {
+                    "only the 16-octet ICV is supported: use aes128gcm16 or aes256gcm16".to_string()
+                } else if lower.contains("192") {
+                    "AES-192 is not supported: use aes128gcm16 or aes256gcm16".to_string()
+                } else if let Some(s) = suggest(&lower, &CIPHERS) {
+                    format!("did you mean `{s}`?")
+                } else {
+                    "only AES-GCM with a 16-octet ICV (RFC 4106) is supported: use aes128gcm16 or aes256gcm16".to_string()
+                };
+                cx.err(
+                    &key_path("enc"),
+                    v.referenced,
+                    format!("unknown cipher `{}`", v.value),
+                    fix,
+                );
+                None
+            }
+        },
+    };
+    let key = match (&r.key, cipher) {
+        (None, _) => {
+            cx.missing(
+                &key_path("key"),
+                Some(raw.referenced),
+                "add `key: 0x...`: the key followed by the 4-byte salt, in hex",
+            );
+            None
+        }
+        (Some(v), Some(c)) => parse_key(cx, &key_path("key"), v, c),
+        (Some(_), None) => None,
+    };
+    let esn = match &r.esn {
+        None => Some(false),
+        Some(v) => cx.boolean(&key_path("esn"), v),
+    };
+    let replay_window = match (&r.replay_window, inbound) {
+        (None, _) => Some(if inbound { default_window } else { 0 }),
+        (Some(v), false) => {
+            cx.err(
+                &key_path("replay_window"),
+                v.referenced,
+                "the anti-replay window applies to inbound SAs only (the receiver checks it, RFC 4303 3.4.3)",
+                "move it to the inbound SA or remove it",
+            );
+            None
+        }
+        (Some(v), true) => cx
+            .uint(
+                &key_path("replay_window"),
+                v,
+                0..=REPLAY_WINDOW_MAX,
+                "anti-replay window in packets (0 disables)",
+            )
+            .map(|n| n as u32),
+    };
+    Some(SaConf {
+        spi: spi?,
+        cipher: cipher?,
+        key: key?,
+        esn: esn?,
+        replay_window: replay_window?,
+    })
+}
+
+fn parse_key(cx: &mut Ctx<'_>, path: &str, v: &S, c: EspCipher) -> Option<Vec<u8>> {
+    let s = v.value.trim();
+    let want = c.keymat_len() * 2;
+    let Some(hex) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) else {
+        let fix = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            format!("prefix the hex digits with 0x (0x{s})")
+        } else {
+            format!(
+                "write 0x followed by {want} hex digits ({}-byte key + 4-byte salt) for {}",
+                c.key_len(),
+                c.name()
+            )
+        };
+        cx.err(path, v.referenced, "the key is not written in hex", fix);
+        return None;
+    };
+    if let Some((pos, ch)) = hex.char_indices().find(|(_, ch)| !ch.is_ascii_hexdigit()) {
+        cx.err(
+            path,
+            v.referenced,
+            format!("`{ch}` at position {} is not a hex digit", pos + 2),
+            "use only 0-9 and a-f after 0x",
+        );
+        return None;
+    }
+    if hex.len() != want {
+        let other = if c == EspCipher::AesGcm16_128 {
+            EspCipher::AesGcm16_256
+        } else {
+            EspCipher::AesGcm16_128
+        };
+        let fix = if hex.len() == c.key_len() * 2 {
+            "append the 4-byte salt (8 more hex digits)".to_string()
+        } else if hex.len() == other.keymat_len() * 2 {
+            format!(
+                "this is the length of an {} key: set `enc: {}`, or use a {}-byte key + salt",
+                other.name(),
+                other.name(),
+                c.key_len()
+            )
+        } else if hex.len() == other.key_len() * 2 {
+            format!("this is the length of an {} key without salt: use a {}-byte key and append the 4-byte salt", other.name(), c.key_len())
+        } else if hex.len() % 2 == 1 {
+            "an odd number of digits: every byte takes two hex digits".to_string()
+        } else {
+            format!(
+                "give {want} hex digits: the {}-byte key followed by the 4-byte salt",
+                c.key_len()
+            )
+        };
+        cx.err(
+            path,
+            v.referenced,
+            format!(
+                "expected {want} hex digits ({}-byte key + 4-byte salt) for {}, got {}",
+                c.key_len(),
+                c.name(),
+                hex.len()
+            ),
+            fix,
+        );
+        return None;
+    }
+    let key: Option<Vec<u8>> = (0..hex.len())
+        .step_by(2)
+        .map(|i| {
+            hex.get(i..i + 2)
+                .and_then(|b| u8::from_str_radix(b, 16).ok())
+        })
+        .collect();
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_come_from_the_derive() {
+        assert_eq!(
+            fields_of::<RawSa>(),
+            &["spi", "enc", "key", "esn", "replay_window"]
+        );
+        assert!(fields_of::<RawConfig>().contains(&"tunnels"));
+    }
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(suggest("kye", &["spi", "enc", "key"]), Some("key"));
+        assert_eq!(
+            suggest("replay-window", &["replay_window", "esn"]),
+            Some("replay_window")
+        );
+        assert_eq!(suggest("zzzzzz", &["spi", "enc", "key"]), None);
+        assert_eq!(suggest("aes128gcm", &CIPHERS), Some("aes128gcm16"));
+    }
+
+    #[test]
+    fn numbers_and_macs() {
+        assert_eq!(parse_uint("0x00001001"), Some(0x1001));
+        assert_eq!(parse_uint("4097"), Some(4097));
+        assert_eq!(parse_uint("1_000"), Some(1000));
+        assert_eq!(parse_uint("-1"), None);
+        assert_eq!(parse_uint("0x"), None);
+        assert_eq!(parse_mac("02:00:00:00:00:0a"), Some([2, 0, 0, 0, 0, 10]));
+        assert_eq!(parse_mac("02:00:00:00:00"), None);
+        assert_eq!(parse_mac("02:00:00:00:00:00:01"), None);
+        assert_eq!(parse_mac("2:00:00:00:00:01"), None);
+    }
+}
