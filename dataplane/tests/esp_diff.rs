@@ -12,8 +12,11 @@ use proptest::prelude::*;
 use shared::counters::Counter;
 use shared::sa::{EspCipher, EspKey};
 
+/// seal?, IV, AAD, message -> output (None when the oracle refuses to open).
+type Oracle = Box<dyn Fn(bool, [u8; 8], &[u8], &[u8]) -> Option<Vec<u8>>>;
+
 /// Oracle AEAD over the raw key and salt.
-fn oracle(keymat: &[u8]) -> Box<dyn Fn(bool, [u8; 8], &[u8], &[u8]) -> Option<Vec<u8>>> {
+fn oracle(keymat: &[u8]) -> Oracle {
     let (key, salt) = keymat.split_at(keymat.len() - 4);
     let salt: [u8; 4] = salt.try_into().unwrap();
     let nonce = move |iv: [u8; 8]| {

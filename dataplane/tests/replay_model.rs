@@ -81,7 +81,7 @@ fn run(size: u32, start: u64, steps: &[i64], attack_every: usize) {
         rng = rng
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        let forged = attack_every != 0 && (rng >> 33) as usize % attack_every == 0;
+        let forged = attack_every != 0 && ((rng >> 33) as usize).is_multiple_of(attack_every);
         if got.is_ok() && !forged {
             w.update(seq);
             m.update(seq);
@@ -150,7 +150,6 @@ fn every_size_rejects_exactly_the_left_edge() {
         assert_eq!(w.check(edge), Err(ReplayError::TooOld));
         assert_eq!(w.check(edge + 1), Err(ReplayError::Duplicate));
     }
-    assert!(MAX_WINDOW >= DEFAULT_WINDOW);
 }
 
 #[test]
