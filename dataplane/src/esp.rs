@@ -230,7 +230,8 @@ pub fn encap(
 
 /// Decapsulates the ESP packet in `buf.data()` (the caller found the SA by SPI) in place,
 /// leaving the inner packet; returns the next header. RFC 4303 3.4.3: the replay check runs
-/// before decryption and the window moves only after the ICV verified.
+/// before decryption and the window moves only after the ICV verified. `window` must have
+/// been reset with the same `esn` (it infers the high half of the sequence number).
 #[inline]
 pub fn decap(
     key: &EspKey,
