@@ -238,15 +238,25 @@ setup() { # MODE
     PID_A="$NETNS_LAST_PID"
     netns_bg "$NSB" "$DIR/b.log" env RUST_LOG="${RUST_LOG:-info}" "$BIN" run -c "$DIR/b.yaml"
     PID_B="$NETNS_LAST_PID"
-    local side pid
-    for side in a b; do
-        pid=$PID_A
-        [ "$side" = b ] && pid=$PID_B
-        if ! netns_wait 10 ready "$side" "$pid"; then
-            echo "mobiked ($side) not ready within 10 s: its control socket never answered"
+    wait_ready a "$PID_A" && wait_ready b "$PID_B"
+}
+
+# wait_ready SIDE PID: up to 10 s for the control socket to answer; stops at once if the
+# process exits.
+wait_ready() {
+    local deadline=$(($(netns_now_us) + 10000000)) rc
+    while [ "$(netns_now_us)" -lt "$deadline" ]; do
+        if ! kill -0 "$2" 2>/dev/null; then
+            wait "$2"
+            rc=$?
+            echo "mobiked ($1) exited with status $rc before its control socket answered"
             return 1
         fi
+        ready "$1" "$2" && return 0
+        sleep 0.05
     done
+    echo "mobiked ($1) not ready within 10 s: its control socket ($DIR/$1.sock) never answered"
+    return 1
 }
 
 ready() { # SIDE PID: the process is alive and its control socket answers

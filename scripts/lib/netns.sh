@@ -132,10 +132,13 @@ netns_stop() {
     return 0
 }
 
+netns_now_us() { echo "${EPOCHREALTIME/./}"; }
+
 netns_wait() {
-    local timeout="$1" i
+    # Deadline-based, so a slow CMD cannot stretch the wait beyond TIMEOUT_S.
+    local deadline=$(($(netns_now_us) + $1 * 1000000))
     shift
-    for ((i = 0; i < timeout * 20; i++)); do
+    while [ "$(netns_now_us)" -lt "$deadline" ]; do
         "$@" && return 0
         sleep 0.05
     done
