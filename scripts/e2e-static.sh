@@ -25,7 +25,7 @@
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-# shellcheck source=lib/netns.sh
+# shellcheck source-path=SCRIPTDIR/..
 . "$ROOT/scripts/lib/netns.sh"
 
 BIN="${MOBIKED:-${CARGO_TARGET_DIR:-$ROOT/target}/release/mobiked}"
@@ -409,8 +409,8 @@ scenario_switch() {
     if ! netns_wait 10 at_least 1500; then
         problems+=("stream never reached 1500 packets before the switch (got $(received))")
     fi
-    local new0 old0 n_switch n_after old1 old2 new1
-    new0="$(new_path_packets)" old0="$(old_path_packets)"
+    local new0 n_switch n_after old1 old2 new1
+    new0="$(new_path_packets)"
     n_switch="$(received)"
     switch_path || problems+=("path change command failed")
     # The stream keeps flowing: 1000 more packets (1 s at 1000 pps) within 5 s.
@@ -441,7 +441,8 @@ scenario_switch() {
     alive || problems+=("mobiked died")
     local via=b2
     [ "$MODE" = afpacket ] && via="$NEW_A->$NEW_B"
-    local detail="switched at packet $n_switch; lost $lost ($loss %), max gap $(field "$RESULT" max_gap_ms) ms; $on_new packets on the new path ($via), $((old2 - old1)) on the old one after it"
+    local detail
+    detail="switched at packet $n_switch; lost $lost ($loss %), max gap $(field "$RESULT" max_gap_ms) ms; $on_new packets on the new path ($via), $((old2 - old1)) on the old one after it"
     if [ "${#problems[@]}" -eq 0 ]; then
         report PASS "$name" "$detail"
     else

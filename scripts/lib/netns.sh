@@ -70,6 +70,7 @@ netns_add() {
     local ns="mk${NETNS_RUN}$1"
     ip netns add "$ns" || return 1
     NETNS_NAMESPACES+=("$ns")
+    # shellcheck disable=SC2034 # read by the caller
     NETNS_NS="$ns"
     ip -n "$ns" link set lo up || return 1
     ip netns exec "$ns" sysctl -qw net.ipv4.conf.all.rp_filter=0 \
