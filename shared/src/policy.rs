@@ -27,7 +27,10 @@ impl fmt::Display for PrefixError {
         match self {
             PrefixError::BadAddress(s) => write!(f, "`{s}` is not an IP address"),
             PrefixError::BadLength(s) => {
-                write!(f, "`{s}` is not a prefix length (0-32 for IPv4, 0-128 for IPv6)")
+                write!(
+                    f,
+                    "`{s}` is not a prefix length (0-32 for IPv4, 0-128 for IPv6)"
+                )
             }
         }
     }
@@ -49,7 +52,11 @@ impl Prefix {
             }
             IpAddr::V6(a) => {
                 let v = u128::from(a);
-                let mask = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+                let mask = if len == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - len)
+                };
                 IpAddr::V6((v & mask).into())
             }
         };
@@ -66,7 +73,8 @@ impl Prefix {
         self.addr
     }
 
-    pub fn len(&self) -> u8 {
+    /// The prefix length in bits.
+    pub fn prefix_len(&self) -> u8 {
         self.len
     }
 
@@ -146,13 +154,15 @@ impl Tunnel {
     /// Outbound check: an inner packet from `src` to `dst` belongs to this tunnel.
     #[inline]
     pub fn matches_outbound(&self, src: IpAddr, dst: IpAddr) -> bool {
-        self.remote_ts.iter().any(|p| p.contains(dst)) && self.local_ts.iter().any(|p| p.contains(src))
+        self.remote_ts.iter().any(|p| p.contains(dst))
+            && self.local_ts.iter().any(|p| p.contains(src))
     }
 
     /// Inbound check (RFC 4301 5.2): a decrypted packet from `src` to `dst` may be delivered.
     #[inline]
     pub fn matches_inbound(&self, src: IpAddr, dst: IpAddr) -> bool {
-        self.remote_ts.iter().any(|p| p.contains(src)) && self.local_ts.iter().any(|p| p.contains(dst))
+        self.remote_ts.iter().any(|p| p.contains(src))
+            && self.local_ts.iter().any(|p| p.contains(dst))
     }
 }
 
@@ -183,7 +193,7 @@ impl PolicyTable {
             }
         }
         // Longest prefix first; stable so configuration order breaks ties.
-        prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        prefixes.sort_by_key(|p| std::cmp::Reverse(p.0.prefix_len()));
         PolicyTable {
             hosts: crate::spimap::AddrMap::build(&hosts),
             prefixes,
@@ -221,7 +231,7 @@ mod tests {
         assert!(!v6.contains("2001:db9::".parse().unwrap()));
         assert!("10.0.0.0/33".parse::<Prefix>().is_err());
         assert!("nonsense/8".parse::<Prefix>().is_err());
-        assert_eq!("10.0.0.1".parse::<Prefix>().unwrap().len(), 32);
+        assert_eq!("10.0.0.1".parse::<Prefix>().unwrap().prefix_len(), 32);
     }
 
     #[test]

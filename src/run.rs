@@ -1,0 +1,344 @@
+//! `mobiked run`: static SAs from a configuration file, until SIGINT/SIGTERM.
+//!
+//! The main thread is the control plane: it installs the configuration into the shared
+//! tables, starts one worker per configured core, and then serves the control socket,
+//! drains the punt queue and worker events, and reclaims retired table versions.
+
+use control::config::{CipherBackend, ClearBackend, Mode, NextHop, PathConf, StaticConfig};
+use control::ctl::{CtlServer, PathInfo, Request, Response};
+use dataplane::io::afpacket::{self, AfPacketConfig, AfPacketPort, KernelShield};
+use dataplane::io::pcap::Pcap;
+use dataplane::io::tun::{TunConfig, TunPort};
+use dataplane::io::udp::{UdpConfig, UdpPort};
+use dataplane::io::BurstIo;
+use dataplane::worker::{Fabric, ForwardMode, Worker, WorkerConfig, WorkerEvent};
+use dataplane::PacketBuf;
+use shared::path::{Encap, L2};
+use shared::table::TableWriter;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{info, warn};
+
+type Port = Box<dyn BurstIo>;
+
+/// How long `next_hop_mac: auto` waits for the kernel to resolve a neighbour.
+const NEIGHBOUR_TIMEOUT: Duration = Duration::from_secs(3);
+
+pub fn main(config: &Path) -> Result<(), String> {
+    let cfg = control::config::load(config)
+        .map_err(|e| format!("{}: configuration has errors:\n{e}", config.display()))?;
+    if matches!(cfg.clear.backend, ClearBackend::Tun { .. }) && cfg.dataplane.workers > 1 {
+        return Err(
+            "dataplane.workers: the tun clear side has one queue, so it serves one worker; \
+             set dataplane.workers: 1 (or use the afpacket clear backend)"
+                .into(),
+        );
+    }
+    let tc = cfg.table_config();
+    let mut writer = TableWriter::new(tc);
+    let names = cfg
+        .install(&mut writer, |p| resolve_l2(&cfg, p))
+        .map_err(|e| format!("installing the configuration: {e}"))?;
+    let fabric = Fabric::new(cfg.dataplane.workers);
+
+    // Keep the host stack from answering our outer packets with ICMP errors when it sees
+    // them too (AF_PACKET is a tap, not a diversion).
+    let _shields = shields(&cfg)?;
+
+    let mut handles = Vec::new();
+    for w in 0..cfg.dataplane.workers {
+        let (cipher, clear) = open_ports(&cfg, w)?;
+        let mut wc = WorkerConfig::new(w as u16, &tc);
+        wc.core = cfg.dataplane.cores.as_ref().and_then(|c| c.get(w).copied());
+        wc.burst = cfg.dataplane.burst;
+        wc.mode = match cfg.dataplane.mode {
+            Mode::Esp => ForwardMode::Esp,
+            Mode::Plain => ForwardMode::Plain,
+        };
+        wc.replay_capacity = cfg
+            .tunnels
+            .iter()
+            .map(|t| t.inbound.replay_window)
+            .chain([cfg.dataplane.replay_window])
+            .max()
+            .unwrap_or(dataplane::replay::DEFAULT_WINDOW);
+        if let ClearBackend::AfPacket { interface } = &cfg.clear.backend {
+            wc.clear_l2 = Some(L2 {
+                src_mac: afpacket::interface_mac(interface)
+                    .map_err(|e| format!("clear.interface `{interface}`: {e}"))?,
+                // The LAN side is a point-to-point veth in our deployments; broadcast
+                // reaches whoever is there.
+                dst_mac: [0xff; 6],
+            });
+        }
+        let reader = writer
+            .reader(w)
+            .ok_or_else(|| format!("worker {w}: no table reader slot"))?;
+        let worker = Worker::new(wc, cipher, clear, reader, fabric.clone());
+        handles.push(
+            worker
+                .spawn(format!("mobiked-w{w}"))
+                .map_err(|e| format!("starting worker {w}: {e}"))?,
+        );
+    }
+    info!(
+        workers = cfg.dataplane.workers,
+        paths = cfg.paths.len(),
+        tunnels = cfg.tunnels.len(),
+        "running"
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).map_err(|e| format!("signal: {e}"))?;
+    }
+    let mut ctl = match &cfg.control.socket {
+        Some(p) => {
+            Some(CtlServer::bind(p).map_err(|e| format!("control.socket {}: {e}", p.display()))?)
+        }
+        None => None,
+    };
+    let mut punted = PacketBuf::new();
+    let mut ike_dropped = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        if let Some(server) = ctl.as_mut() {
+            server.poll(|req| handle(req, &cfg, &names, &mut writer, &fabric));
+        }
+        // There is no IKE in static mode: count what peers send and let it go.
+        while fabric.punt.recv_swap(&mut punted) {
+            ike_dropped += 1;
+        }
+        while let Some(ev) = fabric.events.pop() {
+            match ev {
+                WorkerEvent::PathOnWire {
+                    path,
+                    generation,
+                    published_ns,
+                    wire_ns,
+                    ..
+                } => info!(
+                    path,
+                    generation,
+                    publish_to_wire_us = wire_ns.saturating_sub(published_ns) as f64 / 1e3,
+                    "path on the wire"
+                ),
+                WorkerEvent::PeerMoved { spi, from, to, .. } => {
+                    info!(spi = format_args!("{spi:#010x}"), %from, %to, "peer sends from a new address")
+                }
+            }
+        }
+        writer.reclaim();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    info!(ike_dropped, "stopping");
+    fabric.stop();
+    for h in handles {
+        let _ = h.join();
+    }
+    for (name, v) in fabric.counters.nonzero() {
+        info!(counter = name, value = v);
+    }
+    Ok(())
+}
+
+fn handle(
+    req: Request,
+    cfg: &StaticConfig,
+    names: &control::config::InstalledNames,
+    writer: &mut TableWriter,
+    fabric: &Fabric,
+) -> Response {
+    match req {
+        Request::PathSet {
+            name,
+            local,
+            remote,
+        } => {
+            let Some(id) = names.path(&name) else {
+                return Response::Error {
+                    message: format!("no path named `{name}`"),
+                };
+            };
+            let Some(old) = writer.path(id).copied() else {
+                return Response::Error {
+                    message: format!("path `{name}` is not installed"),
+                };
+            };
+            let conf = &cfg.paths[id as usize];
+            let moved = PathConf {
+                local,
+                remote,
+                ..conf.clone()
+            };
+            let l2 = match old.spec.l2 {
+                Some(_) => match resolve_l2(cfg, &moved) {
+                    Ok(l2) => l2,
+                    Err(e) => return Response::Error { message: e },
+                },
+                None => None,
+            };
+            let mut spec = old.spec;
+            spec.local = local;
+            spec.remote = remote;
+            spec.l2 = l2;
+            match writer.set_path(id, spec) {
+                Ok(generation) => {
+                    let p = writer.publish();
+                    info!(path = %name, %local, %remote, generation, published_ns = p.published_ns, "path moved");
+                    Response::PathMoved { name, generation }
+                }
+                Err(e) => Response::Error {
+                    message: e.to_string(),
+                },
+            }
+        }
+        Request::Stats => Response::Stats {
+            counters: fabric
+                .counters
+                .nonzero()
+                .into_iter()
+                .map(|(n, v)| (n.to_string(), v))
+                .collect(),
+        },
+        Request::Paths => {
+            let snap = writer.published();
+            Response::Paths {
+                paths: names
+                    .paths
+                    .iter()
+                    .filter_map(|(name, &id)| {
+                        let r = snap.path(id)?;
+                        Some(PathInfo {
+                            name: name.clone(),
+                            id,
+                            local: r.spec.local,
+                            remote: r.spec.remote,
+                            encap: match r.spec.encap {
+                                Encap::Udp => "udp".into(),
+                                Encap::Esp => "esp".into(),
+                            },
+                            generation: r.generation,
+                            published_ns: r.published_ns,
+                        })
+                    })
+                    .collect(),
+            }
+        }
+    }
+}
+
+/// Ethernet addresses of a path on the afpacket backend; `None` where the kernel routes.
+fn resolve_l2(cfg: &StaticConfig, p: &PathConf) -> Result<Option<L2>, String> {
+    let CipherBackend::AfPacket { interface } = &cfg.cipher.backend else {
+        return Ok(None);
+    };
+    let src_mac = afpacket::interface_mac(interface)
+        .map_err(|e| format!("cipher.interface `{interface}`: {e}"))?;
+    let dst_mac = match p.next_hop_mac.unwrap_or(NextHop::Auto) {
+        NextHop::Mac(m) => m,
+        NextHop::Auto => afpacket::resolve_neighbor(interface, p.remote.ip(), NEIGHBOUR_TIMEOUT)
+            .map_err(|e| {
+                format!(
+                    "paths `{}`: cannot resolve the MAC of {} on {interface}: {e}; \
+                     check the route or set next_hop_mac",
+                    p.name,
+                    p.remote.ip()
+                )
+            })?,
+    };
+    Ok(Some(L2 { src_mac, dst_mac }))
+}
+
+fn shields(cfg: &StaticConfig) -> Result<Vec<KernelShield>, String> {
+    if !matches!(cfg.cipher.backend, CipherBackend::AfPacket { .. }) {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    let mut seen = Vec::new();
+    let esp = cfg.paths.iter().any(|p| p.encap == Encap::Esp);
+    for p in &cfg.paths {
+        if p.encap == Encap::Udp && !seen.contains(&p.local) {
+            seen.push(p.local);
+            out.push(
+                KernelShield::open(Some((p.local.ip(), p.local.port())), false)
+                    .map_err(|e| format!("paths `{}`: guarding {}: {e}", p.name, p.local))?,
+            );
+        }
+    }
+    if esp {
+        out.push(KernelShield::open(None, true).map_err(|e| format!("guarding ESP: {e}"))?);
+    }
+    Ok(out)
+}
+
+fn pcap_path(base: &Path, worker: usize, workers: usize) -> PathBuf {
+    if workers == 1 {
+        return base.to_path_buf();
+    }
+    let mut s = base.as_os_str().to_owned();
+    s.push(format!(".w{worker}"));
+    PathBuf::from(s)
+}
+
+fn with_pcap(port: Port, pcap: &Option<PathBuf>, w: usize, workers: usize) -> Result<Port, String> {
+    match pcap {
+        Some(p) => {
+            let path = pcap_path(p, w, workers);
+            Ok(Box::new(
+                Pcap::new(port, &path).map_err(|e| format!("pcap {}: {e}", path.display()))?,
+            ))
+        }
+        None => Ok(port),
+    }
+}
+
+fn open_ports(cfg: &StaticConfig, w: usize) -> Result<(Port, Port), String> {
+    let workers = cfg.dataplane.workers;
+    let cipher: Port = match &cfg.cipher.backend {
+        CipherBackend::Udp { bind, gso, gro } => Box::new(
+            UdpPort::open(&UdpConfig {
+                bind: bind.clone(),
+                gso: *gso,
+                gro: *gro,
+                reuse_port: workers > 1,
+                ..UdpConfig::default()
+            })
+            .map_err(|e| format!("cipher.bind {bind:?}: {e}"))?,
+        ),
+        CipherBackend::AfPacket { interface } => Box::new(
+            AfPacketPort::open(&AfPacketConfig {
+                interface: interface.clone(),
+                fanout: (workers > 1).then_some(0x6d6b),
+                ..AfPacketConfig::default()
+            })
+            .map_err(|e| format!("cipher.interface `{interface}`: {e}"))?,
+        ),
+    };
+    let clear: Port = match &cfg.clear.backend {
+        ClearBackend::Tun { name } => Box::new(
+            TunPort::open(&TunConfig {
+                name: name.clone(),
+                mtu: None,
+                up: true,
+            })
+            .map_err(|e| format!("clear.name `{name}`: {e}"))?,
+        ),
+        ClearBackend::AfPacket { interface } => Box::new(
+            AfPacketPort::open(&AfPacketConfig {
+                interface: interface.clone(),
+                fanout: (workers > 1).then_some(0x6d6c),
+                ..AfPacketConfig::default()
+            })
+            .map_err(|e| format!("clear.interface `{interface}`: {e}"))?,
+        ),
+    };
+    if workers > 1 {
+        warn!("several workers: SAs are spread round-robin; packets reaching the wrong worker are handed over");
+    }
+    Ok((
+        with_pcap(cipher, &cfg.cipher.pcap, w, workers)?,
+        with_pcap(clear, &cfg.clear.pcap, w, workers)?,
+    ))
+}
