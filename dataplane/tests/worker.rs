@@ -326,7 +326,11 @@ fn hostile_packets_land_in_named_counters() {
         .collect();
     send(&mut b.wire[0], frames);
     b.workers[0].poll_once();
-    assert_eq!(recv_all(&mut b.lan[0]).len(), 1, "only the first copy is delivered");
+    assert_eq!(
+        recv_all(&mut b.lan[0]).len(),
+        1,
+        "only the first copy is delivered"
+    );
     assert_eq!(counter(&b, Counter::DropReplay), 1);
     assert_eq!(counter(&b, Counter::DropAuthFail), 1);
     assert_eq!(counter(&b, Counter::DropUnknownSpi), 1);
@@ -412,7 +416,10 @@ fn packets_for_another_workers_sa_are_handed_over() {
     for (i, f) in frames.iter().enumerate() {
         let o = ip::parse_outer(f, Layer::Ip).unwrap();
         let esp = &f[o.payload];
-        assert_eq!(u32::from_be_bytes(esp[4..8].try_into().unwrap()), i as u32 + 1);
+        assert_eq!(
+            u32::from_be_bytes(esp[4..8].try_into().unwrap()),
+            i as u32 + 1
+        );
     }
 }
 
@@ -441,4 +448,68 @@ fn seq_starts_over_for_a_new_sa_in_the_same_tunnel() {
     let esp = &f[0][o.payload];
     assert_eq!(&esp[..4], &0x1002u32.to_be_bytes());
     assert_eq!(&esp[4..8], &1u32.to_be_bytes());
+}
+
+#[test]
+fn ipv6_outer_and_inner_in_every_combination() {
+    let outers = [
+        ("192.0.2.1:4500", "198.51.100.2:4500"),
+        ("[2001:db8::1]:4500", "[2001:db8:1::2]:4500"),
+    ];
+    let inners = [
+        (
+            "10.1.0.0/24",
+            "10.2.0.0/24",
+            "10.1.0.5:1000",
+            "10.2.0.7:2000",
+        ),
+        (
+            "fd00:1::/64",
+            "fd00:2::/64",
+            "[fd00:1::5]:1000",
+            "[fd00:2::7]:2000",
+        ),
+    ];
+    for (oa, ob) in outers {
+        for (ts_a, ts_b, src, dst) in inners {
+            for layer in [Layer::Ip, Layer::Ethernet] {
+                let spec_a = EndpointSpec {
+                    local: oa,
+                    remote: ob,
+                    local_ts: ts_a,
+                    remote_ts: ts_b,
+                    ..a_spec(0)
+                };
+                let spec_b = EndpointSpec {
+                    local: ob,
+                    remote: oa,
+                    local_ts: ts_b,
+                    remote_ts: ts_a,
+                    ..b_spec()
+                };
+                let mut a = endpoint(&spec_a, 1, layer, Layer::Ip);
+                let mut b = endpoint(&spec_b, 1, layer, Layer::Ip);
+                let pkts: Vec<PacketBuf> = (0..4u8)
+                    .map(|i| {
+                        let mut p = PacketBuf::new();
+                        ip::build_udp_packet(&mut p, sa(src), sa(dst), 300 + i as usize, |d| {
+                            d.fill(i)
+                        })
+                        .unwrap();
+                        p
+                    })
+                    .collect();
+                let sent: Vec<Vec<u8>> = pkts.iter().map(|p| p.data().to_vec()).collect();
+                send(&mut a.lan[0], pkts);
+                a.workers[0].poll_once();
+                let frames = shuttle(&mut a.wire[0], &mut b.wire[0]);
+                assert_eq!(frames.len(), 4);
+                let o = ip::parse_outer(&frames[0], layer).unwrap();
+                assert_eq!((o.src, o.dst), (sa(oa), sa(ob)));
+                b.workers[0].poll_once();
+                let got = recv_all(&mut b.lan[0]);
+                assert_eq!(got, sent, "outer {oa} inner {src} {layer:?}");
+            }
+        }
+    }
 }
