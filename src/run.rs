@@ -29,13 +29,6 @@ const NEIGHBOUR_TIMEOUT: Duration = Duration::from_secs(3);
 pub fn main(config: &Path) -> Result<(), String> {
     let cfg = control::config::load(config)
         .map_err(|e| format!("{}: configuration has errors:\n{e}", config.display()))?;
-    if matches!(cfg.clear.backend, ClearBackend::Tun { .. }) && cfg.dataplane.workers > 1 {
-        return Err(
-            "dataplane.workers: the tun clear side has one queue, so it serves one worker; \
-             set dataplane.workers: 1 (or use the afpacket clear backend)"
-                .into(),
-        );
-    }
     let tc = cfg.table_config();
     let mut writer = TableWriter::new(tc);
     let names = cfg

@@ -1152,6 +1152,27 @@ fn validate(raw: &RawConfig, errs: &mut ConfigErrors) -> Option<StaticConfig> {
         &path_names,
         dataplane.as_ref(),
     );
+    if let (
+        Some(dp),
+        Some(ClearConf {
+            backend: ClearBackend::Tun { .. },
+            ..
+        }),
+        Some(d),
+    ) = (dataplane.as_ref(), clear.as_ref(), raw.dataplane.as_ref())
+    {
+        if dp.workers > 1 {
+            cx.err(
+                "dataplane.workers",
+                d.referenced,
+                format!(
+                    "{} workers, but the tun clear side has one queue and serves one worker",
+                    dp.workers
+                ),
+                "set `workers: 1`, or use `clear.backend: afpacket` for several workers",
+            );
+        }
+    }
     if let (Some(dp), Some(t)) = (dataplane.as_ref(), raw.tunnels.as_ref()) {
         if t.value.len() > dp.max_sas {
             cx.err(

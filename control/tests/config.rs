@@ -187,6 +187,7 @@ const BROKEN: &[(&str, &str, &str, &str)] = &[
     ("  workers: 1", "  workers: 0", "dataplane.workers", "from 1 to 256"),
     ("  workers: 1", "  workers: 1\n  cores: [0, 1]", "dataplane.cores", "list exactly one core per worker (1)"),
     ("  workers: 1", "  workers: 2\n  cores: [1, 1]", "dataplane.cores[1]", "give each worker its own core"),
+    ("  workers: 1", "  workers: 2", "dataplane.workers", "use `clear.backend: afpacket` for several workers"),
     ("  mode: esp", "  mode: clear", "dataplane.mode", "use one of: esp, plain"),
     ("  backend: udp", "  backend: upd", "cipher.backend", "did you mean `udp`?"),
     ("  backend: tun", "  backend: tnu", "clear.backend", "did you mean `tun`?"),
@@ -518,7 +519,12 @@ fn install_into_real_tables() {
 
 #[test]
 fn install_spreads_owners_and_resolves_l2() {
-    let text = example_text("afpacket-a.yaml").replace("  workers: 1", "  workers: 2");
+    let text = example_text("afpacket-a.yaml")
+        .replace("  workers: 1", "  workers: 2")
+        .replace(
+            "  backend: tun\n  name: mtun0",
+            "  backend: afpacket\n  interface: veth-lan",
+        );
     let cfg = parse_ok(&text);
     let l2 = L2 {
         src_mac: [2, 0, 0, 0, 0, 1],
