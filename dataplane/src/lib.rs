@@ -11,6 +11,5 @@ pub mod natt;
 pub mod replay;
 pub mod worker;
 
-
 pub use buf::{Meta, PacketBuf};
 pub use io::{BurstIo, Layer};

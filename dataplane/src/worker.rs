@@ -386,7 +386,13 @@ impl Core {
 
     /// A packet from the clear side: policy lookup, encrypt, outer header from the path.
     #[inline]
-    fn clear_rx(&mut self, snap: &Snapshot, buf: &mut PacketBuf, now: u64, fabric: &Fabric) -> OutVerdict {
+    fn clear_rx(
+        &mut self,
+        snap: &Snapshot,
+        buf: &mut PacketBuf,
+        now: u64,
+        fabric: &Fabric,
+    ) -> OutVerdict {
         if self.clear_layer == Layer::Ethernet {
             match ip::strip_ethernet(buf) {
                 Ok(0x0800) | Ok(0x86dd) => {}
@@ -398,7 +404,13 @@ impl Core {
     }
 
     #[inline]
-    fn esp_out(&mut self, snap: &Snapshot, buf: &mut PacketBuf, now: u64, fabric: &Fabric) -> OutVerdict {
+    fn esp_out(
+        &mut self,
+        snap: &Snapshot,
+        buf: &mut PacketBuf,
+        now: u64,
+        fabric: &Fabric,
+    ) -> OutVerdict {
         let info = match ip::inner_info(buf.data()) {
             Ok(i) => i,
             Err(e) => return OutVerdict::Drop(e.counter()),
@@ -463,7 +475,13 @@ impl Core {
         None
     }
 
-    fn hand_off(&mut self, owner: u16, tag: u32, buf: &mut PacketBuf, fabric: &Fabric) -> InVerdict {
+    fn hand_off(
+        &mut self,
+        owner: u16,
+        tag: u32,
+        buf: &mut PacketBuf,
+        fabric: &Fabric,
+    ) -> InVerdict {
         let Some(ch) = fabric.handoff.get(owner as usize) else {
             return InVerdict::Drop(Counter::DropHandoffFull);
         };
@@ -545,9 +563,7 @@ impl<C: BurstIo, L: BurstIo> Worker<C, L> {
             rx: PacketBuf::alloc(burst),
             to_clear: Stage::new(burst),
             to_cipher: Stage::new(burst),
-            housekeeping: Housekeeping {
-                last_ns: 0,
-            },
+            housekeeping: Housekeeping { last_ns: 0 },
         }
     }
 
@@ -581,7 +597,9 @@ impl<C: BurstIo, L: BurstIo> Worker<C, L> {
         C: 'static,
         L: 'static,
     {
-        std::thread::Builder::new().name(name).spawn(move || self.run())
+        std::thread::Builder::new()
+            .name(name)
+            .spawn(move || self.run())
     }
 
     /// One iteration: a quiescent point, then a burst from each source. Returns the number
@@ -624,7 +642,15 @@ impl<C: BurstIo, L: BurstIo> Worker<C, L> {
             match core.cipher_rx(snap, b, fabric) {
                 InVerdict::Clear => {
                     if to_clear.is_full() {
-                        flush(clear, to_clear, &mut core.cnt, Counter::TxClear, snap, fabric, me);
+                        flush(
+                            clear,
+                            to_clear,
+                            &mut core.cnt,
+                            Counter::TxClear,
+                            snap,
+                            fabric,
+                            me,
+                        );
                     }
                     to_clear.take(b);
                 }
@@ -663,7 +689,15 @@ impl<C: BurstIo, L: BurstIo> Worker<C, L> {
                     match core.esp_in(snap, b, fabric) {
                         InVerdict::Clear => {
                             if to_clear.is_full() {
-                                flush(clear, to_clear, &mut core.cnt, Counter::TxClear, snap, fabric, me);
+                                flush(
+                                    clear,
+                                    to_clear,
+                                    &mut core.cnt,
+                                    Counter::TxClear,
+                                    snap,
+                                    fabric,
+                                    me,
+                                );
                             }
                             to_clear.take(b);
                         }
@@ -697,7 +731,15 @@ impl<C: BurstIo, L: BurstIo> Worker<C, L> {
                 match frame_for(core.cipher_layer, b, &spec) {
                     Ok(()) => {
                         if to_cipher.is_full() {
-                            flush(cipher, to_cipher, &mut core.cnt, Counter::TxCipher, snap, fabric, me);
+                            flush(
+                                cipher,
+                                to_cipher,
+                                &mut core.cnt,
+                                Counter::TxCipher,
+                                snap,
+                                fabric,
+                                me,
+                            );
                         }
                         to_cipher.take(b);
                         core.cnt.inc(Counter::InjectTx);
@@ -713,8 +755,24 @@ impl<C: BurstIo, L: BurstIo> Worker<C, L> {
             keepalives(core, snap, now, &mut rx[0], cipher, to_cipher, fabric, me);
         }
 
-        flush(clear, to_clear, &mut core.cnt, Counter::TxClear, snap, fabric, me);
-        flush(cipher, to_cipher, &mut core.cnt, Counter::TxCipher, snap, fabric, me);
+        flush(
+            clear,
+            to_clear,
+            &mut core.cnt,
+            Counter::TxClear,
+            snap,
+            fabric,
+            me,
+        );
+        flush(
+            cipher,
+            to_cipher,
+            &mut core.cnt,
+            Counter::TxCipher,
+            snap,
+            fabric,
+            me,
+        );
         core.cnt.flush(fabric.counters.worker(me));
         work
     }
@@ -735,7 +793,15 @@ fn stage_out<C: BurstIo>(
     match v {
         OutVerdict::Cipher(first) => {
             if to_cipher.is_full() {
-                flush(cipher, to_cipher, &mut core.cnt, Counter::TxCipher, snap, fabric, me);
+                flush(
+                    cipher,
+                    to_cipher,
+                    &mut core.cnt,
+                    Counter::TxCipher,
+                    snap,
+                    fabric,
+                    me,
+                );
             }
             let i = to_cipher.take(b);
             if let Some((p, g)) = first {
@@ -769,9 +835,19 @@ fn keepalives<C: BurstIo>(
             if ka != 0 && rec.spec.encap == Encap::Udp && now.saturating_sub(ps.last_tx_ns) >= ka {
                 ps.last_tx_ns = now;
                 scratch.reset();
-                if scratch.fill(&[natt::KEEPALIVE]) && frame_for(core.cipher_layer, scratch, &rec.spec).is_ok() {
+                if scratch.fill(&[natt::KEEPALIVE])
+                    && frame_for(core.cipher_layer, scratch, &rec.spec).is_ok()
+                {
                     if to_cipher.is_full() {
-                        flush(cipher, to_cipher, &mut core.cnt, Counter::TxCipher, snap, fabric, me);
+                        flush(
+                            cipher,
+                            to_cipher,
+                            &mut core.cnt,
+                            Counter::TxCipher,
+                            snap,
+                            fabric,
+                            me,
+                        );
                     }
                     to_cipher.take(scratch);
                     core.cnt.inc(Counter::KeepaliveTx);
