@@ -57,13 +57,17 @@ pub fn main(config: &Path) -> Result<(), String> {
             .chain([cfg.dataplane.replay_window])
             .max()
             .unwrap_or(dataplane::replay::DEFAULT_WINDOW);
-        if let ClearBackend::AfPacket { interface } = &cfg.clear.backend {
+        if let ClearBackend::AfPacket {
+            interface,
+            next_hop_mac,
+        } = &cfg.clear.backend
+        {
             wc.clear_l2 = Some(L2 {
                 src_mac: afpacket::interface_mac(interface)
                     .map_err(|e| format!("clear.interface `{interface}`: {e}"))?,
-                // The LAN side is a point-to-point veth in our deployments; broadcast
-                // reaches whoever is there.
-                dst_mac: [0xff; 6],
+                // Without a configured next hop, broadcast: a point-to-point LAN link
+                // delivers it to the one host there.
+                dst_mac: next_hop_mac.unwrap_or([0xff; 6]),
             });
         }
         let reader = writer
@@ -318,7 +322,7 @@ fn open_ports(cfg: &StaticConfig, w: usize) -> Result<(Port, Port), String> {
             })
             .map_err(|e| format!("clear.name `{name}`: {e}"))?,
         ),
-        ClearBackend::AfPacket { interface } => Box::new(
+        ClearBackend::AfPacket { interface, .. } => Box::new(
             AfPacketPort::open(&AfPacketConfig {
                 interface: interface.clone(),
                 fanout: (workers > 1).then_some(0x6d6c),

@@ -194,8 +194,15 @@ pub struct ClearConf {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ClearBackend {
-    Tun { name: String },
-    AfPacket { interface: String },
+    Tun {
+        name: String,
+    },
+    AfPacket {
+        interface: String,
+        /// Destination MAC of decrypted packets (the protected host or router);
+        /// broadcast when not given.
+        next_hop_mac: Option<[u8; 6]>,
+    },
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -906,6 +913,7 @@ struct RawClear {
     backend: Option<S>,
     name: Option<S>,
     interface: Option<S>,
+    next_hop_mac: Option<S>,
     pcap: Option<S>,
 }
 
@@ -1446,6 +1454,12 @@ fn validate_clear(cx: &mut Ctx<'_>, raw: Option<&Spanned<RawClear>>) -> Option<C
                 "afpacket",
                 "tun",
             );
+            cx.only_with(
+                "clear.next_hop_mac",
+                r.next_hop_mac.as_ref().map(|v| v.referenced),
+                "afpacket",
+                "tun",
+            );
             let Some(n) = &r.name else {
                 cx.missing(
                     "clear.name",
@@ -1476,10 +1490,28 @@ fn validate_clear(cx: &mut Ctx<'_>, raw: Option<&Spanned<RawClear>>) -> Option<C
                 return None;
             };
             let interface = cx.ifname("clear.interface", i)?;
+            let next_hop_mac = match &r.next_hop_mac {
+                None => None,
+                Some(v) => match parse_mac(&v.value) {
+                    Some(m) => Some(m),
+                    None => {
+                        cx.err(
+                            "clear.next_hop_mac",
+                            v.referenced,
+                            format!("`{}` is not a MAC address", v.value),
+                            "write the protected host's MAC as six hex pairs, e.g. 02:00:00:00:00:01, or remove the key to broadcast",
+                        );
+                        return None;
+                    }
+                },
+            };
             if r.name.is_some() {
                 return None;
             }
-            ClearBackend::AfPacket { interface }
+            ClearBackend::AfPacket {
+                interface,
+                next_hop_mac,
+            }
         }
     };
     pcap_ok.then_some(ClearConf { backend, pcap })

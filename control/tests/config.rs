@@ -193,6 +193,8 @@ const BROKEN: &[(&str, &str, &str, &str)] = &[
     ("  backend: tun", "  backend: tnu", "clear.backend", "did you mean `tun`?"),
     ("  gso: true", "  gso: true\n  interface: eth0", "cipher.interface", "set the backend to afpacket"),
     ("  name: mtun0", "  name: mtun0\n  interface: eth1", "clear.interface", "set the backend to afpacket"),
+    ("  name: mtun0", "  name: mtun0\n  next_hop_mac: 02:00:00:00:00:01", "clear.next_hop_mac", "set the backend to afpacket"),
+    ("  backend: tun\n  name: mtun0", "  backend: afpacket\n  interface: veth-lan\n  next_hop_mac: 02:00:00:00:00", "clear.next_hop_mac", "six hex pairs"),
     ("  name: mtun0", "  name: a-name-longer-than-ifnamsiz", "clear.name", "1 to 15 characters"),
     ("    encap: udp", "    encap: esp", "paths[0].encap", "set cipher.backend: afpacket"),
     ("    encap: udp", "    encap: udp\n    next_hop_mac: auto", "paths[0].next_hop_mac", "remove it"),
