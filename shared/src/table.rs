@@ -203,6 +203,9 @@ struct Retired {
 pub struct TableWriter {
     config: TableConfig,
     current: Arc<ArcSwap<Snapshot>>,
+    /// An empty snapshot readers point their cache at while offline, so that a parked
+    /// worker keeps no retired version alive.
+    idle: Arc<ArcSwap<Snapshot>>,
     registry: Arc<Registry>,
     readers_taken: Vec<bool>,
     retired: VecDeque<Retired>,
@@ -211,6 +214,9 @@ pub struct TableWriter {
     tunnels: Vec<Option<Arc<Tunnel>>>,
     outbound: Vec<Option<Arc<OutboundSa>>>,
     paths: Vec<Option<PathRecord>>,
+    /// Last generation given to each path id; survives removal so a re-added path never
+    /// repeats a generation a worker may have cached.
+    path_generations: Vec<u64>,
     dirty_inbound: bool,
     dirty_tunnels: bool,
     dirty_pages: Vec<usize>,
@@ -227,6 +233,7 @@ impl TableWriter {
         TableWriter {
             config,
             current: Arc::new(ArcSwap::from_pointee(Snapshot::empty())),
+            idle: Arc::new(ArcSwap::from_pointee(Snapshot::empty())),
             registry: Registry::new(config.workers),
             readers_taken: vec![false; config.workers],
             retired: VecDeque::new(),
@@ -234,6 +241,7 @@ impl TableWriter {
             tunnels: Vec::new(),
             outbound: Vec::new(),
             paths: Vec::new(),
+            path_generations: Vec::new(),
             dirty_inbound: false,
             dirty_tunnels: false,
             dirty_pages: Vec::new(),
@@ -258,7 +266,9 @@ impl TableWriter {
         }
         *taken = true;
         Some(TableReader {
-            cache: Cache::new(self.current.clone()),
+            cache: Cache::new(self.idle.clone()),
+            shared: self.current.clone(),
+            idle: self.idle.clone(),
             participant: Participant::new(self.registry.clone(), worker),
         })
     }
@@ -356,7 +366,11 @@ impl TableWriter {
         if self.tunnels.get(id).is_none_or(|t| t.is_none()) {
             return Err(TableError::UnknownTunnel(spec.tunnel));
         }
-        if self.paths.get(spec.path as usize).is_none_or(|p| p.is_none()) {
+        if self
+            .paths
+            .get(spec.path as usize)
+            .is_none_or(|p| p.is_none())
+        {
             return Err(TableError::UnknownPath(spec.path));
         }
         let slot = self.free_out.pop().ok_or(TableError::OutboundFull {
@@ -410,8 +424,10 @@ impl TableWriter {
         }
         if self.paths.len() <= i {
             self.paths.resize(i + 1, None);
+            self.path_generations.resize(i + 1, 0);
         }
-        let generation = self.paths[i].map_or(1, |p| p.generation + 1);
+        self.path_generations[i] += 1;
+        let generation = self.path_generations[i];
         self.paths[i] = Some(PathRecord {
             spec,
             generation,
@@ -479,7 +495,8 @@ impl TableWriter {
             old.paths.clone()
         } else {
             let pages_needed = self.paths.len().div_ceil(PATH_PAGE);
-            let mut index: Vec<Arc<PathPage>> = old.paths.iter().take(pages_needed).cloned().collect();
+            let mut index: Vec<Arc<PathPage>> =
+                old.paths.iter().take(pages_needed).cloned().collect();
             while index.len() < pages_needed {
                 index.push(Arc::new([None; PATH_PAGE]));
             }
@@ -554,13 +571,20 @@ impl TableWriter {
 
     /// Weak references to the retired versions (tests check they are really freed).
     pub fn retired_weak(&self) -> Vec<std::sync::Weak<Snapshot>> {
-        self.retired.iter().map(|r| Arc::downgrade(&r.snapshot)).collect()
+        self.retired
+            .iter()
+            .map(|r| Arc::downgrade(&r.snapshot))
+            .collect()
     }
 }
 
 /// A worker's view of the tables.
 pub struct TableReader {
+    // Dropped before `participant`: the cached version is released before the slot goes
+    // offline, so the writer, not the worker, drops the last reference.
     cache: Cache<Arc<ArcSwap<Snapshot>>, Arc<Snapshot>>,
+    shared: Arc<ArcSwap<Snapshot>>,
+    idle: Arc<ArcSwap<Snapshot>>,
     participant: Participant,
 }
 
@@ -570,16 +594,24 @@ impl TableReader {
     /// nothing changed; no allocation, no lock, never blocks.
     #[inline]
     pub fn begin_burst(&mut self) -> &Snapshot {
+        let coming_online = !self.participant.is_online();
+        // The epoch is read before the pointer: nothing loaded after this can be a version
+        // retired at an epoch <= e.
         let e = self.participant.begin();
-        // Refresh first (drops our reference to an older version; the writer still holds
-        // it), then announce the epoch.
-        let _ = self.cache.load();
+        if coming_online {
+            self.cache = Cache::new(self.shared.clone());
+        }
+        // Refresh (drops our reference to an older version; the writer still holds it,
+        // since our slot is older than that version's retirement), then announce.
+        let snap = self.cache.load();
         self.participant.complete(e);
-        self.cache.load()
+        snap
     }
 
-    /// Stops being waited for (a worker that parks or exits).
+    /// Stops being waited for (a worker that parks or exits). Releases the cached version
+    /// first, so nothing retired stays alive in a parked worker.
     pub fn offline(&mut self) {
+        self.cache = Cache::new(self.idle.clone());
         self.participant.offline();
     }
 }
