@@ -1,1 +1,3 @@
+pub mod esp;
 pub mod fwd;
+pub mod report;
