@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 const USAGE: &str = "usage: fwd-bench [--json FILE] [--seconds S] [--warmup S] [--rounds N] \
 [--sizes 64,512,1400,imix] [--burst N] [--rate PPS] [--switches N] [--switch-every MS] \
-[--switch-loads PPS,PPS]";
+[--switch-loads PPS,PPS] [--nice N] [--otherhost 0|1]";
 
 fn parse() -> Result<(FwdBenchConfig, Option<String>), String> {
     let mut cfg = FwdBenchConfig::default();
@@ -42,6 +42,8 @@ fn parse() -> Result<(FwdBenchConfig, Option<String>), String> {
             "--switches" => cfg.switches = num("--switches")? as usize,
             "--switch-every" => cfg.switch_every_ms = num("--switch-every")? as u64,
             "--switch-loads" => cfg.switch_loads_pps = list()?,
+            "--nice" => cfg.nice = num("--nice")? as i32,
+            "--otherhost" => cfg.clear_otherhost = num("--otherhost")? != 0.0,
             "--sizes" => {
                 cfg.sizes = v
                     .split(',')
