@@ -179,9 +179,11 @@ pub struct RoundResult {
     /// worker kept busy all the time: its capacity when the generator is the limit.
     pub dut_ns_per_packet: f64,
     pub dut_capacity_pps: f64,
-    /// Share of wall time the worker thread was on a CPU (schedstat): below 1 other
-    /// processes took the worker's core, and busy time then includes their slices (the
-    /// ns/packet and capacity figures are scaled by this share to compensate).
+    /// Share of wall time the worker thread was on a CPU (schedstat run time, which
+    /// includes softirq work done in its context, such as veth delivery of what it
+    /// sends). Below 1, other processes took turns on the worker's core (nice does not
+    /// help across cgroups); busy time then includes their slices, so the ns/packet and
+    /// capacity figures are scaled by this share: they are worker CPU time per packet.
     pub dut_cpu_share: f64,
     /// Offered frames that never reached the worker (kernel drops into its RX ring).
     pub lost_before_dut: u64,
