@@ -102,12 +102,11 @@ impl EspKey {
             });
         }
         let (key, salt) = keymat.split_at(cipher.key_len());
-        let unbound = aead::UnboundKey::new(cipher.algorithm(), key).map_err(|_| {
-            KeyError::WrongLength {
+        let unbound =
+            aead::UnboundKey::new(cipher.algorithm(), key).map_err(|_| KeyError::WrongLength {
                 expected: cipher.keymat_len(),
                 got: keymat.len(),
-            }
-        })?;
+            })?;
         let mut s = [0u8; SALT_LEN];
         s.copy_from_slice(salt);
         Ok(EspKey {
