@@ -4,6 +4,7 @@ mod lab;
 mod run;
 
 use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,9 +17,9 @@ use std::time::Duration;
     about = "Userspace IKEv2 + MOBIKE with its own ESP fastpath"
 )]
 struct Cli {
-    /// Log filter (tracing syntax), e.g. `info`, `mobiked=debug`.
-    #[arg(long, global = true, default_value = "info")]
-    log: String,
+    /// Log filter (tracing syntax), e.g. `info`, `mobiked=debug` [default: $RUST_LOG, else info].
+    #[arg(long, global = true)]
+    log: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -101,11 +102,18 @@ enum BenchCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+    // `--log` wins; otherwise RUST_LOG; otherwise info.
+    let spec = cli
+        .log
+        .clone()
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_else(|| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_new(&spec)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let result = match cli.cmd {
         Cmd::Lab(args) => lab::main(args),
