@@ -1,9 +1,18 @@
 //! The Ethernet port: an AF_PACKET socket with memory-mapped rings.
 //!
-//! RX is a TPACKET_V3 ring: the kernel fills whole blocks of variable-size frames and hands
-//! a block over by setting `TP_STATUS_USER`; we walk its frames, copy them into the
-//! caller's buffers and give the block back. TX is a TPACKET_V3 ring on the same socket
-//! when the kernel accepts one (Linux >= 4.11), else a TPACKET_V2 ring on a second socket
+//! RX is one of two rings (`AfPacketConfig::rx_ring`):
+//! - `RxRing::V3Blocks` (default): a TPACKET_V3 ring. The kernel fills whole blocks of
+//!   variable-size frames and hands a block over by setting `TP_STATUS_USER` when it is
+//!   full or `rx_block_timeout_ms` old; we walk its frames, copy them into the caller's
+//!   buffers and give the block back. One status exchange per block: the throughput
+//!   choice, but a frame can wait up to the block timeout before user space sees it.
+//! - `RxRing::V2Frames`: a TPACKET_V2 ring of fixed-size frame slots, each handed over
+//!   (`TP_STATUS_USER` in its own header) as soon as the kernel has written it, and given
+//!   back one by one. No block timeout: the latency choice.
+//!
+//! Neither needs a syscall to receive: `rx_burst` reads status words in the mapping.
+//! TX is a ring of the same version on the same socket when the kernel accepts one (a V3
+//! TX ring needs Linux >= 4.11), else a TPACKET_V2 ring on a second socket
 //! (`tx_version()` says which); frames are marked `TP_STATUS_SEND_REQUEST` and one
 //! `send()` per burst flushes them. `PACKET_QDISC_BYPASS` skips the qdisc layer,
 //! `PACKET_IGNORE_OUTGOING` keeps our own transmissions out of the RX ring, and an
@@ -20,6 +29,7 @@ use std::mem;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::ptr;
+use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -29,8 +39,45 @@ const ETH_HLEN: usize = 14;
 const PACKET_LOSS: libc::c_int = 14;
 /// `TPACKET_ALIGN(sizeof(struct tpacket3_hdr))`: where TX data starts in a V3 frame.
 const V3_DATA_OFF: usize = 48;
-/// `TPACKET_ALIGN(sizeof(struct tpacket2_hdr))`: where TX data starts in a V2 frame.
+/// `TPACKET_ALIGN(sizeof(struct tpacket2_hdr))`: where TX data starts in a V2 frame, and
+/// the least `tp_mac` of a received V2 frame.
 const V2_DATA_OFF: usize = 32;
+/// Largest V3 block timeout accepted, milliseconds.
+pub const MAX_BLOCK_TIMEOUT_MS: u32 = 10_000;
+
+/// Which RX ring the kernel fills (see the module doc).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RxRing {
+    /// TPACKET_V3 blocks, handed over when full or `rx_block_timeout_ms` old.
+    #[default]
+    V3Blocks,
+    /// TPACKET_V2 frame slots, each handed over as soon as it is written.
+    V2Frames,
+}
+
+impl RxRing {
+    /// The name used in configurations and reports: `blocks` or `frames`.
+    pub fn name(self) -> &'static str {
+        match self {
+            RxRing::V3Blocks => "blocks",
+            RxRing::V2Frames => "frames",
+        }
+    }
+}
+
+impl FromStr for RxRing {
+    type Err = String;
+    /// Parses `blocks` (TPACKET_V3) or `frames` (TPACKET_V2).
+    fn from_str(s: &str) -> Result<RxRing, String> {
+        match s {
+            "blocks" => Ok(RxRing::V3Blocks),
+            "frames" => Ok(RxRing::V2Frames),
+            _ => Err(format!(
+                "rx ring `{s}`: expected `blocks` (TPACKET_V3) or `frames` (TPACKET_V2)"
+            )),
+        }
+    }
+}
 
 /// AF_PACKET port configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,12 +88,18 @@ pub struct AfPacketConfig {
     pub block_size: usize,
     /// Blocks per ring (RX and TX each).
     pub block_count: usize,
-    /// TX frame slot size (a multiple of 16, at least the header plus the largest frame).
+    /// Frame slot size of the TX ring and of a `V2Frames` RX ring (a multiple of 16, at
+    /// least the header plus the largest frame).
     pub frame_size: usize,
     /// Join this PACKET_FANOUT (hash) group, for several workers on one interface.
     pub fanout: Option<u16>,
     /// Bypass the qdisc layer on transmit.
     pub qdisc_bypass: bool,
+    /// The RX ring: V3 blocks (throughput) or V2 frames (latency).
+    pub rx_ring: RxRing,
+    /// `V3Blocks` only: a partly filled block is handed over after this many milliseconds
+    /// (1..=`MAX_BLOCK_TIMEOUT_MS`; the kernel has no finer unit).
+    pub rx_block_timeout_ms: u32,
 }
 
 impl Default for AfPacketConfig {
@@ -58,6 +111,8 @@ impl Default for AfPacketConfig {
             frame_size: 4096,
             fanout: None,
             qdisc_bypass: true,
+            rx_ring: RxRing::V3Blocks,
+            rx_block_timeout_ms: 1,
         }
     }
 }
@@ -67,8 +122,10 @@ impl Default for AfPacketConfig {
 pub struct AfPacketStats {
     /// Received frames longer than `MAX_FRAME` (or cut short by the ring), dropped.
     pub rx_oversize: u64,
-    /// RX blocks whose frame chain did not fit the block (skipped whole).
+    /// RX blocks (V3) whose frame chain did not fit the block (skipped whole).
     pub rx_bad_block: u64,
+    /// RX frame slots (V2) whose header placed the data outside the slot (skipped).
+    pub rx_bad_frame: u64,
     /// Frames not taken because they were shorter than an Ethernet header or longer
     /// than a TX slot.
     pub tx_bad_len: u64,
@@ -117,14 +174,56 @@ impl Drop for Mmap {
     }
 }
 
-struct TxRing {
-    /// Start of the TX ring inside its mapping.
+/// Fixed-size frame slots laid out as the kernel does (`packet_lookup_frame`): slots never
+/// straddle a block, so slot `i` is at `(i / per_block) * block_size + (i % per_block) *
+/// frame_size`. Used by every TX ring and by the V2 RX ring.
+struct FrameRing {
+    /// Start of the ring inside its mapping.
     base: *mut u8,
     block_size: usize,
     frame_size: usize,
     frames_per_block: usize,
     frame_nr: usize,
     head: usize,
+}
+
+impl FrameRing {
+    fn new(base: *mut u8, cfg: &AfPacketConfig) -> FrameRing {
+        let fpb = cfg.block_size / cfg.frame_size;
+        FrameRing {
+            base,
+            block_size: cfg.block_size,
+            frame_size: cfg.frame_size,
+            frames_per_block: fpb,
+            frame_nr: fpb * cfg.block_count,
+            head: 0,
+        }
+    }
+
+    /// The slot at `head`.
+    fn frame(&self) -> *mut u8 {
+        let i = self.head % self.frame_nr;
+        let off = (i / self.frames_per_block) * self.block_size
+            + (i % self.frames_per_block) * self.frame_size;
+        // SAFETY: i < frame_nr, so the offset lies inside the ring (block_nr blocks of
+        // block_size bytes, frames_per_block frames of frame_size bytes each).
+        unsafe { self.base.add(off) }
+    }
+
+    fn advance(&mut self) {
+        self.head = (self.head + 1) % self.frame_nr;
+    }
+
+    fn status(&self, frame: *mut u8, status_off: usize) -> &AtomicU32 {
+        // SAFETY: tp_status is a 4-byte-aligned u32 inside the frame header (slots are
+        // 16-byte aligned) that the kernel and we hand back and forth; atomics give the
+        // ordering the ring needs.
+        unsafe { &*(frame.add(status_off) as *const AtomicU32) }
+    }
+}
+
+struct TxRing {
+    ring: FrameRing,
     data_off: usize,
     /// Offsets of `tp_status` and `tp_len` in the frame header.
     status_off: usize,
@@ -133,19 +232,42 @@ struct TxRing {
 }
 
 impl TxRing {
-    fn frame(&self, i: usize) -> *mut u8 {
-        let off = (i / self.frames_per_block) * self.block_size
-            + (i % self.frames_per_block) * self.frame_size;
-        // SAFETY: i < frame_nr, so the offset lies inside the ring (block_nr blocks of
-        // block_size bytes, frames_per_block frames each).
-        unsafe { self.base.add(off) }
+    fn v3(base: *mut u8, cfg: &AfPacketConfig) -> TxRing {
+        TxRing {
+            ring: FrameRing::new(base, cfg),
+            data_off: V3_DATA_OFF,
+            status_off: 20,
+            len_off: 16,
+            version: 3,
+        }
     }
 
-    fn status(&self, frame: *mut u8) -> &AtomicU32 {
-        // SAFETY: tp_status is a 4-byte-aligned u32 inside the frame header that the
-        // kernel and we hand back and forth; atomics give the ordering the ring needs.
-        unsafe { &*(frame.add(self.status_off) as *const AtomicU32) }
+    fn v2(base: *mut u8, cfg: &AfPacketConfig) -> TxRing {
+        TxRing {
+            ring: FrameRing::new(base, cfg),
+            data_off: V2_DATA_OFF,
+            status_off: 0,
+            len_off: 4,
+            version: 2,
+        }
     }
+}
+
+/// Walk state of a V3 RX ring.
+struct BlockRx {
+    block_size: usize,
+    block_nr: usize,
+    block: usize,
+    /// Inside the current block: next frame offset and frames left.
+    off: usize,
+    left: usize,
+    in_block: bool,
+}
+
+/// The RX ring of a port.
+enum Rx {
+    Blocks(BlockRx),
+    Frames(FrameRing),
 }
 
 /// An AF_PACKET port bound to one interface (see the module doc).
@@ -155,13 +277,7 @@ pub struct AfPacketPort {
     tx_fd: Option<OwnedFd>,
     rx_map: Mmap,
     tx_map: Option<Mmap>,
-    block_size: usize,
-    block_nr: usize,
-    rx_block: usize,
-    /// Walk state inside the current RX block: next frame offset and frames left.
-    rx_off: usize,
-    rx_left: usize,
-    rx_in_block: bool,
+    rx: Rx,
     tx: TxRing,
     label: String,
     stats: AfPacketStats,
@@ -193,80 +309,108 @@ fn bind_packet(fd: RawFd, ifindex: u32, proto: u16) -> io::Result<()> {
     Ok(())
 }
 
+fn ring_err(what: &'static str) -> impl Fn(io::Error) -> io::Error {
+    move |e| io::Error::new(e.kind(), format!("afpacket: {what}: {e}"))
+}
+
+fn check_config(cfg: &AfPacketConfig) -> io::Result<()> {
+    let page = 4096usize;
+    let bad = |m: String| Err(io::Error::new(io::ErrorKind::InvalidInput, m));
+    if cfg.block_size == 0 || !cfg.block_size.is_multiple_of(page) {
+        return bad(format!(
+            "afpacket: block_size {} must be a positive multiple of {page}",
+            cfg.block_size
+        ));
+    }
+    if cfg.frame_size < V3_DATA_OFF + ETH_HLEN
+        || !cfg.frame_size.is_multiple_of(sys::TPACKET_ALIGNMENT)
+        || !cfg.block_size.is_multiple_of(cfg.frame_size)
+    {
+        return bad(format!(
+            "afpacket: frame_size {} must be a multiple of 16 dividing block_size",
+            cfg.frame_size
+        ));
+    }
+    if cfg.block_count == 0 || cfg.block_count > 1 << 16 {
+        return bad("afpacket: block_count must be 1..=65536".into());
+    }
+    if cfg.rx_block_timeout_ms == 0 || cfg.rx_block_timeout_ms > MAX_BLOCK_TIMEOUT_MS {
+        // 0 would make the kernel pick its own timeout from the link speed.
+        return bad(format!(
+            "afpacket: rx_block_timeout_ms {} must be 1..={MAX_BLOCK_TIMEOUT_MS}",
+            cfg.rx_block_timeout_ms
+        ));
+    }
+    Ok(())
+}
+
 impl AfPacketPort {
     /// Opens the rings on `cfg.interface` (needs CAP_NET_RAW).
     pub fn open(cfg: &AfPacketConfig) -> io::Result<AfPacketPort> {
-        let page = 4096usize;
-        let bad = |m: String| io::Error::new(io::ErrorKind::InvalidInput, m);
-        if cfg.block_size == 0 || !cfg.block_size.is_multiple_of(page) {
-            return Err(bad(format!(
-                "afpacket: block_size {} must be a positive multiple of {page}",
-                cfg.block_size
-            )));
-        }
-        if cfg.frame_size < V3_DATA_OFF + ETH_HLEN
-            || !cfg.frame_size.is_multiple_of(sys::TPACKET_ALIGNMENT)
-            || !cfg.block_size.is_multiple_of(cfg.frame_size)
-        {
-            return Err(bad(format!(
-                "afpacket: frame_size {} must be a multiple of 16 dividing block_size",
-                cfg.frame_size
-            )));
-        }
-        if cfg.block_count == 0 || cfg.block_count > 1 << 16 {
-            return Err(bad("afpacket: block_count must be 1..=65536".into()));
-        }
+        check_config(cfg)?;
         let ifindex = interface_index(&cfg.interface)?;
         let fd = packet_socket()?;
         let raw = fd.as_raw_fd();
-        sys::setsockopt(raw, libc::SOL_PACKET, sys::PACKET_VERSION, &sys::TPACKET_V3)?;
+        let version = match cfg.rx_ring {
+            RxRing::V3Blocks => sys::TPACKET_V3,
+            RxRing::V2Frames => sys::TPACKET_V2,
+        };
+        sys::setsockopt(raw, libc::SOL_PACKET, sys::PACKET_VERSION, &version)?;
         let one: libc::c_int = 1;
         // Before the rings: the kernel refuses PACKET_LOSS once a ring exists.
         sys::setsockopt(raw, libc::SOL_PACKET, PACKET_LOSS, &one)?;
-        let fpb = cfg.block_size / cfg.frame_size;
-        let frame_nr = fpb * cfg.block_count;
-        let rx_req = sys::TpacketReq3 {
+        let frame_nr = (cfg.block_size / cfg.frame_size) * cfg.block_count;
+        let req2 = sys::TpacketReq {
             block_size: cfg.block_size as u32,
             block_nr: cfg.block_count as u32,
             frame_size: cfg.frame_size as u32,
             frame_nr: frame_nr as u32,
-            // Retire a partly filled block after 1 ms so a trickle is not held back.
-            retire_blk_tov: 1,
+        };
+        let req3 = sys::TpacketReq3 {
+            block_size: req2.block_size,
+            block_nr: req2.block_nr,
+            frame_size: req2.frame_size,
+            frame_nr: req2.frame_nr,
+            retire_blk_tov: cfg.rx_block_timeout_ms,
             sizeof_priv: 0,
             feature_req_word: 0,
         };
-        sys::setsockopt(raw, libc::SOL_PACKET, sys::PACKET_RX_RING, &rx_req)
-            .map_err(|e| io::Error::new(e.kind(), format!("afpacket: PACKET_RX_RING: {e}")))?;
-        let tx_req = sys::TpacketReq3 {
-            retire_blk_tov: 0,
-            ..rx_req
+        let same_socket_tx = match cfg.rx_ring {
+            RxRing::V3Blocks => {
+                sys::setsockopt(raw, libc::SOL_PACKET, sys::PACKET_RX_RING, &req3)
+                    .map_err(ring_err("PACKET_RX_RING (TPACKET_V3)"))?;
+                let tx_req = sys::TpacketReq3 {
+                    retire_blk_tov: 0,
+                    ..req3
+                };
+                sys::setsockopt(raw, libc::SOL_PACKET, sys::PACKET_TX_RING, &tx_req).is_ok()
+            }
+            RxRing::V2Frames => {
+                sys::setsockopt(raw, libc::SOL_PACKET, sys::PACKET_RX_RING, &req2)
+                    .map_err(ring_err("PACKET_RX_RING (TPACKET_V2)"))?;
+                sys::setsockopt(raw, libc::SOL_PACKET, sys::PACKET_TX_RING, &req2)
+                    .map_err(ring_err("PACKET_TX_RING (TPACKET_V2)"))?;
+                true
+            }
         };
-        let rx_len = cfg.block_size * cfg.block_count;
-        let v3_tx = sys::setsockopt(raw, libc::SOL_PACKET, sys::PACKET_TX_RING, &tx_req).is_ok();
         if cfg.qdisc_bypass {
             sys::setsockopt(raw, libc::SOL_PACKET, sys::PACKET_QDISC_BYPASS, &one)?;
         }
         // Best effort: kernels before 4.20 lack it and show our own frames to the ring.
         let _ = sys::setsockopt(raw, libc::SOL_PACKET, sys::PACKET_IGNORE_OUTGOING, &one);
-        let (rx_map, tx_map, tx_fd, tx) = if v3_tx {
-            let map = Mmap::map(raw, rx_len * 2)?;
+        let ring_len = cfg.block_size * cfg.block_count;
+        let (rx_map, tx_map, tx_fd, tx) = if same_socket_tx {
+            // RX ring, then TX ring, in one mapping.
+            let map = Mmap::map(raw, ring_len * 2)?;
             // SAFETY: the TX ring follows the RX ring in the same mapping.
-            let base = unsafe { map.ptr.add(rx_len) };
-            let tx = TxRing {
-                base,
-                block_size: cfg.block_size,
-                frame_size: cfg.frame_size,
-                frames_per_block: fpb,
-                frame_nr,
-                head: 0,
-                data_off: V3_DATA_OFF,
-                status_off: 20,
-                len_off: 16,
-                version: 3,
+            let base = unsafe { map.ptr.add(ring_len) };
+            let tx = match cfg.rx_ring {
+                RxRing::V3Blocks => TxRing::v3(base, cfg),
+                RxRing::V2Frames => TxRing::v2(base, cfg),
             };
             (map, None, None, tx)
         } else {
-            let map = Mmap::map(raw, rx_len)?;
+            let map = Mmap::map(raw, ring_len)?;
             let tfd = packet_socket()?;
             let traw = tfd.as_raw_fd();
             sys::setsockopt(
@@ -275,92 +419,250 @@ impl AfPacketPort {
                 sys::PACKET_VERSION,
                 &sys::TPACKET_V2,
             )?;
-            let req = sys::TpacketReq {
-                block_size: cfg.block_size as u32,
-                block_nr: cfg.block_count as u32,
-                frame_size: cfg.frame_size as u32,
-                frame_nr: frame_nr as u32,
-            };
-            sys::setsockopt(traw, libc::SOL_PACKET, sys::PACKET_TX_RING, &req)
-                .map_err(|e| io::Error::new(e.kind(), format!("afpacket: PACKET_TX_RING: {e}")))?;
+            sys::setsockopt(traw, libc::SOL_PACKET, sys::PACKET_TX_RING, &req2)
+                .map_err(ring_err("PACKET_TX_RING"))?;
             if cfg.qdisc_bypass {
                 sys::setsockopt(traw, libc::SOL_PACKET, sys::PACKET_QDISC_BYPASS, &one)?;
             }
-            let tmap = Mmap::map(traw, rx_len)?;
-            let tx = TxRing {
-                base: tmap.ptr,
-                block_size: cfg.block_size,
-                frame_size: cfg.frame_size,
-                frames_per_block: fpb,
-                frame_nr,
-                head: 0,
-                data_off: V2_DATA_OFF,
-                status_off: 0,
-                len_off: 4,
-                version: 2,
-            };
+            let tmap = Mmap::map(traw, ring_len)?;
+            let tx = TxRing::v2(tmap.ptr, cfg);
             // TX only: protocol 0 receives nothing.
             bind_packet(traw, ifindex, 0)?;
             sys::set_nonblocking(traw)?;
             (map, Some(tmap), Some(tfd), tx)
+        };
+        let rx = match cfg.rx_ring {
+            RxRing::V3Blocks => Rx::Blocks(BlockRx {
+                block_size: cfg.block_size,
+                block_nr: cfg.block_count,
+                block: 0,
+                off: 0,
+                left: 0,
+                in_block: false,
+            }),
+            RxRing::V2Frames => Rx::Frames(FrameRing::new(rx_map.ptr, cfg)),
         };
         bind_packet(raw, ifindex, ETH_P_ALL)?;
         sys::set_nonblocking(raw)?;
         if let Some(group) = cfg.fanout {
             let arg: u32 = u32::from(group) | (sys::PACKET_FANOUT_HASH << 16);
             sys::setsockopt(raw, libc::SOL_PACKET, sys::PACKET_FANOUT, &arg)
-                .map_err(|e| io::Error::new(e.kind(), format!("afpacket: PACKET_FANOUT: {e}")))?;
+                .map_err(ring_err("PACKET_FANOUT"))?;
         }
         Ok(AfPacketPort {
             fd,
             tx_fd,
             rx_map,
             tx_map,
-            block_size: cfg.block_size,
-            block_nr: cfg.block_count,
-            rx_block: 0,
-            rx_off: 0,
-            rx_left: 0,
-            rx_in_block: false,
+            rx,
             tx,
             label: format!("afpacket:{}", cfg.interface),
             stats: AfPacketStats::default(),
         })
     }
 
-    /// The TPACKET version of the TX ring: 3 (same socket as RX) or 2 (second socket).
+    /// The TPACKET version of the TX ring: 3 or 2 on the RX socket, or 2 on a second
+    /// socket (a V3 RX ring on a kernel without V3 TX).
     pub fn tx_version(&self) -> u8 {
         self.tx.version
+    }
+
+    /// The RX ring in use.
+    pub fn rx_ring(&self) -> RxRing {
+        match self.rx {
+            Rx::Blocks(_) => RxRing::V3Blocks,
+            Rx::Frames(_) => RxRing::V2Frames,
+        }
     }
 
     /// Drop counters.
     pub fn stats(&self) -> AfPacketStats {
         self.stats
     }
+}
 
-    fn block(&self, i: usize) -> *mut u8 {
+/// Reads a u32 at `off` of a ring region the kernel has handed to us.
+///
+/// # Safety
+/// `base + off .. base + off + 4` lies inside the mapping.
+unsafe fn read_u32(base: *const u8, off: usize) -> u32 {
+    // SAFETY: in bounds per the caller; the kernel no longer writes a region whose status
+    // said TP_STATUS_USER (read with Acquire).
+    unsafe { ptr::read_unaligned(base.add(off) as *const u32) }
+}
+
+/// Reads a u16 at `off`; same contract as `read_u32`.
+unsafe fn read_u16(base: *const u8, off: usize) -> u16 {
+    // SAFETY: as `read_u32`.
+    unsafe { ptr::read_unaligned(base.add(off) as *const u16) }
+}
+
+/// Copies a received frame of `snap` bytes (of `wire_len` on the wire) at `data` into
+/// `buf`; false (counted) when it does not fit a buffer or the ring cut it short.
+///
+/// # Safety
+/// `data .. data + snap` lies inside the mapping, in a region the kernel handed to us.
+unsafe fn take_frame(
+    data: *const u8,
+    snap: usize,
+    wire_len: usize,
+    buf: &mut PacketBuf,
+    stats: &mut AfPacketStats,
+) -> bool {
+    if snap > MAX_FRAME || snap < wire_len {
+        stats.rx_oversize += 1;
+        return false;
+    }
+    // SAFETY: in bounds and ours per the caller.
+    let src = unsafe { std::slice::from_raw_parts(data, snap) };
+    match buf.rx_space().get_mut(..snap) {
+        Some(dst) => {
+            dst.copy_from_slice(src);
+            buf.set_len(snap);
+            true
+        }
+        None => {
+            stats.rx_oversize += 1;
+            false
+        }
+    }
+}
+
+impl BlockRx {
+    fn block(&self, base: *mut u8, i: usize) -> *mut u8 {
         // SAFETY: i < block_nr, so the block lies inside the RX mapping.
-        unsafe { self.rx_map.ptr.add(i * self.block_size) }
+        unsafe { base.add((i % self.block_nr) * self.block_size) }
     }
 
-    fn block_status(&self, i: usize) -> &AtomicU32 {
+    fn block_status(&self, base: *mut u8, i: usize) -> &AtomicU32 {
         // SAFETY: block_status is the 4-byte-aligned u32 at offset 8 of
         // `struct tpacket_block_desc` (version, offset_to_priv, then tpacket_hdr_v1).
-        unsafe { &*(self.block(i).add(8) as *const AtomicU32) }
+        unsafe { &*(self.block(base, i).add(8) as *const AtomicU32) }
     }
 
-    fn read_u32(&self, block: *mut u8, off: usize) -> u32 {
-        // SAFETY: callers pass offsets checked against block_size; the kernel no longer
-        // writes a block it handed to us (TP_STATUS_USER was read with Acquire).
-        unsafe { ptr::read_unaligned(block.add(off) as *const u32) }
-    }
-
-    fn release_block(&mut self) {
-        self.block_status(self.rx_block)
+    fn release(&mut self, base: *mut u8) {
+        self.block_status(base, self.block)
             .store(sys::TP_STATUS_KERNEL, Ordering::Release);
-        self.rx_block = (self.rx_block + 1) % self.block_nr;
-        self.rx_in_block = false;
+        self.block = (self.block + 1) % self.block_nr;
+        self.in_block = false;
     }
+
+    fn rx_burst(
+        &mut self,
+        base: *mut u8,
+        bufs: &mut [PacketBuf],
+        stats: &mut AfPacketStats,
+    ) -> usize {
+        let bs = self.block_size;
+        let mut n = 0;
+        // Bounded: each step delivers a frame, skips one, or releases a block, and at
+        // most block_nr blocks can be ready.
+        let mut blocks_seen = 0;
+        while n < bufs.len() {
+            if !self.in_block {
+                if blocks_seen >= self.block_nr {
+                    break;
+                }
+                let st = self.block_status(base, self.block).load(Ordering::Acquire);
+                if st & sys::TP_STATUS_USER == 0 {
+                    break;
+                }
+                blocks_seen += 1;
+                let b = self.block(base, self.block);
+                // SAFETY: tpacket_hdr_v1 fields inside the block descriptor: num_pkts at
+                // 12, offset_to_first_pkt at 16 (blocks are at least a page).
+                unsafe {
+                    self.left = read_u32(b, 12) as usize;
+                    self.off = read_u32(b, 16) as usize;
+                }
+                self.in_block = true;
+            }
+            if self.left == 0 {
+                self.release(base);
+                continue;
+            }
+            let b = self.block(base, self.block);
+            let off = self.off;
+            if off < 48 || off + 28 > bs {
+                stats.rx_bad_block += 1;
+                self.release(base);
+                continue;
+            }
+            // tpacket3_hdr: next_offset 0, snaplen 12, len 16, mac 24 (u16).
+            // SAFETY: off + 28 <= block_size was checked above.
+            let (next, snap, wire_len, mac) = unsafe {
+                (
+                    read_u32(b, off) as usize,
+                    read_u32(b, off + 12) as usize,
+                    read_u32(b, off + 16) as usize,
+                    read_u16(b, off + 24) as usize,
+                )
+            };
+            let start = off + mac;
+            if start + snap > bs {
+                stats.rx_bad_block += 1;
+                self.release(base);
+                continue;
+            }
+            // SAFETY: start + snap <= block_size (checked), inside this block, which the
+            // kernel handed to us.
+            if unsafe { take_frame(b.add(start), snap, wire_len, &mut bufs[n], stats) } {
+                n += 1;
+            }
+            self.left -= 1;
+            if self.left == 0 {
+                self.release(base);
+            } else if next == 0 {
+                stats.rx_bad_block += 1;
+                self.release(base);
+            } else {
+                self.off = off + next;
+            }
+        }
+        n
+    }
+}
+
+/// V2 RX: one slot per frame, status in the slot's `tpacket2_hdr`.
+fn frames_rx_burst(
+    ring: &mut FrameRing,
+    bufs: &mut [PacketBuf],
+    stats: &mut AfPacketStats,
+) -> usize {
+    let fs = ring.frame_size;
+    let mut n = 0;
+    // Bounded: each step consumes one slot, and at most frame_nr slots can be ready.
+    let mut seen = 0;
+    while n < bufs.len() && seen < ring.frame_nr {
+        let f = ring.frame();
+        let status = ring.status(f, 0);
+        if status.load(Ordering::Acquire) & sys::TP_STATUS_USER == 0 {
+            break;
+        }
+        seen += 1;
+        // tpacket2_hdr: status 0, len 4, snaplen 8, mac 12 (u16); 32 bytes in all.
+        // SAFETY: frame_size >= 62 > 14 (checked at open), so the fields lie in the slot.
+        let (wire_len, snap, mac) = unsafe {
+            (
+                read_u32(f, 4) as usize,
+                read_u32(f, 8) as usize,
+                read_u16(f, 12) as usize,
+            )
+        };
+        if mac < V2_DATA_OFF || mac + snap > fs {
+            stats.rx_bad_frame += 1;
+        } else {
+            // SAFETY: mac + snap <= frame_size (checked): inside this slot, which the
+            // kernel handed to us with TP_STATUS_USER.
+            if unsafe { take_frame(f.add(mac), snap, wire_len, &mut bufs[n], stats) } {
+                n += 1;
+            }
+        }
+        // Give the slot back only after its bytes were copied.
+        status.store(sys::TP_STATUS_KERNEL, Ordering::Release);
+        ring.advance();
+    }
+    n
 }
 
 impl BurstIo for AfPacketPort {
@@ -369,76 +671,15 @@ impl BurstIo for AfPacketPort {
     }
 
     fn rx_burst(&mut self, bufs: &mut [PacketBuf]) -> io::Result<usize> {
-        let bs = self.block_size;
-        let mut n = 0;
-        // Bounded: each step delivers a frame, skips one, or releases a block, and at
-        // most block_nr blocks can be ready.
-        let mut blocks_seen = 0;
-        while n < bufs.len() {
-            if !self.rx_in_block {
-                if blocks_seen >= self.block_nr {
-                    break;
-                }
-                let st = self.block_status(self.rx_block).load(Ordering::Acquire);
-                if st & sys::TP_STATUS_USER == 0 {
-                    break;
-                }
-                blocks_seen += 1;
-                let b = self.block(self.rx_block);
-                // tpacket_hdr_v1: num_pkts at 12, offset_to_first_pkt at 16.
-                self.rx_left = self.read_u32(b, 12) as usize;
-                self.rx_off = self.read_u32(b, 16) as usize;
-                self.rx_in_block = true;
-            }
-            if self.rx_left == 0 {
-                self.release_block();
-                continue;
-            }
-            let b = self.block(self.rx_block);
-            let off = self.rx_off;
-            if off < 48 || off + 28 > bs {
-                self.stats.rx_bad_block += 1;
-                self.release_block();
-                continue;
-            }
-            // tpacket3_hdr: next_offset 0, snaplen 12, len 16, mac 24 (u16).
-            let next = self.read_u32(b, off) as usize;
-            let snap = self.read_u32(b, off + 12) as usize;
-            let wire_len = self.read_u32(b, off + 16) as usize;
-            // SAFETY: off + 26 <= bs was checked above.
-            let mac = unsafe { ptr::read_unaligned(b.add(off + 24) as *const u16) } as usize;
-            let start = off + mac;
-            if start + snap > bs {
-                self.stats.rx_bad_block += 1;
-                self.release_block();
-                continue;
-            }
-            if snap > MAX_FRAME || snap < wire_len {
-                self.stats.rx_oversize += 1;
-            } else {
-                let buf = &mut bufs[n];
-                // SAFETY: start + snap <= block_size (checked), inside this block, which
-                // the kernel handed to us.
-                let src = unsafe { std::slice::from_raw_parts(b.add(start), snap) };
-                buf.rx_space()[..snap].copy_from_slice(src);
-                buf.set_len(snap);
-                n += 1;
-            }
-            self.rx_left -= 1;
-            if self.rx_left == 0 {
-                self.release_block();
-            } else if next == 0 {
-                self.stats.rx_bad_block += 1;
-                self.release_block();
-            } else {
-                self.rx_off = off + next;
-            }
-        }
-        Ok(n)
+        let base = self.rx_map.ptr;
+        Ok(match &mut self.rx {
+            Rx::Blocks(b) => b.rx_burst(base, bufs, &mut self.stats),
+            Rx::Frames(r) => frames_rx_burst(r, bufs, &mut self.stats),
+        })
     }
 
     fn tx_burst(&mut self, bufs: &mut [PacketBuf]) -> io::Result<usize> {
-        let cap = self.tx.frame_size - self.tx.data_off;
+        let cap = self.tx.ring.frame_size - self.tx.data_off;
         let mut w = 0;
         for i in 0..bufs.len() {
             let len = bufs[i].len();
@@ -446,8 +687,9 @@ impl BurstIo for AfPacketPort {
                 self.stats.tx_bad_len += 1;
                 continue;
             }
-            let frame = self.tx.frame(self.tx.head);
-            let st = self.tx.status(frame).load(Ordering::Acquire);
+            let frame = self.tx.ring.frame();
+            let status = self.tx.ring.status(frame, self.tx.status_off);
+            let st = status.load(Ordering::Acquire);
             if st != sys::TP_STATUS_AVAILABLE && st != sys::TP_STATUS_WRONG_FORMAT {
                 self.stats.tx_ring_full += 1;
                 break;
@@ -461,10 +703,8 @@ impl BurstIo for AfPacketPort {
                     ptr::write_unaligned(frame as *mut u32, 0);
                 }
             }
-            self.tx
-                .status(frame)
-                .store(sys::TP_STATUS_SEND_REQUEST, Ordering::Release);
-            self.tx.head = (self.tx.head + 1) % self.tx.frame_nr;
+            status.store(sys::TP_STATUS_SEND_REQUEST, Ordering::Release);
+            self.tx.ring.advance();
             bufs.swap(w, i);
             w += 1;
         }
