@@ -629,47 +629,17 @@ impl<C: BurstIo, L: BurstIo> Worker<C, L> {
         let mut work = 0;
 
         // Cipher side -> clear side.
-        let n = match cipher.rx_burst(&mut rx[..burst]) {
-            Ok(n) => n,
-            Err(_) => {
-                core.cnt.inc(Counter::RxError);
-                0
-            }
-        };
+        let n = rx_from(cipher, &mut rx[..burst], &mut core.cnt, Counter::RxCipher);
         work += n;
-        core.cnt.add(Counter::RxCipher, n as u64);
         for b in rx[..n].iter_mut() {
-            match core.cipher_rx(snap, b, fabric) {
-                InVerdict::Clear => {
-                    if to_clear.is_full() {
-                        flush(
-                            clear,
-                            to_clear,
-                            &mut core.cnt,
-                            Counter::TxClear,
-                            snap,
-                            fabric,
-                            me,
-                        );
-                    }
-                    to_clear.take(b);
-                }
-                InVerdict::Drop(c) => core.cnt.inc(c),
-                InVerdict::Consumed => {}
-            }
+            let v = core.cipher_rx(snap, b, fabric);
+            stage_in(core, snap, v, b, clear, to_clear, fabric, me);
             b.reset();
         }
 
         // Clear side -> cipher side.
-        let n = match clear.rx_burst(&mut rx[..burst]) {
-            Ok(n) => n,
-            Err(_) => {
-                core.cnt.inc(Counter::RxError);
-                0
-            }
-        };
+        let n = rx_from(clear, &mut rx[..burst], &mut core.cnt, Counter::RxClear);
         work += n;
-        core.cnt.add(Counter::RxClear, n as u64);
         for b in rx[..n].iter_mut() {
             let v = core.clear_rx(snap, b, now, fabric);
             stage_out(core, snap, v, b, cipher, to_cipher, fabric, me);
@@ -678,32 +648,13 @@ impl<C: BurstIo, L: BurstIo> Worker<C, L> {
 
         // Packets other workers handed to us.
         if let Some(inbox) = fabric.handoff.get(me) {
-            let mut k = 0;
-            while k < burst && inbox.recv_swap(&mut rx[k]) {
-                k += 1;
-            }
+            let k = recv_from(inbox, &mut rx[..burst]);
             work += k;
             core.cnt.add(Counter::HandoffIn, k as u64);
             for b in rx[..k].iter_mut() {
                 if b.meta.tag == TAG_INBOUND {
-                    match core.esp_in(snap, b, fabric) {
-                        InVerdict::Clear => {
-                            if to_clear.is_full() {
-                                flush(
-                                    clear,
-                                    to_clear,
-                                    &mut core.cnt,
-                                    Counter::TxClear,
-                                    snap,
-                                    fabric,
-                                    me,
-                                );
-                            }
-                            to_clear.take(b);
-                        }
-                        InVerdict::Drop(c) => core.cnt.inc(c),
-                        InVerdict::Consumed => {}
-                    }
+                    let v = core.esp_in(snap, b, fabric);
+                    stage_in(core, snap, v, b, clear, to_clear, fabric, me);
                 } else {
                     let v = core.esp_out(snap, b, now, fabric);
                     stage_out(core, snap, v, b, cipher, to_cipher, fabric, me);
@@ -714,10 +665,7 @@ impl<C: BurstIo, L: BurstIo> Worker<C, L> {
 
         // Control-plane packets (IKE) to send from the dataplane's socket.
         if let Some(inject) = fabric.inject.get(me) {
-            let mut k = 0;
-            while k < burst && inject.recv_swap(&mut rx[k]) {
-                k += 1;
-            }
+            let k = recv_from(inject, &mut rx[..burst]);
             work += k;
             for b in rx[..k].iter_mut() {
                 let path = snap.path(b.meta.tag);
@@ -775,6 +723,70 @@ impl<C: BurstIo, L: BurstIo> Worker<C, L> {
         );
         core.cnt.flush(fabric.counters.worker(me));
         work
+    }
+}
+
+/// One receive burst from a port; errors are counted, never fatal.
+#[inline]
+fn rx_from<P: BurstIo>(
+    port: &mut P,
+    bufs: &mut [PacketBuf],
+    cnt: &mut LocalCounters,
+    ok: Counter,
+) -> usize {
+    match port.rx_burst(bufs) {
+        Ok(n) => {
+            let n = n.min(bufs.len());
+            cnt.add(ok, n as u64);
+            n
+        }
+        Err(_) => {
+            cnt.inc(Counter::RxError);
+            0
+        }
+    }
+}
+
+/// Takes up to `bufs.len()` packets from a channel into the front of `bufs`.
+#[inline]
+fn recv_from(ch: &Channel, bufs: &mut [PacketBuf]) -> usize {
+    let mut k = 0;
+    while k < bufs.len() && ch.recv_swap(&mut bufs[k]) {
+        k += 1;
+    }
+    k
+}
+
+/// Acts on the verdict for a packet bound for the clear side.
+#[inline]
+#[allow(clippy::too_many_arguments)]
+fn stage_in<L: BurstIo>(
+    core: &mut Core,
+    snap: &Snapshot,
+    v: InVerdict,
+    b: &mut PacketBuf,
+    clear: &mut L,
+    to_clear: &mut Stage,
+    fabric: &Fabric,
+    me: usize,
+) {
+    match v {
+        InVerdict::Clear => {
+            if to_clear.is_full() {
+                flush(
+                    clear,
+                    to_clear,
+                    &mut core.cnt,
+                    Counter::TxClear,
+                    snap,
+                    fabric,
+                    me,
+                );
+            }
+            to_clear.take(b);
+        }
+        InVerdict::Drop(c) => core.cnt.inc(c),
+        InVerdict::Consumed => {}
     }
 }
 
