@@ -120,13 +120,7 @@ fn start_endpoint<L: BurstIo + 'static>(
     plan: &EndpointPlan,
     clear: L,
 ) -> Result<Endpoint<L>, String> {
-    let tc = TableConfig {
-        workers: 1,
-        max_inbound: 16,
-        max_outbound: 16,
-        max_paths: 16,
-        max_tunnels: 16,
-    };
+    let tc = TableConfig::sized(1, 16);
     let mut writer = TableWriter::new(tc);
     let cipher = EspCipher::AesGcm16_128;
     let key = |k: &[u8]| EspKey::new(cipher, k).map_err(|e| e.to_string());

@@ -81,7 +81,7 @@ pub const MIN_PACKET_LEN: usize = HEAD_LEN + TRAILER_LEN + ICV_LEN;
 /// RFC 4106 5: AAD = SPI || seq_lo (8 octets), or SPI || seq_hi || seq_lo with ESN
 /// (12 octets). Returns the buffer and the length used.
 #[inline]
-fn aad(spi: u32, seq: u64, esn: bool) -> ([u8; 12], usize) {
+pub fn aad(spi: u32, seq: u64, esn: bool) -> ([u8; 12], usize) {
     let mut a = [0u8; 12];
     a[..4].copy_from_slice(&spi.to_be_bytes());
     if esn {

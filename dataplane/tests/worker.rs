@@ -50,13 +50,7 @@ struct EndpointSpec {
 }
 
 fn endpoint(e: &EndpointSpec, workers: usize, cipher_layer: Layer, clear_layer: Layer) -> Side {
-    let tc = TableConfig {
-        workers,
-        max_inbound: 16,
-        max_outbound: 16,
-        max_paths: 16,
-        max_tunnels: 16,
-    };
+    let tc = TableConfig::sized(workers, 16);
     let mut writer = TableWriter::new(tc);
     writer
         .set_path(

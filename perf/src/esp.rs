@@ -199,17 +199,9 @@ fn bench_key(cipher: EspCipher) -> EspKey {
     EspKey::new(cipher, &keymat).expect("keymat length matches the cipher")
 }
 
-/// RFC 4106 5 AAD as ESP builds it: SPI || seq (low 32 bits, or all 64 with ESN).
+/// RFC 4106 5 AAD exactly as ESP builds it.
 fn aad_bytes(seq: u64, esn: bool) -> ([u8; 12], usize) {
-    let mut a = [0u8; 12];
-    a[..4].copy_from_slice(&SPI.to_be_bytes());
-    if esn {
-        a[4..].copy_from_slice(&seq.to_be_bytes());
-        (a, 12)
-    } else {
-        a[4..8].copy_from_slice(&(seq as u32).to_be_bytes());
-        (a, 8)
-    }
+    dataplane::esp::aad(SPI, seq, esn)
 }
 
 /// An inner IPv4-looking packet of `len` bytes (contents do not matter to ESP).

@@ -40,6 +40,19 @@ pub struct TableConfig {
     pub max_tunnels: usize,
 }
 
+impl TableConfig {
+    /// Room for `n` of everything (SAs each way, paths, tunnels) and `workers` workers.
+    pub fn sized(workers: usize, n: usize) -> TableConfig {
+        TableConfig {
+            workers,
+            max_inbound: n,
+            max_outbound: n,
+            max_paths: n,
+            max_tunnels: n,
+        }
+    }
+}
+
 impl Default for TableConfig {
     fn default() -> Self {
         TableConfig {
