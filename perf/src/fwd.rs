@@ -21,7 +21,7 @@
 //! generator (or the kernel work charged to the generator's core), not by itself.
 
 use dataplane::esp;
-use dataplane::io::afpacket::{AfPacketConfig, AfPacketPort, KernelShield};
+use dataplane::io::afpacket::{AfPacketConfig, AfPacketPort, KernelShield, RxRing};
 use dataplane::io::traffic::{GenConfig, PacketSize, TestHeader, TrafficGen};
 use dataplane::io::{BurstIo, Layer};
 use dataplane::ip;
@@ -30,7 +30,7 @@ use dataplane::replay::ReplayWindow;
 use dataplane::worker::{Fabric, ForwardMode, Idle, Worker, WorkerConfig, WorkerEvent};
 use dataplane::PacketBuf;
 use ring::rand::{SecureRandom, SystemRandom};
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 use shared::clock::now_ns;
 use shared::counters::Counter;
 use shared::path::{Encap, PathSpec, L2};
@@ -88,6 +88,77 @@ impl FwdSize {
     }
 }
 
+/// The rings of the worker's two ports (and the sink's RX ring kind) in one run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DutRing {
+    /// TPACKET_V3 blocks (handed over when full or 1 ms old) or TPACKET_V2 frames (each
+    /// handed over at once).
+    pub rx: RxRing,
+    /// Ring block size; the worker's rings hold `DUT_RING_BYTES` whatever it is.
+    pub block_size: usize,
+}
+
+impl DutRing {
+    /// V3 blocks of the backend's default size.
+    pub fn blocks() -> DutRing {
+        DutRing {
+            rx: RxRing::V3Blocks,
+            block_size: AfPacketConfig::default().block_size,
+        }
+    }
+
+    /// V2 frames (in blocks of the backend's default size).
+    pub fn frames() -> DutRing {
+        DutRing {
+            rx: RxRing::V2Frames,
+            ..DutRing::blocks()
+        }
+    }
+
+    /// `blocks:262144`, `blocks:8192` or `frames`.
+    pub fn label(&self) -> String {
+        match self.rx {
+            RxRing::V3Blocks => format!("blocks:{}", self.block_size),
+            RxRing::V2Frames if self.block_size == DutRing::frames().block_size => "frames".into(),
+            RxRing::V2Frames => format!("frames:{}", self.block_size),
+        }
+    }
+
+    /// Parses `blocks`, `frames`, or either with `:BLOCK_SIZE`.
+    pub fn parse(s: &str) -> Result<DutRing, String> {
+        let (kind, size) = match s.split_once(':') {
+            Some((k, n)) => (
+                k,
+                Some(
+                    n.parse::<usize>()
+                        .map_err(|_| format!("ring `{s}`: `{n}` is not a block size"))?,
+                ),
+            ),
+            None => (s, None),
+        };
+        let rx: RxRing = kind.parse()?;
+        let block_size = size.unwrap_or(DutRing::blocks().block_size);
+        if block_size < 4096 || !block_size.is_multiple_of(4096) || block_size > DUT_RING_BYTES {
+            return Err(format!(
+                "ring `{s}`: block size must be a multiple of 4096 up to {DUT_RING_BYTES}"
+            ));
+        }
+        Ok(DutRing { rx, block_size })
+    }
+}
+
+impl Default for DutRing {
+    fn default() -> Self {
+        DutRing::blocks()
+    }
+}
+
+impl Serialize for DutRing {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.label())
+    }
+}
+
 /// What to run.
 #[derive(Clone, Debug, Serialize)]
 pub struct FwdBenchConfig {
@@ -98,7 +169,7 @@ pub struct FwdBenchConfig {
     /// Rounds per (size, mode); the report gives the median round.
     pub rounds: usize,
     pub sizes: Vec<FwdSize>,
-    /// Worker burst size.
+    /// Worker burst size of the throughput runs.
     pub burst: usize,
     /// Generator rate in packets per second; 0 = as fast as it goes.
     pub rate_pps: u64,
@@ -110,13 +181,16 @@ pub struct FwdBenchConfig {
     pub switch_size: usize,
     /// Offered loads of the path-change runs, packets per second (0 = flat out).
     pub switch_loads_pps: Vec<u64>,
-    /// RX/TX ring block size of the worker's ports in the throughput runs (the
-    /// afpacket backend's default unless changed).
-    pub dut_block_size: usize,
-    /// Ring block sizes the path-change runs are repeated with: a TPACKET_V3 RX block
-    /// reaches the worker only when full or 1 ms old, which bounds how soon a packet can
-    /// carry a new path.
-    pub switch_block_sizes: Vec<usize>,
+    /// The worker's rings in the throughput runs (the afpacket backend's default unless
+    /// changed).
+    pub dut_ring: DutRing,
+    /// Rings the path-change runs are repeated with: a TPACKET_V3 RX block reaches the
+    /// worker only when full or 1 ms old, which bounds how soon a packet can carry a new
+    /// path; a TPACKET_V2 frame reaches it as soon as the kernel wrote it.
+    pub switch_rings: Vec<DutRing>,
+    /// Worker burst sizes the path-change runs are repeated with: a saturated worker
+    /// takes full bursts, and a publication waits for the burst in progress and the next.
+    pub switch_bursts: Vec<usize>,
     /// Address generated frames to a MAC that is not the DUT's, so the DUT namespace's
     /// IP stack drops its copy at once (`PACKET_OTHERHOST`) instead of routing it: that
     /// kernel work runs on the generator's core (veth delivers in the sender's context)
@@ -146,8 +220,9 @@ impl Default for FwdBenchConfig {
             switch_every_ms: 50,
             switch_size: 1400,
             switch_loads_pps: vec![0, 100_000, 20_000],
-            dut_block_size: AfPacketConfig::default().block_size,
-            switch_block_sizes: vec![AfPacketConfig::default().block_size, 8192],
+            dut_ring: DutRing::blocks(),
+            switch_rings: vec![DutRing::blocks(), DutRing::frames()],
+            switch_bursts: vec![64, 8],
             clear_otherhost: true,
             nice: -20,
         }
@@ -229,9 +304,14 @@ pub struct SizeResult {
 pub struct PathChangeResult {
     /// Offered load (0 = flat out).
     pub offered_target_pps: u64,
-    pub block_size: usize,
+    pub ring: DutRing,
     pub offered_pps: f64,
     pub dut_tx_pps: f64,
+    /// Share of wall time the worker spent on non-empty bursts: near 1 it was saturated
+    /// and every publication waited for whole bursts.
+    pub dut_busy: f64,
+    /// Mean packets per non-empty clear-port poll.
+    pub dut_mean_burst: f64,
     pub size: usize,
     pub burst: usize,
     pub published: usize,
@@ -451,16 +531,12 @@ fn in_netns<T: Send + 'static>(
     .map_err(|_| format!("thread in namespace {ns} panicked"))?
 }
 
-fn open_port(
-    ns: &str,
-    dev: &str,
-    block_size: usize,
-    blocks: usize,
-) -> Result<AfPacketPort, String> {
+fn open_port(ns: &str, dev: &str, ring: DutRing, blocks: usize) -> Result<AfPacketPort, String> {
     let cfg = AfPacketConfig {
         interface: dev.to_string(),
-        block_size,
+        block_size: ring.block_size,
         block_count: blocks,
+        rx_ring: ring.rx,
         ..AfPacketConfig::default()
     };
     in_netns(ns, move || AfPacketPort::open(&cfg))
@@ -828,7 +904,7 @@ impl Rig {
         size: FwdSize,
         burst: usize,
         rate: u64,
-        block_size: usize,
+        ring: DutRing,
     ) -> Result<Running, String> {
         let frames = build_frames(size, self.clear_dst_mac)?;
         // Inner IP length = frame minus the Ethernet header.
@@ -869,12 +945,17 @@ impl Rig {
 
         let t = &self.topo;
         let dflt = AfPacketConfig::default();
-        let blocks = (DUT_RING_BYTES / block_size.max(1)).clamp(1, 1 << 16);
-        let cipher = open_port(&t.dut, "ds", block_size, blocks)?;
-        let clear = open_port(&t.dut, "dc", block_size, blocks)?;
-        // The sink's ring holds ~10 ms at full rate so it can sleep when idle.
-        let sink_port = open_port(&t.sink, "s0", dflt.block_size, 64)?;
-        let gen_port = open_port(&t.gen, "g0", dflt.block_size, dflt.block_count)?;
+        let blocks = (DUT_RING_BYTES / ring.block_size.max(1)).clamp(1, 1 << 16);
+        let cipher = open_port(&t.dut, "ds", ring, blocks)?;
+        let clear = open_port(&t.dut, "dc", ring, blocks)?;
+        // The sink's ring holds ~10 ms at full rate so it can sleep when idle; it is of the
+        // worker's kind so that publish->sink carries no block timeout the wire had not.
+        let sink_ring = DutRing {
+            rx: ring.rx,
+            block_size: dflt.block_size,
+        };
+        let sink_port = open_port(&t.sink, "s0", sink_ring, 64)?;
+        let gen_port = open_port(&t.gen, "g0", DutRing::blocks(), dflt.block_count)?;
         // The sink host's stack sees the forwarded UDP-4500 frames too: give them a
         // socket that discards them instead of ICMP port unreachable.
         let shield = in_netns(&t.sink, || {
@@ -1036,7 +1117,7 @@ fn measure(
     mode: ForwardMode,
     size: FwdSize,
 ) -> Result<(RoundResult, f64), String> {
-    let run = rig.start(mode, size, cfg.burst, cfg.rate_pps, cfg.dut_block_size)?;
+    let run = rig.start(mode, size, cfg.burst, cfg.rate_pps, cfg.dut_ring)?;
     std::thread::sleep(secs(cfg.warmup));
     let a = run.snap();
     std::thread::sleep(secs(cfg.seconds));
@@ -1081,10 +1162,11 @@ fn path_change(
     rig: &Rig,
     cfg: &FwdBenchConfig,
     load: u64,
-    block_size: usize,
+    ring: DutRing,
+    burst: usize,
 ) -> Result<PathChangeResult, String> {
     let size = FwdSize::Fixed(cfg.switch_size);
-    let mut run = rig.start(ForwardMode::Esp, size, cfg.burst, load, block_size)?;
+    let mut run = rig.start(ForwardMode::Esp, size, burst, load, ring)?;
     std::thread::sleep(secs(cfg.warmup));
     let a = run.snap();
     let every = Duration::from_millis(cfg.switch_every_ms.max(1));
@@ -1145,11 +1227,13 @@ fn path_change(
     }
     Ok(PathChangeResult {
         offered_target_pps: load,
-        block_size,
+        ring,
         offered_pps: r.offered_pps,
         dut_tx_pps: r.dut_tx_pps,
+        dut_busy: r.dut_busy,
+        dut_mean_burst: r.dut_mean_burst,
         size: cfg.switch_size,
-        burst: cfg.burst,
+        burst,
         published: published.len(),
         events: wire.len(),
         publish_to_wire_us: Percentiles::of(wire),
@@ -1234,9 +1318,11 @@ pub fn run(cfg: &FwdBenchConfig) -> Result<FwdReport, String> {
     }
     let mut path_changes = Vec::new();
     if cfg.switches > 0 {
-        for &block in &cfg.switch_block_sizes {
-            for &load in &cfg.switch_loads_pps {
-                path_changes.push(path_change(&rig, cfg, load, block)?);
+        for &ring in &cfg.switch_rings {
+            for &burst in &cfg.switch_bursts {
+                for &load in &cfg.switch_loads_pps {
+                    path_changes.push(path_change(&rig, cfg, load, ring, burst)?);
+                }
             }
         }
     }
@@ -1263,13 +1349,13 @@ pub fn render_table(r: &FwdReport) -> String {
     let _ = writeln!(
         s,
         "afpacket forwarding gen -> [worker, core {}] -> sink over veth; kernel {}; \
-         {} s x {} rounds, burst {}, ring block {} B; medians",
+         {} s x {} rounds, burst {}, rings {}; medians",
         r.dut_core.map_or("-".into(), |c| c.to_string()),
         r.kernel,
         r.config.seconds,
         r.config.rounds,
         r.config.burst,
-        r.config.dut_block_size
+        r.config.dut_ring.label()
     );
     let _ = writeln!(
         s,
@@ -1327,10 +1413,13 @@ pub fn render_table(r: &FwdReport) -> String {
         );
         let _ = writeln!(
             s,
-            "{:>7} {:>8} {:>8} {:>7} {:>24} {:>24} {:>8}",
-            "block",
+            "{:>13} {:>5} {:>8} {:>8} {:>5} {:>5} {:>7} {:>26} {:>26} {:>8}",
+            "ring",
+            "burst",
             "offered",
             "dut tx",
+            "busy%",
+            "mean",
             "n",
             "publish->wire 50/90/99/max",
             "publish->sink 50/90/99/max",
@@ -1341,10 +1430,13 @@ pub fn render_table(r: &FwdReport) -> String {
                 |q: &Percentiles| format!("{:.0}/{:.0}/{:.0}/{:.0}", q.p50, q.p90, q.p99, q.max);
             let _ = writeln!(
                 s,
-                "{:>7} {:>7.0}k {:>7.0}k {:>7} {:>24} {:>24} {:>8}",
-                p.block_size,
+                "{:>13} {:>5} {:>7.0}k {:>7.0}k {:>5.1} {:>5.1} {:>7} {:>26} {:>26} {:>8}",
+                p.ring.label(),
+                p.burst,
                 p.offered_pps / 1e3,
                 p.dut_tx_pps / 1e3,
+                p.dut_busy * 100.0,
+                p.dut_mean_burst,
                 format!("{}/{}", p.events, p.published),
                 f(&p.publish_to_wire_us),
                 f(&p.publish_to_sink_us),
@@ -1364,6 +1456,19 @@ mod tests {
         let p = Percentiles::of((1..=100).map(f64::from).collect());
         assert_eq!((p.p50, p.p90, p.p99, p.max), (50.0, 90.0, 99.0, 100.0));
         assert_eq!(Percentiles::of(Vec::new()).samples, 0);
+    }
+
+    #[test]
+    fn rings_parse() {
+        assert_eq!(DutRing::parse("frames"), Ok(DutRing::frames()));
+        assert_eq!(DutRing::parse("blocks"), Ok(DutRing::blocks()));
+        let small = DutRing::parse("blocks:8192").unwrap();
+        assert_eq!((small.rx, small.block_size), (RxRing::V3Blocks, 8192));
+        for r in [DutRing::frames(), DutRing::blocks(), small] {
+            assert_eq!(DutRing::parse(&r.label()), Ok(r));
+        }
+        assert!(DutRing::parse("blocks:1000").is_err());
+        assert!(DutRing::parse("v2").is_err());
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! `fwd-bench`: afpacket forwarding through network namespaces, ESP against plain, and
 //! path-change latency under load (needs root). See `mobiked_perf::fwd`.
 
-use mobiked_perf::fwd::{self, FwdBenchConfig, FwdSize};
+use mobiked_perf::fwd::{self, DutRing, FwdBenchConfig, FwdSize};
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: fwd-bench [--json FILE] [--seconds S] [--warmup S] [--rounds N] \
 [--sizes 64,512,1400,imix] [--burst N] [--rate PPS] [--switches N] [--switch-every MS] \
-[--switch-loads PPS,PPS] [--nice N] [--otherhost 0|1]";
+[--switch-loads PPS,PPS] [--switch-bursts N,N] [--ring RING] [--switch-rings RING,RING] \
+[--nice N] [--otherhost 0|1]
+  RING: blocks[:BLOCK_BYTES] (TPACKET_V3) or frames (TPACKET_V2)";
 
 fn parse() -> Result<(FwdBenchConfig, Option<String>), String> {
     let mut cfg = FwdBenchConfig::default();
@@ -42,6 +44,16 @@ fn parse() -> Result<(FwdBenchConfig, Option<String>), String> {
             "--switches" => cfg.switches = num("--switches")? as usize,
             "--switch-every" => cfg.switch_every_ms = num("--switch-every")? as u64,
             "--switch-loads" => cfg.switch_loads_pps = list()?,
+            "--switch-bursts" => {
+                cfg.switch_bursts = list()?.into_iter().map(|b| b as usize).collect()
+            }
+            "--ring" => cfg.dut_ring = DutRing::parse(&v)?,
+            "--switch-rings" => {
+                cfg.switch_rings = v
+                    .split(',')
+                    .map(|s| DutRing::parse(s.trim()))
+                    .collect::<Result<_, _>>()?
+            }
             "--nice" => cfg.nice = num("--nice")? as i32,
             "--otherhost" => cfg.clear_otherhost = num("--otherhost")? != 0.0,
             "--sizes" => {
