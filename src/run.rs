@@ -4,14 +4,14 @@
 //! tables, starts one worker per configured core, and then serves the control socket,
 //! drains the punt queue and worker events, and reclaims retired table versions.
 
-use control::config::{CipherBackend, ClearBackend, Mode, NextHop, PathConf, StaticConfig};
+use control::config::{CipherBackend, ClearBackend, Mode, NextHop, PathConf, Poll, StaticConfig};
 use control::ctl::{CtlServer, PathInfo, Request, Response};
 use dataplane::io::afpacket::{self, AfPacketConfig, AfPacketPort, KernelShield};
 use dataplane::io::pcap::Pcap;
 use dataplane::io::tun::{TunConfig, TunPort};
 use dataplane::io::udp::{UdpConfig, UdpPort};
 use dataplane::io::BurstIo;
-use dataplane::worker::{Fabric, ForwardMode, Worker, WorkerConfig, WorkerEvent};
+use dataplane::worker::{Fabric, ForwardMode, Idle, Worker, WorkerConfig, WorkerEvent};
 use dataplane::PacketBuf;
 use shared::path::{Encap, L2};
 use shared::table::TableWriter;
@@ -49,6 +49,10 @@ pub fn main(config: &Path) -> Result<(), String> {
         wc.mode = match cfg.dataplane.mode {
             Mode::Esp => ForwardMode::Esp,
             Mode::Plain => ForwardMode::Plain,
+        };
+        wc.idle = match cfg.dataplane.poll {
+            Poll::Busy => Idle::Busy,
+            Poll::Adaptive => Idle::Adaptive,
         };
         wc.replay_capacity = cfg
             .tunnels

@@ -164,6 +164,16 @@ pub struct DataplaneConf {
     pub replay_window: u32,
     pub max_sas: usize,
     pub mode: Mode,
+    pub poll: Poll,
+}
+
+/// What a worker does when its ports are idle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Poll {
+    /// Spin: the lowest latency, one core at 100 % per worker.
+    Busy,
+    /// Spin a while, then sleep briefly between empty polls (shared machines).
+    Adaptive,
 }
 
 /// The outer (encrypted) side.
@@ -894,6 +904,7 @@ struct RawDataplane {
     replay_window: Option<S>,
     max_sas: Option<S>,
     mode: Option<S>,
+    poll: Option<S>,
 }
 
 #[derive(serde::Deserialize)]
@@ -1217,6 +1228,7 @@ fn validate_dataplane(
         replay_window: 1024,
         max_sas: 4096,
         mode: Mode::Esp,
+        poll: Poll::Adaptive,
     };
     let Some(raw) = raw else { return Some(dp) };
     let r = &raw.value;
@@ -1259,6 +1271,13 @@ fn validate_dataplane(
         match cx.choice("dataplane.mode", v, &["esp", "plain"]) {
             Some("plain") => dp.mode = Mode::Plain,
             Some(_) => dp.mode = Mode::Esp,
+            None => ok = false,
+        }
+    }
+    if let Some(v) = &r.poll {
+        match cx.choice("dataplane.poll", v, &["busy", "adaptive"]) {
+            Some("busy") => dp.poll = Poll::Busy,
+            Some(_) => dp.poll = Poll::Adaptive,
             None => ok = false,
         }
     }
