@@ -312,12 +312,26 @@ pub struct PathChangeResult {
     pub dut_busy: f64,
     /// Mean packets per non-empty clear-port poll.
     pub dut_mean_burst: f64,
+    /// Share of wall time the worker thread was on a CPU (below 1: other work took turns
+    /// on its core, and a publication can wait for the worker's next slice).
+    pub dut_cpu_share: f64,
+    /// Duration of the `publish()` call after its timestamp: time charged to the worker
+    /// that the publisher spent (building the snapshot, or descheduled).
+    pub publish_call_us: Percentiles,
     pub size: usize,
     pub burst: usize,
     pub published: usize,
     /// `PathOnWire` events received for the published generations.
     pub events: usize,
     pub publish_to_wire_us: Percentiles,
+    /// Publication to the end of the worker's first non-empty clear poll after it: the
+    /// wait for a packet to carry the new path (offered load, RX ring hand-over,
+    /// generator and worker scheduling).
+    pub publish_to_rx_us: Percentiles,
+    /// That first packet in hand to the first packet on the new path sent, per
+    /// publication: the rest of the iteration in progress, the next one if the packet
+    /// was read under the old snapshot, and the `tx_burst` of it.
+    pub rx_to_wire_us: Percentiles,
     /// Publication to the first frame from the new outer source at the sink.
     pub publish_to_sink_us: Percentiles,
     /// Outer-source changes the sink saw, and publications it saw a change for.
@@ -800,6 +814,11 @@ struct ProbeShared {
     busy_ns: AtomicU64,
     /// The worker thread's id, for its schedstat.
     tid: AtomicU64,
+    /// Set by the publisher just before a publication; the first non-empty clear poll
+    /// that ends after it stores its end time in `first_rx_ns` and clears it: how long
+    /// after a publication the worker had a packet in hand at all.
+    pending_ns: AtomicU64,
+    first_rx_ns: AtomicU64,
 }
 
 /// Nanoseconds thread `tid` of this process has run on a CPU.
@@ -828,6 +847,16 @@ impl<P: BurstIo> BurstIo for Probe<P> {
         self.prev_ns = t;
         let r = self.inner.rx_burst(bufs);
         let n = *r.as_ref().unwrap_or(&0);
+        if n > 0 {
+            let pending = self.shared.pending_ns.load(Ordering::Acquire);
+            if pending != 0 {
+                let end = now_ns();
+                if end >= pending {
+                    self.shared.first_rx_ns.store(end, Ordering::Relaxed);
+                    self.shared.pending_ns.store(0, Ordering::Relaxed);
+                }
+            }
+        }
         self.prev_nonempty = n > 0;
         self.polls += 1;
         self.empty += u64::from(n == 0);
@@ -1170,28 +1199,61 @@ fn path_change(
     std::thread::sleep(secs(cfg.warmup));
     let a = run.snap();
     let every = Duration::from_millis(cfg.switch_every_ms.max(1));
-    let mut published: Vec<(u64, u64, Ipv4Addr)> = Vec::with_capacity(cfg.switches);
-    let mut events = Vec::new();
-    let mut next = Instant::now() + every;
-    for i in 0..cfg.switches {
-        while let Some(ev) = run.fabric.events.pop() {
-            events.push(ev);
-        }
-        let now = Instant::now();
-        if next > now {
-            std::thread::sleep(next - now);
-        }
-        next += every;
-        let local = DUT_OUTER[(i + 1) % 2];
-        let generation = run
-            .writer
-            .set_path(0, path_spec(local))
-            .map_err(|e| e.to_string())?;
-        let p = run.writer.publish();
-        published.push((generation, p.published_ns, local));
-        run.writer.reclaim();
-    }
-    std::thread::sleep(every);
+    // The publisher gets its own thread on the load core at the benchmark's nice value:
+    // left at nice 0 against nice -20 spinners it could be descheduled inside
+    // `publish()`, between the timestamp and the swap, and charge that to the worker.
+    let (writer, fabric, probe) = (&mut run.writer, &run.fabric, &run.probe);
+    let (core, nice, switches) = (rig.load_core, rig.nice, cfg.switches);
+    let publisher = std::thread::scope(|s| {
+        s.spawn(move || -> Result<_, String> {
+            pin(core);
+            renice(nice);
+            let mut published: Vec<(u64, u64, Ipv4Addr)> = Vec::with_capacity(switches);
+            let mut publish_us = Vec::with_capacity(switches);
+            // Publication time -> the worker's first packet in hand after it.
+            let mut first_rx: Vec<(u64, u64)> = Vec::with_capacity(switches);
+            let mut events = Vec::new();
+            let mut next = Instant::now() + every;
+            for i in 0..switches {
+                while let Some(ev) = fabric.events.pop() {
+                    events.push(ev);
+                }
+                let now = Instant::now();
+                if next > now {
+                    std::thread::sleep(next - now);
+                }
+                next += every;
+                // The previous publication's first packet came (or not) 50 ms ago.
+                if let Some(&(_, published_ns, _)) = published.last() {
+                    let rx = probe.first_rx_ns.swap(0, Ordering::Relaxed);
+                    if rx != 0 {
+                        first_rx.push((published_ns, rx));
+                    }
+                }
+                let local = DUT_OUTER[(i + 1) % 2];
+                let generation = writer
+                    .set_path(0, path_spec(local))
+                    .map_err(|e| e.to_string())?;
+                // Armed a moment before the publication's own timestamp.
+                probe.pending_ns.store(now_ns(), Ordering::Release);
+                let p = writer.publish();
+                publish_us.push(now_ns().saturating_sub(p.published_ns) as f64 / 1e3);
+                published.push((generation, p.published_ns, local));
+                writer.reclaim();
+            }
+            std::thread::sleep(every);
+            if let Some(&(_, published_ns, _)) = published.last() {
+                let rx = probe.first_rx_ns.swap(0, Ordering::Relaxed);
+                if rx != 0 {
+                    first_rx.push((published_ns, rx));
+                }
+            }
+            Ok((published, publish_us, first_rx, events))
+        })
+        .join()
+    });
+    let (published, publish_us, first_rx, mut events) =
+        publisher.map_err(|_| "the publisher thread panicked".to_string())??;
     let b = run.snap();
     let mut r = run.round(&a, &b);
     while let Some(ev) = run.fabric.events.pop() {
@@ -1199,7 +1261,7 @@ fn path_change(
     }
     let sink_shared = run.sink.clone();
     let changes = run.finish(&mut r)?;
-    let mut wire = Vec::new();
+    let (mut wire, mut rx_to_wire) = (Vec::new(), Vec::new());
     for &(generation, published_ns, _) in &published {
         let hit = events.iter().find_map(|ev| match *ev {
             WorkerEvent::PathOnWire {
@@ -1212,8 +1274,15 @@ fn path_change(
         });
         if let Some(w) = hit {
             wire.push(w.saturating_sub(published_ns) as f64 / 1e3);
+            if let Some(&(_, rx)) = first_rx.iter().find(|&&(p, _)| p == published_ns) {
+                rx_to_wire.push(w.saturating_sub(rx) as f64 / 1e3);
+            }
         }
     }
+    let to_rx: Vec<f64> = first_rx
+        .iter()
+        .map(|&(p, rx)| rx.saturating_sub(p) as f64 / 1e3)
+        .collect();
     // A change counts for publication i only if the sink saw it before publication i+1.
     let mut sink = Vec::new();
     for (i, &(_, published_ns, local)) in published.iter().enumerate() {
@@ -1232,11 +1301,15 @@ fn path_change(
         dut_tx_pps: r.dut_tx_pps,
         dut_busy: r.dut_busy,
         dut_mean_burst: r.dut_mean_burst,
+        dut_cpu_share: r.dut_cpu_share,
+        publish_call_us: Percentiles::of(publish_us),
         size: cfg.switch_size,
         burst,
         published: published.len(),
         events: wire.len(),
         publish_to_wire_us: Percentiles::of(wire),
+        publish_to_rx_us: Percentiles::of(to_rx),
+        rx_to_wire_us: Percentiles::of(rx_to_wire),
         sink_matched: sink.len(),
         publish_to_sink_us: Percentiles::of(sink),
         sink_source_changes: sink_shared.source_changes.load(Ordering::Relaxed),
@@ -1413,34 +1486,45 @@ pub fn render_table(r: &FwdReport) -> String {
         );
         let _ = writeln!(
             s,
-            "{:>13} {:>5} {:>8} {:>8} {:>5} {:>5} {:>7} {:>26} {:>26} {:>8}",
+            "{:>13} {:>5} {:>8} {:>8} {:>5} {:>4} {:>5} {:>7} {:>26} {:>24} {:>21} {:>26} {:>8} {:>11}",
             "ring",
             "burst",
             "offered",
             "dut tx",
             "busy%",
+            "cpu%",
             "mean",
             "n",
             "publish->wire 50/90/99/max",
+            "publish->rx 50/90/99/max",
+            "rx->wire 50/90/99/max",
             "publish->sink 50/90/99/max",
-            "sink chg"
+            "sink chg",
+            "pub 99/max"
         );
         for p in &r.path_change {
             let f =
                 |q: &Percentiles| format!("{:.0}/{:.0}/{:.0}/{:.0}", q.p50, q.p90, q.p99, q.max);
             let _ = writeln!(
                 s,
-                "{:>13} {:>5} {:>7.0}k {:>7.0}k {:>5.1} {:>5.1} {:>7} {:>26} {:>26} {:>8}",
+                "{:>13} {:>5} {:>7.0}k {:>7.0}k {:>5.1} {:>4.0} {:>5.1} {:>7} {:>26} {:>24} {:>21} {:>26} {:>8} {:>11}",
                 p.ring.label(),
                 p.burst,
                 p.offered_pps / 1e3,
                 p.dut_tx_pps / 1e3,
                 p.dut_busy * 100.0,
+                p.dut_cpu_share * 100.0,
                 p.dut_mean_burst,
                 format!("{}/{}", p.events, p.published),
                 f(&p.publish_to_wire_us),
+                f(&p.publish_to_rx_us),
+                f(&p.rx_to_wire_us),
                 f(&p.publish_to_sink_us),
-                p.sink_source_changes
+                p.sink_source_changes,
+                format!(
+                    "{:.0}/{:.0}",
+                    p.publish_call_us.p99, p.publish_call_us.max
+                )
             );
         }
     }
