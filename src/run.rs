@@ -64,6 +64,7 @@ pub fn main(config: &Path) -> Result<(), String> {
         if let ClearBackend::AfPacket {
             interface,
             next_hop_mac,
+            ..
         } = &cfg.clear.backend
         {
             wc.clear_l2 = Some(L2 {
@@ -232,7 +233,7 @@ fn handle(
 
 /// Ethernet addresses of a path on the afpacket backend; `None` where the kernel routes.
 fn resolve_l2(cfg: &StaticConfig, p: &PathConf) -> Result<Option<L2>, String> {
-    let CipherBackend::AfPacket { interface } = &cfg.cipher.backend else {
+    let CipherBackend::AfPacket { interface, .. } = &cfg.cipher.backend else {
         return Ok(None);
     };
     let src_mac = afpacket::interface_mac(interface)
@@ -308,10 +309,12 @@ fn open_ports(cfg: &StaticConfig, w: usize) -> Result<(Port, Port), String> {
             })
             .map_err(|e| format!("cipher.bind {bind:?}: {e}"))?,
         ),
-        CipherBackend::AfPacket { interface } => Box::new(
+        CipherBackend::AfPacket { interface, rx } => Box::new(
             AfPacketPort::open(&AfPacketConfig {
                 interface: interface.clone(),
                 fanout: (workers > 1).then_some(0x6d6b),
+                rx_ring: rx.ring,
+                rx_block_timeout_ms: rx.block_timeout_ms,
                 ..AfPacketConfig::default()
             })
             .map_err(|e| format!("cipher.interface `{interface}`: {e}"))?,
@@ -326,10 +329,12 @@ fn open_ports(cfg: &StaticConfig, w: usize) -> Result<(Port, Port), String> {
             })
             .map_err(|e| format!("clear.name `{name}`: {e}"))?,
         ),
-        ClearBackend::AfPacket { interface, .. } => Box::new(
+        ClearBackend::AfPacket { interface, rx, .. } => Box::new(
             AfPacketPort::open(&AfPacketConfig {
                 interface: interface.clone(),
                 fanout: (workers > 1).then_some(0x6d6c),
+                rx_ring: rx.ring,
+                rx_block_timeout_ms: rx.block_timeout_ms,
                 ..AfPacketConfig::default()
             })
             .map_err(|e| format!("clear.interface `{interface}`: {e}"))?,

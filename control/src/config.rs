@@ -11,6 +11,7 @@
 //! Stage 3 runs only once stage 2 is clean: a misspelt key usually also leaves a required
 //! key missing, and reporting both would point twice at one mistake.
 
+use dataplane::io::afpacket::{RxRing, MAX_BLOCK_TIMEOUT_MS};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::{Location, Spanned};
 use shared::path::{Encap, PathId, PathSpec, L2};
@@ -192,7 +193,26 @@ pub enum CipherBackend {
     },
     AfPacket {
         interface: String,
+        rx: RxRingConf,
     },
+}
+
+/// How an afpacket port's receive ring hands frames over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RxRingConf {
+    /// `blocks` (TPACKET_V3: throughput) or `frames` (TPACKET_V2: each frame at once).
+    pub ring: RxRing,
+    /// With `blocks`: a partly filled block is handed over after this long.
+    pub block_timeout_ms: u32,
+}
+
+impl Default for RxRingConf {
+    fn default() -> Self {
+        RxRingConf {
+            ring: RxRing::V3Blocks,
+            block_timeout_ms: 1,
+        }
+    }
 }
 
 /// The inner (protected) side.
@@ -212,6 +232,7 @@ pub enum ClearBackend {
         /// Destination MAC of decrypted packets (the protected host or router);
         /// broadcast when not given.
         next_hop_mac: Option<[u8; 6]>,
+        rx: RxRingConf,
     },
 }
 
@@ -913,6 +934,8 @@ struct RawCipher {
     backend: Option<S>,
     bind: Option<List>,
     interface: Option<S>,
+    rx_ring: Option<S>,
+    rx_block_timeout_ms: Option<S>,
     gso: Option<S>,
     gro: Option<S>,
     pcap: Option<S>,
@@ -925,6 +948,8 @@ struct RawClear {
     name: Option<S>,
     interface: Option<S>,
     next_hop_mac: Option<S>,
+    rx_ring: Option<S>,
+    rx_block_timeout_ms: Option<S>,
     pcap: Option<S>,
 }
 
@@ -1336,6 +1361,13 @@ fn validate_cipher(cx: &mut Ctx<'_>, raw: Option<&Spanned<RawCipher>>) -> Option
     };
     let backend = match cx.choice("cipher.backend", b, &["udp", "afpacket"])? {
         "udp" => {
+            rx_keys_only_with_afpacket(
+                cx,
+                "cipher",
+                r.rx_ring.as_ref(),
+                r.rx_block_timeout_ms.as_ref(),
+                "udp",
+            );
             cx.only_with(
                 "cipher.interface",
                 r.interface.as_ref().map(|v| v.referenced),
@@ -1435,10 +1467,16 @@ fn validate_cipher(cx: &mut Ctx<'_>, raw: Option<&Spanned<RawCipher>>) -> Option
                 return None;
             };
             let interface = cx.ifname("cipher.interface", i)?;
+            let rx = rx_ring(
+                cx,
+                "cipher",
+                r.rx_ring.as_ref(),
+                r.rx_block_timeout_ms.as_ref(),
+            )?;
             if r.bind.is_some() || r.gso.is_some() || r.gro.is_some() {
                 return None;
             }
-            CipherBackend::AfPacket { interface }
+            CipherBackend::AfPacket { interface, rx }
         }
     };
     pcap_ok.then_some(CipherConf { backend, pcap })
@@ -1477,6 +1515,13 @@ fn validate_clear(cx: &mut Ctx<'_>, raw: Option<&Spanned<RawClear>>) -> Option<C
                 "clear.next_hop_mac",
                 r.next_hop_mac.as_ref().map(|v| v.referenced),
                 "afpacket",
+                "tun",
+            );
+            rx_keys_only_with_afpacket(
+                cx,
+                "clear",
+                r.rx_ring.as_ref(),
+                r.rx_block_timeout_ms.as_ref(),
                 "tun",
             );
             let Some(n) = &r.name else {
@@ -1524,16 +1569,71 @@ fn validate_clear(cx: &mut Ctx<'_>, raw: Option<&Spanned<RawClear>>) -> Option<C
                     }
                 },
             };
+            let rx = rx_ring(
+                cx,
+                "clear",
+                r.rx_ring.as_ref(),
+                r.rx_block_timeout_ms.as_ref(),
+            )?;
             if r.name.is_some() {
                 return None;
             }
             ClearBackend::AfPacket {
                 interface,
                 next_hop_mac,
+                rx,
             }
         }
     };
     pcap_ok.then_some(ClearConf { backend, pcap })
+}
+
+/// `rx_ring` / `rx_block_timeout_ms` of an afpacket side.
+fn rx_ring(
+    cx: &mut Ctx<'_>,
+    side: &str,
+    ring: Option<&S>,
+    timeout: Option<&S>,
+) -> Option<RxRingConf> {
+    let mut rx = RxRingConf::default();
+    if let Some(v) = ring {
+        match cx.choice(&format!("{side}.rx_ring"), v, &["blocks", "frames"])? {
+            "frames" => rx.ring = RxRing::V2Frames,
+            _ => rx.ring = RxRing::V3Blocks,
+        }
+    }
+    if let Some(v) = timeout {
+        let path = format!("{side}.rx_block_timeout_ms");
+        if rx.ring == RxRing::V2Frames {
+            cx.err(
+                &path,
+                v.referenced,
+                "frame rings hand every frame over at once; there is no block to time out",
+                "remove it, or set `rx_ring: blocks`",
+            );
+            return None;
+        }
+        let ms = cx.uint(&path, v, 1..=MAX_BLOCK_TIMEOUT_MS as u64, "milliseconds")?;
+        rx.block_timeout_ms = ms as u32;
+    }
+    Some(rx)
+}
+
+fn rx_keys_only_with_afpacket(
+    cx: &mut Ctx<'_>,
+    side: &str,
+    ring: Option<&S>,
+    timeout: Option<&S>,
+    backend: &str,
+) {
+    for (key, v) in [("rx_ring", ring), ("rx_block_timeout_ms", timeout)] {
+        cx.only_with(
+            &format!("{side}.{key}"),
+            v.map(|v| v.referenced),
+            "afpacket",
+            backend,
+        );
+    }
 }
 
 fn validate_control(cx: &mut Ctx<'_>, raw: Option<&Spanned<RawControl>>) -> Option<ControlConf> {

@@ -103,7 +103,8 @@ fn examples_parse_and_validate() {
         assert_eq!(
             c.cipher.backend,
             CipherBackend::AfPacket {
-                interface: format!("{side}1")
+                interface: format!("{side}1"),
+                rx: config::RxRingConf::default(),
             }
         );
         assert_eq!(c.paths[0].encap, Encap::Esp);
@@ -195,6 +196,10 @@ const BROKEN: &[(&str, &str, &str, &str)] = &[
     ("  gso: true", "  gso: true\n  interface: eth0", "cipher.interface", "set the backend to afpacket"),
     ("  name: mtun0", "  name: mtun0\n  interface: eth1", "clear.interface", "set the backend to afpacket"),
     ("  name: mtun0", "  name: mtun0\n  next_hop_mac: 02:00:00:00:00:01", "clear.next_hop_mac", "set the backend to afpacket"),
+    ("  name: mtun0", "  name: mtun0\n  rx_ring: frames", "clear.rx_ring", "set the backend to afpacket"),
+    ("  backend: tun\n  name: mtun0", "  backend: afpacket\n  interface: veth-lan\n  rx_ring: frame", "clear.rx_ring", "did you mean `frames`?"),
+    ("  backend: tun\n  name: mtun0", "  backend: afpacket\n  interface: veth-lan\n  rx_ring: frames\n  rx_block_timeout_ms: 2", "clear.rx_block_timeout_ms", "set `rx_ring: blocks`"),
+    ("  backend: tun\n  name: mtun0", "  backend: afpacket\n  interface: veth-lan\n  rx_block_timeout_ms: 0", "clear.rx_block_timeout_ms", "from 1 to 10000"),
     ("  backend: tun\n  name: mtun0", "  backend: afpacket\n  interface: veth-lan\n  next_hop_mac: 02:00:00:00:00", "clear.next_hop_mac", "six hex pairs"),
     ("  name: mtun0", "  name: a-name-longer-than-ifnamsiz", "clear.name", "1 to 15 characters"),
     ("    encap: udp", "    encap: esp", "paths[0].encap", "set cipher.backend: afpacket"),
