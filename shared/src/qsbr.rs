@@ -187,6 +187,8 @@ mod loom_tests {
             }
             p.complete(e);
             // Use the version for the whole burst.
+            // SAFETY: loom's UnsafeCell tracks this read; loom fails the model if it races
+            // with the writer's reclaiming write, which is exactly what is being checked.
             let v = m.versions[cached].with(|x| unsafe { *x });
             assert_eq!(v, LIVE, "reader used a reclaimed version");
         }
@@ -203,6 +205,7 @@ mod loom_tests {
             let min = m.reg.min_observed();
             retired.retain(|&(epoch, v)| {
                 if min >= epoch {
+                    // SAFETY: loom checks this write against every reader's read.
                     m.versions[v].with_mut(|x| unsafe { *x = FREED });
                     false
                 } else {
