@@ -1,0 +1,1 @@
+//! IKEv2 crypto suites: PRFs, prf+, key derivation, key exchange, SK payload protection.

@@ -1,0 +1,5 @@
+//! IKEv2 (RFC 7296): the wire codec and the crypto suites the sans-IO state machines
+//! build on.
+
+pub mod crypto;
+pub mod wire;
