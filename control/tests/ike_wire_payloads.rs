@@ -18,8 +18,8 @@ use mobiked_control::ike::wire::sk::{SkRepr, SkfRepr};
 use mobiked_control::ike::wire::ts::{TrafficSelector, TsRepr, TsType};
 use mobiked_control::ike::wire::vendor::VendorRepr;
 use mobiked_control::ike::wire::{
-    emit_payloads, parse_payloads, payloads_buffer_len, Payload, PayloadType, ProtocolId,
-    WireError, MAX_PAYLOADS,
+    emit_payloads, parse_payloads, payloads_buffer_len, EmitError, Payload, PayloadType,
+    ProtocolId, WireError, MAX_PAYLOADS,
 };
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -48,7 +48,7 @@ fn check(ty: PayloadType, next: PayloadType, body: &[u8], want: Payload) {
     assert_eq!(got, vec![want.clone()]);
     let list = [want];
     let mut out = vec![0u8; payloads_buffer_len(&list)];
-    assert_eq!(emit_payloads(&list, &mut out), ty);
+    assert_eq!(emit_payloads(&list, &mut out), Ok(ty));
     assert_eq!(out, bytes, "emit gives the same bytes");
     for n in 0..bytes.len() {
         let e = parse_payloads(ty, &bytes[..n]).expect_err("truncated");
@@ -723,7 +723,7 @@ fn chain_skips_unknown_and_rejects_unknown_critical() {
         body: vec![9],
     }];
     let mut out = vec![0; payloads_buffer_len(&list)];
-    emit_payloads(&list, &mut out);
+    emit_payloads(&list, &mut out).unwrap();
     assert_eq!(out, hex("00800005 09"));
 }
 
@@ -770,5 +770,58 @@ fn chain_errors() {
     assert_eq!(
         parse_payloads(PayloadType::VENDOR, &chain(MAX_PAYLOADS + 1)),
         Err(WireError::TooManyPayloads)
+    );
+}
+
+#[test]
+fn builder_refuses_what_cannot_be_encoded() {
+    let emit = |list: &[Payload]| {
+        let mut out = vec![0u8; payloads_buffer_len(list)];
+        emit_payloads(list, &mut out)
+    };
+    let v = |n: usize| {
+        Payload::Vendor(VendorRepr {
+            vendor_id: vec![0; n],
+        })
+    };
+    assert_eq!(emit(&[v(65531)]).map(|_| ()), Ok(()));
+    assert_eq!(
+        emit(&[v(65532)]),
+        Err(EmitError::PayloadTooLong(PayloadType::VENDOR))
+    );
+    let sk = Payload::Sk(SkRepr {
+        first_inner: PayloadType::IDI,
+        body: vec![0; 32],
+    });
+    assert_eq!(emit(&[sk.clone(), v(1)]), Err(EmitError::EncryptedNotLast));
+    assert_eq!(emit(&[v(1), sk]), Ok(PayloadType::VENDOR));
+    let mut n = NotifyRepr::new(NotifyType::REKEY_SA, &[]);
+    n.spi = vec![0; 256];
+    assert_eq!(emit(&[Payload::Notify(n)]), Err(EmitError::SpiTooLong));
+    let mut d = DeleteRepr::esp(&[1, 2]);
+    d.num_spis = 3;
+    assert_eq!(
+        emit(&[Payload::Delete(d)]),
+        Err(EmitError::InconsistentDelete)
+    );
+    let sel = TrafficSelector::Unknown {
+        ts_type: TsType(9),
+        ip_proto: 0,
+        data: vec![],
+    };
+    let ts = TsRepr {
+        selectors: vec![sel; 256],
+    };
+    assert_eq!(emit(&[Payload::Tsi(ts)]), Err(EmitError::TooManySelectors));
+    let mut p = sa_ike();
+    p.transforms = vec![Transform::new(TransformType::ESN, TransformId::ESN_NO); 256];
+    assert_eq!(
+        emit(&[Payload::Sa(SaRepr { proposals: vec![p] })]),
+        Err(EmitError::TooManyTransforms)
+    );
+    let mut out = [0u8; 3];
+    assert_eq!(
+        emit_payloads(&[v(0)], &mut out),
+        Err(EmitError::BufferTooSmall)
     );
 }

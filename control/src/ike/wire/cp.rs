@@ -1,7 +1,7 @@
 //! Configuration payload (RFC 7296 3.15).
 
 use super::payload::PayloadType;
-use super::{be16, WireError};
+use super::{be16, EmitError, WireError};
 
 mod field {
     pub const CFG_TYPE: usize = 0;
@@ -115,6 +115,18 @@ impl CpRepr {
                 .map(|a| 4 + a.value.len())
                 .sum::<usize>()
     }
+    /// Whether every attribute's length fits its 16-bit field.
+    pub fn check_emit(&self) -> Result<(), EmitError> {
+        if self
+            .attributes
+            .iter()
+            .any(|a| a.value.len() > usize::from(u16::MAX))
+        {
+            return Err(EmitError::SubstructureTooLong);
+        }
+        Ok(())
+    }
+
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, p: &mut Packet<T>) {
         let b = p.buffer.as_mut();
         b[field::CFG_TYPE] = self.cfg_type.0;

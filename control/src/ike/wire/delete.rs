@@ -1,7 +1,7 @@
 //! Delete payload (RFC 7296 3.11).
 
 use super::payload::PayloadType;
-use super::{be16, ProtocolId, WireError};
+use super::{be16, EmitError, ProtocolId, WireError};
 
 mod field {
     pub const PROTOCOL: usize = 0;
@@ -95,6 +95,20 @@ impl DeleteRepr {
     pub fn buffer_len(&self) -> usize {
         field::SPIS + self.spis.iter().map(Vec::len).sum::<usize>()
     }
+    /// Whether the SPIs agree with `spi_size` and `num_spis`.
+    pub fn check_emit(&self) -> Result<(), EmitError> {
+        let count_ok = self.spi_size == 0 || usize::from(self.num_spis) == self.spis.len();
+        let sizes_ok = self
+            .spis
+            .iter()
+            .all(|s| s.len() == usize::from(self.spi_size));
+        if count_ok && sizes_ok {
+            Ok(())
+        } else {
+            Err(EmitError::InconsistentDelete)
+        }
+    }
+
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, p: &mut Packet<T>) {
         let b = p.buffer.as_mut();
         b[field::PROTOCOL] = self.protocol.0;

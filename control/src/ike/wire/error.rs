@@ -65,3 +65,33 @@ impl fmt::Display for WireError {
 }
 
 impl std::error::Error for WireError {}
+
+/// Why a message or payload cannot be encoded: a length or count does not fit its
+/// field, or the pieces contradict each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmitError {
+    /// The output buffer is shorter than `buffer_len()`.
+    BufferTooSmall,
+    /// A payload longer than the 16-bit Payload Length allows.
+    PayloadTooLong(PayloadType),
+    /// A proposal, transform, attribute or selector longer than its 16-bit length.
+    SubstructureTooLong,
+    /// An SPI longer than the one-octet SPI Size allows.
+    SpiTooLong,
+    /// More than 255 transforms in a proposal.
+    TooManyTransforms,
+    /// More than 255 traffic selectors in a TS payload.
+    TooManySelectors,
+    /// A Delete whose SPIs do not all have `spi_size` bytes or whose count differs.
+    InconsistentDelete,
+    /// SK or SKF is not the last payload (RFC 7296 3.14).
+    EncryptedNotLast,
+}
+
+impl fmt::Display for EmitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+impl std::error::Error for EmitError {}

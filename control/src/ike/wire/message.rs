@@ -3,7 +3,7 @@
 
 use super::header::{self, HeaderRepr, HEADER_LEN};
 use super::payload::{Payload, PayloadIter, PayloadType};
-use super::WireError;
+use super::{EmitError, WireError};
 
 /// An IKE message. When it carries SK/SKF, that payload is last and its body is
 /// still encrypted; the crypto decrypts it and calls [`parse_payloads`] on the
@@ -31,23 +31,24 @@ impl Message {
 
     /// Writes the message into `buf` (at least [`Self::buffer_len`] bytes), setting
     /// the header's Next Payload and Length from the payloads; returns the length.
-    pub fn emit(&self, buf: &mut [u8]) -> usize {
+    pub fn emit(&self, buf: &mut [u8]) -> Result<usize, EmitError> {
         let len = self.buffer_len();
-        let (hdr, rest) = buf[..len].split_at_mut(HEADER_LEN);
-        let first = emit_payloads(&self.payloads, rest);
+        let buf = buf.get_mut(..len).ok_or(EmitError::BufferTooSmall)?;
+        let (hdr, rest) = buf.split_at_mut(HEADER_LEN);
+        let first = emit_payloads(&self.payloads, rest)?;
         let h = HeaderRepr {
             next_payload: first,
             length: len as u32,
             ..self.header
         };
         h.emit(&mut header::Packet::new_unchecked(hdr));
-        len
+        Ok(len)
     }
 
-    pub fn to_vec(&self) -> Vec<u8> {
+    pub fn to_vec(&self) -> Result<Vec<u8>, EmitError> {
         let mut v = vec![0; self.buffer_len()];
-        self.emit(&mut v);
-        v
+        self.emit(&mut v)?;
+        Ok(v)
     }
 }
 
@@ -67,9 +68,19 @@ pub fn payloads_buffer_len(payloads: &[Payload]) -> usize {
 }
 
 /// Writes a chain of payloads into `buf` (at least [`payloads_buffer_len`] bytes),
-/// chaining Next Payload; returns the type of the first (NONE if empty). SK/SKF
-/// must be last (RFC 7296 3.14).
-pub fn emit_payloads(payloads: &[Payload], buf: &mut [u8]) -> PayloadType {
+/// chaining Next Payload; returns the type of the first (NONE if empty). Checks
+/// every payload first, so nothing is written for a payload that cannot be encoded;
+/// SK/SKF must be last (RFC 7296 3.14).
+pub fn emit_payloads(payloads: &[Payload], buf: &mut [u8]) -> Result<PayloadType, EmitError> {
+    if buf.len() < payloads_buffer_len(payloads) {
+        return Err(EmitError::BufferTooSmall);
+    }
+    for (i, p) in payloads.iter().enumerate() {
+        p.check_emit()?;
+        if p.ty().is_encrypted() && i + 1 != payloads.len() {
+            return Err(EmitError::EncryptedNotLast);
+        }
+    }
     let mut at = 0;
     for (i, p) in payloads.iter().enumerate() {
         let next = payloads.get(i + 1).map_or(PayloadType::NONE, Payload::ty);
@@ -77,5 +88,5 @@ pub fn emit_payloads(payloads: &[Payload], buf: &mut [u8]) -> PayloadType {
         p.emit(next, &mut buf[at..at + n]);
         at += n;
     }
-    payloads.first().map_or(PayloadType::NONE, Payload::ty)
+    Ok(payloads.first().map_or(PayloadType::NONE, Payload::ty))
 }

@@ -27,7 +27,7 @@ pub mod sk;
 pub mod ts;
 pub mod vendor;
 
-pub use error::WireError;
+pub use error::{EmitError, WireError};
 pub use header::{ExchangeType, HeaderRepr, HEADER_LEN};
 pub use message::{emit_payloads, parse_payloads, payloads_buffer_len, Message};
 pub use payload::{Payload, PayloadIter, PayloadType, RawPayload, MAX_PAYLOADS};

@@ -2,7 +2,7 @@
 //! (RFC 4555 4).
 
 use super::payload::PayloadType;
-use super::{be16, ProtocolId, WireError};
+use super::{be16, EmitError, ProtocolId, WireError};
 
 mod field {
     pub const PROTOCOL: usize = 0;
@@ -144,7 +144,15 @@ impl NotifyRepr {
     pub fn buffer_len(&self) -> usize {
         field::SPI + self.spi.len() + self.data.len()
     }
-    /// The SPI is at most 255 bytes (one-octet SPI Size).
+    /// Whether the SPI fits the one-octet SPI Size.
+    pub fn check_emit(&self) -> Result<(), EmitError> {
+        if self.spi.len() > usize::from(u8::MAX) {
+            return Err(EmitError::SpiTooLong);
+        }
+        Ok(())
+    }
+
+    /// The SPI is at most 255 bytes: see [`Self::check_emit`].
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, p: &mut Packet<T>) {
         let b = p.buffer.as_mut();
         b[field::PROTOCOL] = self.protocol.0;

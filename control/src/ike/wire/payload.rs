@@ -2,7 +2,7 @@
 //! (RFC 7296 3.2).
 
 use super::{auth, cert, cp, delete, eap, id, ke, nonce, notify, sa, sk, ts, vendor};
-use super::{be16, WireError};
+use super::{be16, EmitError, WireError};
 
 /// Size of the generic payload header.
 pub const GENERIC_HEADER_LEN: usize = 4;
@@ -270,9 +270,26 @@ impl Payload {
         GENERIC_HEADER_LEN + self.body_len()
     }
 
+    /// Whether the payload can be encoded: its length fits the 16-bit Payload
+    /// Length and every inner length and count fits its field.
+    pub fn check_emit(&self) -> Result<(), EmitError> {
+        if self.buffer_len() > usize::from(u16::MAX) {
+            return Err(EmitError::PayloadTooLong(self.ty()));
+        }
+        match self {
+            Payload::Sa(r) => r.check_emit(),
+            Payload::Notify(r) => r.check_emit(),
+            Payload::Delete(r) => r.check_emit(),
+            Payload::Tsi(r) | Payload::Tsr(r) => r.check_emit(),
+            Payload::Cp(r) => r.check_emit(),
+            _ => Ok(()),
+        }
+    }
+
     /// Writes generic header and body into `buf` (exactly [`Self::buffer_len`]
     /// bytes). `next` is the type of the following payload; SK and SKF write the
-    /// type of their first inner payload instead.
+    /// type of their first inner payload instead. Call [`Self::check_emit`] first
+    /// (the message builder does): lengths that do not fit are truncated.
     pub fn emit(&self, next: PayloadType, buf: &mut [u8]) {
         let len = self.buffer_len();
         let (hdr, body) = buf[..len].split_at_mut(GENERIC_HEADER_LEN);

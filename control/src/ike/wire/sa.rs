@@ -1,7 +1,7 @@
 //! Security Association payload: proposals, transforms, attributes (RFC 7296 3.3).
 
 use super::payload::PayloadType;
-use super::{be16, ProtocolId, WireError};
+use super::{be16, EmitError, ProtocolId, WireError};
 
 /// Last Substructure values (RFC 7296 3.3.1, 3.3.2).
 const MORE_PROPOSALS: u8 = 2;
@@ -280,6 +280,31 @@ impl SaRepr {
     }
     pub fn buffer_len(&self) -> usize {
         self.proposals.iter().map(Proposal::wire_len).sum()
+    }
+
+    /// Whether every length and count fits its field.
+    pub fn check_emit(&self) -> Result<(), EmitError> {
+        for p in &self.proposals {
+            if p.spi.len() > usize::from(u8::MAX) {
+                return Err(EmitError::SpiTooLong);
+            }
+            if p.transforms.len() > usize::from(u8::MAX) {
+                return Err(EmitError::TooManyTransforms);
+            }
+            let too_long = |n: usize| n > usize::from(u16::MAX);
+            let attr_too_long = |a: &Attribute| match &a.value {
+                AttributeValue::Tlv(v) => too_long(v.len()),
+                AttributeValue::Tv(_) => false,
+            };
+            if too_long(p.wire_len())
+                || p.transforms
+                    .iter()
+                    .any(|t| too_long(t.wire_len()) || t.attributes.iter().any(attr_too_long))
+            {
+                return Err(EmitError::SubstructureTooLong);
+            }
+        }
+        Ok(())
     }
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, p: &mut Packet<T>) {
         let b = p.buffer.as_mut();

@@ -1,7 +1,7 @@
 //! Traffic Selector payloads TSi and TSr (RFC 7296 3.13).
 
 use super::payload::PayloadType;
-use super::{be16, WireError};
+use super::{be16, EmitError, WireError};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 mod field {
@@ -209,7 +209,22 @@ impl TsRepr {
                 .map(TrafficSelector::wire_len)
                 .sum::<usize>()
     }
-    /// At most 255 selectors (one-octet count).
+    /// Whether the count and every selector's length fit their fields.
+    pub fn check_emit(&self) -> Result<(), EmitError> {
+        if self.selectors.len() > usize::from(u8::MAX) {
+            return Err(EmitError::TooManySelectors);
+        }
+        if self
+            .selectors
+            .iter()
+            .any(|s| s.wire_len() > usize::from(u16::MAX))
+        {
+            return Err(EmitError::SubstructureTooLong);
+        }
+        Ok(())
+    }
+
+    /// At most 255 selectors (one-octet count): see [`Self::check_emit`].
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, p: &mut Packet<T>) {
         let b = p.buffer.as_mut();
         b[field::NUM_TS] = self.selectors.len() as u8;
