@@ -442,6 +442,22 @@ fn notify() {
         Payload::Notify(NotifyRepr::new(NotifyType(0x7fff), &[0xab, 0xcd])),
     );
 
+    let n = NotifyRepr::invalid_ke_payload(DhGroup::ECP_256);
+    assert_eq!(n.data, [0, 19]);
+    assert_eq!(n.requested_group(), Some(DhGroup::ECP_256));
+    let n = NotifyRepr::unsupported_critical_payload(PayloadType(0xf0));
+    assert_eq!((n.notify_type.0, n.data.as_slice()), (1, &[0xf0][..]));
+    let a = IpAddr::V6("2001:db8::2".parse().unwrap());
+    let n = NotifyRepr::additional_address(a);
+    assert_eq!(n.notify_type, NotifyType::ADDITIONAL_IP6_ADDRESS);
+    assert_eq!(n.address(), Some(a));
+    let a = IpAddr::V4(Ipv4Addr::new(192, 168, 0, 2));
+    assert_eq!(NotifyRepr::additional_address(a).address(), Some(a));
+    assert_eq!(
+        NotifyRepr::new(NotifyType::ADDITIONAL_IP4_ADDRESS, &[1, 2, 3]).address(),
+        None
+    );
+
     assert!(NotifyType::INVALID_KE_PAYLOAD.is_error());
     assert!(NotifyType::UNEXPECTED_NAT_DETECTED.is_error());
     assert!(NotifyType(16383).is_error());

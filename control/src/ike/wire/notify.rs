@@ -1,8 +1,10 @@
 //! Notify payload (RFC 7296 3.10) and the notify types we speak, MOBIKE's included
 //! (RFC 4555 4).
 
+use super::ke::DhGroup;
 use super::payload::PayloadType;
 use super::{be16, EmitError, ProtocolId, WireError};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 mod field {
     pub const PROTOCOL: usize = 0;
@@ -130,6 +132,46 @@ impl NotifyRepr {
             spi: Vec::new(),
             notify_type,
             data: data.to_vec(),
+        }
+    }
+
+    /// UNSUPPORTED_CRITICAL_PAYLOAD names the payload type in one octet
+    /// (RFC 7296 3.10.1).
+    pub fn unsupported_critical_payload(ty: PayloadType) -> Self {
+        Self::new(NotifyType::UNSUPPORTED_CRITICAL_PAYLOAD, &[ty.0])
+    }
+
+    /// INVALID_KE_PAYLOAD carries the group the responder wants (RFC 7296 1.3).
+    pub fn invalid_ke_payload(group: DhGroup) -> Self {
+        Self::new(NotifyType::INVALID_KE_PAYLOAD, &group.0.to_be_bytes())
+    }
+
+    /// ADDITIONAL_IP4_ADDRESS / ADDITIONAL_IP6_ADDRESS (RFC 4555 4).
+    pub fn additional_address(addr: IpAddr) -> Self {
+        match addr {
+            IpAddr::V4(a) => Self::new(NotifyType::ADDITIONAL_IP4_ADDRESS, &a.octets()),
+            IpAddr::V6(a) => Self::new(NotifyType::ADDITIONAL_IP6_ADDRESS, &a.octets()),
+        }
+    }
+
+    /// The group of an INVALID_KE_PAYLOAD, if its data is two octets.
+    pub fn requested_group(&self) -> Option<DhGroup> {
+        match (self.notify_type, self.data.as_slice()) {
+            (NotifyType::INVALID_KE_PAYLOAD, &[a, b]) => Some(DhGroup(u16::from_be_bytes([a, b]))),
+            _ => None,
+        }
+    }
+
+    /// The address of an ADDITIONAL_IP4/IP6_ADDRESS with data of the right size.
+    pub fn address(&self) -> Option<IpAddr> {
+        match self.notify_type {
+            NotifyType::ADDITIONAL_IP4_ADDRESS => <[u8; 4]>::try_from(self.data.as_slice())
+                .ok()
+                .map(|o| IpAddr::V4(Ipv4Addr::from(o))),
+            NotifyType::ADDITIONAL_IP6_ADDRESS => <[u8; 16]>::try_from(self.data.as_slice())
+                .ok()
+                .map(|o| IpAddr::V6(Ipv6Addr::from(o))),
+            _ => None,
         }
     }
 
