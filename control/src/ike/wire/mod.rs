@@ -6,6 +6,10 @@
 //! `parse`/`emit`/`buffer_len`. The generic header and the chain of payloads are in
 //! [`payload`]; the IKE header in [`header`]; whole messages in [`message`].
 //!
+//! Length rule for messages: the header's Length must lie in 28..=datagram length;
+//! bytes after it are ignored (see [`header::Packet`]). A chain is walked at most
+//! [`MAX_PAYLOADS`] payloads deep and must end exactly at Length.
+//!
 //! Wire enums are open (`struct X(pub u8)` with named consts) so values we do not
 //! know survive a parse/emit round trip unchanged.
 
