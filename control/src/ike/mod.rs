@@ -1,5 +1,6 @@
 //! IKEv2 (RFC 7296): the wire codec and the crypto suites the sans-IO state machines
 //! build on.
 
+pub mod conn;
 pub mod crypto;
 pub mod wire;
