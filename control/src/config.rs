@@ -10,6 +10,17 @@
 //!
 //! Stage 3 runs only once stage 2 is clean: a misspelt key usually also leaves a required
 //! key missing, and reporting both would point twice at one mistake.
+//!
+//! A file runs static SAs (`paths`, `tunnels`), IKE connections (`ike`, `pools`,
+//! `connections`: see [`ike`]), or both; the `dataplane`, `cipher`, `clear` and `control`
+//! sections serve either.
+
+mod ike;
+
+pub use ike::{
+    ConnConf, IkeListenConf, COOKIE_THRESHOLD_MAX, DURATION_MAX_S, INSTANCES_MAX,
+    INSTANCE_PLACEHOLDER, POOL_SIZE_MAX, PSK_MIN,
+};
 
 use dataplane::io::afpacket::{RxRing, MAX_BLOCK_TIMEOUT_MS};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -22,6 +33,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+
+use crate::ike::conn::PoolConf;
 
 /// Largest configuration file accepted (a static configuration is a few KiB).
 pub const MAX_FILE_BYTES: u64 = 4 << 20;
@@ -137,7 +150,7 @@ impl std::error::Error for ConfigErrors {}
 // The validated configuration
 // ---------------------------------------------------------------------------------------
 
-/// A validated static configuration.
+/// A validated configuration: static SAs, IKE connections, or both.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StaticConfig {
     pub dataplane: DataplaneConf,
@@ -146,6 +159,12 @@ pub struct StaticConfig {
     pub control: ControlConf,
     pub paths: Vec<PathConf>,
     pub tunnels: Vec<TunnelConf>,
+    /// Where IKE listens (defaults when there are no connections).
+    pub ike: IkeListenConf,
+    /// The address pools defined under `pools:`, in file order.
+    pub pools: Vec<PoolConf>,
+    /// IKE connections, in file order, each with the pools it names filled in.
+    pub connections: Vec<ConnConf>,
 }
 
 /// Whether the fastpath encrypts.
@@ -401,9 +420,14 @@ impl StaticConfig {
         Ok(names)
     }
 
-    /// Number of SAs (both directions).
+    /// Number of static SAs (both directions).
     pub fn sa_count(&self) -> usize {
         self.tunnels.len() * 2
+    }
+
+    /// Number of IKE connections counting every instance of a client connection.
+    pub fn instance_count(&self) -> usize {
+        self.connections.iter().map(|c| c.instances as usize).sum()
     }
 }
 
@@ -513,12 +537,22 @@ pub fn parse(text: &str) -> Result<StaticConfig, ConfigErrors> {
 pub fn check_file(path: impl AsRef<Path>) -> Result<String, String> {
     let path = path.as_ref();
     match load(path) {
-        Ok(c) => Ok(format!(
-            "ok: {}, {}, {}",
-            plural(c.paths.len(), "path"),
-            plural(c.tunnels.len(), "tunnel"),
-            plural(c.sa_count(), "SA")
-        )),
+        Ok(c) => {
+            let mut s = format!(
+                "ok: {}, {}, {}",
+                plural(c.paths.len(), "path"),
+                plural(c.tunnels.len(), "tunnel"),
+                plural(c.sa_count(), "SA")
+            );
+            if !c.connections.is_empty() {
+                s.push_str(&format!(", {}", plural(c.connections.len(), "connection")));
+                if c.instance_count() > c.connections.len() {
+                    s.push_str(&format!(" ({} instances)", c.instance_count()));
+                }
+                s.push_str(&format!(", {}", plural(c.pools.len(), "pool")));
+            }
+            Ok(s)
+        }
         Err(errs) => Err(errs
             .iter()
             .map(|e| format!("{}: {e}", path.display()))
@@ -747,6 +781,15 @@ fn fields_at(path: &[Seg]) -> Option<&'static [&'static str]> {
         [a, Index(_), b] if k(a, "tunnels") && (k(b, "outbound") || k(b, "inbound")) => {
             Some(fields_of::<RawSa>())
         }
+        [a] if k(a, "ike") => Some(fields_of::<ike::RawIke>()),
+        [a, Index(_)] if k(a, "pools") => Some(fields_of::<ike::RawPool>()),
+        [a, Index(_)] if k(a, "connections") => Some(fields_of::<ike::RawConn>()),
+        [a, Index(_), b] if k(a, "connections") && k(b, "children") => {
+            Some(fields_of::<ike::RawChildren>())
+        }
+        [a, Index(_), b] if k(a, "connections") && k(b, "retransmit") => {
+            Some(fields_of::<ike::RawRetransmit>())
+        }
         _ => None,
     }
 }
@@ -914,6 +957,9 @@ struct RawConfig {
     control: Option<Spanned<RawControl>>,
     paths: Option<Spanned<Vec<Spanned<RawPath>>>>,
     tunnels: Option<Spanned<Vec<Spanned<RawTunnel>>>>,
+    ike: Option<Spanned<ike::RawIke>>,
+    pools: Option<Spanned<Vec<Spanned<ike::RawPool>>>>,
+    connections: Option<Spanned<Vec<Spanned<ike::RawConn>>>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -1232,6 +1278,51 @@ fn validate(raw: &RawConfig, errs: &mut ConfigErrors) -> Option<StaticConfig> {
             );
         }
     }
+    let ike = ike::validate(
+        &mut cx,
+        raw.ike.as_ref(),
+        raw.pools.as_ref(),
+        raw.connections.as_ref(),
+        cipher.as_ref(),
+    );
+    let n_tunnels = raw.tunnels.as_ref().map_or(0, |t| t.value.len());
+    let n_conns = raw.connections.as_ref().map_or(0, |c| c.value.len());
+    if n_tunnels == 0 && n_conns == 0 {
+        cx.errs.push(
+            "",
+            None,
+            "nothing to run: there are no `tunnels` (static SAs) and no `connections` (IKE)",
+            "add `connections:` (see examples/gateway.yaml and examples/client.yaml) or `tunnels:` (see examples/static-a.yaml)",
+        );
+    }
+    // Every client instance holds at least one child SA: a slot in each direction.
+    if let (Some(dp), Some(sections), Some(list)) =
+        (dataplane.as_ref(), ike.as_ref(), raw.connections.as_ref())
+    {
+        let clients: usize = sections
+            .connections
+            .iter()
+            .filter(|c| c.initiates())
+            .map(|c| c.instances as usize)
+            .sum();
+        if clients > 0 && clients + n_tunnels > dp.max_sas {
+            cx.err(
+                "connections",
+                list.referenced,
+                format!(
+                    "{clients} client connection instances and {n_tunnels} static tunnels need at least {} SA slots per direction, dataplane.max_sas is {}",
+                    clients + n_tunnels,
+                    dp.max_sas
+                ),
+                format!(
+                    "raise dataplane.max_sas to at least {} (more leaves room for rekeying)",
+                    clients + n_tunnels
+                ),
+            );
+            return None;
+        }
+    }
+    let ike = ike?;
     Some(StaticConfig {
         dataplane: dataplane?,
         cipher: cipher?,
@@ -1239,6 +1330,9 @@ fn validate(raw: &RawConfig, errs: &mut ConfigErrors) -> Option<StaticConfig> {
         control: control?,
         paths: paths.into_iter().collect::<Option<Vec<_>>>()?,
         tunnels: tunnels?,
+        ike: ike.ike,
+        pools: ike.pools,
+        connections: ike.connections,
     })
 }
 

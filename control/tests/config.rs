@@ -2,14 +2,18 @@
 //! installation into real shared tables, and the control socket over a real unix socket.
 
 use mobiked_control::config::{
-    self, CipherBackend, ClearBackend, ConfigErrors, Mode, NextHop, StaticConfig,
+    self, CipherBackend, ClearBackend, ConfigErrors, IkeListenConf, Mode, NextHop, StaticConfig,
 };
 use mobiked_control::ctl::{self, CtlServer, PathInfo, Request, Response, MAX_LINE};
+use mobiked_control::ike::conn::{
+    Conn, Dpd, EspProposal, Identity, IkeProposal, Lifetimes, PoolConf, Retransmit, Selector,
+};
+use mobiked_control::ike::crypto::{DhGroup, Encr, EspEncr, Integ, Prf};
 use shared::path::{Encap, L2};
 use shared::sa::EspCipher;
 use shared::table::TableWriter;
 use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -124,7 +128,8 @@ fn examples_parse_and_validate() {
 fn defaults_for_optional_sections() {
     let c = parse_ok(
         "cipher: { backend: udp, bind: ['127.0.0.1:4500'] }\n\
-         clear: { backend: tun, name: t0 }\n",
+         clear: { backend: tun, name: t0 }\n\
+         connections: [{ name: c, psk: 'a long secret' }]\n",
     );
     assert_eq!(c.dataplane.workers, 1);
     assert_eq!(c.dataplane.burst, 64);
@@ -132,6 +137,7 @@ fn defaults_for_optional_sections() {
     assert_eq!(c.dataplane.max_sas, 4096);
     assert_eq!(c.control.socket, None);
     assert!(c.paths.is_empty() && c.tunnels.is_empty());
+    assert_eq!(c.connections.len(), 1);
 }
 
 /// (replace this, with this, expected key path, text the error must contain)
@@ -567,6 +573,871 @@ fn install_spreads_owners_and_resolves_l2() {
         })
         .unwrap_err();
     assert_eq!(err, "paths[0] (main): no neighbour entry for 10.0.1.2");
+}
+
+// ---------------------------------------------------------------------------------------
+// IKE connections (`ike`, `pools`, `connections`)
+// ---------------------------------------------------------------------------------------
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn sel(s: &str) -> Selector {
+    Selector::parse(s).unwrap()
+}
+
+const EXAMPLE_PSK: &[u8] = b"mobiked-lab-psk--not-for-any-use";
+
+#[test]
+fn ike_examples_load_and_pair_up() {
+    let gw = config::load(example("gateway.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        gw.ike,
+        IkeListenConf {
+            listen: vec![ip("127.0.0.1")],
+            port: 500,
+            port_nat_t: 4500,
+            cookie_threshold: 1000,
+        }
+    );
+    let pool = PoolConf {
+        name: "vpn4".into(),
+        start: ip("10.3.0.1"),
+        size: 254,
+        dns: vec![ip("10.1.0.53")],
+    };
+    assert_eq!(gw.pools, vec![pool.clone()]);
+    assert_eq!(gw.connections.len(), 1);
+    let g = &gw.connections[0];
+    assert_eq!(g.instances, 1);
+    assert!(!g.initiates(), "no peeraddr: the gateway answers any peer");
+    let c = &g.conn;
+    assert_eq!(c.name, "roadwarriors");
+    assert!(c.peer_addrs.is_empty());
+    assert_eq!(c.local_addrs, vec![sock("127.0.0.1:500")]);
+    assert_eq!(c.local_id, Identity::Fqdn("gw.mobiked.test".into()));
+    assert_eq!(c.remote_id, None);
+    assert_eq!(c.psk, EXAMPLE_PSK);
+    assert_eq!(
+        c.ike_proposals,
+        vec![
+            IkeProposal {
+                encr: vec![Encr::AesGcm16_128],
+                integ: vec![],
+                prf: vec![Prf::HmacSha2_256],
+                dh: vec![DhGroup::Curve25519],
+            },
+            IkeProposal {
+                encr: vec![Encr::AesGcm16_256],
+                integ: vec![],
+                prf: vec![Prf::HmacSha2_384],
+                dh: vec![DhGroup::Ecp384],
+            },
+        ]
+    );
+    assert_eq!(
+        c.esp_proposals,
+        vec![
+            EspProposal::parse("aes128gcm16").unwrap(),
+            EspProposal::parse("aes256gcm16").unwrap()
+        ]
+    );
+    assert_eq!(c.local_ts, vec![sel("10.1.0.0/24")]);
+    assert_eq!(c.remote_ts, vec![sel("10.3.0.0/24")]);
+    assert_eq!(c.pools, vec![pool]);
+    assert!(!c.request_vip4 && !c.request_vip6);
+    assert_eq!(
+        c.ike_lifetime,
+        Lifetimes {
+            rekey_s: 4 * 3600,
+            life_s: 4 * 3600 + 600,
+            jitter_s: 360
+        }
+    );
+    assert_eq!(
+        c.child_lifetime,
+        Lifetimes {
+            rekey_s: 3600,
+            life_s: 66 * 60,
+            jitter_s: 360
+        }
+    );
+    assert_eq!(
+        c.retransmit,
+        Retransmit {
+            initial_ms: 1000,
+            tries: 6,
+            max_ms: 16_000
+        }
+    );
+    assert_eq!(
+        c.dpd,
+        Dpd {
+            interval_s: 30,
+            timeout_s: 60
+        }
+    );
+    assert_eq!(c.cookie_threshold, 1000);
+    assert!(!c.force_encap);
+
+    let cl = config::load(example("client.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cl.ike.listen, vec![ip("127.0.0.2")]);
+    assert_eq!((cl.ike.port, cl.ike.port_nat_t), (500, 4500));
+    assert!(cl.pools.is_empty());
+    let k = &cl.connections[0];
+    assert!(k.initiates());
+    assert_eq!(k.instances, 1);
+    let c = k.instance(1);
+    assert_eq!(c.name, "home");
+    assert_eq!(c.local_id, Identity::Email("client-1@mobiked.test".into()));
+    assert_eq!(c.local_addrs, vec![sock("127.0.0.2:500")]);
+    assert!(c.request_vip4 && !c.request_vip6);
+    assert!(
+        c.local_ts.is_empty(),
+        "the virtual IP becomes the local selector"
+    );
+    assert_eq!(c.remote_ts, vec![sel("10.1.0.0/24")]);
+    assert_eq!(
+        c.ike_proposals,
+        vec![IkeProposal::parse("aes128gcm16-prfsha256-x25519").unwrap()]
+    );
+
+    // The pair: the client reaches the gateway's IKE port, each names the other, same
+    // key, a proposal in common, selectors that fit.
+    let g = &gw.connections[0].conn;
+    assert_eq!(
+        c.peer_addrs,
+        vec![SocketAddr::new(gw.ike.listen[0], gw.ike.port)]
+    );
+    assert_eq!(c.remote_id.as_ref(), Some(&g.local_id));
+    assert_eq!(c.psk, g.psk);
+    assert!(g.ike_proposals.contains(&c.ike_proposals[0]));
+    assert_eq!(c.remote_ts, g.local_ts);
+    assert!(g.pools[0].start.is_ipv4() && c.request_vip4);
+
+    assert_eq!(
+        config::check_file(example("gateway.yaml")),
+        Ok("ok: 0 paths, 0 tunnels, 0 SAs, 1 connection, 1 pool".to_string())
+    );
+    assert_eq!(
+        config::check_file(example("client.yaml")),
+        Ok("ok: 0 paths, 0 tunnels, 0 SAs, 1 connection, 0 pools".to_string())
+    );
+}
+
+const MINIMAL: &str = "cipher: { backend: udp, bind: ['192.0.2.1:4500'] }\n\
+                       clear: { backend: tun, name: t0 }\n";
+
+#[test]
+fn connection_defaults_follow_swanctl() {
+    let c = parse_ok(&format!(
+        "{MINIMAL}connections:\n  - name: c\n    psk: a long secret\n    peeraddr: 192.0.2.2\n"
+    ));
+    let k = &c.connections[0];
+    let d = Conn::new(
+        "c",
+        Identity::Ipv4("192.0.2.1".parse().unwrap()),
+        b"a long secret",
+    );
+    assert_eq!(k.conn.local_id, d.local_id, "local_id: the local address");
+    assert_eq!(k.conn.peer_addrs, vec![sock("192.0.2.2:500")]);
+    assert_eq!(k.conn.local_addrs, vec![sock("192.0.2.1:500")]);
+    assert_eq!(k.conn.remote_id, None);
+    assert_eq!(k.conn.ike_proposals, IkeProposal::defaults());
+    assert_eq!(k.conn.esp_proposals, EspProposal::defaults());
+    assert_eq!(k.conn.local_ts, vec![Selector::any(false)]);
+    assert_eq!(k.conn.remote_ts, vec![Selector::any(false)]);
+    // rekey 4h; over_time 10% of it; rand_time over_time (at most half the rekey time).
+    assert_eq!(
+        k.conn.ike_lifetime,
+        Lifetimes {
+            rekey_s: 4 * 3600,
+            life_s: 4 * 3600 + 1440,
+            jitter_s: 1440
+        }
+    );
+    // rekey 1h; life_time 110% of it; rand_time life_time - rekey_time.
+    assert_eq!(
+        k.conn.child_lifetime,
+        Lifetimes {
+            rekey_s: 3600,
+            life_s: 3960,
+            jitter_s: 360
+        }
+    );
+    assert_eq!((k.conn.retransmit, k.conn.dpd), (d.retransmit, d.dpd));
+    assert_eq!(k.instances, 1);
+
+    // Forms a swanctl.conf user writes: remote_addrs, comma lists, `default`, durations
+    // in plain seconds, rekey_time 0, IPv6, a pool range, explicit ports.
+    let c = parse_ok(&format!(
+        "{MINIMAL}ike: {{ listen: ['192.0.2.1', '0.0.0.0'], cookie_threshold: 0 }}\n\
+         pools:\n  - {{ name: r, addrs: 10.9.0.10-10.9.0.19 }}\n  - {{ name: six, addrs: 'fd00::/112' }}\n\
+         connections:\n  - name: c\n    psk: 0x0011223344556677\n    remote_addrs: '192.0.2.2:4501, 192.0.2.3'\n    \
+         local_addrs: 192.0.2.1\n    proposals: 'aes256-sha384-ecp256, default'\n    esp_proposals: aes256gcm16-x25519-esn\n    \
+         rekey_time: 0\n    children: {{ rekey_time: 0, life_time: 3600 }}\n    dpd_delay: 0\n    \
+         retransmit: {{ timeout: 500ms, tries: 3 }}\n    encap: true\n    local_ts: '10.1.0.0/24[tcp/443]'\n    \
+         pools: [r, six]\n  - name: v6\n    psk: a long secret\n    peeraddr: '[2001:db8::2]:500'\n    \
+         local_id: '@#0a0b'\n    vips: ['::', 0.0.0.0]\n"
+    ))
+    .clone();
+    assert_eq!(c.ike.listen, vec![ip("192.0.2.1"), ip("0.0.0.0")]);
+    assert_eq!(c.ike.cookie_threshold, 0);
+    assert_eq!(
+        (
+            c.pools[0].start,
+            c.pools[0].size,
+            c.pools[1].start,
+            c.pools[1].size
+        ),
+        (ip("10.9.0.10"), 10, ip("fd00::1"), 65535)
+    );
+    let k = &c.connections[0].conn;
+    assert_eq!(
+        k.peer_addrs,
+        vec![sock("192.0.2.2:4501"), sock("192.0.2.3:500")]
+    );
+    assert_eq!(k.psk, [0, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77]);
+    assert_eq!(k.ike_proposals.len(), 3);
+    assert_eq!(k.ike_proposals[0].integ, vec![Integ::HmacSha2_384_192]);
+    assert_eq!(
+        k.ike_proposals[0].prf,
+        vec![Prf::HmacSha2_384],
+        "PRF follows integrity"
+    );
+    assert_eq!(k.ike_proposals[1..], IkeProposal::defaults()[..]);
+    assert_eq!(k.esp_proposals[0].encr, vec![EspEncr::AesGcm16_256]);
+    assert_eq!(k.esp_proposals[0].esn, vec![true]);
+    assert_eq!(k.esp_proposals[0].dh, vec![DhGroup::Curve25519]);
+    assert_eq!(
+        k.ike_lifetime,
+        Lifetimes {
+            rekey_s: 0,
+            life_s: 0,
+            jitter_s: 0
+        }
+    );
+    assert_eq!(
+        k.child_lifetime,
+        Lifetimes {
+            rekey_s: 0,
+            life_s: 3600,
+            jitter_s: 0
+        }
+    );
+    assert_eq!(k.dpd.interval_s, 0);
+    assert_eq!(
+        k.retransmit,
+        Retransmit {
+            initial_ms: 500,
+            tries: 3,
+            max_ms: 16_000
+        }
+    );
+    assert!(k.force_encap);
+    assert_eq!((k.local_ts[0].protocol, k.local_ts[0].start_port), (6, 443));
+    assert_eq!(
+        k.pools.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+        ["r", "six"]
+    );
+    assert_eq!(
+        k.remote_ts,
+        vec![Selector::any(false), Selector::any(true)],
+        "families of the pools"
+    );
+    assert_eq!(k.cookie_threshold, 0);
+    let v = &c.connections[1].conn;
+    assert_eq!(v.local_id, Identity::KeyId(vec![10, 11]));
+    assert!(v.request_vip4 && v.request_vip6);
+    assert!(
+        v.local_addrs.is_empty(),
+        "no IPv6 address to listen on: the runtime picks the source"
+    );
+    assert_eq!(v.remote_ts, vec![Selector::any(false), Selector::any(true)]);
+}
+
+#[test]
+fn instances_get_their_own_identities() {
+    let text = example_text("client.yaml").replace("instances: 1 ", "instances: 3 ");
+    let c = parse_ok(&text);
+    let k = &c.connections[0];
+    assert_eq!(k.instances, 3);
+    let all: Vec<Conn> = k.instances().collect();
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[1].name, "home#2");
+    assert_eq!(
+        all[2].local_id,
+        Identity::Email("client-3@mobiked.test".into())
+    );
+    assert_eq!(c.instance_count(), 3);
+    let dir = std::env::temp_dir().join(unique("mobiked-check-ike"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("client.yaml");
+    std::fs::write(&file, &text).unwrap();
+    assert_eq!(
+        config::check_file(&file),
+        Ok("ok: 0 paths, 0 tunnels, 0 SAs, 1 connection (3 instances), 0 pools".to_string())
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    // Without the placeholder every copy would be one identity, and get one address.
+    let errs = parse_err(&text.replace("client-%n@", "client@"));
+    assert!(
+        errs.at("connections[0].local_id")
+            .unwrap()
+            .fix
+            .contains("%n"),
+        "{errs}"
+    );
+    // More instances than SA slots.
+    let errs = parse_err(&text.replace("instances: 3 ", "instances: 5000 "));
+    assert!(
+        errs.at("connections")
+            .unwrap()
+            .fix
+            .contains("raise dataplane.max_sas to at least 5000"),
+        "{errs}"
+    );
+}
+
+#[test]
+fn static_tunnels_and_connections_in_one_file() {
+    let base = example_text("static-a.yaml");
+    let text = format!(
+        "{base}connections:\n  - name: c\n    psk: a long secret\n    peeraddr: 10.0.1.2\n    local_ts: [10.1.1.0/24]\n"
+    );
+    let c = parse_ok(&text);
+    assert_eq!((c.tunnels.len(), c.connections.len()), (1, 1));
+    assert_eq!(c.ike.listen, vec![ip("10.0.1.1"), ip("10.0.2.1")]);
+    assert_eq!(
+        c.connections[0].conn.local_addrs,
+        vec![sock("10.0.1.1:500"), sock("10.0.2.1:500")]
+    );
+
+    // Neither: the error names both keys.
+    let none = base
+        .split("tunnels:")
+        .next()
+        .unwrap()
+        .replace("paths:", "x_paths:");
+    let none = none.split("x_paths:").next().unwrap().to_string();
+    let errs = parse_err(&none);
+    let e = errs.at("").unwrap_or_else(|| panic!("{errs}"));
+    assert!(
+        e.problem.contains("`tunnels`") && e.problem.contains("`connections`"),
+        "{e}"
+    );
+    assert!(e.fix.contains("examples/gateway.yaml"), "{e}");
+    // IKE sections without a connection.
+    let errs = parse_err(&format!(
+        "{base}pools: [{{ name: p, addrs: 10.3.0.0/24 }}]\n"
+    ));
+    assert!(
+        errs.at("pools").unwrap().fix.contains("add `connections:`"),
+        "{errs}"
+    );
+}
+
+/// (file, replace this, with this, expected key path, text the error must contain)
+const BROKEN_IKE: &[(&str, &str, &str, &str, &str)] = &[
+    // Unknown keys, with did-you-mean, in every new section.
+    (
+        "gateway.yaml",
+        "  cookie_threshold: 1000",
+        "  cookie_treshold: 1000",
+        "ike.cookie_treshold",
+        "did you mean `cookie_threshold`?",
+    ),
+    (
+        "gateway.yaml",
+        "    addrs: 10.3.0.0/24",
+        "    addr: 10.3.0.0/24",
+        "pools[0].addr",
+        "did you mean `addrs`?",
+    ),
+    (
+        "gateway.yaml",
+        "    esp_proposals:",
+        "    esp_proposal:",
+        "connections[0].esp_proposal",
+        "did you mean `esp_proposals`?",
+    ),
+    (
+        "gateway.yaml",
+        "      life_time: 66m",
+        "      lifetime: 66m",
+        "connections[0].children.lifetime",
+        "did you mean `life_time`?",
+    ),
+    (
+        "gateway.yaml",
+        "{ timeout: 1s,",
+        "{ timout: 1s,",
+        "connections[0].retransmit.timout",
+        "did you mean `timeout`?",
+    ),
+    (
+        "client.yaml",
+        "    peeraddr: 127.0.0.1",
+        "    peer_addr: 127.0.0.1",
+        "connections[0].peer_addr",
+        "did you mean `peeraddr`?",
+    ),
+    (
+        "client.yaml",
+        "connections:",
+        "connection:",
+        "connection",
+        "did you mean `connections`?",
+    ),
+    // ike:
+    (
+        "gateway.yaml",
+        "  port_nat_t: 4500",
+        "  port_nat_t: 4501",
+        "ike.port_nat_t",
+        "set `port_nat_t: 4500`",
+    ),
+    (
+        "gateway.yaml",
+        "  port: 500 ",
+        "  port: 4500 ",
+        "ike.port",
+        "500 for IKE and 4500 for NAT-T",
+    ),
+    (
+        "gateway.yaml",
+        "  port: 500 ",
+        "  port: 70000 ",
+        "ike.port",
+        "from 1 to 65535",
+    ),
+    (
+        "gateway.yaml",
+        "  # listen: [127.0.0.1]",
+        "  listen: [127.0.0.9]",
+        "ike.listen[0]",
+        "add 127.0.0.9:4500 to cipher.bind",
+    ),
+    (
+        "gateway.yaml",
+        "  # listen: [127.0.0.1]",
+        "  listen: [\"127.0.0.1:500\"]",
+        "ike.listen[0]",
+        "the ports are ike.port and ike.port_nat_t",
+    ),
+    (
+        "gateway.yaml",
+        "  cookie_threshold: 1000",
+        "  cookie_threshold: lots",
+        "ike.cookie_threshold",
+        "not a whole number",
+    ),
+    // pools:
+    (
+        "gateway.yaml",
+        "    addrs: 10.3.0.0/24",
+        "    addrs: 10.3.0.1/24",
+        "pools[0].addrs",
+        "write the network address: 10.3.0.0/24",
+    ),
+    (
+        "gateway.yaml",
+        "    addrs: 10.3.0.0/24",
+        "    addrs: 10.0.0.0/8",
+        "pools[0].addrs",
+        "at most 2^20 addresses",
+    ),
+    (
+        "gateway.yaml",
+        "    addrs: 10.3.0.0/24",
+        "    addrs: \"fd00::/64\"",
+        "pools[0].addrs",
+        "at most 2^20 addresses",
+    ),
+    (
+        "gateway.yaml",
+        "    addrs: 10.3.0.0/24",
+        "    addrs: 10.3.0.200-10.3.0.10",
+        "pools[0].addrs",
+        "write 10.3.0.10-10.3.0.200",
+    ),
+    (
+        "gateway.yaml",
+        "    addrs: 10.3.0.0/24",
+        "    addrs: 10.3.0.x/24",
+        "pools[0].addrs",
+        "not an IP address",
+    ),
+    (
+        "gateway.yaml",
+        "    dns: [10.1.0.53]",
+        "    dns: [10.1.0.53]\n  - name: vpn4b\n    addrs: 10.3.0.128-10.3.1.5",
+        "pools[1].addrs",
+        "make the ranges disjoint",
+    ),
+    (
+        "gateway.yaml",
+        "    dns: [10.1.0.53]",
+        "    dns: [10.1.0.53]\n  - name: vpn4\n    addrs: 10.4.0.0/24",
+        "pools[1].name",
+        "already used by pools[0]",
+    ),
+    (
+        "gateway.yaml",
+        "    dns: [10.1.0.53]",
+        "    dns: [dns.example]",
+        "pools[0].dns[0]",
+        "unicast IP address",
+    ),
+    // connections: references, identities, keys, proposals
+    (
+        "gateway.yaml",
+        "    pools: [vpn4]",
+        "    pools: [vpn]",
+        "connections[0].pools[0]",
+        "no pool is named `vpn`: did you mean `vpn4`?",
+    ),
+    (
+        "gateway.yaml",
+        "    pools: [vpn4]",
+        "    pools: [vpn4, vpn4]",
+        "connections[0].pools[1]",
+        "remove the duplicate",
+    ),
+    (
+        "gateway.yaml",
+        "    encap: false",
+        "    encap: false\n  - name: roadwarriors\n    psk: a long secret",
+        "connections[1].name",
+        "already used by connections[0]",
+    ),
+    (
+        "gateway.yaml",
+        "    psk: 0x6d6f",
+        "    psk: 0x6d6g",
+        "connections[0].psk",
+        "an even number of hex digits",
+    ),
+    (
+        "gateway.yaml",
+        "    psk: 0x6d6f62696b65642d6c61622d70736b2d2d6e6f742d666f722d616e792d757365",
+        "    psk: short",
+        "connections[0].psk",
+        "at least 8 are required",
+    ),
+    (
+        "gateway.yaml",
+        "    psk: 0x6d6f62696b65642d6c61622d70736b2d2d6e6f742d666f722d616e792d757365\n",
+        "",
+        "connections[0].psk",
+        "required key is missing",
+    ),
+    (
+        "gateway.yaml",
+        "    local_id: gw.mobiked.test",
+        "    local_id: \"C=CH, O=mobiked, CN=gw\"",
+        "connections[0].local_id",
+        "certificates are not supported",
+    ),
+    (
+        "gateway.yaml",
+        "    local_id: gw.mobiked.test",
+        "    local_id: \"%any\"",
+        "connections[0].local_id",
+        "this end needs an identity",
+    ),
+    (
+        "gateway.yaml",
+        "    local_id: gw.mobiked.test",
+        "    local_id: \"@#abc\"",
+        "connections[0].local_id",
+        "key id must be hex",
+    ),
+    (
+        "gateway.yaml",
+        "aes128gcm16-prfsha256-x25519,",
+        "aes128gcm16-prfsha265-x25519,",
+        "connections[0].proposals[0]",
+        "did you mean `prfsha256`?",
+    ),
+    (
+        "gateway.yaml",
+        "aes128gcm16-prfsha256-x25519,",
+        "aes128gcm16-prfsha256-modp2048,",
+        "connections[0].proposals[0]",
+        "MODP groups are not implemented",
+    ),
+    (
+        "gateway.yaml",
+        "aes128gcm16-prfsha256-x25519,",
+        "aes128gcm16-x25519,",
+        "connections[0].proposals[0]",
+        "no PRF (add e.g. prfsha256)",
+    ),
+    (
+        "gateway.yaml",
+        "aes128gcm16-prfsha256-x25519,",
+        "aes128-prfsha256-x25519,",
+        "connections[0].proposals[0]",
+        "CBC needs an integrity algorithm",
+    ),
+    (
+        "gateway.yaml",
+        "    esp_proposals: [aes128gcm16, aes256gcm16]",
+        "    esp_proposals: [aes128gcm12]",
+        "connections[0].esp_proposals[0]",
+        "did you mean `aes128gcm16`?",
+    ),
+    (
+        "gateway.yaml",
+        "    esp_proposals: [aes128gcm16, aes256gcm16]",
+        "    esp_proposals: []",
+        "connections[0].esp_proposals",
+        "no proposal",
+    ),
+    (
+        "gateway.yaml",
+        "    local_ts: [10.1.0.0/24]",
+        "    local_ts: [10.1.0.0/33]",
+        "connections[0].local_ts[0]",
+        "prefix length must be 0..=32",
+    ),
+    (
+        "gateway.yaml",
+        "    local_ts: [10.1.0.0/24]",
+        "    local_ts: []",
+        "connections[0].local_ts",
+        "0.0.0.0/0 or ::/0 for everything",
+    ),
+    (
+        "gateway.yaml",
+        "    pools: [vpn4]",
+        "    pools: [vpn4]\n    vips: [0.0.0.0]",
+        "connections[0].pools",
+        "not both",
+    ),
+    // durations, lifetimes, DPD, retransmission
+    (
+        "gateway.yaml",
+        "    rekey_time: 4h",
+        "    rekey_time: 4 hours",
+        "connections[0].rekey_time",
+        "500ms, 30s, 10m, 4h, 1d",
+    ),
+    (
+        "gateway.yaml",
+        "    rekey_time: 4h",
+        "    rekey_time: 1500ms",
+        "connections[0].rekey_time",
+        "write e.g. 30s",
+    ),
+    (
+        "gateway.yaml",
+        "    rekey_time: 4h",
+        "    rekey_time: 400d",
+        "connections[0].rekey_time",
+        "longer than 365 days",
+    ),
+    (
+        "gateway.yaml",
+        "    over_time: 10m",
+        "    over_time: 0",
+        "connections[0].over_time",
+        "give the rekey time to complete",
+    ),
+    (
+        "gateway.yaml",
+        "    rekey_time: 4h",
+        "    rekey_time: 0",
+        "connections[0].over_time",
+        "never rekeyed and never expires",
+    ),
+    (
+        "gateway.yaml",
+        "    rand_time: 6m\n    children",
+        "    rand_time: 5h\n    children",
+        "connections[0].rand_time",
+        "must be smaller",
+    ),
+    (
+        "gateway.yaml",
+        "      life_time: 66m",
+        "      life_time: 30m",
+        "connections[0].children.life_time",
+        "give more than 3600s",
+    ),
+    (
+        "gateway.yaml",
+        "    dpd_timeout: 60s",
+        "    dpd_timeout: 10s",
+        "connections[0].dpd_timeout",
+        "dpd_timeout: 60s",
+    ),
+    (
+        "gateway.yaml",
+        "{ timeout: 1s, tries: 6, max: 16s }",
+        "{ timeout: 2s, tries: 6, max: 1s }",
+        "connections[0].retransmit.max",
+        "at least the timeout",
+    ),
+    (
+        "gateway.yaml",
+        "{ timeout: 1s, tries: 6, max: 16s }",
+        "{ timeout: 1s, tries: 0, max: 16s }",
+        "connections[0].retransmit.tries",
+        "from 1 to 30",
+    ),
+    (
+        "gateway.yaml",
+        "    encap: false",
+        "    encap: sometimes",
+        "connections[0].encap",
+        "write true or false",
+    ),
+    // addresses
+    (
+        "client.yaml",
+        "    peeraddr: 127.0.0.1 ",
+        "    peeraddr: gw.example.org ",
+        "connections[0].peeraddr",
+        "names are not resolved",
+    ),
+    (
+        "client.yaml",
+        "    peeraddr: 127.0.0.1 ",
+        "    peeraddr: 0.0.0.0 ",
+        "connections[0].peeraddr",
+        "%any",
+    ),
+    (
+        "client.yaml",
+        "    peeraddr: 127.0.0.1 ",
+        "    peeraddr: 127.0.0.1\n    remote_addrs: 127.0.0.1 ",
+        "connections[0].remote_addrs",
+        "keep one of the two",
+    ),
+    (
+        "client.yaml",
+        "    peeraddr: 127.0.0.1 ",
+        "    peeraddr: \"::1\"\n    local_addrs: [127.0.0.2] ",
+        "connections[0].peeraddr",
+        "add an IPv6 address to local_addrs",
+    ),
+    (
+        "client.yaml",
+        "    peeraddr: 127.0.0.1 ",
+        "    peeraddr: 127.0.0.1\n    local_addrs: [127.0.0.3] ",
+        "connections[0].local_addrs[0]",
+        "add 127.0.0.3 to ike.listen",
+    ),
+    (
+        "client.yaml",
+        "    peeraddr: 127.0.0.1 ",
+        "    peeraddr: 127.0.0.1\n    local_addrs: [\"127.0.0.2:600\"] ",
+        "connections[0].local_addrs[0]",
+        "IKE listens on ports 500 and 4500, not 600",
+    ),
+    // client specifics
+    (
+        "client.yaml",
+        "    peeraddr: 127.0.0.1 ",
+        "    # peeraddr: 127.0.0.1 ",
+        "connections[0].vips",
+        "add `peeraddr: GATEWAY-IP`",
+    ),
+    (
+        "client.yaml",
+        "    vips: [0.0.0.0] ",
+        "    vips: [10.3.0.7] ",
+        "connections[0].vips[0]",
+        "0.0.0.0 (IPv4) or :: (IPv6)",
+    ),
+    (
+        "client.yaml",
+        "    vips: [0.0.0.0] ",
+        "    vips: [0.0.0.0, 0.0.0.0] ",
+        "connections[0].vips[1]",
+        "remove the duplicate",
+    ),
+    (
+        "client.yaml",
+        "    vips: [0.0.0.0] ",
+        "    local_ts: [10.3.0.0/24] ",
+        "connections[0].instances",
+        "add `vips: [0.0.0.0]`, or remove `instances`",
+    ),
+    (
+        "client.yaml",
+        "    instances: 1 ",
+        "    instances: 100001 ",
+        "connections[0].instances",
+        "from 1 to 100000",
+    ),
+];
+
+#[test]
+fn broken_ike_configs_name_the_key_and_the_fix() {
+    let mut failures = Vec::new();
+    for (file, from, to, path, fix) in BROKEN_IKE {
+        let base = example_text(file);
+        assert!(base.contains(from), "test table: `{from}` not in {file}");
+        let text = base.replacen(from, to, 1);
+        let errs = match config::parse(&text) {
+            Ok(_) => {
+                failures.push(format!("{path}: accepted"));
+                continue;
+            }
+            Err(e) => e,
+        };
+        let Some(e) = errs.at(path) else {
+            failures.push(format!("{path}: no error at this path; got:\n{errs}"));
+            continue;
+        };
+        let shown = e.to_string();
+        if !shown.contains(fix) {
+            failures.push(format!("{path}: `{shown}` lacks `{fix}`"));
+        }
+        if e.line == 0 {
+            failures.push(format!("{path}: no line number in `{shown}`"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        BROKEN_IKE.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn ike_needs_listen_addresses_with_afpacket() {
+    let base = example_text("afpacket-a.yaml");
+    let conn = "connections:\n  - name: c\n    psk: a long secret\n    peeraddr: 10.0.1.2\n";
+    let errs = parse_err(&format!("{base}{conn}"));
+    assert!(
+        errs.at("ike.listen").unwrap().fix.contains("listen: [IP]"),
+        "{errs}"
+    );
+    let c = parse_ok(&format!(
+        "{base}ike: {{ listen: [10.0.1.1], port_nat_t: 4501 }}\n{conn}"
+    ));
+    assert_eq!(c.ike.port_nat_t, 4501, "no udp dataplane owns the port");
+    assert_eq!(
+        c.connections[0].conn.local_addrs,
+        vec![sock("10.0.1.1:500")]
+    );
+}
+
+#[test]
+fn conn_debug_hides_the_psk() {
+    let gw = config::load(example("gateway.yaml")).unwrap();
+    let shown = format!("{gw:?}");
+    assert!(shown.contains("roadwarriors"));
+    assert!(!shown.contains("psk"), "{shown}");
+    assert!(!shown.contains("109, 111, 98"), "the key's bytes: {shown}");
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,0 +1,1737 @@
+//! The IKE sections of the configuration (`ike`, `pools`, `connections`), in the words a
+//! swanctl.conf or MyIKEv2 user knows: `proposals`, `local_ts`, `rekey_time`, `pools`,
+//! `vips`. Validated into the runtime types of [`crate::ike::conn`].
+
+use super::{parse_uint, suggest, validate_name, CipherBackend, CipherConf, Ctx, S};
+use crate::ike::conn::{
+    Conn, Dpd, EspProposal, Identity, IkeProposal, Lifetimes, PoolConf, Retransmit, Selector,
+};
+use crate::ike::crypto::{DhGroup, Encr, EspEncr, Integ, Prf};
+use serde::de::{self, Deserialize, Deserializer, SeqAccess, Visitor};
+use serde_saphyr::{Location, Spanned};
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+/// Largest address pool (the IKE engine keeps one bit of lease state per address).
+pub const POOL_SIZE_MAX: u64 = 1 << 20;
+/// Copies of one client connection (`instances`).
+pub const INSTANCES_MAX: u64 = 100_000;
+/// Shortest pre-shared key accepted, in bytes. RFC 7296 2.15: the key must be as hard
+/// to guess as the keys it protects; 8 bytes only stops obvious mistakes, and 32
+/// random bytes (`0x` + 64 hex digits) are what a deployment should use.
+pub const PSK_MIN: usize = 8;
+/// Longest duration accepted anywhere, in seconds (365 days).
+pub const DURATION_MAX_S: u64 = 365 * 86_400;
+/// Half-open IKE SAs before cookies: the largest threshold accepted.
+pub const COOKIE_THRESHOLD_MAX: u64 = 1 << 20;
+/// The placeholder `local_id` carries for `instances` > 1: the copy's number, from 1.
+pub const INSTANCE_PLACEHOLDER: &str = "%n";
+
+// ---------------------------------------------------------------------------------------
+// The validated sections
+// ---------------------------------------------------------------------------------------
+
+/// Where the IKE daemon listens (`ike:`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IkeListenConf {
+    /// Addresses to receive IKE on (the IKE port and the NAT-T port on each).
+    pub listen: Vec<IpAddr>,
+    /// The IKE port (500, RFC 7296 2).
+    pub port: u16,
+    /// The NAT-T port (4500, RFC 3948). With the udp cipher backend the dataplane owns
+    /// this port on its bound addresses and hands IKE (non-ESP marker) to the control
+    /// plane.
+    pub port_nat_t: u16,
+    /// Half-open IKE SAs above which the responder demands cookies (RFC 7296 2.6).
+    pub cookie_threshold: usize,
+}
+
+/// One entry of `connections:`: the runtime connection and how many copies of it a
+/// client runs (`instances`, 1 unless given; only with `vips`).
+#[derive(Clone)]
+pub struct ConnConf {
+    /// With `instances` > 1, `conn.local_id` holds the `%n` placeholder: use
+    /// [`ConnConf::instance`] to get each copy.
+    pub conn: Conn,
+    pub instances: u32,
+}
+
+impl ConnConf {
+    /// Copy `i` (1-based) of the connection: named `NAME#i` when there are several,
+    /// `%n` in the local identity replaced by `i` so that every copy has its own
+    /// identity (a gateway leases one virtual IP per identity).
+    pub fn instance(&self, i: u32) -> Conn {
+        let mut c = self.conn.clone();
+        if self.instances > 1 {
+            c.name = format!("{}#{i}", c.name);
+        }
+        let n = i.to_string();
+        c.local_id = match c.local_id {
+            Identity::Fqdn(s) => Identity::Fqdn(s.replace(INSTANCE_PLACEHOLDER, &n)),
+            Identity::Email(s) => Identity::Email(s.replace(INSTANCE_PLACEHOLDER, &n)),
+            other => other,
+        };
+        c
+    }
+
+    /// Every copy, in order.
+    pub fn instances(&self) -> impl Iterator<Item = Conn> + '_ {
+        (1..=self.instances).map(|i| self.instance(i))
+    }
+
+    /// Whether this end starts the IKE SA (it knows its peer's address).
+    pub fn initiates(&self) -> bool {
+        !self.conn.peer_addrs.is_empty()
+    }
+}
+
+impl PartialEq for ConnConf {
+    fn eq(&self, other: &Self) -> bool {
+        let (a, b) = (&self.conn, &other.conn);
+        self.instances == other.instances
+            && a.name == b.name
+            && a.peer_addrs == b.peer_addrs
+            && a.local_addrs == b.local_addrs
+            && a.local_id == b.local_id
+            && a.remote_id == b.remote_id
+            && a.psk == b.psk
+            && a.ike_proposals == b.ike_proposals
+            && a.esp_proposals == b.esp_proposals
+            && a.local_ts == b.local_ts
+            && a.remote_ts == b.remote_ts
+            && a.pools == b.pools
+            && a.request_vip4 == b.request_vip4
+            && a.request_vip6 == b.request_vip6
+            && a.ike_lifetime == b.ike_lifetime
+            && a.child_lifetime == b.child_lifetime
+            && a.retransmit == b.retransmit
+            && a.dpd == b.dpd
+            && a.cookie_threshold == b.cookie_threshold
+            && a.force_encap == b.force_encap
+    }
+}
+
+impl Eq for ConnConf {}
+
+impl fmt::Debug for ConnConf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the pre-shared key.
+        let c = &self.conn;
+        f.debug_struct("ConnConf")
+            .field("name", &c.name)
+            .field("instances", &self.instances)
+            .field("peer_addrs", &c.peer_addrs)
+            .field("local_addrs", &c.local_addrs)
+            .field("local_id", &c.local_id)
+            .field("remote_id", &c.remote_id)
+            .field("ike_proposals", &c.ike_proposals)
+            .field("esp_proposals", &c.esp_proposals)
+            .field("local_ts", &c.local_ts)
+            .field("remote_ts", &c.remote_ts)
+            .field("pools", &c.pools)
+            .field("request_vip4", &c.request_vip4)
+            .field("request_vip6", &c.request_vip6)
+            .field("ike_lifetime", &c.ike_lifetime)
+            .field("child_lifetime", &c.child_lifetime)
+            .field("retransmit", &c.retransmit)
+            .field("dpd", &c.dpd)
+            .field("cookie_threshold", &c.cookie_threshold)
+            .field("force_encap", &c.force_encap)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`validate`] produces.
+pub(super) struct IkeSections {
+    pub ike: IkeListenConf,
+    pub pools: Vec<PoolConf>,
+    pub connections: Vec<ConnConf>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Serde structs
+// ---------------------------------------------------------------------------------------
+
+/// One value or a list: `peeraddr: 192.0.2.2` or `peeraddr: [192.0.2.2, 192.0.2.3]`.
+/// A single value may also list several, comma-separated, as swanctl.conf writes them.
+pub(super) enum OneOrMany {
+    One(String),
+    Many(Vec<S>),
+}
+
+type Many = Spanned<OneOrMany>;
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<OneOrMany, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = OneOrMany;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a value or a list of values")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<OneOrMany, E> {
+                Ok(OneOrMany::One(v.to_string()))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<OneOrMany, E> {
+                Ok(OneOrMany::One(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<OneOrMany, E> {
+                Ok(OneOrMany::One(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<OneOrMany, E> {
+                Ok(OneOrMany::One(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<OneOrMany, E> {
+                Ok(OneOrMany::One(v.to_string()))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<OneOrMany, E> {
+                Ok(OneOrMany::Many(Vec::new()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<OneOrMany, A::Error> {
+                let mut v = Vec::new();
+                while let Some(s) = a.next_element::<S>()? {
+                    v.push(s);
+                }
+                Ok(OneOrMany::Many(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The items of a one-or-many value: (key path, text, location).
+fn items(path: &str, m: &Many) -> Vec<(String, String, Location)> {
+    match &m.value {
+        OneOrMany::One(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(|t| (path.to_string(), t.to_string(), m.referenced))
+            .collect(),
+        OneOrMany::Many(v) => v
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                (
+                    format!("{path}[{i}]"),
+                    s.value.trim().to_string(),
+                    s.referenced,
+                )
+            })
+            .collect(),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawIke {
+    listen: Option<Many>,
+    port: Option<S>,
+    port_nat_t: Option<S>,
+    cookie_threshold: Option<S>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPool {
+    name: Option<S>,
+    addrs: Option<S>,
+    dns: Option<Many>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConn {
+    name: Option<S>,
+    peeraddr: Option<Many>,
+    /// swanctl.conf's name for `peeraddr`.
+    remote_addrs: Option<Many>,
+    local_addrs: Option<Many>,
+    local_id: Option<S>,
+    remote_id: Option<S>,
+    psk: Option<S>,
+    proposals: Option<Many>,
+    esp_proposals: Option<Many>,
+    local_ts: Option<Many>,
+    remote_ts: Option<Many>,
+    pools: Option<Many>,
+    vips: Option<Many>,
+    rekey_time: Option<S>,
+    over_time: Option<S>,
+    rand_time: Option<S>,
+    children: Option<Spanned<RawChildren>>,
+    dpd_delay: Option<S>,
+    dpd_timeout: Option<S>,
+    retransmit: Option<Spanned<RawRetransmit>>,
+    encap: Option<S>,
+    instances: Option<S>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawChildren {
+    rekey_time: Option<S>,
+    life_time: Option<S>,
+    rand_time: Option<S>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRetransmit {
+    timeout: Option<S>,
+    tries: Option<S>,
+    max: Option<S>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Values
+// ---------------------------------------------------------------------------------------
+
+/// `500ms`, `30s`, `10m`, `4h`, `1d`, or plain seconds; in milliseconds.
+fn parse_duration_ms(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let digits = s
+        .find(|c: char| !c.is_ascii_digit() && c != '_')
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(digits);
+    let n = parse_uint(num).ok_or_else(|| format!("`{s}` is not a duration"))?;
+    let scale: u64 = match unit.trim() {
+        "" | "s" => 1000,
+        "ms" => 1,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        other => return Err(format!("unknown unit `{other}` in `{s}`")),
+    };
+    n.checked_mul(scale)
+        .filter(|ms| *ms <= DURATION_MAX_S * 1000)
+        .ok_or_else(|| format!("`{s}` is longer than 365 days"))
+}
+
+impl Ctx<'_> {
+    /// A duration in milliseconds within `range` (milliseconds).
+    fn duration_ms(
+        &mut self,
+        path: &str,
+        v: &S,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Option<u64> {
+        let show = |ms: u64| {
+            if ms.is_multiple_of(1000) {
+                format!("{}s", ms / 1000)
+            } else {
+                format!("{ms}ms")
+            }
+        };
+        match parse_duration_ms(&v.value) {
+            Ok(ms) if range.contains(&ms) => Some(ms),
+            Ok(ms) => {
+                self.err(
+                    path,
+                    v.referenced,
+                    format!("{} is out of range", show(ms)),
+                    format!(
+                        "give a duration from {} to {}",
+                        show(*range.start()),
+                        show(*range.end())
+                    ),
+                );
+                None
+            }
+            Err(problem) => {
+                self.err(
+                    path,
+                    v.referenced,
+                    problem,
+                    "write seconds (30) or a number with a unit: 500ms, 30s, 10m, 4h, 1d",
+                );
+                None
+            }
+        }
+    }
+
+    /// A duration in whole seconds, up to [`DURATION_MAX_S`].
+    fn duration_s(&mut self, path: &str, v: &S) -> Option<u64> {
+        let ms = self.duration_ms(path, v, 0..=DURATION_MAX_S * 1000)?;
+        if !ms.is_multiple_of(1000) {
+            self.err(
+                path,
+                v.referenced,
+                format!("{ms}ms is not a whole number of seconds"),
+                "lifetimes and DPD count in seconds: write e.g. 30s or 10m",
+            );
+            return None;
+        }
+        Some(ms / 1000)
+    }
+
+    fn port(&mut self, path: &str, v: &S) -> Option<u16> {
+        self.uint(path, v, 1..=65535, "UDP port").map(|n| n as u16)
+    }
+}
+
+/// An address with an optional port (`192.0.2.2`, `192.0.2.2:4500`, `2001:db8::2`,
+/// `[2001:db8::2]:500`).
+fn addr_port(s: &str, default_port: u16) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, default_port));
+    }
+    if let Some(inner) = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+        if let Ok(ip) = inner.parse::<Ipv6Addr>() {
+            return Ok(SocketAddr::new(IpAddr::V6(ip), default_port));
+        }
+    }
+    if s.chars().any(|c| c.is_ascii_alphabetic()) && !s.contains("::") {
+        return Err(format!(
+            "`{s}` is a host name; names are not resolved: write the IP address"
+        ));
+    }
+    Err(format!(
+        "`{s}` is not an address: write IP or IP:PORT, e.g. 192.0.2.2, 192.0.2.2:500 or [2001:db8::2]:500"
+    ))
+}
+
+fn u128_of(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(a) => u128::from(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+fn ip_of(v6: bool, n: u128) -> IpAddr {
+    if v6 {
+        IpAddr::V6(Ipv6Addr::from(n))
+    } else {
+        IpAddr::V4(Ipv4Addr::from(n as u32))
+    }
+}
+
+/// A pool's `addrs`: a prefix (IPv4 without the network and broadcast addresses, IPv6
+/// without the Subnet-Router anycast address, RFC 4291 2.6.1), a range `A-B`, or one
+/// address. Returns the first address and the count; the fix on error.
+fn pool_range(s: &str) -> Result<(IpAddr, u64), (String, String)> {
+    let s = s.trim();
+    let bad_addr = |a: &str| {
+        (
+            format!("`{a}` is not an IP address"),
+            "write a prefix (10.3.0.0/24), a range (10.3.0.10-10.3.0.200) or one address"
+                .to_string(),
+        )
+    };
+    let too_big = |n: String| {
+        (
+            format!("the pool holds {n} addresses, more than {POOL_SIZE_MAX}"),
+            "use a longer prefix (at most 2^20 addresses: /12 for IPv4, /108 for IPv6) or a range"
+                .to_string(),
+        )
+    };
+    let (first, last) = if let Some((a, l)) = s.split_once('/') {
+        let ip: IpAddr = a.trim().parse().map_err(|_| bad_addr(a))?;
+        let bits: u32 = if ip.is_ipv4() { 32 } else { 128 };
+        let len: u32 = l
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| *n <= bits)
+            .ok_or_else(|| {
+                (
+                    format!("`{l}` is not a prefix length"),
+                    format!("give 0 to {bits}"),
+                )
+            })?;
+        let host_bits = bits - len;
+        if u64::from(host_bits) > 20 {
+            return Err(too_big(format!("2^{host_bits}")));
+        }
+        let size = 1u128 << host_bits;
+        let base = u128_of(ip);
+        let net = base & !(size - 1);
+        if net != base {
+            let net_ip = ip_of(ip.is_ipv6(), net);
+            return Err((
+                format!("{ip}/{len} has host bits set"),
+                format!("write the network address: {net_ip}/{len}, or a range"),
+            ));
+        }
+        // RFC 3021: a /31 has no network or broadcast address; a /32 is one host.
+        let (lo, hi) = match (ip.is_ipv4(), host_bits) {
+            (true, 2..) => (net + 1, net + size - 2),
+            (false, 2..) => (net + 1, net + size - 1),
+            _ => (net, net + size - 1),
+        };
+        (ip_of(ip.is_ipv6(), lo), ip_of(ip.is_ipv6(), hi))
+    } else if let Some((a, b)) = s.split_once('-') {
+        let a: IpAddr = a.trim().parse().map_err(|_| bad_addr(a))?;
+        let b: IpAddr = b.trim().parse().map_err(|_| bad_addr(b))?;
+        if a.is_ipv4() != b.is_ipv4() {
+            return Err((
+                format!("{a} and {b} are of different address families"),
+                "give both ends of the range in one family".to_string(),
+            ));
+        }
+        if u128_of(a) > u128_of(b) {
+            return Err((
+                format!("the range {a}-{b} is reversed"),
+                format!("write {b}-{a}"),
+            ));
+        }
+        (a, b)
+    } else {
+        let ip: IpAddr = s.parse().map_err(|_| bad_addr(s))?;
+        (ip, ip)
+    };
+    let size = u128_of(last) - u128_of(first) + 1;
+    if size > u128::from(POOL_SIZE_MAX) {
+        return Err(too_big(size.to_string()));
+    }
+    if first.is_unspecified() || first.is_multicast() || last.is_multicast() {
+        return Err((
+            format!("{first} cannot be handed out as an address"),
+            "use unicast addresses, e.g. 10.3.0.0/24".to_string(),
+        ));
+    }
+    Ok((first, size as u64))
+}
+
+const IKE_PROPOSAL_FIX: &str = "write ENCR-PRF-GROUP for AES-GCM (aes128gcm16-prfsha256-x25519), \
+     ENCR-INTEG-GROUP for AES-CBC (aes128-sha256-x25519), or `default`";
+const ESP_PROPOSAL_FIX: &str =
+    "write ENCR[-GROUP][-esn], e.g. aes128gcm16, aes256gcm16-x25519 (PFS) or `default`";
+
+/// The token an "unknown algorithm `X`" proposal error names.
+fn unknown_token(msg: &str) -> Option<&str> {
+    let rest = msg.split("algorithm `").nth(1)?;
+    rest.split('`').next()
+}
+
+fn proposal_fix(msg: &str, esp: bool) -> String {
+    let generic = if esp {
+        ESP_PROPOSAL_FIX
+    } else {
+        IKE_PROPOSAL_FIX
+    };
+    let Some(tok) = unknown_token(msg) else {
+        return generic.to_string();
+    };
+    if tok.starts_with("modp") {
+        return "MODP groups are not implemented: use x25519, ecp256 or ecp384".to_string();
+    }
+    let mut names: Vec<&str> = Vec::new();
+    if esp {
+        names.extend(EspEncr::ALL.iter().map(|e| e.name()));
+        names.extend(["esn", "noesn"]);
+    } else {
+        names.extend(Encr::ALL.iter().map(|e| e.name()));
+        names.extend(Integ::ALL.iter().map(|i| i.name()));
+        names.extend(Prf::ALL.iter().map(|p| p.name()));
+    }
+    names.extend(DhGroup::ALL.iter().map(|g| g.name()));
+    match suggest(tok, &names) {
+        Some(s) => format!("did you mean `{s}`?"),
+        None => generic.to_string(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Validation
+// ---------------------------------------------------------------------------------------
+
+pub(super) fn validate(
+    cx: &mut Ctx<'_>,
+    raw_ike: Option<&Spanned<RawIke>>,
+    raw_pools: Option<&Spanned<Vec<Spanned<RawPool>>>>,
+    raw_conns: Option<&Spanned<Vec<Spanned<RawConn>>>>,
+    cipher: Option<&CipherConf>,
+) -> Option<IkeSections> {
+    let have_conns = raw_conns.is_some_and(|c| !c.value.is_empty());
+    if !have_conns {
+        for (key, loc) in [
+            ("ike", raw_ike.map(|r| r.referenced)),
+            ("pools", raw_pools.map(|r| r.referenced)),
+        ] {
+            if let Some(loc) = loc {
+                cx.err(
+                    key,
+                    loc,
+                    "this section applies to IKE connections, and there are none",
+                    "add `connections:` (see examples/gateway.yaml), or remove it",
+                );
+            }
+        }
+    }
+    let ike = validate_ike(cx, raw_ike, cipher, have_conns);
+    let pools = validate_pools(cx, raw_pools);
+    let pool_names: Vec<Option<String>> = raw_pools.map_or(Vec::new(), |l| {
+        l.value
+            .iter()
+            .map(|p| p.value.name.as_ref().map(|n| n.value.clone()))
+            .collect()
+    });
+    // Connections are checked against the listen settings even when those had errors
+    // (with the values read so far), so that every error is reported at once.
+    let connections = match raw_conns {
+        Some(list) => validate_conns(cx, list, &ike.0, &pools, &pool_names),
+        None => Some(Vec::new()),
+    };
+    Some(IkeSections {
+        ike: ike.1.then_some(ike.0)?,
+        pools: pools.into_iter().collect::<Option<Vec<_>>>()?,
+        connections: connections?,
+    })
+}
+
+fn validate_ike(
+    cx: &mut Ctx<'_>,
+    raw: Option<&Spanned<RawIke>>,
+    cipher: Option<&CipherConf>,
+    have_conns: bool,
+) -> (IkeListenConf, bool) {
+    let r = raw.map(|r| &r.value);
+    let bind: &[SocketAddr] = match cipher.map(|c| &c.backend) {
+        Some(CipherBackend::Udp { bind, .. }) => bind,
+        _ => &[],
+    };
+    let udp = matches!(cipher.map(|c| &c.backend), Some(CipherBackend::Udp { .. }));
+    let mut ok = true;
+    let port = match r.and_then(|r| r.port.as_ref()) {
+        None => 500,
+        Some(v) => cx.port("ike.port", v).unwrap_or_else(|| {
+            ok = false;
+            500
+        }),
+    };
+    // The dataplane's port is the NAT-T port unless the file says otherwise.
+    let mut bind_ports: Vec<u16> = bind.iter().map(|b| b.port()).collect();
+    bind_ports.dedup();
+    let nat_t_default = match bind_ports.as_slice() {
+        [p] => *p,
+        _ => 4500,
+    };
+    let port_nat_t = match r.and_then(|r| r.port_nat_t.as_ref()) {
+        None => nat_t_default,
+        Some(v) => cx.port("ike.port_nat_t", v).unwrap_or_else(|| {
+            ok = false;
+            nat_t_default
+        }),
+    };
+    if ok && port == port_nat_t {
+        let (key, loc) = match r.and_then(|r| r.port.as_ref()) {
+            Some(v) => ("ike.port", Some(v.referenced)),
+            None => (
+                "ike.port_nat_t",
+                r.and_then(|r| r.port_nat_t.as_ref()).map(|v| v.referenced),
+            ),
+        };
+        cx.errs.push(
+            key,
+            loc,
+            format!("the IKE port and the NAT-T port are both {port}"),
+            "use two ports: 500 for IKE and 4500 for NAT-T (RFC 7296 2.23)",
+        );
+        ok = false;
+    }
+    let cookie_threshold = match r.and_then(|r| r.cookie_threshold.as_ref()) {
+        None => 1000,
+        Some(v) => match cx.uint(
+            "ike.cookie_threshold",
+            v,
+            0..=COOKIE_THRESHOLD_MAX,
+            "half-open IKE SAs before cookies are demanded (0 = always)",
+        ) {
+            Some(n) => n as usize,
+            None => {
+                ok = false;
+                1000
+            }
+        },
+    };
+    let mut listen: Vec<IpAddr> = Vec::new();
+    let mut listen_items: Vec<(String, Location)> = Vec::new();
+    match r.and_then(|r| r.listen.as_ref()) {
+        Some(m) => {
+            let list = items("ike.listen", m);
+            if list.is_empty() {
+                cx.err(
+                    "ike.listen",
+                    m.referenced,
+                    "no address to listen on",
+                    "list at least one address, or remove the key to use the cipher.bind addresses",
+                );
+                ok = false;
+            }
+            for (p, s, loc) in list {
+                match s.parse::<IpAddr>() {
+                    Ok(ip) if listen.contains(&ip) => {
+                        cx.err(
+                            &p,
+                            loc,
+                            format!("{ip} is listed twice"),
+                            "remove the duplicate",
+                        );
+                        ok = false;
+                    }
+                    Ok(ip) if ip.is_multicast() => {
+                        cx.err(
+                            &p,
+                            loc,
+                            format!("{ip} is a multicast address"),
+                            "give a local unicast address, or 0.0.0.0 / :: for any",
+                        );
+                        ok = false;
+                    }
+                    Ok(ip) => {
+                        listen.push(ip);
+                        listen_items.push((p, loc));
+                    }
+                    Err(_) => {
+                        let fix = if addr_port(&s, 0).is_ok_and(|a| a.port() != 0) {
+                            "give the address alone: the ports are ike.port and ike.port_nat_t"
+                        } else {
+                            "write an IP address, e.g. 192.0.2.1 or 2001:db8::1"
+                        };
+                        cx.err(&p, loc, format!("`{s}` is not an IP address"), fix);
+                        ok = false;
+                    }
+                }
+            }
+        }
+        None => {
+            for b in bind {
+                if !listen.contains(&b.ip()) {
+                    listen.push(b.ip());
+                }
+            }
+            if have_conns && cipher.is_some() && listen.is_empty() {
+                cx.errs.push(
+                    "ike.listen",
+                    raw.map(|r| r.referenced),
+                    "no address for IKE: the afpacket cipher backend binds none to take it from",
+                    "add `ike: { listen: [IP] }` with the local addresses IKE answers on",
+                );
+                ok = false;
+            }
+        }
+    }
+    // With the udp backend the dataplane owns the NAT-T port on its bound addresses: IKE
+    // arriving there carries the non-ESP marker and is handed to the control plane
+    // (RFC 3948 2.2), and ESP-in-UDP for SAs negotiated there must reach the dataplane.
+    if udp && ok && have_conns {
+        for (i, ip) in listen.iter().enumerate() {
+            let covering: Vec<&SocketAddr> = bind
+                .iter()
+                .filter(|b| {
+                    b.ip() == *ip
+                        || (b.ip().is_unspecified() && b.is_ipv4() == ip.is_ipv4())
+                        || (ip.is_unspecified() && b.is_ipv4() == ip.is_ipv4())
+                })
+                .collect();
+            let (p, loc) = listen_items
+                .get(i)
+                .map_or(("ike.listen".to_string(), None), |(p, l)| {
+                    (p.clone(), Some(*l))
+                });
+            if covering.is_empty() {
+                cx.errs.push(
+                    p,
+                    loc,
+                    format!("the udp dataplane does not listen on {ip}: ESP-in-UDP for SAs negotiated there would not reach it"),
+                    format!(
+                        "add {} to cipher.bind, or remove {ip} from ike.listen",
+                        SocketAddr::new(*ip, port_nat_t)
+                    ),
+                );
+                ok = false;
+            } else if let Some(b) = covering.iter().find(|b| b.port() != port_nat_t) {
+                let loc = r
+                    .and_then(|r| r.port_nat_t.as_ref())
+                    .map(|v| v.referenced)
+                    .or(loc);
+                cx.errs.push(
+                    "ike.port_nat_t",
+                    loc,
+                    format!(
+                        "the udp dataplane owns {b} and hands IKE arriving there to the control plane, but ike.port_nat_t is {port_nat_t}"
+                    ),
+                    format!(
+                        "set `port_nat_t: {}`, or bind the dataplane to port {port_nat_t}",
+                        b.port()
+                    ),
+                );
+                ok = false;
+                break;
+            }
+        }
+    }
+    let conf = IkeListenConf {
+        listen,
+        port,
+        port_nat_t,
+        cookie_threshold,
+    };
+    (conf, ok)
+}
+
+fn validate_pools(
+    cx: &mut Ctx<'_>,
+    raw: Option<&Spanned<Vec<Spanned<RawPool>>>>,
+) -> Vec<Option<PoolConf>> {
+    let Some(list) = raw else { return Vec::new() };
+    let mut names: HashMap<String, usize> = HashMap::new();
+    // (family, first, last, key path) of every valid pool, for the overlap check.
+    let mut ranges: Vec<(bool, u128, u128, String)> = Vec::new();
+    let mut out = Vec::new();
+    for (i, item) in list.value.iter().enumerate() {
+        let r = &item.value;
+        let at = |k: &str| format!("pools[{i}].{k}");
+        let mut ok = true;
+        let name = match &r.name {
+            None => {
+                cx.missing(
+                    &at("name"),
+                    Some(item.referenced),
+                    "add `name: NAME`; connections refer to their pools by name",
+                );
+                None
+            }
+            Some(n) => {
+                if !validate_name(cx, &at("name"), n) {
+                    ok = false;
+                } else if let Some(first) = names.get(&n.value) {
+                    cx.err(
+                        &at("name"),
+                        n.referenced,
+                        format!("pool name `{}` is already used by pools[{first}]", n.value),
+                        "give every pool its own name",
+                    );
+                    ok = false;
+                } else {
+                    names.insert(n.value.clone(), i);
+                }
+                Some(n.value.clone())
+            }
+        };
+        let range = match &r.addrs {
+            None => {
+                cx.missing(
+                    &at("addrs"),
+                    Some(item.referenced),
+                    "add `addrs: 10.3.0.0/24` (a prefix) or `addrs: 10.3.0.10-10.3.0.200` (a range)",
+                );
+                None
+            }
+            Some(v) => match pool_range(&v.value) {
+                Ok((start, size)) => {
+                    let (lo, hi) = (u128_of(start), u128_of(start) + u128::from(size) - 1);
+                    let v6 = start.is_ipv6();
+                    if let Some((.., other)) = ranges
+                        .iter()
+                        .find(|(f, a, b, _)| *f == v6 && lo <= *b && *a <= hi)
+                    {
+                        cx.err(
+                            &at("addrs"),
+                            v.referenced,
+                            format!("overlaps {other}"),
+                            "one address must not be leasable from two pools: make the ranges disjoint",
+                        );
+                        ok = false;
+                    } else {
+                        ranges.push((v6, lo, hi, at("addrs")));
+                    }
+                    Some((start, size as u32))
+                }
+                Err((problem, fix)) => {
+                    cx.err(&at("addrs"), v.referenced, problem, fix);
+                    None
+                }
+            },
+        };
+        let mut dns = Vec::new();
+        if let Some(m) = &r.dns {
+            for (p, s, loc) in items(&at("dns"), m) {
+                match s.parse::<IpAddr>() {
+                    Ok(ip) if !ip.is_unspecified() && !ip.is_multicast() => dns.push(ip),
+                    _ => {
+                        cx.err(
+                            &p,
+                            loc,
+                            format!("`{s}` is not a DNS server address"),
+                            "write the server's unicast IP address, e.g. 10.3.0.1",
+                        );
+                        ok = false;
+                    }
+                }
+            }
+        }
+        out.push(match (ok, name, range) {
+            (true, Some(name), Some((start, size))) => Some(PoolConf {
+                name,
+                start,
+                size,
+                dns,
+            }),
+            _ => None,
+        });
+    }
+    out
+}
+
+fn validate_conns(
+    cx: &mut Ctx<'_>,
+    list: &Spanned<Vec<Spanned<RawConn>>>,
+    ike: &IkeListenConf,
+    pools: &[Option<PoolConf>],
+    pool_names: &[Option<String>],
+) -> Option<Vec<ConnConf>> {
+    let mut names: HashMap<String, usize> = HashMap::new();
+    let mut out = Some(Vec::new());
+    for (i, item) in list.value.iter().enumerate() {
+        let c = validate_conn(cx, i, item, ike, pools, pool_names, &mut names);
+        match (c, out.as_mut()) {
+            (Some(c), Some(v)) => v.push(c),
+            _ => out = None,
+        }
+    }
+    out
+}
+
+fn validate_conn(
+    cx: &mut Ctx<'_>,
+    i: usize,
+    item: &Spanned<RawConn>,
+    ike: &IkeListenConf,
+    pools: &[Option<PoolConf>],
+    pool_names: &[Option<String>],
+    names: &mut HashMap<String, usize>,
+) -> Option<ConnConf> {
+    let r = &item.value;
+    let here = item.referenced;
+    let at = |k: &str| format!("connections[{i}].{k}");
+    let loc_of = |v: &Option<S>| v.as_ref().map_or(here, |v| v.referenced);
+    let mut ok = true;
+
+    let name = match &r.name {
+        None => {
+            cx.missing(&at("name"), Some(here), "add `name: NAME`");
+            None
+        }
+        Some(n) => {
+            if !validate_name(cx, &at("name"), n) {
+                None
+            } else if let Some(first) = names.get(&n.value) {
+                cx.err(
+                    &at("name"),
+                    n.referenced,
+                    format!(
+                        "connection name `{}` is already used by connections[{first}]",
+                        n.value
+                    ),
+                    "give every connection its own name",
+                );
+                None
+            } else {
+                names.insert(n.value.clone(), i);
+                Some(n.value.clone())
+            }
+        }
+    };
+
+    // Peer addresses (`peeraddr`, or swanctl.conf's `remote_addrs`).
+    let peer_raw = match (&r.peeraddr, &r.remote_addrs) {
+        (Some(_), Some(alias)) => {
+            cx.err(
+                &at("remote_addrs"),
+                alias.referenced,
+                "`remote_addrs` is another name for `peeraddr`, and both are given",
+                "keep one of the two",
+            );
+            ok = false;
+            None
+        }
+        (Some(p), None) => Some(("peeraddr", p)),
+        (None, Some(p)) => Some(("remote_addrs", p)),
+        (None, None) => None,
+    };
+    let mut peer_addrs: Vec<(SocketAddr, String, Location)> = Vec::new();
+    let mut peer_bad = false;
+    if let Some((key, m)) = peer_raw {
+        for (p, s, loc) in items(&at(key), m) {
+            if s == "%any" {
+                continue;
+            }
+            match addr_port(&s, ike.port) {
+                Ok(a) if a.ip().is_unspecified() || a.ip().is_multicast() => {
+                    cx.err(
+                        &p,
+                        loc,
+                        format!("{} cannot be a peer address", a.ip()),
+                        "give the peer's unicast address, or %any (or no key) to accept any peer",
+                    );
+                    ok = false;
+                    peer_bad = true;
+                }
+                Ok(a) if a.port() == 0 => {
+                    cx.err(&p, loc, "port 0 is not a port", "use 500 (RFC 7296 2)");
+                    ok = false;
+                    peer_bad = true;
+                }
+                Ok(a) if peer_addrs.iter().any(|(b, ..)| *b == a) => {
+                    cx.err(
+                        &p,
+                        loc,
+                        format!("{a} is listed twice"),
+                        "remove the duplicate",
+                    );
+                    ok = false;
+                    peer_bad = true;
+                }
+                Ok(a) => peer_addrs.push((a, p, loc)),
+                Err(e) => {
+                    cx.err(&p, loc, e, "");
+                    ok = false;
+                    peer_bad = true;
+                }
+            }
+        }
+    }
+
+    // Local addresses: where IKE listens, so each must be one of ike.listen.
+    let mut local_addrs: Vec<SocketAddr> = Vec::new();
+    if let Some(m) = &r.local_addrs {
+        for (p, s, loc) in items(&at("local_addrs"), m) {
+            match addr_port(&s, ike.port) {
+                Ok(a) if a.port() != ike.port && a.port() != ike.port_nat_t => {
+                    cx.err(
+                        &p,
+                        loc,
+                        format!(
+                            "IKE listens on ports {} and {}, not {}",
+                            ike.port,
+                            ike.port_nat_t,
+                            a.port()
+                        ),
+                        "give the address alone, or change ike.port / ike.port_nat_t",
+                    );
+                    ok = false;
+                }
+                Ok(a) if a.ip().is_multicast() => {
+                    cx.err(
+                        &p,
+                        loc,
+                        format!("{} is a multicast address", a.ip()),
+                        "give a local unicast address",
+                    );
+                    ok = false;
+                }
+                Ok(a) => {
+                    let covered = ike.listen.iter().any(|l| {
+                        *l == a.ip() || (l.is_unspecified() && l.is_ipv4() == a.is_ipv4())
+                    });
+                    if !covered {
+                        let known = ike
+                            .listen
+                            .iter()
+                            .map(|l| l.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ");
+                        cx.err(
+                            &p,
+                            loc,
+                            format!(
+                                "{} is not an address IKE listens on (ike.listen: {known})",
+                                a.ip()
+                            ),
+                            format!(
+                                "add {} to ike.listen (and cipher.bind), or use one of those",
+                                a.ip()
+                            ),
+                        );
+                        ok = false;
+                    } else if local_addrs.contains(&a) {
+                        cx.err(
+                            &p,
+                            loc,
+                            format!("{a} is listed twice"),
+                            "remove the duplicate",
+                        );
+                        ok = false;
+                    } else {
+                        local_addrs.push(a);
+                    }
+                }
+                Err(e) => {
+                    cx.err(&p, loc, e, "");
+                    ok = false;
+                }
+            }
+        }
+    }
+    if r.local_addrs.is_some() && ok {
+        for (a, p, loc) in &peer_addrs {
+            if !local_addrs.iter().any(|l| l.is_ipv4() == a.is_ipv4()) {
+                let fam = if a.is_ipv4() { "IPv4" } else { "IPv6" };
+                cx.err(
+                    p,
+                    *loc,
+                    format!("{a} is {fam}, and no local address is"),
+                    format!("add an {fam} address to local_addrs, or give an address of the local family"),
+                );
+                ok = false;
+            }
+        }
+    }
+    if r.local_addrs.is_none() {
+        // The addresses IKE listens on, in the family of a peer when one is known; a
+        // wildcard is left to the runtime, which picks the source per route.
+        local_addrs = ike
+            .listen
+            .iter()
+            .filter(|l| !l.is_unspecified())
+            .filter(|l| {
+                peer_addrs.is_empty() || peer_addrs.iter().any(|(a, ..)| a.is_ipv4() == l.is_ipv4())
+            })
+            .map(|l| SocketAddr::new(*l, ike.port))
+            .collect();
+    }
+
+    // Identities.
+    let identity = |cx: &mut Ctx<'_>, key: &str, v: &S| -> Option<Identity> {
+        let s = v.value.trim();
+        if s.contains('=') {
+            cx.err(
+                &at(key),
+                v.referenced,
+                format!("`{s}` looks like a distinguished name; certificates are not supported"),
+                "use an FQDN (gw.example.org or @gw.example.org), user@host, an IP address or @#hex",
+            );
+            return None;
+        }
+        match Identity::parse(s) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                cx.err(
+                    &at(key),
+                    v.referenced,
+                    e,
+                    "write an FQDN (gw.example.org or @gw.example.org), user@host, an IP address or @#hex",
+                );
+                None
+            }
+        }
+    };
+    let local_id = match &r.local_id {
+        Some(v) if v.value.trim() == "%any" => {
+            cx.err(
+                &at("local_id"),
+                v.referenced,
+                "%any names no one: this end needs an identity",
+                "write an FQDN, user@host, an IP address or @#hex",
+            );
+            None
+        }
+        Some(v) => identity(cx, "local_id", v),
+        None => match local_addrs.first() {
+            Some(a) => Some(match a.ip() {
+                IpAddr::V4(ip) => Identity::Ipv4(ip),
+                IpAddr::V6(ip) => Identity::Ipv6(ip),
+            }),
+            None => {
+                cx.missing(
+                    &at("local_id"),
+                    Some(here),
+                    "add `local_id: gw.example.org` (no local address to take it from)",
+                );
+                None
+            }
+        },
+    };
+    let remote_id = match &r.remote_id {
+        None => Some(None),
+        Some(v) if v.value.trim() == "%any" => Some(None),
+        Some(v) => identity(cx, "remote_id", v).map(Some),
+    };
+
+    // RFC 7296 2.15: the key must be as unpredictable as the keys it protects.
+    let psk = match &r.psk {
+        None => {
+            cx.missing(
+                &at("psk"),
+                Some(here),
+                "add `psk: 0x...` (e.g. 32 random bytes from `head -c 32 /dev/urandom | xxd -p -c 64`)",
+            );
+            None
+        }
+        Some(v) => {
+            let s = v.value.as_str();
+            let bytes = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+                Some(hex) => {
+                    let b = (hex.len().is_multiple_of(2)
+                        && hex.bytes().all(|c| c.is_ascii_hexdigit()))
+                    .then(|| {
+                        (0..hex.len())
+                            .step_by(2)
+                            .filter_map(|k| {
+                                hex.get(k..k + 2)
+                                    .and_then(|d| u8::from_str_radix(d, 16).ok())
+                            })
+                            .collect::<Vec<u8>>()
+                    });
+                    if b.is_none() {
+                        cx.err(
+                            &at("psk"),
+                            v.referenced,
+                            "a psk starting with 0x is read as hex, and this is not hex",
+                            "give an even number of hex digits after 0x, or a passphrase not starting with 0x",
+                        );
+                    }
+                    b
+                }
+                None => Some(s.as_bytes().to_vec()),
+            };
+            match bytes {
+                Some(b) if b.len() < PSK_MIN => {
+                    cx.err(
+                        &at("psk"),
+                        v.referenced,
+                        format!(
+                            "the pre-shared key is {} bytes; at least {PSK_MIN} are required",
+                            b.len()
+                        ),
+                        "use 32 random bytes, e.g. 0x followed by the output of `head -c 32 /dev/urandom | xxd -p -c 64` (RFC 7296 2.15)",
+                    );
+                    None
+                }
+                other => other,
+            }
+        }
+    };
+
+    // Proposals.
+    let ike_proposals = match &r.proposals {
+        None => Some(IkeProposal::defaults()),
+        Some(m) => proposals(
+            cx,
+            &at("proposals"),
+            m,
+            IkeProposal::parse,
+            IkeProposal::defaults,
+            false,
+        ),
+    };
+    let esp_proposals = match &r.esp_proposals {
+        None => Some(EspProposal::defaults()),
+        Some(m) => proposals(
+            cx,
+            &at("esp_proposals"),
+            m,
+            EspProposal::parse,
+            EspProposal::defaults,
+            true,
+        ),
+    };
+
+    // Virtual IPs (client) and pools (gateway).
+    let (mut vip4, mut vip6) = (false, false);
+    if let Some(m) = &r.vips {
+        let list = items(&at("vips"), m);
+        if list.is_empty() {
+            cx.err(
+                &at("vips"),
+                m.referenced,
+                "no virtual IP requested",
+                "write [0.0.0.0] for an IPv4 address, [::] for IPv6, or remove the key",
+            );
+            ok = false;
+        }
+        for (p, s, loc) in list {
+            let want = match s.parse::<IpAddr>() {
+                Ok(IpAddr::V4(a)) if a.is_unspecified() => Some(false),
+                Ok(IpAddr::V6(a)) if a.is_unspecified() => Some(true),
+                _ => None,
+            };
+            match want {
+                Some(v6) if (v6 && vip6) || (!v6 && vip4) => {
+                    cx.err(
+                        &p,
+                        loc,
+                        format!("{s} is listed twice"),
+                        "remove the duplicate",
+                    );
+                    ok = false;
+                }
+                Some(true) => vip6 = true,
+                Some(false) => vip4 = true,
+                None => {
+                    cx.err(
+                        &p,
+                        loc,
+                        format!("`{s}` cannot be requested"),
+                        "request any address of a family: 0.0.0.0 (IPv4) or :: (IPv6); the gateway chooses it",
+                    );
+                    ok = false;
+                }
+            }
+        }
+    }
+    let mut conn_pools: Vec<PoolConf> = Vec::new();
+    if let Some(m) = &r.pools {
+        if r.vips.is_some() {
+            cx.err(
+                &at("pools"),
+                m.referenced,
+                "a connection either requests a virtual IP (vips) or hands them out (pools), not both",
+                "keep `vips` on the client's connection and `pools` on the gateway's",
+            );
+            ok = false;
+        }
+        let known: Vec<&str> = pool_names.iter().flatten().map(String::as_str).collect();
+        let mut seen: Vec<String> = Vec::new();
+        for (p, s, loc) in items(&at("pools"), m) {
+            if seen.contains(&s) {
+                cx.err(
+                    &p,
+                    loc,
+                    format!("pool `{s}` is listed twice"),
+                    "remove the duplicate",
+                );
+                ok = false;
+                continue;
+            }
+            match pool_names
+                .iter()
+                .position(|n| n.as_deref() == Some(s.as_str()))
+            {
+                Some(idx) => {
+                    if let Some(Some(pool)) = pools.get(idx) {
+                        conn_pools.push(pool.clone());
+                    }
+                }
+                None => {
+                    let fix = match suggest(&s, &known) {
+                        Some(k) => format!("did you mean `{k}`?"),
+                        None if known.is_empty() => {
+                            "define the pool under `pools:` (name, addrs)".to_string()
+                        }
+                        None => format!("name one of the pools: {}", known.join(", ")),
+                    };
+                    cx.err(&p, loc, format!("no pool is named `{s}`"), fix);
+                    ok = false;
+                }
+            }
+            seen.push(s);
+        }
+    }
+    if (vip4 || vip6) && peer_addrs.is_empty() && !peer_bad {
+        cx.err(
+            &at("vips"),
+            r.vips.as_ref().map_or(here, |m| m.referenced),
+            "a connection that requests a virtual IP initiates, and has no peeraddr",
+            "add `peeraddr: GATEWAY-IP`",
+        );
+        ok = false;
+    }
+
+    // Traffic selectors. Families: those of the virtual IPs or pools, else IPv4.
+    let mut fam_v4 = vip4 || conn_pools.iter().any(|p| p.start.is_ipv4());
+    let fam_v6 = vip6 || conn_pools.iter().any(|p| p.start.is_ipv6());
+    if !fam_v4 && !fam_v6 {
+        fam_v4 = true;
+    }
+    let any: Vec<Selector> = [(fam_v4, false), (fam_v6, true)]
+        .into_iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, v6)| Selector::any(v6))
+        .collect();
+    let local_ts = match &r.local_ts {
+        None if vip4 || vip6 => Some(Vec::new()),
+        None => Some(any.clone()),
+        Some(m) => selectors(cx, &at("local_ts"), m),
+    };
+    let remote_ts = match &r.remote_ts {
+        None => Some(any),
+        Some(m) => selectors(cx, &at("remote_ts"), m),
+    };
+
+    // Lifetimes (swanctl.conf semantics).
+    let ike_lifetime = ike_lifetimes(cx, &at(""), r);
+    let child_lifetime = child_lifetimes(cx, &at("children"), r.children.as_ref());
+
+    // Dead peer detection.
+    let dpd_delay = match &r.dpd_delay {
+        None => Some(30),
+        Some(v) => cx.duration_s(&at("dpd_delay"), v),
+    };
+    let dpd = match (dpd_delay, &r.dpd_timeout) {
+        (None, _) => None,
+        (Some(d), None) => Some(Dpd {
+            interval_s: d,
+            timeout_s: if d == 0 { 60 } else { d.saturating_mul(2) },
+        }),
+        (Some(d), Some(v)) => match cx.duration_s(&at("dpd_timeout"), v) {
+            Some(t) if d > 0 && t < d => {
+                cx.err(
+                    &at("dpd_timeout"),
+                    v.referenced,
+                    format!("dpd_timeout ({t}s) is shorter than dpd_delay ({d}s)"),
+                    format!(
+                        "give the liveness check at least the delay: dpd_timeout: {}s",
+                        d * 2
+                    ),
+                );
+                None
+            }
+            Some(0) if d > 0 => {
+                cx.err(
+                    &at("dpd_timeout"),
+                    v.referenced,
+                    "a liveness check needs time for the answer",
+                    "give e.g. 60s",
+                );
+                None
+            }
+            Some(t) => Some(Dpd {
+                interval_s: d,
+                timeout_s: t,
+            }),
+            None => None,
+        },
+    };
+
+    let retransmit = validate_retransmit(cx, &at("retransmit"), r.retransmit.as_ref());
+    let force_encap = match &r.encap {
+        None => Some(false),
+        Some(v) => cx.boolean(&at("encap"), v),
+    };
+
+    let instances = match &r.instances {
+        None => Some(1),
+        Some(v) => {
+            let n = cx.uint(
+                &at("instances"),
+                v,
+                1..=INSTANCES_MAX,
+                "copies of this connection",
+            );
+            if r.vips.is_none() {
+                cx.err(
+                    &at("instances"),
+                    v.referenced,
+                    "instances are copies of a client connection, each requesting its own virtual IP, and this connection has no vips",
+                    "add `vips: [0.0.0.0]`, or remove `instances`",
+                );
+                None
+            } else {
+                n.map(|n| n as u32)
+            }
+        }
+    };
+    if let (Some(n), Some(id)) = (instances, &local_id) {
+        let templated = matches!(id, Identity::Fqdn(s) | Identity::Email(s) if s.contains(INSTANCE_PLACEHOLDER));
+        if n > 1 && !templated {
+            cx.err(
+                &at("local_id"),
+                loc_of(&r.local_id),
+                format!("{n} instances would share one identity, and the gateway leases one virtual IP per identity"),
+                format!("put {INSTANCE_PLACEHOLDER} (the copy's number, from 1) into local_id, e.g. client-{INSTANCE_PLACEHOLDER}@example.org"),
+            );
+            ok = false;
+        }
+    }
+
+    let mut conn = Conn::new(&name?, local_id?, &psk?);
+    conn.peer_addrs = peer_addrs.into_iter().map(|(a, ..)| a).collect();
+    conn.local_addrs = local_addrs;
+    conn.remote_id = remote_id?;
+    conn.ike_proposals = ike_proposals?;
+    conn.esp_proposals = esp_proposals?;
+    conn.local_ts = local_ts?;
+    conn.remote_ts = remote_ts?;
+    conn.pools = conn_pools;
+    conn.request_vip4 = vip4;
+    conn.request_vip6 = vip6;
+    conn.ike_lifetime = ike_lifetime?;
+    conn.child_lifetime = child_lifetime?;
+    conn.retransmit = retransmit?;
+    conn.dpd = dpd?;
+    conn.cookie_threshold = ike.cookie_threshold;
+    conn.force_encap = force_encap?;
+    ok.then_some(ConnConf {
+        conn,
+        instances: instances?,
+    })
+}
+
+fn proposals<T>(
+    cx: &mut Ctx<'_>,
+    path: &str,
+    m: &Many,
+    parse: fn(&str) -> Result<T, crate::ike::conn::ProposalError>,
+    defaults: fn() -> Vec<T>,
+    esp: bool,
+) -> Option<Vec<T>> {
+    let list = items(path, m);
+    if list.is_empty() {
+        cx.err(
+            path,
+            m.referenced,
+            "no proposal",
+            "list at least one, or remove the key for the defaults",
+        );
+        return None;
+    }
+    let mut out = Some(Vec::new());
+    for (p, s, loc) in list {
+        if s.eq_ignore_ascii_case("default") {
+            if let Some(o) = out.as_mut() {
+                o.extend(defaults());
+            }
+            continue;
+        }
+        match parse(&s.to_ascii_lowercase()) {
+            Ok(prop) => {
+                if let Some(o) = out.as_mut() {
+                    o.push(prop);
+                }
+            }
+            Err(e) => {
+                let fix = proposal_fix(&e.0, esp);
+                cx.err(&p, loc, e.0, fix);
+                out = None;
+            }
+        }
+    }
+    out
+}
+
+fn selectors(cx: &mut Ctx<'_>, path: &str, m: &Many) -> Option<Vec<Selector>> {
+    let list = items(path, m);
+    if list.is_empty() {
+        cx.err(
+            path,
+            m.referenced,
+            "no traffic selector",
+            "list at least one prefix; 0.0.0.0/0 or ::/0 for everything",
+        );
+        return None;
+    }
+    let mut out = Some(Vec::new());
+    for (p, s, loc) in list {
+        match Selector::parse(&s) {
+            Ok(sel) => {
+                if let Some(o) = out.as_mut() {
+                    o.push(sel);
+                }
+            }
+            Err(e) => {
+                cx.err(
+                    &p,
+                    loc,
+                    e,
+                    "write ADDRESS/LENGTH, optionally with [PROTOCOL/PORT], e.g. 10.1.0.0/24 or 10.1.0.0/24[tcp/443]",
+                );
+                out = None;
+            }
+        }
+    }
+    out
+}
+
+/// IKE SA: `rekey_time` (default 4h; 0 = never rekeyed and never expires),
+/// `over_time` (hard expiry after the rekey time; default 10% of it), `rand_time`
+/// (jitter subtracted from the rekey time; default `over_time`, at most half the rekey
+/// time). `prefix` is `connections[i].`.
+fn ike_lifetimes(cx: &mut Ctx<'_>, prefix: &str, r: &RawConn) -> Option<Lifetimes> {
+    let defaults = Conn::new("", Identity::Fqdn(String::new()), &[]).ike_lifetime;
+    let at = |k: &str| format!("{prefix}{k}");
+    let rekey = match &r.rekey_time {
+        None => Some(defaults.rekey_s),
+        Some(v) => cx.duration_s(&at("rekey_time"), v),
+    }?;
+    let over = r
+        .over_time
+        .as_ref()
+        .map(|v| (v, cx.duration_s(&at("over_time"), v)));
+    let rand = r
+        .rand_time
+        .as_ref()
+        .map(|v| (v, cx.duration_s(&at("rand_time"), v)));
+    if rekey == 0 {
+        for (key, v) in [("over_time", &over), ("rand_time", &rand)] {
+            if let Some((v, _)) = v {
+                cx.err(
+                    &at(key),
+                    v.referenced,
+                    "with `rekey_time: 0` the IKE SA is never rekeyed and never expires",
+                    "remove it, or give a rekey_time",
+                );
+            }
+        }
+        return (over.is_none() && rand.is_none()).then_some(Lifetimes {
+            rekey_s: 0,
+            life_s: 0,
+            jitter_s: 0,
+        });
+    }
+    let over = match over {
+        None => Some((rekey / 10).max(1)),
+        Some((v, Some(0))) => {
+            cx.err(
+                &at("over_time"),
+                v.referenced,
+                "over_time 0 would delete the IKE SA the moment it should be rekeyed",
+                "give the rekey time to complete, e.g. 10m (the default is 10% of rekey_time)",
+            );
+            None
+        }
+        Some((_, o)) => o,
+    }?;
+    let jitter = match rand {
+        None => Some(over.min(rekey / 2)),
+        Some((v, Some(j))) if j >= rekey => {
+            cx.err(
+                &at("rand_time"),
+                v.referenced,
+                format!(
+                    "rand_time ({j}s) is subtracted from rekey_time ({rekey}s) and must be smaller"
+                ),
+                format!("give at most {}s", rekey / 2),
+            );
+            None
+        }
+        Some((_, j)) => j,
+    }?;
+    Some(Lifetimes {
+        rekey_s: rekey,
+        life_s: rekey + over,
+        jitter_s: jitter,
+    })
+}
+
+/// Child SAs: `rekey_time` (default 1h; 0 = never rekeyed), `life_time` (hard expiry;
+/// default 110% of rekey_time; with rekey_time 0, none unless given), `rand_time`
+/// (default life_time - rekey_time, at most half the rekey time).
+fn child_lifetimes(
+    cx: &mut Ctx<'_>,
+    path: &str,
+    raw: Option<&Spanned<RawChildren>>,
+) -> Option<Lifetimes> {
+    let defaults = Conn::new("", Identity::Fqdn(String::new()), &[]).child_lifetime;
+    let at = |k: &str| format!("{path}.{k}");
+    let r = raw.map(|r| &r.value);
+    let rekey = match r.and_then(|r| r.rekey_time.as_ref()) {
+        None => Some(defaults.rekey_s),
+        Some(v) => cx.duration_s(&at("rekey_time"), v),
+    };
+    let life = r
+        .and_then(|r| r.life_time.as_ref())
+        .map(|v| (v, cx.duration_s(&at("life_time"), v)));
+    let rand = r
+        .and_then(|r| r.rand_time.as_ref())
+        .map(|v| (v, cx.duration_s(&at("rand_time"), v)));
+    let rekey = rekey?;
+    if rekey == 0 {
+        if let Some((v, _)) = &rand {
+            cx.err(
+                &at("rand_time"),
+                v.referenced,
+                "with `rekey_time: 0` child SAs are never rekeyed; there is no rekey to randomise",
+                "remove it, or give a rekey_time",
+            );
+            return None;
+        }
+        return Some(Lifetimes {
+            rekey_s: 0,
+            life_s: match life {
+                None => 0,
+                Some((_, l)) => l?,
+            },
+            jitter_s: 0,
+        });
+    }
+    let life = match life {
+        None => Some(rekey + (rekey / 10).max(1)),
+        Some((v, Some(l))) if l <= rekey => {
+            cx.err(
+                &at("life_time"),
+                v.referenced,
+                format!("life_time ({l}s) is not after rekey_time ({rekey}s)"),
+                format!(
+                    "the rekey needs time before the hard expiry: give more than {rekey}s, e.g. {}s",
+                    rekey + (rekey / 10).max(1)
+                ),
+            );
+            None
+        }
+        Some((_, l)) => l,
+    }?;
+    let jitter = match rand {
+        None => Some((life - rekey).min(rekey / 2)),
+        Some((v, Some(j))) if j >= rekey => {
+            cx.err(
+                &at("rand_time"),
+                v.referenced,
+                format!(
+                    "rand_time ({j}s) is subtracted from rekey_time ({rekey}s) and must be smaller"
+                ),
+                format!("give at most {}s", rekey / 2),
+            );
+            None
+        }
+        Some((_, j)) => j,
+    }?;
+    Some(Lifetimes {
+        rekey_s: rekey,
+        life_s: life,
+        jitter_s: jitter,
+    })
+}
+
+/// `retransmit: { timeout, tries, max }`: the first wait, the transmissions in all, the
+/// longest wait (the timeout doubles up to it; RFC 7296 2.1).
+fn validate_retransmit(
+    cx: &mut Ctx<'_>,
+    path: &str,
+    raw: Option<&Spanned<RawRetransmit>>,
+) -> Option<Retransmit> {
+    let d = Conn::new("", Identity::Fqdn(String::new()), &[]).retransmit;
+    let Some(raw) = raw else { return Some(d) };
+    let r = &raw.value;
+    let at = |k: &str| format!("{path}.{k}");
+    let initial = match &r.timeout {
+        None => Some(d.initial_ms),
+        Some(v) => cx.duration_ms(&at("timeout"), v, 10..=60_000),
+    };
+    let tries = match &r.tries {
+        None => Some(d.tries),
+        Some(v) => cx
+            .uint(&at("tries"), v, 1..=30, "transmissions of a request in all")
+            .map(|n| n as u32),
+    };
+    let max = match (&r.max, initial) {
+        (None, Some(i)) => Some(d.max_ms.max(i)),
+        (None, None) => None,
+        (Some(v), i) => match cx.duration_ms(&at("max"), v, 10..=3_600_000) {
+            Some(m) if i.is_some_and(|i| m < i) => {
+                cx.err(
+                    &at("max"),
+                    v.referenced,
+                    format!(
+                        "max ({m}ms) is shorter than the first timeout ({}ms)",
+                        i.unwrap_or(0)
+                    ),
+                    "the timeout doubles up to max: give max at least the timeout",
+                );
+                None
+            }
+            m => m,
+        },
+    };
+    Some(Retransmit {
+        initial_ms: initial?,
+        tries: tries?,
+        max_ms: max?,
+    })
+}
