@@ -301,7 +301,7 @@ impl core::fmt::Display for Identity {
 }
 
 fn hex_bytes(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 || s.is_empty() {
+    if s.len() % 2 == 1 || s.is_empty() {
         return None;
     }
     (0..s.len())
@@ -503,7 +503,7 @@ pub struct Lifetimes {
     /// 0 disables rekeying.
     pub rekey_s: u64,
     /// Seconds after establishment at which the SA is deleted if the rekey did not
-    /// happen (hard expiry); must be greater than `rekey_s`.
+    /// happen (hard expiry); must be greater than `rekey_s`; 0 = never expires.
     pub life_s: u64,
     /// Up to this many seconds are subtracted at random from `rekey_s`, so both ends
     /// do not rekey at the same moment.
@@ -532,7 +532,7 @@ pub struct Dpd {
 }
 
 /// A connection: who we are, whom we talk to, with what.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conn {
     pub name: String,
     /// Where the initiator sends IKE_SA_INIT (port 500 unless given).
