@@ -38,6 +38,47 @@ pub enum Request {
     Stats,
     /// Every path with its current generation.
     Paths,
+    /// The IKE SAs and their child SAs (`mobiked gateway` / `mobiked client`).
+    Sas,
+}
+
+/// One IKE SA as `Request::Sas` reports it. SPIs are hexadecimal strings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IkeSaInfo {
+    /// Our IKE SPI.
+    pub spi: String,
+    /// The connection's name.
+    pub conn: String,
+    pub initiator: bool,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    /// UDP encapsulation (NAT-T) on the path.
+    pub encap: bool,
+    pub peer_id: Option<String>,
+    /// Our virtual IP (client) or the one leased to the peer (gateway).
+    pub vip: Option<std::net::IpAddr>,
+    /// The dataplane path its children follow.
+    pub path: u32,
+    /// Milliseconds since it came up.
+    pub age_ms: u64,
+    pub children: Vec<ChildSaInfo>,
+}
+
+/// One child SA under an [`IkeSaInfo`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChildSaInfo {
+    pub id: u64,
+    pub spi_in: String,
+    pub spi_out: String,
+    /// The ESP transform, e.g. `aes128gcm16`.
+    pub encr: String,
+    pub esn: bool,
+    pub local_ts: Vec<String>,
+    pub remote_ts: Vec<String>,
+    /// The dataplane tunnel.
+    pub tunnel: u32,
+    /// False once a rekey replaced its outbound SA (its inbound SA lingers until deleted).
+    pub outbound: bool,
 }
 
 /// One path as `Request::Paths` reports it.
@@ -71,6 +112,9 @@ pub enum Response {
     },
     Paths {
         paths: Vec<PathInfo>,
+    },
+    Sas {
+        sas: Vec<IkeSaInfo>,
     },
 }
 
