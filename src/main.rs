@@ -1,5 +1,6 @@
 //! mobiked: userspace IKEv2 + MOBIKE with its own ESP fastpath.
 
+mod ike_run;
 mod lab;
 mod run;
 
@@ -34,6 +35,11 @@ enum Cmd {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// IKEv2 responder: answer the configured connections and run their SAs.
+    Gateway(ike_run::IkeArgs),
+    /// IKEv2 initiator: bring up every configured connection (and its instances), retry
+    /// after failures, run their SAs.
+    Client(ike_run::IkeArgs),
     /// Validate a configuration file; every error names the key and the fix.
     Check {
         /// The YAML configuration.
@@ -69,6 +75,8 @@ enum CtlCmd {
     Stats,
     /// Print the paths with their generations as JSON.
     Paths,
+    /// Print the IKE SAs and their child SAs as JSON.
+    Sas,
 }
 
 #[derive(Subcommand)]
@@ -118,6 +126,8 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Lab(args) => lab::main(args),
         Cmd::Run { config } => run::main(&config),
+        Cmd::Gateway(args) => ike_run::main(&args, ike_run::Role::Gateway),
+        Cmd::Client(args) => ike_run::main(&args, ike_run::Role::Client),
         Cmd::Check { file } => match control::config::check_file(&file) {
             Ok(summary) => {
                 println!("{}: {summary}", file.display());
@@ -151,6 +161,7 @@ fn ctl(socket: &std::path::Path, req: CtlCmd) -> Result<(), String> {
         },
         CtlCmd::Stats => Request::Stats,
         CtlCmd::Paths => Request::Paths,
+        CtlCmd::Sas => Request::Sas,
     };
     let resp = request(socket, &req, Duration::from_secs(5))
         .map_err(|e| format!("control socket {}: {e}", socket.display()))?;

@@ -21,10 +21,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::{info, warn};
 
-type Port = Box<dyn BurstIo>;
+pub(crate) type Port = Box<dyn BurstIo>;
 
 /// How long `next_hop_mac: auto` waits for the kernel to resolve a neighbour.
-const NEIGHBOUR_TIMEOUT: Duration = Duration::from_secs(3);
+pub(crate) const NEIGHBOUR_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub fn main(config: &Path) -> Result<(), String> {
     let cfg = control::config::load(config)
@@ -43,38 +43,7 @@ pub fn main(config: &Path) -> Result<(), String> {
     let mut handles = Vec::new();
     for w in 0..cfg.dataplane.workers {
         let (cipher, clear) = open_ports(&cfg, w)?;
-        let mut wc = WorkerConfig::new(w as u16, &tc);
-        wc.core = cfg.dataplane.cores.as_ref().and_then(|c| c.get(w).copied());
-        wc.burst = cfg.dataplane.burst;
-        wc.mode = match cfg.dataplane.mode {
-            Mode::Esp => ForwardMode::Esp,
-            Mode::Plain => ForwardMode::Plain,
-        };
-        wc.idle = match cfg.dataplane.poll {
-            Poll::Busy => Idle::Busy,
-            Poll::Adaptive => Idle::Adaptive,
-        };
-        wc.replay_capacity = cfg
-            .tunnels
-            .iter()
-            .map(|t| t.inbound.replay_window)
-            .chain([cfg.dataplane.replay_window])
-            .max()
-            .unwrap_or(dataplane::replay::DEFAULT_WINDOW);
-        if let ClearBackend::AfPacket {
-            interface,
-            next_hop_mac,
-            ..
-        } = &cfg.clear.backend
-        {
-            wc.clear_l2 = Some(L2 {
-                src_mac: afpacket::interface_mac(interface)
-                    .map_err(|e| format!("clear.interface `{interface}`: {e}"))?,
-                // Without a configured next hop, broadcast: a point-to-point LAN link
-                // delivers it to the one host there.
-                dst_mac: next_hop_mac.unwrap_or([0xff; 6]),
-            });
-        }
+        let wc = worker_config(&cfg, w, &tc)?;
         let reader = writer
             .reader(w)
             .ok_or_else(|| format!("worker {w}: no table reader slot"))?;
@@ -145,6 +114,47 @@ pub fn main(config: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// A worker's configuration from the `dataplane` and `clear` sections.
+pub(crate) fn worker_config(
+    cfg: &StaticConfig,
+    w: usize,
+    tc: &shared::table::TableConfig,
+) -> Result<WorkerConfig, String> {
+    let mut wc = WorkerConfig::new(w as u16, tc);
+    wc.core = cfg.dataplane.cores.as_ref().and_then(|c| c.get(w).copied());
+    wc.burst = cfg.dataplane.burst;
+    wc.mode = match cfg.dataplane.mode {
+        Mode::Esp => ForwardMode::Esp,
+        Mode::Plain => ForwardMode::Plain,
+    };
+    wc.idle = match cfg.dataplane.poll {
+        Poll::Busy => Idle::Busy,
+        Poll::Adaptive => Idle::Adaptive,
+    };
+    wc.replay_capacity = cfg
+        .tunnels
+        .iter()
+        .map(|t| t.inbound.replay_window)
+        .chain([cfg.dataplane.replay_window])
+        .max()
+        .unwrap_or(dataplane::replay::DEFAULT_WINDOW);
+    if let ClearBackend::AfPacket {
+        interface,
+        next_hop_mac,
+        ..
+    } = &cfg.clear.backend
+    {
+        wc.clear_l2 = Some(L2 {
+            src_mac: afpacket::interface_mac(interface)
+                .map_err(|e| format!("clear.interface `{interface}`: {e}"))?,
+            // Without a configured next hop, broadcast: a point-to-point LAN link
+            // delivers it to the one host there.
+            dst_mac: next_hop_mac.unwrap_or([0xff; 6]),
+        });
+    }
+    Ok(wc)
+}
+
 fn handle(
     req: Request,
     cfg: &StaticConfig,
@@ -196,6 +206,9 @@ fn handle(
                 },
             }
         }
+        Request::Sas => Response::Error {
+            message: "`mobiked run` has static SAs only; IKE SAs are listed by `mobiked gateway` and `mobiked client`".into(),
+        },
         Request::Stats => Response::Stats {
             counters: fabric
                 .counters
@@ -298,6 +311,17 @@ fn with_pcap(port: Port, pcap: &Option<PathBuf>, w: usize, workers: usize) -> Re
 
 fn open_ports(cfg: &StaticConfig, w: usize) -> Result<(Port, Port), String> {
     let workers = cfg.dataplane.workers;
+    let cipher = open_cipher(cfg, w)?;
+    let clear = open_clear(cfg, w)?;
+    if workers > 1 {
+        warn!("several workers: SAs are spread round-robin; packets reaching the wrong worker are handed over");
+    }
+    Ok((cipher, clear))
+}
+
+/// Worker `w`'s cipher-side port (with its pcap writer if configured).
+pub(crate) fn open_cipher(cfg: &StaticConfig, w: usize) -> Result<Port, String> {
+    let workers = cfg.dataplane.workers;
     let cipher: Port = match &cfg.cipher.backend {
         CipherBackend::Udp { bind, gso, gro } => Box::new(
             UdpPort::open(&UdpConfig {
@@ -320,6 +344,12 @@ fn open_ports(cfg: &StaticConfig, w: usize) -> Result<(Port, Port), String> {
             .map_err(|e| format!("cipher.interface `{interface}`: {e}"))?,
         ),
     };
+    with_pcap(cipher, &cfg.cipher.pcap, w, workers)
+}
+
+/// Worker `w`'s clear-side port (with its pcap writer if configured).
+pub(crate) fn open_clear(cfg: &StaticConfig, w: usize) -> Result<Port, String> {
+    let workers = cfg.dataplane.workers;
     let clear: Port = match &cfg.clear.backend {
         ClearBackend::Tun { name } => Box::new(
             TunPort::open(&TunConfig {
@@ -340,11 +370,5 @@ fn open_ports(cfg: &StaticConfig, w: usize) -> Result<(Port, Port), String> {
             .map_err(|e| format!("clear.interface `{interface}`: {e}"))?,
         ),
     };
-    if workers > 1 {
-        warn!("several workers: SAs are spread round-robin; packets reaching the wrong worker are handed over");
-    }
-    Ok((
-        with_pcap(cipher, &cfg.cipher.pcap, w, workers)?,
-        with_pcap(clear, &cfg.clear.pcap, w, workers)?,
-    ))
+    with_pcap(clear, &cfg.clear.pcap, w, workers)
 }

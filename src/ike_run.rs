@@ -1,0 +1,730 @@
+//! `mobiked gateway` and `mobiked client`: the sans-IO IKE core ([`Endpoint`]) driven by
+//! real sockets, its events installed into the dataplane's tables.
+//!
+//! Sockets: one UDP socket per IKE listen address on the IKE port (500). The NAT-T port
+//! (4500) belongs to the dataplane, which carries ESP-in-UDP, keepalives and IKE on one
+//! port (RFC 3948 2.2): IKE arriving there is punted to this thread with the non-ESP
+//! marker stripped, and IKE leaving there is injected into a worker with the marker put
+//! back.
+//!
+//! The main thread is the control plane: poll(2) on the IKE sockets for at most 1 ms
+//! (the punt queue has no descriptor, so it is drained every turn), feed the endpoint,
+//! send what it asks, install its events through [`Installer`] with one publication per
+//! turn, reclaim retired table versions, serve the control socket.
+
+use crate::run::{self, Port};
+use control::config::{CipherBackend, StaticConfig};
+use control::ctl::{ChildSaInfo, CtlServer, IkeSaInfo, PathInfo, Request, Response};
+use control::engine::{Installer, L2Resolver};
+use control::ike::conn::Conn;
+use control::ike::crypto::random::Random;
+use control::ike::sa::{
+    ConnId, Counters, DownReason, Endpoint, EndpointConfig, Event, SaId, Transmit,
+};
+use dataplane::io::afpacket::{self, KernelShield};
+use dataplane::io::mem;
+use dataplane::io::{BurstIo, Layer};
+use dataplane::worker::{Fabric, Worker, WorkerEvent};
+use dataplane::PacketBuf;
+use shared::clock::now_ns;
+use shared::path::L2;
+use shared::table::TableWriter;
+use std::collections::{HashMap, VecDeque};
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tracing::{debug, info, warn};
+
+/// RFC 3948 2.2: IKE on the NAT-T port starts with four zero bytes.
+const NON_ESP_MARKER: [u8; 4] = [0; 4];
+/// Client: first wait before initiating a connection again after a failure; doubles
+/// up to [`RETRY_MAX_NS`].
+const RETRY_FIRST_NS: u64 = 1_000_000_000;
+const RETRY_MAX_NS: u64 = 32_000_000_000;
+/// Client: initiations started per turn of the loop, so that thousands of instances do
+/// not all send IKE_SA_INIT in one burst.
+const INITIATE_PER_TURN: usize = 32;
+/// On SIGINT/SIGTERM: how long deletions may take before the process ends anyway.
+const SHUTDOWN_NS: u64 = 2_000_000_000;
+/// Largest IKE datagram read (RFC 7296 2: at least 1280 must be accepted; 64 KiB is
+/// the UDP limit).
+const MAX_DATAGRAM: usize = 65_535;
+
+#[derive(clap::Args)]
+pub struct IkeArgs {
+    /// The YAML configuration (with `connections:`).
+    #[arg(short, long)]
+    config: PathBuf,
+    /// Run without the protected side: SAs are negotiated and installed, inner traffic
+    /// goes nowhere (signalling load tests, or runs without the privilege a TUN needs).
+    #[arg(long)]
+    no_clear: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Role {
+    Gateway,
+    Client,
+}
+
+/// The operating system's randomness for SPIs, nonces, key shares and cookies.
+struct OsRandom(ring::rand::SystemRandom);
+
+impl Random for OsRandom {
+    fn fill(&mut self, out: &mut [u8]) {
+        use ring::rand::SecureRandom;
+        // The system generator fails only if the kernel has no entropy source at all;
+        // nothing safe can run then.
+        if self.0.fill(out).is_err() {
+            panic!("the system random generator failed");
+        }
+    }
+}
+
+/// A client connection's initiation state.
+#[derive(Clone, Copy, Debug)]
+enum Attempt {
+    /// Waiting until this time to initiate.
+    Due(u64),
+    /// An IKE SA is being set up or is up.
+    Active,
+}
+
+struct Client {
+    attempts: Vec<Option<Attempt>>,
+    backoff: Vec<u64>,
+    /// Connections due to initiate, in order.
+    queue: VecDeque<ConnId>,
+    by_sa: HashMap<SaId, ConnId>,
+}
+
+impl Client {
+    fn new(conns: &[Conn], now: u64) -> Client {
+        let mut c = Client {
+            attempts: vec![None; conns.len()],
+            backoff: vec![RETRY_FIRST_NS; conns.len()],
+            queue: VecDeque::new(),
+            by_sa: HashMap::new(),
+        };
+        for (i, conn) in conns.iter().enumerate() {
+            if !conn.peer_addrs.is_empty() {
+                c.attempts[i] = Some(Attempt::Due(now));
+                c.queue.push_back(i);
+            }
+        }
+        c
+    }
+
+    fn start_due(&mut self, ep: &mut Endpoint, now: u64) {
+        for _ in 0..INITIATE_PER_TURN.min(self.queue.len()) {
+            let Some(i) = self.queue.pop_front() else {
+                break;
+            };
+            match self.attempts[i] {
+                Some(Attempt::Due(t)) if t <= now => {}
+                Some(Attempt::Due(_)) => {
+                    self.queue.push_back(i);
+                    continue;
+                }
+                _ => continue,
+            }
+            match ep.initiate(now, i, None) {
+                Some(sa) => {
+                    self.attempts[i] = Some(Attempt::Active);
+                    self.by_sa.insert(sa, i);
+                }
+                None => {
+                    warn!(conn = %ep.conns()[i].name, "cannot initiate: no peer or local address");
+                    self.retry(i, now);
+                }
+            }
+        }
+    }
+
+    fn retry(&mut self, i: ConnId, now: u64) {
+        let wait = self.backoff[i];
+        self.backoff[i] = (wait * 2).min(RETRY_MAX_NS);
+        self.attempts[i] = Some(Attempt::Due(now + wait));
+        self.queue.push_back(i);
+    }
+
+    fn on_event(&mut self, ev: &Event, now: u64, stopping: bool) {
+        match ev {
+            Event::IkeUp { sa, .. } => {
+                if let Some(&i) = self.by_sa.get(sa) {
+                    self.backoff[i] = RETRY_FIRST_NS;
+                }
+            }
+            Event::IkeRekeyed { old, new } => {
+                if let Some(i) = self.by_sa.remove(old) {
+                    self.by_sa.insert(*new, i);
+                }
+            }
+            Event::IkeDown { sa, reason } => {
+                if let Some(i) = self.by_sa.remove(sa) {
+                    if !stopping && *reason != DownReason::Rekeyed {
+                        self.retry(i, now);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// One IKE socket on the IKE port of a listen address.
+struct IkeSocket {
+    sock: UdpSocket,
+    local: SocketAddr,
+}
+
+pub fn main(args: &IkeArgs, role: Role) -> Result<(), String> {
+    let config = &args.config;
+    let cfg = control::config::load(config)
+        .map_err(|e| format!("{}: configuration has errors:\n{e}", config.display()))?;
+    if cfg.connections.is_empty() {
+        return Err(format!(
+            "{}: no `connections:`; `mobiked {}` needs at least one (static SAs run with `mobiked run`)",
+            config.display(),
+            match role {
+                Role::Gateway => "gateway",
+                Role::Client => "client",
+            }
+        ));
+    }
+    let udp_only = matches!(cfg.cipher.backend, CipherBackend::Udp { .. });
+    let conns = connections(&cfg, role, udp_only);
+    let tc = cfg.table_config();
+    let mut writer = TableWriter::new(tc);
+    let mut installer = Installer::new(&writer, udp_only, cfg.dataplane.replay_window);
+    if let CipherBackend::AfPacket { interface, .. } = &cfg.cipher.backend {
+        installer = installer.with_l2(l2_resolver(interface)?);
+    }
+    let fabric = Fabric::new(cfg.dataplane.workers);
+    let _shields = shields(&cfg)?;
+
+    let mut far_ends: Vec<mem::MemPort> = Vec::new();
+    let mut handles = Vec::new();
+    for w in 0..cfg.dataplane.workers {
+        let cipher = run::open_cipher(&cfg, w)?;
+        let clear: Port = if args.no_clear {
+            let (near, far) = mem::pair(64, Layer::Ip);
+            far_ends.push(far);
+            Box::new(near)
+        } else {
+            run::open_clear(&cfg, w)?
+        };
+        let wc = run::worker_config(&cfg, w, &tc)?;
+        let reader = writer
+            .reader(w)
+            .ok_or_else(|| format!("worker {w}: no table reader slot"))?;
+        let worker = Worker::new(wc, cipher, clear, reader, fabric.clone());
+        handles.push(
+            worker
+                .spawn(format!("mobiked-w{w}"))
+                .map_err(|e| format!("starting worker {w}: {e}"))?,
+        );
+    }
+
+    let mut sockets = Vec::new();
+    for ip in &cfg.ike.listen {
+        let local = SocketAddr::new(*ip, cfg.ike.port);
+        let sock = UdpSocket::bind(local).map_err(|e| format!("ike.listen {local}: {e}"))?;
+        sock.set_nonblocking(true)
+            .map_err(|e| format!("ike.listen {local}: {e}"))?;
+        sockets.push(IkeSocket { sock, local });
+    }
+    let ecfg = EndpointConfig {
+        port: cfg.ike.port,
+        port_nat_t: cfg.ike.port_nat_t,
+        cookie_threshold: cfg.ike.cookie_threshold,
+        ..EndpointConfig::default()
+    };
+    let names: Vec<String> = conns.iter().map(|c| c.name.clone()).collect();
+    let mut ep = Endpoint::new(
+        ecfg,
+        conns,
+        Box::new(OsRandom(ring::rand::SystemRandom::new())),
+    );
+    let start = now_ns();
+    let mut client = (role == Role::Client).then(|| Client::new(ep.conns(), start));
+    info!(
+        role = ?role,
+        connections = names.len(),
+        listen = ?sockets.iter().map(|s| s.local).collect::<Vec<_>>(),
+        nat_t = cfg.ike.port_nat_t,
+        workers = cfg.dataplane.workers,
+        udp_only,
+        "running"
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).map_err(|e| format!("signal: {e}"))?;
+    }
+    let mut ctl = match &cfg.control.socket {
+        Some(p) => {
+            Some(CtlServer::bind(p).map_err(|e| format!("control.socket {}: {e}", p.display()))?)
+        }
+        None => None,
+    };
+
+    let mut io = Io {
+        sockets,
+        fabric: fabric.clone(),
+        port_nat_t: cfg.ike.port_nat_t,
+        scratch: PacketBuf::new(),
+        inject_dropped: 0,
+        send_failed: 0,
+    };
+    let mut rx = vec![0u8; MAX_DATAGRAM];
+    let mut punted = PacketBuf::new();
+    let mut sink = PacketBuf::alloc(64);
+    let mut stopping_since: Option<u64> = None;
+    loop {
+        let now = now_ns();
+        if stopping_since.is_none() && stop.load(Ordering::Relaxed) {
+            // Delete every IKE SA so that peers do not keep sending into the void.
+            stopping_since = Some(now);
+            let ids = ep.sa_ids();
+            info!(sas = ids.len(), "stopping: deleting IKE SAs");
+            for sa in ids {
+                ep.delete(now, sa);
+            }
+        }
+        if let Some(t0) = stopping_since {
+            if ep.sa_count() == 0 || now.saturating_sub(t0) > SHUTDOWN_NS {
+                break;
+            }
+        }
+        let wait_ms = match ep.poll_timeout() {
+            Some(t) if t <= now => 0,
+            _ => 1,
+        };
+        io.wait_readable(wait_ms);
+        let now = now_ns();
+        io.receive(&mut ep, now, &mut rx);
+        while fabric.punt.recv_swap(&mut punted) {
+            ep.handle_datagram(now, punted.meta.dst, punted.meta.src, punted.data());
+        }
+        if ep.poll_timeout().is_some_and(|t| t <= now) {
+            ep.handle_timeout(now);
+        }
+        if let (Some(c), None) = (client.as_mut(), stopping_since) {
+            c.start_due(&mut ep, now);
+        }
+        while let Some(t) = ep.poll_transmit() {
+            let tag = installer.path_between(t.local, t.remote).unwrap_or(0);
+            io.send(&t, tag);
+        }
+        while let Some(ev) = ep.poll_event() {
+            log_event(&ev, &names, &installer);
+            if let Err(e) = installer.on_event(&mut writer, now, &ev) {
+                warn!(error = %e, event = ?ev, "dataplane install failed");
+            }
+            if let Some(c) = client.as_mut() {
+                c.on_event(&ev, now, stopping_since.is_some());
+            }
+        }
+        installer.commit(&mut writer);
+        writer.reclaim();
+        while let Some(ev) = fabric.events.pop() {
+            // The dataplane's per-SA signals name SPIs, not IKE SAs; DPD relies on
+            // its own probes (no `note_inbound_traffic`).
+            if let WorkerEvent::PeerMoved { spi, from, to, .. } = ev {
+                debug!(spi = format_args!("{spi:#010x}"), %from, %to, "peer sends from a new address");
+            }
+        }
+        for far in far_ends.iter_mut() {
+            // --no-clear: whatever the workers decrypt is dropped here.
+            let _ = far.rx_burst(&mut sink);
+        }
+        if let Some(server) = ctl.as_mut() {
+            server.poll(|req| handle(req, &ep, &installer, &names, &fabric, &writer));
+        }
+    }
+    // Whatever the deletions left (a peer that did not answer) leaves the tables too.
+    while let Some(ev) = ep.poll_event() {
+        let _ = installer.on_event(&mut writer, now_ns(), &ev);
+    }
+    installer.commit(&mut writer);
+    fabric.stop();
+    for h in handles {
+        let _ = h.join();
+    }
+    let c = ep.counters();
+    info!(
+        inject_dropped = io.inject_dropped,
+        send_failed = io.send_failed,
+        counters = ?c,
+        "IKE counters"
+    );
+    for (name, v) in fabric.counters.nonzero() {
+        info!(counter = name, value = v);
+    }
+    Ok(())
+}
+
+/// The connections the endpoint runs: a client expands `instances`; with the udp
+/// backend every connection UDP-encapsulates (RFC 7296 2.23: forced NAT-T), since that
+/// backend cannot send plain ESP and the peer must encapsulate too.
+fn connections(cfg: &StaticConfig, role: Role, udp_only: bool) -> Vec<Conn> {
+    let mut out = Vec::new();
+    for cc in &cfg.connections {
+        match role {
+            Role::Client => out.extend(cc.instances()),
+            Role::Gateway => out.push(cc.instance(1)),
+        }
+    }
+    if udp_only {
+        for c in &mut out {
+            c.force_encap = true;
+        }
+    }
+    out
+}
+
+/// Ethernet addresses of a path on the afpacket backend: the interface's MAC and the
+/// peer's (or its next hop's) from the kernel's neighbour table.
+fn l2_resolver(interface: &str) -> Result<L2Resolver, String> {
+    let src_mac = afpacket::interface_mac(interface)
+        .map_err(|e| format!("cipher.interface `{interface}`: {e}"))?;
+    let interface = interface.to_string();
+    Ok(Box::new(
+        move |_local: SocketAddr, remote: SocketAddr| match afpacket::resolve_neighbor(
+            &interface,
+            remote.ip(),
+            run::NEIGHBOUR_TIMEOUT,
+        ) {
+            Ok(dst_mac) => Some(L2 { src_mac, dst_mac }),
+            Err(e) => {
+                warn!(%remote, error = %e, "cannot resolve the peer's MAC; its path stays unsendable");
+                None
+            }
+        },
+    ))
+}
+
+/// With afpacket, keep the host stack from answering our NAT-T and ESP packets with
+/// ICMP errors (AF_PACKET is a tap, not a diversion).
+fn shields(cfg: &StaticConfig) -> Result<Vec<KernelShield>, String> {
+    if !matches!(cfg.cipher.backend, CipherBackend::AfPacket { .. }) {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for ip in &cfg.ike.listen {
+        out.push(
+            KernelShield::open(Some((*ip, cfg.ike.port_nat_t)), false)
+                .map_err(|e| format!("guarding {ip}:{}: {e}", cfg.ike.port_nat_t))?,
+        );
+    }
+    out.push(KernelShield::open(None, true).map_err(|e| format!("guarding ESP: {e}"))?);
+    Ok(out)
+}
+
+/// The control plane's datagram I/O.
+struct Io {
+    sockets: Vec<IkeSocket>,
+    fabric: Arc<Fabric>,
+    port_nat_t: u16,
+    scratch: PacketBuf,
+    inject_dropped: u64,
+    send_failed: u64,
+}
+
+impl Io {
+    /// Waits up to `ms` for an IKE socket to become readable.
+    fn wait_readable(&self, ms: i32) {
+        let mut fds: Vec<libc::pollfd> = self
+            .sockets
+            .iter()
+            .map(|s| libc::pollfd {
+                fd: s.sock.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        if fds.is_empty() {
+            std::thread::sleep(std::time::Duration::from_millis(ms as u64));
+            return;
+        }
+        // SAFETY: `fds` is a valid, initialised array of `fds.len()` pollfd structures
+        // that lives across the call; the descriptors belong to open sockets we own.
+        // EINTR (a signal) and other errors just end the wait early.
+        let _ = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+    }
+
+    /// Feeds every datagram waiting on the IKE sockets to the endpoint.
+    fn receive(&mut self, ep: &mut Endpoint, now: u64, buf: &mut [u8]) {
+        for s in &self.sockets {
+            // Bounded: a flood cannot keep the loop from its other duties.
+            for _ in 0..256 {
+                match s.sock.recv_from(buf) {
+                    Ok((n, from)) => {
+                        if let Some(data) = buf.get(..n) {
+                            ep.handle_datagram(now, s.local, from, data);
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        // ICMP errors surface here (ECONNREFUSED): the retransmit
+                        // timers deal with an absent peer.
+                        debug!(local = %s.local, error = %e, "IKE socket");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends on the IKE port's socket, or through the dataplane on the NAT-T port with
+    /// the non-ESP marker (RFC 3948 2.2). `tag`: the path whose link header to use.
+    fn send(&mut self, t: &Transmit, tag: u32) {
+        if t.local.port() == self.port_nat_t {
+            let workers = self.fabric.inject.len().max(1);
+            let Some(ch) = self.fabric.inject.get(tag as usize % workers) else {
+                self.inject_dropped += 1;
+                return;
+            };
+            let b = &mut self.scratch;
+            if !b.fill(&NON_ESP_MARKER) {
+                self.inject_dropped += 1;
+                return;
+            }
+            match b.push_back(t.data.len()) {
+                Some(room) => room.copy_from_slice(&t.data),
+                None => {
+                    self.inject_dropped += 1;
+                    b.reset();
+                    return;
+                }
+            }
+            b.meta.src = t.local;
+            b.meta.dst = t.remote;
+            b.meta.tag = tag;
+            if !ch.send_swap(b) {
+                self.inject_dropped += 1;
+                b.reset();
+            }
+            return;
+        }
+        let sock = self
+            .sockets
+            .iter()
+            .find(|s| s.local == t.local)
+            .or_else(|| self.sockets.iter().find(|s| s.local.ip() == t.local.ip()))
+            .or_else(|| {
+                self.sockets
+                    .iter()
+                    .find(|s| s.local.is_ipv4() == t.remote.is_ipv4())
+            });
+        match sock {
+            Some(s) => {
+                if let Err(e) = s.sock.send_to(&t.data, t.remote) {
+                    self.send_failed += 1;
+                    debug!(local = %s.local, remote = %t.remote, error = %e, "IKE send");
+                }
+            }
+            None => self.send_failed += 1,
+        }
+    }
+}
+
+fn hex_spi(sa: SaId) -> String {
+    format!("{sa:016x}")
+}
+
+fn log_event(ev: &Event, names: &[String], inst: &Installer) {
+    let name = |c: ConnId| names.get(c).map(String::as_str).unwrap_or("?");
+    match ev {
+        Event::IkeUp {
+            sa,
+            conn,
+            initiator,
+            local,
+            remote,
+            encap,
+            peer_id,
+            vip,
+        } => info!(
+            sa = %hex_spi(*sa),
+            conn = name(*conn),
+            initiator,
+            %local,
+            peer = %remote,
+            encap = *encap || inst.udp_only(),
+            peer_id = %peer_id.as_ref().map(|i| i.to_string()).unwrap_or_default(),
+            vip = %vip.map(|v| v.to_string()).unwrap_or_default(),
+            "IKE SA up"
+        ),
+        Event::ChildUp { sa, child } => info!(
+            sa = %hex_spi(*sa),
+            child = child.id,
+            spi_in = format_args!("{:#010x}", child.spi_in),
+            spi_out = format_args!("{:#010x}", child.spi_out),
+            encr = child.encr.name(),
+            esn = child.esn,
+            rekey_of = ?child.replaces,
+            "child SA up"
+        ),
+        Event::ChildDown {
+            sa,
+            child,
+            spi_in,
+            spi_out,
+        } => info!(
+            sa = %hex_spi(*sa),
+            child,
+            spi_in = format_args!("{spi_in:#010x}"),
+            spi_out = format_args!("{spi_out:#010x}"),
+            "child SA down"
+        ),
+        Event::ChildFailed { sa, reason } => {
+            warn!(sa = %hex_spi(*sa), ?reason, "child SA failed")
+        }
+        Event::IkeRekeyed { old, new } => {
+            info!(old = %hex_spi(*old), new = %hex_spi(*new), "IKE SA rekeyed")
+        }
+        Event::PathChanged {
+            sa,
+            local,
+            remote,
+            encap,
+        } => info!(sa = %hex_spi(*sa), %local, %remote, encap, "path changed"),
+        Event::IkeDown { sa, reason } => info!(sa = %hex_spi(*sa), ?reason, "IKE SA down"),
+    }
+}
+
+fn ike_counters(c: &Counters) -> Vec<(String, u64)> {
+    [
+        ("ike_rx", c.rx),
+        ("ike_tx", c.tx),
+        ("ike_malformed", c.malformed),
+        ("ike_bad_version", c.bad_version),
+        ("ike_unknown_spi", c.unknown_spi),
+        ("ike_decrypt_failed", c.decrypt_failed),
+        ("ike_msgid_out_of_window", c.msgid_out_of_window),
+        ("ike_unexpected_response", c.unexpected_response),
+        ("ike_resent_responses", c.resent_responses),
+        ("ike_retransmits", c.retransmits),
+        ("ike_auth_failed", c.auth_failed),
+        ("ike_no_proposal", c.no_proposal),
+        ("ike_cookies_sent", c.cookies_sent),
+        ("ike_limit_dropped", c.limit_dropped),
+        ("ike_up", c.ike_up),
+        ("ike_down", c.ike_down),
+        ("ike_child_up", c.child_up),
+        ("ike_child_down", c.child_down),
+        ("ike_half_open_expired", c.half_open_expired),
+    ]
+    .into_iter()
+    .filter(|(_, v)| *v != 0)
+    .map(|(n, v)| (n.to_string(), v))
+    .collect()
+}
+
+fn handle(
+    req: Request,
+    ep: &Endpoint,
+    inst: &Installer,
+    names: &[String],
+    fabric: &Fabric,
+    writer: &TableWriter,
+) -> Response {
+    match req {
+        Request::Sas => {
+            let now = now_ns();
+            Response::Sas {
+                sas: inst
+                    .sas()
+                    .into_iter()
+                    .map(|s| IkeSaInfo {
+                        spi: hex_spi(s.sa),
+                        conn: names.get(s.conn).cloned().unwrap_or_default(),
+                        initiator: s.initiator,
+                        local: s.local,
+                        remote: s.remote,
+                        encap: s.encap || inst.udp_only(),
+                        peer_id: s.peer_id.as_ref().map(|i| i.to_string()),
+                        vip: s.vip,
+                        path: s.path,
+                        age_ms: now.saturating_sub(s.up_ns) / 1_000_000,
+                        children: inst
+                            .children_of(s.sa)
+                            .into_iter()
+                            .map(|c| ChildSaInfo {
+                                id: c.id,
+                                spi_in: format!("{:08x}", c.spi_in),
+                                spi_out: format!("{:08x}", c.spi_out),
+                                encr: c.encr.name().to_string(),
+                                esn: c.esn,
+                                local_ts: ts_strings(&c.local_ts),
+                                remote_ts: ts_strings(&c.remote_ts),
+                                tunnel: c.tunnel,
+                                outbound: c.outbound,
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+            }
+        }
+        Request::Stats => {
+            let mut counters: Vec<(String, u64)> = fabric
+                .counters
+                .nonzero()
+                .into_iter()
+                .map(|(n, v)| (n.to_string(), v))
+                .collect();
+            counters.extend(ike_counters(&ep.counters()));
+            counters.push(("ike_sas".into(), ep.sa_count() as u64));
+            counters.push(("ike_established".into(), ep.established() as u64));
+            counters.push(("ike_half_open".into(), ep.half_open() as u64));
+            counters.push(("child_sas".into(), ep.child_count() as u64));
+            counters.push(("leased".into(), ep.leased() as u64));
+            Response::Stats { counters }
+        }
+        Request::Paths => {
+            let snap = writer.published();
+            Response::Paths {
+                paths: inst
+                    .sas()
+                    .into_iter()
+                    .map(|s| {
+                        let rec = snap.path(s.path);
+                        PathInfo {
+                            name: hex_spi(s.sa),
+                            id: s.path,
+                            local: s.local,
+                            remote: s.remote,
+                            encap: if s.encap || inst.udp_only() {
+                                "udp".into()
+                            } else {
+                                "esp".into()
+                            },
+                            generation: rec.map_or(0, |r| r.generation),
+                            published_ns: rec.map_or(0, |r| r.published_ns),
+                        }
+                    })
+                    .collect(),
+            }
+        }
+        Request::PathSet { .. } => Response::Error {
+            message: "paths of IKE SAs move by MOBIKE, not by hand".into(),
+        },
+    }
+}
+
+fn ts_strings(ts: &[control::ike::conn::Selector]) -> Vec<String> {
+    ts.iter()
+        .map(|s| {
+            let (a, l) = s.covering_prefix();
+            let mut t = format!("{a}/{l}");
+            if s.protocol != 0 {
+                t.push_str(&format!("[{}/{}-{}]", s.protocol, s.start_port, s.end_port));
+            }
+            t
+        })
+        .collect()
+}
