@@ -1,0 +1,265 @@
+//! `mobiked gateway` and `mobiked client` as real processes over loopback, without
+//! privileges: the udp cipher backend on 127.x addresses, IKE on an unprivileged port,
+//! no protected side (`--no-clear`). Both ends must report, through their control
+//! sockets, the same IKE SAs and child SAs with mirrored SPIs and one virtual IP per
+//! client instance; a client stopping must delete its SAs on the gateway.
+
+use serde_json::Value;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mobiked");
+const IKE_PORT: u16 = 10500;
+const NAT_T_PORT: u16 = 14500;
+const INSTANCES: usize = 2;
+
+/// Kills (by PID, through `Child`) whatever the test started, even when it fails.
+struct Procs(Vec<(&'static str, Child)>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for (_, c) in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Procs {
+    fn get(&mut self, name: &str) -> &mut Child {
+        &mut self.0.iter_mut().find(|(n, _)| *n == name).unwrap().1
+    }
+}
+
+/// SIGTERM to a child this test spawned and has not reaped (so its PID is still ours).
+fn sigterm(c: &Child) {
+    let st = Command::new("kill")
+        .args(["-TERM", &c.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success(), "SIGTERM to {}", c.id());
+}
+
+/// Waits for a child to exit, at most `limit`.
+fn wait_exit(c: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        if let Ok(Some(st)) = c.try_wait() {
+            return Some(st);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+fn sas(sock: &Path) -> Option<Vec<Value>> {
+    let out = Command::new(BIN)
+        .args(["ctl", "-s"])
+        .arg(sock)
+        .arg("sas")
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+    v.get("sas")?.as_array().cloned()
+}
+
+/// Polls `sock` until `ok` holds for its SA list, at most `limit`; on failure the
+/// panic shows the last answer and the `logs`.
+fn wait_sas(
+    sock: &Path,
+    limit: Duration,
+    logs: &[&Path],
+    ok: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let t0 = Instant::now();
+    let mut last = Vec::new();
+    while t0.elapsed() < limit {
+        if let Some(v) = sas(sock) {
+            if ok(&v) {
+                return v;
+            }
+            last = v;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let logs: String = logs
+        .iter()
+        .map(|p| {
+            let text = fs::read_to_string(p).unwrap_or_default();
+            format!("--- {} ---\n{text}", p.display())
+        })
+        .collect();
+    panic!(
+        "{}: condition not met within {limit:?}; last answer: {}\n{logs}",
+        sock.display(),
+        serde_json::to_string_pretty(&last).unwrap()
+    );
+}
+
+fn all_up(v: &[Value], n: usize) -> bool {
+    v.len() == n
+        && v.iter()
+            .all(|s| s["children"].as_array().is_some_and(|c| c.len() == 1))
+}
+
+fn config(me: &str, sock: &Path, conn: &str) -> String {
+    format!(
+        "dataplane:\n  workers: 1\n  max_sas: 64\n  mode: esp\n\
+         cipher:\n  backend: udp\n  bind: [\"{me}:{NAT_T_PORT}\"]\n\
+         clear:\n  backend: tun\n  name: unused0\n\
+         control:\n  socket: {}\n\
+         ike:\n  listen: [{me}]\n  port: {IKE_PORT}\n  port_nat_t: {NAT_T_PORT}\n\
+         {conn}",
+        sock.display()
+    )
+}
+
+fn spawn(name: &'static str, role: &str, cfg: &Path, log: &Path) -> (&'static str, Child) {
+    let child = Command::new(BIN)
+        .arg(role)
+        .arg("-c")
+        .arg(cfg)
+        .arg("--no-clear")
+        .args(["--log", "info"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {BIN} {role}: {e}"));
+    (name, child)
+}
+
+#[test]
+fn client_and_gateway_agree_on_sas_and_clean_up() {
+    let pid = std::process::id();
+    // Addresses of our own in 127/8, so parallel runs and other daemons do not collide.
+    let (x, y) = (10 + pid % 200, (pid / 200) % 250 + 1);
+    let gw_ip = format!("127.{x}.{y}.1");
+    let cl_ip = format!("127.{x}.{y}.2");
+    let dir = std::env::temp_dir().join(format!("mobiked-ike-loopback-{pid}"));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    let gw_sock = dir.join("gw.sock");
+    let cl_sock = dir.join("cl.sock");
+    let psk = "0x6d6f62696b65642d6c61622d70736b2d2d6e6f742d666f722d616e792d757365";
+    let gw_cfg = dir.join("gw.yaml");
+    let cl_cfg = dir.join("cl.yaml");
+    fs::write(
+        &gw_cfg,
+        config(
+            &gw_ip,
+            &gw_sock,
+            &format!(
+                "pools:\n  - name: vpn4\n    addrs: 10.3.0.0/24\n\
+                 connections:\n  - name: rw\n    local_id: gw.mobiked.test\n    remote_id: \"%any\"\n\
+                 \x20   psk: {psk}\n    local_ts: [10.1.0.0/24]\n    remote_ts: [10.3.0.0/24]\n    pools: [vpn4]\n"
+            ),
+        ),
+    )
+    .unwrap();
+    fs::write(
+        &cl_cfg,
+        config(
+            &cl_ip,
+            &cl_sock,
+            &format!(
+                "connections:\n  - name: home\n    peeraddr: \"{gw_ip}:{IKE_PORT}\"\n\
+                 \x20   local_id: client-%n@mobiked.test\n    remote_id: gw.mobiked.test\n\
+                 \x20   psk: {psk}\n    vips: [0.0.0.0]\n    remote_ts: [10.1.0.0/24]\n\
+                 \x20   instances: {INSTANCES}\n"
+            ),
+        ),
+    )
+    .unwrap();
+    for cfg in [&gw_cfg, &cl_cfg] {
+        let out = Command::new(BIN).arg("check").arg(cfg).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{} does not validate: {}",
+            cfg.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    let gw_log = dir.join("gw.log");
+    let cl_log = dir.join("cl.log");
+    let logs = [gw_log.as_path(), cl_log.as_path()];
+    let mut procs = Procs(Vec::new());
+    procs.0.push(spawn("gw", "gateway", &gw_cfg, &gw_log));
+    // The gateway must be answering before the client's first IKE_SA_INIT is worth
+    // measuring; the client retransmits anyway.
+    wait_sas(&gw_sock, Duration::from_secs(10), &logs, |v| v.is_empty());
+    let t0 = Instant::now();
+    procs.0.push(spawn("cl", "client", &cl_cfg, &cl_log));
+    let cl = wait_sas(&cl_sock, Duration::from_secs(20), &logs, |v| {
+        all_up(v, INSTANCES)
+    });
+    let up = t0.elapsed();
+    let gw = wait_sas(&gw_sock, Duration::from_secs(5), &logs, |v| {
+        all_up(v, INSTANCES)
+    });
+    eprintln!("{INSTANCES} tunnels up {up:?} after the client started");
+
+    let mut vips = Vec::new();
+    for c in &cl {
+        assert_eq!(c["initiator"], true);
+        assert_eq!(c["encap"], true, "the udp backend forces UDP encapsulation");
+        assert_eq!(c["remote"], format!("{gw_ip}:{NAT_T_PORT}"));
+        let ch = &c["children"][0];
+        // The gateway's matching child: its inbound SPI is our outbound one and back.
+        let g = gw
+            .iter()
+            .find(|g| {
+                let gc = &g["children"][0];
+                gc["spi_in"] == ch["spi_out"] && gc["spi_out"] == ch["spi_in"]
+            })
+            .unwrap_or_else(|| panic!("no gateway child mirrors {ch}"));
+        assert_eq!(g["initiator"], false);
+        assert_eq!(g["remote"], format!("{cl_ip}:{NAT_T_PORT}"));
+        assert_eq!(g["vip"], c["vip"], "the gateway leased what the client got");
+        let vip = c["vip"].as_str().expect("a virtual IP").to_string();
+        assert!(vip.starts_with("10.3.0."), "{vip}");
+        assert_eq!(ch["local_ts"], serde_json::json!([format!("{vip}/32")]));
+        assert_eq!(ch["remote_ts"], serde_json::json!(["10.1.0.0/24"]));
+        assert_eq!(
+            g["children"][0]["local_ts"],
+            serde_json::json!(["10.1.0.0/24"])
+        );
+        vips.push(vip);
+    }
+    vips.sort();
+    vips.dedup();
+    assert_eq!(vips.len(), INSTANCES, "each instance has its own lease");
+
+    // The client deletes its SAs on SIGTERM; the gateway removes them.
+    sigterm(procs.get("cl"));
+    let st = wait_exit(procs.get("cl"), Duration::from_secs(10)).expect("client exits");
+    assert!(st.success(), "client exit status {st}");
+    wait_sas(&gw_sock, Duration::from_secs(5), &logs, |v| v.is_empty());
+    sigterm(procs.get("gw"));
+    let st = wait_exit(procs.get("gw"), Duration::from_secs(10)).expect("gateway exits");
+    assert!(st.success(), "gateway exit status {st}");
+
+    let cl_text = fs::read_to_string(&cl_log).unwrap();
+    let gw_text = fs::read_to_string(&gw_log).unwrap();
+    for (name, text) in [("client", &cl_text), ("gateway", &gw_text)] {
+        assert_eq!(
+            text.matches("IKE SA up").count(),
+            INSTANCES,
+            "{name} log:\n{text}"
+        );
+        assert_eq!(
+            text.matches("child SA up").count(),
+            INSTANCES,
+            "{name} log:\n{text}"
+        );
+        assert!(text.contains("IKE counters"), "{name} log:\n{text}");
+        assert!(!text.contains("install failed"), "{name} log:\n{text}");
+    }
+    let _ = fs::remove_dir_all(PathBuf::from(&dir));
+}
