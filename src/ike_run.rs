@@ -728,3 +728,82 @@ fn ts_strings(ts: &[control::ike::conn::Selector]) -> Vec<String> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use control::ike::conn::Identity;
+
+    fn conns() -> Vec<Conn> {
+        let mut a = Conn::new("a", Identity::Fqdn("a.test".into()), b"0123456789");
+        a.peer_addrs = vec!["192.0.2.1:500".parse().unwrap()];
+        // No peer: a responder-only connection is never initiated.
+        let b = Conn::new("b", Identity::Fqdn("b.test".into()), b"0123456789");
+        vec![a, b]
+    }
+
+    fn due(c: &Client, i: ConnId) -> Option<u64> {
+        match c.attempts[i] {
+            Some(Attempt::Due(t)) => Some(t),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn client_retries_with_doubling_backoff_reset_by_success() {
+        let mut c = Client::new(&conns(), 5);
+        assert_eq!(c.queue, VecDeque::from([0]));
+        assert_eq!(due(&c, 0), Some(5));
+        assert!(c.attempts[1].is_none());
+        // Pretend the initiation happened as SA 7.
+        c.queue.clear();
+        c.attempts[0] = Some(Attempt::Active);
+        c.by_sa.insert(7, 0);
+        let down = |sa| Event::IkeDown {
+            sa,
+            reason: DownReason::PeerDead,
+        };
+        c.on_event(&down(7), 100, false);
+        assert_eq!(due(&c, 0), Some(100 + RETRY_FIRST_NS));
+        c.by_sa.insert(8, 0);
+        c.on_event(&down(8), 200, false);
+        assert_eq!(due(&c, 0), Some(200 + 2 * RETRY_FIRST_NS));
+        // Success resets the backoff; an IKE rekey carries the SA over.
+        c.by_sa.insert(9, 0);
+        c.on_event(
+            &Event::IkeUp {
+                sa: 9,
+                conn: 0,
+                initiator: true,
+                local: "192.0.2.2:500".parse().unwrap(),
+                remote: "192.0.2.1:500".parse().unwrap(),
+                encap: false,
+                peer_id: None,
+                vip: None,
+            },
+            300,
+            false,
+        );
+        c.on_event(&Event::IkeRekeyed { old: 9, new: 10 }, 300, false);
+        c.on_event(
+            &Event::IkeDown {
+                sa: 9,
+                reason: DownReason::Rekeyed,
+            },
+            300,
+            false,
+        );
+        assert_eq!(c.by_sa.get(&10), Some(&0));
+        c.on_event(&down(10), 400, false);
+        assert_eq!(due(&c, 0), Some(400 + RETRY_FIRST_NS));
+        // Backoff is bounded, and nothing is retried while stopping.
+        for k in 0..20 {
+            c.retry(0, k);
+        }
+        assert_eq!(c.backoff[0], RETRY_MAX_NS);
+        c.by_sa.insert(11, 0);
+        c.attempts[0] = Some(Attempt::Active);
+        c.on_event(&down(11), 500, true);
+        assert!(due(&c, 0).is_none());
+    }
+}
