@@ -3,4 +3,5 @@
 
 pub mod conn;
 pub mod crypto;
+pub mod sa;
 pub mod wire;

@@ -364,3 +364,12 @@ pub struct EspSuite {
     pub esn: bool,
     pub dh: Option<DhGroup>,
 }
+
+/// Compares two byte strings without an early exit, so the time taken does not tell
+/// where a forged MAC first differs.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

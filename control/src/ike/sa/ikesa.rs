@@ -1,0 +1,2638 @@
+//! One IKE SA: its exchanges (RFC 7296 1.2-1.4), message IDs and retransmission
+//! (2.1-2.3), lifetimes (2.8), NAT detection (2.23) and its child SAs.
+
+use std::collections::{HashSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+
+use super::negotiate::{self as neg};
+use super::{ChildId, ChildInfo, ConnId, Ctx, DownReason, Event, FailReason, SaId};
+use crate::ike::conn::{Conn, Identity, Lifetimes, Selector};
+use crate::ike::crypto::dh::KeyShare;
+use crate::ike::crypto::keys::{psk_auth, ChildKeys, IkeKeys};
+use crate::ike::crypto::sk::{open_message, seal_message, SkKeys};
+use crate::ike::crypto::{DhGroup, EspSuite, IkeSuite, Prf};
+use crate::ike::wire::auth::{AuthMethod, AuthRepr};
+use crate::ike::wire::cp::{CfgAttr, CfgAttrType, CfgType, CpRepr};
+use crate::ike::wire::delete::DeleteRepr;
+use crate::ike::wire::header::HeaderRepr;
+use crate::ike::wire::id::IdRepr;
+use crate::ike::wire::ke::{self, KeRepr};
+use crate::ike::wire::nonce::NonceRepr;
+use crate::ike::wire::notify::{NotifyRepr, NotifyType};
+use crate::ike::wire::sa::{Proposal, SaRepr};
+use crate::ike::wire::ts::TsRepr;
+use crate::ike::wire::{
+    emit_payloads, parse_payloads, payloads_buffer_len, ExchangeType, Message, Payload,
+    PayloadType, ProtocolId, WireError,
+};
+
+const NS_PER_MS: u64 = 1_000_000;
+const NS_PER_S: u64 = 1_000_000_000;
+/// How long a rekeyed IKE SA waits for the peer's DELETE before it goes by itself.
+const REKEYED_LINGER_NS: u64 = 30 * NS_PER_S;
+/// Delay before retrying a request refused with TEMPORARY_FAILURE (RFC 7296 2.25).
+const TEMP_FAILURE_RETRY_MS: u64 = 500;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Initiator: IKE_SA_INIT sent.
+    InitSent,
+    /// Initiator: IKE_AUTH sent.
+    AuthSent,
+    /// Responder: IKE_SA_INIT answered, waiting for IKE_AUTH.
+    HalfOpen,
+    Established,
+    /// DELETE of the IKE SA sent; waiting for the answer.
+    Deleting,
+    /// Replaced by a rekeyed IKE SA: only the DELETE exchange remains.
+    Rekeyed,
+    Dead,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChildState {
+    Installed,
+    /// Our CREATE_CHILD_SA rekeying it is outstanding.
+    Rekeying,
+    /// Replaced by a new child; the DELETE is ours or the peer's to send.
+    Replaced,
+    /// Our DELETE for it is outstanding.
+    Deleting,
+}
+
+/// A completed rekey exchange of one child: its nonces and the child it made.
+#[derive(Debug, Clone)]
+struct RekeyDone {
+    min_nonce: Vec<u8>,
+    new: ChildId,
+}
+
+struct Child {
+    info: ChildInfo,
+    state: ChildState,
+    rekey_at: Option<u64>,
+    expire_at: Option<u64>,
+    /// Our rekey of this child (we initiated) and the peer's, once each completed;
+    /// both present means the exchanges collided (RFC 7296 2.8.1).
+    ours: Option<RekeyDone>,
+    theirs: Option<RekeyDone>,
+}
+
+#[derive(Debug, Clone)]
+enum Req {
+    CreateChild,
+    RekeyChild(ChildId),
+    RekeyIke,
+    Dpd,
+    DeleteChildren(Vec<ChildId>),
+    /// Children already removed locally (hard expiry): tell the peer.
+    DeleteSpis(Vec<u32>),
+    DeleteIke,
+}
+
+enum Kind {
+    Init,
+    Auth {
+        spi_in: u32,
+        local_ts: Vec<Selector>,
+        remote_ts: Vec<Selector>,
+    },
+    Child {
+        spi_in: u32,
+        ni: Vec<u8>,
+        ke: Option<KeyShare>,
+        rekey: Option<ChildId>,
+        local_ts: Vec<Selector>,
+        remote_ts: Vec<Selector>,
+    },
+    RekeyIke {
+        spi: u64,
+        ni: Vec<u8>,
+        ke: KeyShare,
+    },
+    Dpd,
+    DeleteChildren(Vec<ChildId>),
+    DeleteIke,
+}
+
+struct Pending {
+    id: u32,
+    data: Vec<u8>,
+    local: SocketAddr,
+    remote: SocketAddr,
+    first_sent: u64,
+    next_at: u64,
+    interval_ms: u64,
+    tries: u32,
+    kind: Kind,
+}
+
+pub(crate) struct IkeSa {
+    id: SaId,
+    conn: ConnId,
+    /// The original initiator of this IKE SA (after a rekey: who rekeyed).
+    initiator: bool,
+    spi_i: u64,
+    spi_r: u64,
+    state: State,
+    local: SocketAddr,
+    remote: SocketAddr,
+    encap: bool,
+    suite: Option<IkeSuite>,
+    keys: Option<IkeKeys>,
+    sk_out: Option<SkKeys>,
+    sk_in: Option<SkKeys>,
+    ni: Vec<u8>,
+    nr: Vec<u8>,
+    ke: Option<KeyShare>,
+    init_req: Vec<u8>,
+    init_resp: Vec<u8>,
+    cookie: Option<Vec<u8>>,
+    next_req_id: u32,
+    pending: Option<Pending>,
+    queue: VecDeque<Req>,
+    retry_at: Option<u64>,
+    peer_next_id: u32,
+    last_resp: Option<(u32, Vec<u8>)>,
+    children: Vec<Child>,
+    rekey_at: Option<u64>,
+    expire_at: Option<u64>,
+    half_open_until: Option<u64>,
+    dpd_at: Option<u64>,
+    last_rx: u64,
+    peer_id: Option<Identity>,
+    vip: Option<IpAddr>,
+    vip_leased: bool,
+    init_key: Option<(SocketAddr, u64)>,
+    armed: Option<u64>,
+    up_reported: bool,
+}
+
+fn nat_hash(spi_i: u64, spi_r: u64, addr: SocketAddr) -> Vec<u8> {
+    let mut m = Vec::with_capacity(36);
+    m.extend_from_slice(&spi_i.to_be_bytes());
+    m.extend_from_slice(&spi_r.to_be_bytes());
+    match addr.ip() {
+        IpAddr::V4(a) => m.extend_from_slice(&a.octets()),
+        IpAddr::V6(a) => m.extend_from_slice(&a.octets()),
+    }
+    m.extend_from_slice(&addr.port().to_be_bytes());
+    // RFC 7296 2.23: NAT_DETECTION_*_IP data is SHA-1(SPIs | IP | port).
+    ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &m)
+        .as_ref()
+        .to_vec()
+}
+
+fn ip_bytes(ip: IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
+/// RFC 7296 2.6: a cookie the responder can check without state. One version octet,
+/// then a MAC over the initiator's nonce, address and SPI.
+pub(crate) fn cookie_for(secret: &[u8; 32], ni: &[u8], peer: IpAddr, spi_i: u64) -> Vec<u8> {
+    let ip = ip_bytes(peer);
+    let mac = Prf::HmacSha2_256.compute(secret, &[ni, &ip, &spi_i.to_be_bytes()]);
+    let mut c = vec![1u8];
+    c.extend_from_slice(mac.get(..16).unwrap_or(&mac));
+    c
+}
+
+fn id_body(id: &Identity) -> Vec<u8> {
+    let mut b = vec![id.id_type().0, 0, 0, 0];
+    b.extend_from_slice(&id.data());
+    b
+}
+
+fn id_repr(id: &Identity) -> IdRepr {
+    IdRepr {
+        id_type: id.id_type(),
+        data: id.data(),
+    }
+}
+
+fn notify(p: &[Payload], ty: NotifyType) -> Option<&NotifyRepr> {
+    p.iter().find_map(|x| match x {
+        Payload::Notify(n) if n.notify_type == ty => Some(n),
+        _ => None,
+    })
+}
+
+fn notifies(p: &[Payload], ty: NotifyType) -> impl Iterator<Item = &NotifyRepr> {
+    p.iter().filter_map(move |x| match x {
+        Payload::Notify(n) if n.notify_type == ty => Some(n),
+        _ => None,
+    })
+}
+
+/// The first error notification (type < 16384) of a response.
+fn error_notify(p: &[Payload]) -> Option<NotifyType> {
+    p.iter().find_map(|x| match x {
+        Payload::Notify(n) if n.notify_type.is_error() => Some(n.notify_type),
+        _ => None,
+    })
+}
+
+fn sa_payload(p: &[Payload]) -> Option<&[Proposal]> {
+    p.iter().find_map(|x| match x {
+        Payload::Sa(s) => Some(s.proposals.as_slice()),
+        _ => None,
+    })
+}
+
+fn ke_payload(p: &[Payload]) -> Option<&KeRepr> {
+    p.iter().find_map(|x| match x {
+        Payload::Ke(k) => Some(k),
+        _ => None,
+    })
+}
+
+fn nonce_payload(p: &[Payload]) -> Option<&[u8]> {
+    p.iter().find_map(|x| match x {
+        Payload::Nonce(n) => Some(n.nonce.as_slice()),
+        _ => None,
+    })
+}
+
+fn ts_payloads(p: &[Payload]) -> Option<(Vec<Selector>, Vec<Selector>)> {
+    let tsi = p.iter().find_map(|x| match x {
+        Payload::Tsi(t) => Some(t),
+        _ => None,
+    })?;
+    let tsr = p.iter().find_map(|x| match x {
+        Payload::Tsr(t) => Some(t),
+        _ => None,
+    })?;
+    Some((
+        tsi.selectors.iter().filter_map(neg::from_wire).collect(),
+        tsr.selectors.iter().filter_map(neg::from_wire).collect(),
+    ))
+}
+
+fn ts_repr(s: &[Selector]) -> TsRepr {
+    TsRepr {
+        selectors: s.iter().map(neg::to_wire).collect(),
+    }
+}
+
+fn lifetime_deadlines(ctx: &mut Ctx<'_>, now: u64, l: &Lifetimes) -> (Option<u64>, Option<u64>) {
+    let expire = (l.life_s > 0).then(|| now + l.life_s * NS_PER_S);
+    let rekey = (l.rekey_s > 0).then(|| {
+        let mut b = [0u8; 8];
+        ctx.rng.fill(&mut b);
+        let jitter = if l.jitter_s > 0 {
+            u64::from_be_bytes(b) % (l.jitter_s.min(l.rekey_s) * NS_PER_S)
+        } else {
+            0
+        };
+        now + l.rekey_s * NS_PER_S - jitter
+    });
+    (rekey, expire)
+}
+
+fn dh_from_ke(k: &KeRepr) -> Option<DhGroup> {
+    DhGroup::from_id(crate::ike::wire::sa::TransformId(k.group.0))
+}
+
+impl IkeSa {
+    fn blank(
+        id: SaId,
+        conn: ConnId,
+        initiator: bool,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> Self {
+        IkeSa {
+            id,
+            conn,
+            initiator,
+            spi_i: 0,
+            spi_r: 0,
+            state: State::Dead,
+            local,
+            remote,
+            encap: false,
+            suite: None,
+            keys: None,
+            sk_out: None,
+            sk_in: None,
+            ni: Vec::new(),
+            nr: Vec::new(),
+            ke: None,
+            init_req: Vec::new(),
+            init_resp: Vec::new(),
+            cookie: None,
+            next_req_id: 0,
+            pending: None,
+            queue: VecDeque::new(),
+            retry_at: None,
+            peer_next_id: 0,
+            last_resp: None,
+            children: Vec::new(),
+            rekey_at: None,
+            expire_at: None,
+            half_open_until: None,
+            dpd_at: None,
+            last_rx: 0,
+            peer_id: None,
+            vip: None,
+            vip_leased: false,
+            init_key: None,
+            armed: None,
+            up_reported: false,
+        }
+    }
+
+    // -----------------------------------------------------------------------------
+    // Accessors for the endpoint
+    // -----------------------------------------------------------------------------
+
+    pub fn id(&self) -> SaId {
+        self.id
+    }
+    pub fn is_dead(&self) -> bool {
+        self.state == State::Dead
+    }
+    pub fn is_half_open(&self) -> bool {
+        self.state == State::HalfOpen
+    }
+    pub fn is_established(&self) -> bool {
+        self.state == State::Established
+    }
+    pub fn init_key(&self) -> Option<(SocketAddr, u64)> {
+        self.init_key
+    }
+    pub fn child_count(&self) -> usize {
+        self.children.len()
+    }
+    pub fn child_ids(&self) -> Vec<ChildId> {
+        self.children.iter().map(|c| c.info.id).collect()
+    }
+    pub fn note_rx(&mut self, now: u64) {
+        self.last_rx = self.last_rx.max(now);
+    }
+    pub fn clear_armed(&mut self) {
+        self.armed = None;
+    }
+    /// Records `due` as armed; true if it differs from what was armed.
+    pub fn take_armed(&mut self, due: Option<u64>) -> bool {
+        let changed = self.armed != due;
+        self.armed = due;
+        changed
+    }
+    /// Returns the child SPIs to the free set.
+    pub fn release(&mut self, spis: &mut HashSet<u32>) {
+        for c in &self.children {
+            spis.remove(&c.info.spi_in);
+        }
+        if let Some(Pending {
+            kind: Kind::Auth { spi_in, .. } | Kind::Child { spi_in, .. },
+            ..
+        }) = &self.pending
+        {
+            spis.remove(spi_in);
+        }
+    }
+
+    pub fn spis_match(&self, h: &HeaderRepr) -> bool {
+        if h.spi_i != self.spi_i {
+            return false;
+        }
+        // The IKE_SA_INIT response is where the initiator learns SPIr.
+        self.spi_r == h.spi_r
+            || (self.state == State::InitSent && h.exchange_type == ExchangeType::IKE_SA_INIT)
+    }
+
+    pub fn next_timeout(&self) -> Option<u64> {
+        if self.state == State::Dead {
+            return None;
+        }
+        let mut t = [
+            self.pending.as_ref().map(|p| p.next_at),
+            self.retry_at,
+            self.rekey_at,
+            self.expire_at,
+            self.half_open_until,
+            self.dpd_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        for c in &self.children {
+            for d in [c.rekey_at, c.expire_at].into_iter().flatten() {
+                t = Some(t.map_or(d, |x| x.min(d)));
+            }
+        }
+        t
+    }
+
+    fn conn<'c>(&self, ctx: &Ctx<'c>) -> &'c Conn {
+        // Connections are never removed while the endpoint lives, and an SA is only
+        // made with a valid index.
+        &ctx.conns[self.conn]
+    }
+
+    // -----------------------------------------------------------------------------
+    // Sending
+    // -----------------------------------------------------------------------------
+
+    fn header(&self, exchange: ExchangeType, response: bool, message_id: u32) -> HeaderRepr {
+        HeaderRepr {
+            spi_i: self.spi_i,
+            spi_r: self.spi_r,
+            next_payload: PayloadType::NONE,
+            minor_version: 0,
+            exchange_type: exchange,
+            initiator: self.initiator,
+            higher_version: false,
+            response,
+            message_id,
+            length: 0,
+        }
+    }
+
+    fn seal(&self, ctx: &mut Ctx<'_>, h: &HeaderRepr, payloads: &[Payload]) -> Option<Vec<u8>> {
+        let mut pt = vec![0u8; payloads_buffer_len(payloads)];
+        let first = emit_payloads(payloads, &mut pt).ok()?;
+        let sk = self.sk_out.as_ref()?;
+        seal_message(sk, ctx.rng, h, first, &pt).ok()
+    }
+
+    fn send_request(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        now: u64,
+        exchange: ExchangeType,
+        payloads: &[Payload],
+        kind: Kind,
+    ) {
+        let id = self.next_req_id;
+        let h = self.header(exchange, false, id);
+        let Some(data) = self.seal(ctx, &h, payloads) else {
+            return;
+        };
+        self.next_req_id = self.next_req_id.wrapping_add(1);
+        self.transmit_request(ctx, now, id, data, kind);
+    }
+
+    /// With DPD on, a request is given up `dpd.timeout_s` after it was first sent even
+    /// if retransmissions remain: that bounds how long a dead peer goes unnoticed.
+    fn give_up_at(&self, ctx: &Ctx<'_>, first_sent: u64) -> Option<u64> {
+        let d = self.conn(ctx).dpd;
+        (d.interval_s > 0 && d.timeout_s > 0 && self.state != State::InitSent)
+            .then(|| first_sent + d.timeout_s * NS_PER_S)
+    }
+
+    fn transmit_request(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        now: u64,
+        id: u32,
+        data: Vec<u8>,
+        kind: Kind,
+    ) {
+        let rt = self.conn(ctx).retransmit;
+        ctx.send(self.local, self.remote, data.clone());
+        let mut next_at = now + rt.initial_ms * NS_PER_MS;
+        if let Some(g) = self.give_up_at(ctx, now) {
+            next_at = next_at.min(g);
+        }
+        self.pending = Some(Pending {
+            id,
+            data,
+            local: self.local,
+            remote: self.remote,
+            first_sent: now,
+            next_at,
+            interval_ms: rt.initial_ms,
+            tries: 1,
+            kind,
+        });
+    }
+
+    fn send_response(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        exchange: ExchangeType,
+        id: u32,
+        local: SocketAddr,
+        remote: SocketAddr,
+        payloads: &[Payload],
+    ) {
+        let h = self.header(exchange, true, id);
+        if let Some(data) = self.seal(ctx, &h, payloads) {
+            ctx.send(local, remote, data.clone());
+            self.last_resp = Some((id, data));
+        }
+    }
+
+    /// Sends the next queued request if none is outstanding.
+    fn kick(&mut self, ctx: &mut Ctx<'_>, now: u64) {
+        while self.pending.is_none() && self.retry_at.is_none() {
+            let ready = match self.state {
+                State::Established => true,
+                State::Rekeyed | State::Deleting => {
+                    matches!(
+                        self.queue.front(),
+                        Some(Req::DeleteIke | Req::DeleteChildren(_) | Req::DeleteSpis(_))
+                    )
+                }
+                _ => false,
+            };
+            if !ready {
+                return;
+            }
+            let Some(req) = self.queue.pop_front() else {
+                return;
+            };
+            self.send_req(ctx, now, req);
+        }
+    }
+
+    fn send_req(&mut self, ctx: &mut Ctx<'_>, now: u64, req: Req) {
+        match req {
+            Req::Dpd => self.send_request(ctx, now, ExchangeType::INFORMATIONAL, &[], Kind::Dpd),
+            Req::DeleteIke => {
+                self.send_request(
+                    ctx,
+                    now,
+                    ExchangeType::INFORMATIONAL,
+                    &[Payload::Delete(DeleteRepr::ike())],
+                    Kind::DeleteIke,
+                );
+            }
+            Req::DeleteSpis(spis) => {
+                let spis: Vec<Vec<u8>> = spis.iter().map(|s| s.to_be_bytes().to_vec()).collect();
+                let d = DeleteRepr {
+                    protocol: ProtocolId::ESP,
+                    spi_size: 4,
+                    num_spis: spis.len() as u16,
+                    spis,
+                };
+                self.send_request(
+                    ctx,
+                    now,
+                    ExchangeType::INFORMATIONAL,
+                    &[Payload::Delete(d)],
+                    Kind::Dpd,
+                );
+            }
+            Req::DeleteChildren(ids) => {
+                let spis: Vec<Vec<u8>> = self
+                    .children
+                    .iter_mut()
+                    .filter(|c| ids.contains(&c.info.id))
+                    .map(|c| {
+                        c.state = ChildState::Deleting;
+                        c.info.spi_in.to_be_bytes().to_vec()
+                    })
+                    .collect();
+                if spis.is_empty() {
+                    return;
+                }
+                let d = DeleteRepr {
+                    protocol: ProtocolId::ESP,
+                    spi_size: 4,
+                    num_spis: spis.len() as u16,
+                    spis,
+                };
+                self.send_request(
+                    ctx,
+                    now,
+                    ExchangeType::INFORMATIONAL,
+                    &[Payload::Delete(d)],
+                    Kind::DeleteChildren(ids),
+                );
+            }
+            Req::CreateChild => {
+                let c = self.conn(ctx);
+                let (l, r) = self.offer_ts(c);
+                self.send_child_request(ctx, now, None, l, r, None);
+            }
+            Req::RekeyChild(id) => {
+                let Some(ch) = self.children.iter().find(|c| c.info.id == id) else {
+                    return;
+                };
+                if ch.state != ChildState::Rekeying {
+                    return;
+                }
+                let (l, r) = (ch.info.local_ts.clone(), ch.info.remote_ts.clone());
+                self.send_child_request(ctx, now, Some(id), l, r, None);
+            }
+            Req::RekeyIke => self.send_rekey_ike(ctx, now, None),
+        }
+    }
+
+    // -----------------------------------------------------------------------------
+    // IKE_SA_INIT
+    // -----------------------------------------------------------------------------
+
+    pub fn initiate(
+        ctx: &mut Ctx<'_>,
+        now: u64,
+        conn: ConnId,
+        spi: u64,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> IkeSa {
+        let mut sa = IkeSa::blank(spi, conn, true, local, remote);
+        sa.spi_i = spi;
+        sa.state = State::InitSent;
+        let group = ctx.conns[conn]
+            .ike_proposals
+            .first()
+            .and_then(|p| p.dh.first().copied())
+            .unwrap_or(DhGroup::Curve25519);
+        sa.ke = Some(KeyShare::generate(group, ctx.rng));
+        sa.ni = ctx.nonce();
+        sa.last_rx = now;
+        sa.send_init(ctx, now);
+        sa
+    }
+
+    fn nat_d_source(&self, ctx: &mut Ctx<'_>, spi_r: u64) -> Vec<u8> {
+        if self.conn(ctx).force_encap {
+            // A hash that cannot match makes the peer believe we are behind a NAT,
+            // so both ends encapsulate (as strongSwan's encap=yes does).
+            let mut h = vec![0u8; 20];
+            ctx.rng.fill(&mut h);
+            h
+        } else {
+            nat_hash(self.spi_i, spi_r, self.local)
+        }
+    }
+
+    fn send_init(&mut self, ctx: &mut Ctx<'_>, now: u64) {
+        let Some(ke) = &self.ke else { return };
+        let group = ke.group();
+        let mut p = Vec::new();
+        if let Some(c) = &self.cookie {
+            p.push(Payload::Notify(NotifyRepr::new(NotifyType::COOKIE, c)));
+        }
+        p.push(Payload::Sa(SaRepr {
+            proposals: neg::ike_offer(&ctx.conns[self.conn].ike_proposals, &[], Some(group)),
+        }));
+        p.push(Payload::Ke(KeRepr {
+            group: ke::DhGroup(group.number()),
+            data: ke.public().to_vec(),
+        }));
+        p.push(Payload::Nonce(NonceRepr {
+            nonce: self.ni.clone(),
+        }));
+        let src = self.nat_d_source(ctx, 0);
+        p.push(Payload::Notify(NotifyRepr::new(
+            NotifyType::NAT_DETECTION_SOURCE_IP,
+            &src,
+        )));
+        p.push(Payload::Notify(NotifyRepr::new(
+            NotifyType::NAT_DETECTION_DESTINATION_IP,
+            &nat_hash(self.spi_i, 0, self.remote),
+        )));
+        let msg = Message {
+            header: self.header(ExchangeType::IKE_SA_INIT, false, 0),
+            payloads: p,
+        };
+        let Ok(data) = msg.to_vec() else { return };
+        self.init_req = data.clone();
+        self.next_req_id = 1;
+        self.transmit_request(ctx, now, 0, data, Kind::Init);
+    }
+
+    /// Responder: a new IKE_SA_INIT request. Returns the half-open SA, or None when
+    /// the answer was stateless (COOKIE, INVALID_KE_PAYLOAD, NO_PROPOSAL_CHOSEN) or
+    /// the request was dropped.
+    #[allow(clippy::too_many_arguments)]
+    pub fn respond_init(
+        ctx: &mut Ctx<'_>,
+        now: u64,
+        spi: u64,
+        local: SocketAddr,
+        remote: SocketAddr,
+        h: &HeaderRepr,
+        data: &[u8],
+        need_cookie: bool,
+        secret: &[u8; 32],
+    ) -> Option<IkeSa> {
+        let msg = match Message::parse(data) {
+            Ok(m) => m,
+            Err(_) => {
+                ctx.counters.malformed += 1;
+                return None;
+            }
+        };
+        let p = &msg.payloads;
+        let (Some(props), Some(kep), Some(ni)) = (sa_payload(p), ke_payload(p), nonce_payload(p))
+        else {
+            ctx.counters.invalid_syntax += 1;
+            return None;
+        };
+        let stateless = |ctx: &mut Ctx<'_>, n: NotifyRepr| {
+            let m = Message {
+                header: HeaderRepr {
+                    spi_i: h.spi_i,
+                    spi_r: 0,
+                    next_payload: PayloadType::NONE,
+                    minor_version: 0,
+                    exchange_type: ExchangeType::IKE_SA_INIT,
+                    initiator: false,
+                    higher_version: false,
+                    response: true,
+                    message_id: 0,
+                    length: 0,
+                },
+                payloads: vec![Payload::Notify(n)],
+            };
+            if let Ok(d) = m.to_vec() {
+                ctx.send(local, remote, d);
+            }
+        };
+        if need_cookie {
+            let want = cookie_for(secret, ni, remote.ip(), h.spi_i);
+            match notify(p, NotifyType::COOKIE) {
+                Some(c) if crate::ike::crypto::ct_eq(&c.data, &want) => {}
+                Some(_) => {
+                    ctx.counters.cookie_invalid += 1;
+                    ctx.counters.cookies_sent += 1;
+                    stateless(ctx, NotifyRepr::new(NotifyType::COOKIE, &want));
+                    return None;
+                }
+                None => {
+                    ctx.counters.cookies_sent += 1;
+                    stateless(ctx, NotifyRepr::new(NotifyType::COOKIE, &want));
+                    return None;
+                }
+            }
+        }
+        // The first connection that accepts the offer from this local address.
+        let mut chosen = None;
+        for (i, c) in ctx.conns.iter().enumerate() {
+            if !c.local_addrs.is_empty() && !c.local_addrs.iter().any(|a| a.ip() == local.ip()) {
+                continue;
+            }
+            if !c.peer_addrs.is_empty() && !c.peer_addrs.iter().any(|a| a.ip() == remote.ip()) {
+                continue;
+            }
+            if let Some((prop, suite)) = neg::select_ike(&c.ike_proposals, props, Some(kep.group.0))
+            {
+                chosen = Some((i, prop.number, suite));
+                break;
+            }
+        }
+        let Some((conn, number, suite)) = chosen else {
+            ctx.counters.no_proposal += 1;
+            stateless(ctx, NotifyRepr::new(NotifyType::NO_PROPOSAL_CHOSEN, &[]));
+            return None;
+        };
+        if dh_from_ke(kep) != Some(suite.dh) {
+            // RFC 7296 1.3: tell the initiator which group to use.
+            ctx.counters.invalid_ke_sent += 1;
+            stateless(
+                ctx,
+                NotifyRepr::invalid_ke_payload(ke::DhGroup(suite.dh.number())),
+            );
+            return None;
+        }
+        let mine = KeyShare::generate(suite.dh, ctx.rng);
+        let Ok(g_ir) = mine.agree(&kep.data) else {
+            ctx.counters.bad_key_share += 1;
+            stateless(ctx, NotifyRepr::new(NotifyType::INVALID_SYNTAX, &[]));
+            return None;
+        };
+        let nr = ctx.nonce();
+        let Ok(keys) = IkeKeys::derive(&suite, g_ir.as_bytes(), ni, &nr, h.spi_i, spi) else {
+            return None;
+        };
+        let Ok((sk_out, sk_in)) = keys.responder_sk(&suite) else {
+            return None;
+        };
+        let mut sa = IkeSa::blank(spi, conn, false, local, remote);
+        sa.spi_i = h.spi_i;
+        sa.spi_r = spi;
+        sa.suite = Some(suite);
+        sa.keys = Some(keys);
+        sa.sk_out = Some(sk_out);
+        sa.sk_in = Some(sk_in);
+        sa.ni = ni.to_vec();
+        sa.nr = nr.clone();
+        sa.init_req = data.to_vec();
+        sa.peer_next_id = 1;
+        sa.next_req_id = 0;
+        sa.last_rx = now;
+        sa.init_key = Some((remote, h.spi_i));
+        sa.state = State::HalfOpen;
+        sa.half_open_until = Some(now + ctx.cfg.half_open_timeout_ms * NS_PER_MS);
+        let (nat_local, nat_remote) = sa.detect_nat(p);
+        sa.encap = nat_local || nat_remote || ctx.conns[conn].force_encap;
+        let src = sa.nat_d_source(ctx, spi);
+        let resp = Message {
+            header: sa.header(ExchangeType::IKE_SA_INIT, true, 0),
+            payloads: vec![
+                Payload::Sa(SaRepr {
+                    proposals: vec![neg::ike_answer(number, &[], &suite)],
+                }),
+                Payload::Ke(KeRepr {
+                    group: ke::DhGroup(suite.dh.number()),
+                    data: mine.public().to_vec(),
+                }),
+                Payload::Nonce(NonceRepr { nonce: nr }),
+                Payload::Notify(NotifyRepr::new(NotifyType::NAT_DETECTION_SOURCE_IP, &src)),
+                Payload::Notify(NotifyRepr::new(
+                    NotifyType::NAT_DETECTION_DESTINATION_IP,
+                    &nat_hash(sa.spi_i, spi, remote),
+                )),
+            ],
+        };
+        let Ok(d) = resp.to_vec() else { return None };
+        sa.init_resp = d.clone();
+        ctx.send(local, remote, d);
+        Some(sa)
+    }
+
+    /// (NAT in front of us, NAT in front of the peer) from the peer's NAT_DETECTION
+    /// notifies (RFC 7296 2.23). Without any, the peer does not do NAT-T: no NAT.
+    fn detect_nat(&self, p: &[Payload]) -> (bool, bool) {
+        let src: Vec<&NotifyRepr> = notifies(p, NotifyType::NAT_DETECTION_SOURCE_IP).collect();
+        let dst = notify(p, NotifyType::NAT_DETECTION_DESTINATION_IP);
+        let (Some(dst), false) = (dst, src.is_empty()) else {
+            return (false, false);
+        };
+        let me = nat_hash(self.spi_i, self.spi_r, self.local);
+        let peer = nat_hash(self.spi_i, self.spi_r, self.remote);
+        let nat_local = dst.data != me;
+        let nat_remote = !src.iter().any(|n| n.data == peer);
+        (nat_local, nat_remote)
+    }
+
+    fn handle_init_response(&mut self, ctx: &mut Ctx<'_>, now: u64, h: &HeaderRepr, data: &[u8]) {
+        let Ok(msg) = Message::parse(data) else {
+            ctx.counters.malformed += 1;
+            return;
+        };
+        let p = &msg.payloads;
+        if let Some(c) = notify(p, NotifyType::COOKIE) {
+            // RFC 7296 2.6: resend the same request with the cookie first. Bound its
+            // size so a peer cannot make us send large messages.
+            if c.data.is_empty() || c.data.len() > 64 || self.cookie.is_some() {
+                ctx.counters.invalid_syntax += 1;
+                return;
+            }
+            self.cookie = Some(c.data.clone());
+            self.pending = None;
+            self.send_init(ctx, now);
+            return;
+        }
+        if let Some(n) = notify(p, NotifyType::INVALID_KE_PAYLOAD) {
+            let want = n
+                .requested_group()
+                .and_then(|g| DhGroup::from_id(crate::ike::wire::sa::TransformId(g.0)));
+            let offered = self
+                .conn(ctx)
+                .ike_proposals
+                .iter()
+                .any(|pr| want.is_some_and(|w| pr.dh.contains(&w)));
+            let current = self.ke.as_ref().map(KeyShare::group);
+            match want {
+                Some(g) if offered && current != Some(g) => {
+                    self.ke = Some(KeyShare::generate(g, ctx.rng));
+                    self.pending = None;
+                    self.send_init(ctx, now);
+                }
+                _ => self.fail(ctx, FailReason::NoProposalChosen),
+            }
+            return;
+        }
+        if let Some(e) = error_notify(p) {
+            ctx.counters.no_proposal += u64::from(e == NotifyType::NO_PROPOSAL_CHOSEN);
+            self.fail(ctx, FailReason::PeerError(e.0));
+            return;
+        }
+        let (Some(props), Some(kep), Some(nr)) = (sa_payload(p), ke_payload(p), nonce_payload(p))
+        else {
+            ctx.counters.invalid_syntax += 1;
+            return;
+        };
+        let [prop] = props else {
+            ctx.counters.invalid_syntax += 1;
+            return;
+        };
+        let Some(suite) = neg::accept_ike(&self.conn(ctx).ike_proposals, prop) else {
+            ctx.counters.invalid_syntax += 1;
+            self.fail(ctx, FailReason::InvalidResponse);
+            return;
+        };
+        let Some(ke) = self.ke.take() else { return };
+        if ke.group() != suite.dh || dh_from_ke(kep) != Some(suite.dh) || h.spi_r == 0 {
+            ctx.counters.invalid_syntax += 1;
+            self.fail(ctx, FailReason::InvalidResponse);
+            return;
+        }
+        let Ok(g_ir) = ke.agree(&kep.data) else {
+            ctx.counters.bad_key_share += 1;
+            self.fail(ctx, FailReason::InvalidResponse);
+            return;
+        };
+        self.spi_r = h.spi_r;
+        let Ok(keys) = IkeKeys::derive(
+            &suite,
+            g_ir.as_bytes(),
+            &self.ni,
+            nr,
+            self.spi_i,
+            self.spi_r,
+        ) else {
+            return;
+        };
+        let Ok((sk_out, sk_in)) = keys.initiator_sk(&suite) else {
+            return;
+        };
+        self.nr = nr.to_vec();
+        self.suite = Some(suite);
+        self.keys = Some(keys);
+        self.sk_out = Some(sk_out);
+        self.sk_in = Some(sk_in);
+        self.init_resp = data.to_vec();
+        self.pending = None;
+        let (nat_local, nat_remote) = self.detect_nat(p);
+        self.encap = nat_local || nat_remote || self.conn(ctx).force_encap;
+        if self.encap && self.remote.port() == ctx.cfg.port {
+            // RFC 7296 2.23: continue on the NAT-T port.
+            self.remote.set_port(ctx.cfg.port_nat_t);
+            self.local.set_port(ctx.cfg.port_nat_t);
+        }
+        self.state = State::AuthSent;
+        self.send_auth(ctx, now);
+    }
+
+    // -----------------------------------------------------------------------------
+    // IKE_AUTH
+    // -----------------------------------------------------------------------------
+
+    /// Our selectors to offer for a new child: the configured ones, `0.0.0.0/0` while
+    /// asking for a virtual IP (the gateway narrows it), or our address.
+    fn offer_ts(&self, c: &Conn) -> (Vec<Selector>, Vec<Selector>) {
+        let local = if let Some(v) = self.vip.filter(|_| self.initiator || !c.request_vip4) {
+            if self.initiator {
+                vec![Selector::host(v)]
+            } else if c.local_ts.is_empty() {
+                vec![Selector::any(v.is_ipv6())]
+            } else {
+                c.local_ts.clone()
+            }
+        } else if !c.local_ts.is_empty() {
+            c.local_ts.clone()
+        } else if c.request_vip4 || c.request_vip6 {
+            let mut v = Vec::new();
+            if c.request_vip4 {
+                v.push(Selector::any(false));
+            }
+            if c.request_vip6 {
+                v.push(Selector::any(true));
+            }
+            v
+        } else {
+            vec![Selector::host(self.local.ip())]
+        };
+        let remote = if !self.initiator {
+            match self.vip {
+                Some(v) if self.vip_leased => vec![Selector::host(v)],
+                _ if c.remote_ts.is_empty() => vec![Selector::host(self.remote.ip())],
+                _ => c.remote_ts.clone(),
+            }
+        } else if c.remote_ts.is_empty() {
+            vec![Selector::host(self.remote.ip())]
+        } else {
+            c.remote_ts.clone()
+        };
+        (local, remote)
+    }
+
+    fn my_auth(&self, c: &Conn, initiator_role: bool) -> Option<(IdRepr, Vec<u8>)> {
+        let suite = self.suite?;
+        let keys = self.keys.as_ref()?;
+        let body = id_body(&c.local_id);
+        let (msg, nonce, skp) = if initiator_role {
+            (&self.init_req, &self.nr, &keys.sk_pi)
+        } else {
+            (&self.init_resp, &self.ni, &keys.sk_pr)
+        };
+        Some((
+            id_repr(&c.local_id),
+            psk_auth(suite.prf, &c.psk, msg, nonce, skp, &body),
+        ))
+    }
+
+    fn verify_auth(
+        &self,
+        psk: &[u8],
+        id: &IdRepr,
+        auth: &AuthRepr,
+        peer_is_initiator: bool,
+    ) -> bool {
+        let (Some(suite), Some(keys)) = (self.suite, self.keys.as_ref()) else {
+            return false;
+        };
+        if auth.method != AuthMethod::SHARED_KEY_MIC {
+            return false;
+        }
+        let mut body = vec![id.id_type.0, 0, 0, 0];
+        body.extend_from_slice(&id.data);
+        let (msg, nonce, skp) = if peer_is_initiator {
+            (&self.init_req, &self.nr, &keys.sk_pi)
+        } else {
+            (&self.init_resp, &self.ni, &keys.sk_pr)
+        };
+        let want = psk_auth(suite.prf, psk, msg, nonce, skp, &body);
+        crate::ike::crypto::ct_eq(&want, &auth.data)
+    }
+
+    fn send_auth(&mut self, ctx: &mut Ctx<'_>, now: u64) {
+        let c = self.conn(ctx);
+        let Some((idi, auth)) = self.my_auth(c, true) else {
+            return;
+        };
+        let mut p = vec![Payload::Idi(idi)];
+        if let Some(r) = &c.remote_id {
+            p.push(Payload::Idr(id_repr(r)));
+        }
+        p.push(Payload::Auth(AuthRepr {
+            method: AuthMethod::SHARED_KEY_MIC,
+            data: auth,
+        }));
+        if c.request_vip4 || c.request_vip6 {
+            let mut attributes = Vec::new();
+            if c.request_vip4 {
+                attributes.push(CfgAttr {
+                    attr_type: CfgAttrType::INTERNAL_IP4_ADDRESS,
+                    value: Vec::new(),
+                });
+            }
+            if c.request_vip6 {
+                attributes.push(CfgAttr {
+                    attr_type: CfgAttrType::INTERNAL_IP6_ADDRESS,
+                    value: Vec::new(),
+                });
+            }
+            p.push(Payload::Cp(CpRepr {
+                cfg_type: CfgType::REQUEST,
+                attributes,
+            }));
+        }
+        let spi_in = ctx.new_child_spi();
+        let (l, r) = self.offer_ts(c);
+        p.push(Payload::Sa(SaRepr {
+            proposals: neg::esp_offer(&c.esp_proposals, spi_in, false, None),
+        }));
+        p.push(Payload::Tsi(ts_repr(&l)));
+        p.push(Payload::Tsr(ts_repr(&r)));
+        self.send_request(
+            ctx,
+            now,
+            ExchangeType::IKE_AUTH,
+            &p,
+            Kind::Auth {
+                spi_in,
+                local_ts: l,
+                remote_ts: r,
+            },
+        );
+    }
+
+    fn establish(&mut self, ctx: &mut Ctx<'_>, now: u64) {
+        self.state = State::Established;
+        self.half_open_until = None;
+        let c = self.conn(ctx);
+        let (lt, dpd) = (c.ike_lifetime, c.dpd);
+        let (rekey, expire) = lifetime_deadlines(ctx, now, &lt);
+        // The IKE SA's rekey is started by whoever's timer fires first; only the
+        // original initiator runs it by default to make collisions rare, but both
+        // enforce the hard lifetime.
+        self.rekey_at = rekey;
+        self.expire_at = expire;
+        self.last_rx = now;
+        self.dpd_at = (dpd.interval_s > 0).then(|| now + dpd.interval_s * NS_PER_S);
+        ctx.counters.ike_up += 1;
+        self.up_reported = true;
+        ctx.events.push_back(Event::IkeUp {
+            sa: self.id,
+            conn: self.conn,
+            initiator: self.initiator,
+            local: self.local,
+            remote: self.remote,
+            encap: self.encap,
+            peer_id: self.peer_id.clone(),
+            vip: self.vip,
+        });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn add_child(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        now: u64,
+        suite: EspSuite,
+        spi_in: u32,
+        spi_out: u32,
+        keys: ChildKeys,
+        exchange_initiator: bool,
+        local_ts: Vec<Selector>,
+        remote_ts: Vec<Selector>,
+        replaces: Option<ChildId>,
+    ) -> ChildId {
+        let (key_out, key_in) = if exchange_initiator {
+            (keys.i_to_r, keys.r_to_i)
+        } else {
+            (keys.r_to_i, keys.i_to_r)
+        };
+        let id = ctx.new_child_id();
+        let info = ChildInfo {
+            id,
+            spi_in,
+            spi_out,
+            encr: suite.encr,
+            esn: suite.esn,
+            key_in,
+            key_out,
+            local_ts,
+            remote_ts,
+            replaces,
+        };
+        let lt = self.conn(ctx).child_lifetime;
+        let (rekey_at, expire_at) = lifetime_deadlines(ctx, now, &lt);
+        ctx.counters.child_up += 1;
+        ctx.events.push_back(Event::ChildUp {
+            sa: self.id,
+            child: info.clone(),
+        });
+        self.children.push(Child {
+            info,
+            state: ChildState::Installed,
+            rekey_at,
+            expire_at,
+            ours: None,
+            theirs: None,
+        });
+        id
+    }
+
+    fn handle_auth_request(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        now: u64,
+        id: u32,
+        local: SocketAddr,
+        remote: SocketAddr,
+        p: &[Payload],
+    ) {
+        let idi = p.iter().find_map(|x| match x {
+            Payload::Idi(i) => Some(i),
+            _ => None,
+        });
+        let auth = p.iter().find_map(|x| match x {
+            Payload::Auth(a) => Some(a),
+            _ => None,
+        });
+        let (Some(idi), Some(auth)) = (idi, auth) else {
+            ctx.counters.invalid_syntax += 1;
+            self.send_response(
+                ctx,
+                ExchangeType::IKE_AUTH,
+                id,
+                local,
+                remote,
+                &[Payload::Notify(NotifyRepr::new(
+                    NotifyType::INVALID_SYNTAX,
+                    &[],
+                ))],
+            );
+            self.state = State::Dead;
+            return;
+        };
+        let peer = Identity::from_wire(idi.id_type, &idi.data);
+        // The connection whose remote identity matches and whose PSK verifies; the
+        // one chosen in IKE_SA_INIT first.
+        let suite = self.suite;
+        let mut order: Vec<ConnId> = vec![self.conn];
+        order.extend((0..ctx.conns.len()).filter(|i| *i != self.conn));
+        let found = order.into_iter().find(|&i| {
+            let c = &ctx.conns[i];
+            let id_ok = match (&c.remote_id, &peer) {
+                (None, _) => true,
+                (Some(want), Some(got)) => want == got,
+                (Some(_), None) => false,
+            };
+            let suite_ok = suite.is_some_and(|s| {
+                c.ike_proposals.iter().any(|pr| {
+                    pr.encr.contains(&s.encr) && pr.prf.contains(&s.prf) && pr.dh.contains(&s.dh)
+                })
+            });
+            id_ok && suite_ok && self.verify_auth(&c.psk, idi, auth, true)
+        });
+        let Some(conn) = found else {
+            ctx.counters.auth_failed += 1;
+            self.send_response(
+                ctx,
+                ExchangeType::IKE_AUTH,
+                id,
+                local,
+                remote,
+                &[Payload::Notify(NotifyRepr::new(
+                    NotifyType::AUTHENTICATION_FAILED,
+                    &[],
+                ))],
+            );
+            self.state = State::Dead;
+            return;
+        };
+        self.conn = conn;
+        self.peer_id = peer;
+        self.local = local;
+        self.remote = remote;
+        let c = &ctx.conns[conn];
+        let Some((idr, my_auth)) = self.my_auth(c, false) else {
+            return;
+        };
+        let mut resp = vec![
+            Payload::Idr(idr),
+            Payload::Auth(AuthRepr {
+                method: AuthMethod::SHARED_KEY_MIC,
+                data: my_auth,
+            }),
+        ];
+        // Configuration payload: lease a virtual IP (RFC 7296 3.15).
+        let mut child_error = None;
+        let cp = p.iter().find_map(|x| match x {
+            Payload::Cp(cp) if cp.cfg_type == CfgType::REQUEST => Some(cp),
+            _ => None,
+        });
+        if let Some(cp) = cp {
+            let want4 = cp
+                .attributes
+                .iter()
+                .any(|a| a.attr_type == CfgAttrType::INTERNAL_IP4_ADDRESS);
+            let want6 = cp
+                .attributes
+                .iter()
+                .any(|a| a.attr_type == CfgAttrType::INTERNAL_IP6_ADDRESS);
+            let names: Vec<String> = c.pools.iter().map(|p| p.name.clone()).collect();
+            let who = self
+                .peer_id
+                .as_ref()
+                .map(|i| i.to_string())
+                .unwrap_or_default();
+            let mut attrs = Vec::new();
+            for v6 in [false, true] {
+                if (v6 && !want6) || (!v6 && !want4) || self.vip.is_some() {
+                    continue;
+                }
+                if let Some((addr, dns)) = ctx.pools.lease(&names, &who, v6) {
+                    self.vip = Some(addr);
+                    self.vip_leased = true;
+                    match addr {
+                        IpAddr::V4(a) => {
+                            attrs.push(CfgAttr {
+                                attr_type: CfgAttrType::INTERNAL_IP4_ADDRESS,
+                                value: a.octets().to_vec(),
+                            });
+                        }
+                        IpAddr::V6(a) => {
+                            let mut v = a.octets().to_vec();
+                            v.push(128);
+                            attrs.push(CfgAttr {
+                                attr_type: CfgAttrType::INTERNAL_IP6_ADDRESS,
+                                value: v,
+                            });
+                        }
+                    }
+                    for d in dns.iter().filter(|d| d.is_ipv6() == v6) {
+                        attrs.push(CfgAttr {
+                            attr_type: if v6 {
+                                CfgAttrType::INTERNAL_IP6_DNS
+                            } else {
+                                CfgAttrType::INTERNAL_IP4_DNS
+                            },
+                            value: ip_bytes(*d),
+                        });
+                    }
+                }
+            }
+            if attrs.is_empty() && !c.pools.is_empty() {
+                child_error = Some(NotifyType::INTERNAL_ADDRESS_FAILURE);
+            } else if !attrs.is_empty() {
+                resp.push(Payload::Cp(CpRepr {
+                    cfg_type: CfgType::REPLY,
+                    attributes: attrs,
+                }));
+            }
+        }
+        let mut child = None;
+        if let (Some(props), None) = (sa_payload(p), child_error) {
+            match self.negotiate_child_responder(ctx, c, props, p, None, true, None) {
+                Ok((suite, spi_out, their_num, l, r)) => {
+                    let spi_in = ctx.new_child_spi();
+                    resp.push(Payload::Sa(SaRepr {
+                        proposals: vec![neg::esp_answer(their_num, spi_in, &suite)],
+                    }));
+                    resp.push(Payload::Tsi(ts_repr(&r)));
+                    resp.push(Payload::Tsr(ts_repr(&l)));
+                    child = Some((suite, spi_in, spi_out, l, r));
+                }
+                Err(e) => child_error = Some(e),
+            }
+        }
+        if let Some(e) = child_error {
+            resp.push(Payload::Notify(NotifyRepr::new(e, &[])));
+        }
+        self.send_response(ctx, ExchangeType::IKE_AUTH, id, local, remote, &resp);
+        self.establish(ctx, now);
+        if let Some((suite, spi_in, spi_out, l, r)) = child {
+            let Some(keys) = self.keys.as_ref() else {
+                return;
+            };
+            let Some(prf) = self.suite.map(|s| s.prf) else {
+                return;
+            };
+            if let Ok(ck) = ChildKeys::derive(&suite, prf, &keys.sk_d, None, &self.ni, &self.nr) {
+                self.add_child(ctx, now, suite, spi_in, spi_out, ck, false, l, r, None);
+            }
+        }
+    }
+
+    /// Responder side of a child negotiation: proposal and selectors. Returns the
+    /// suite, the peer's SPI, its proposal number and (our, their) selectors.
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    fn negotiate_child_responder(
+        &self,
+        ctx: &mut Ctx<'_>,
+        c: &Conn,
+        props: &[Proposal],
+        p: &[Payload],
+        ke_group: Option<u16>,
+        in_auth: bool,
+        rekeyed: Option<&ChildInfo>,
+    ) -> Result<(EspSuite, u32, u8, Vec<Selector>, Vec<Selector>), NotifyType> {
+        let Some((prop, suite, spi_out)) =
+            neg::select_esp(&c.esp_proposals, props, ke_group, in_auth)
+        else {
+            ctx.counters.no_proposal += 1;
+            return Err(NotifyType::NO_PROPOSAL_CHOSEN);
+        };
+        let Some((tsi, tsr)) = ts_payloads(p) else {
+            ctx.counters.invalid_syntax += 1;
+            return Err(NotifyType::INVALID_SYNTAX);
+        };
+        let (ours_l, ours_r) = match rekeyed {
+            Some(old) => (old.local_ts.clone(), old.remote_ts.clone()),
+            None => self.offer_ts(c),
+        };
+        // TSi is the initiator's side: the peer's, matched against our remote.
+        let r = neg::narrow(&ours_r, &tsi);
+        let l = neg::narrow(&ours_l, &tsr);
+        if r.is_empty() || l.is_empty() {
+            ctx.counters.ts_unacceptable += 1;
+            return Err(NotifyType::TS_UNACCEPTABLE);
+        }
+        Ok((suite, spi_out, prop.number, l, r))
+    }
+
+    fn handle_auth_response(&mut self, ctx: &mut Ctx<'_>, now: u64, p: &[Payload], kind: Kind) {
+        let Kind::Auth {
+            spi_in,
+            local_ts,
+            remote_ts,
+        } = kind
+        else {
+            return;
+        };
+        let idr = p.iter().find_map(|x| match x {
+            Payload::Idr(i) => Some(i),
+            _ => None,
+        });
+        let auth = p.iter().find_map(|x| match x {
+            Payload::Auth(a) => Some(a),
+            _ => None,
+        });
+        let (Some(idr), Some(auth)) = (idr, auth) else {
+            ctx.child_spis.remove(&spi_in);
+            let e = error_notify(p).map_or(FailReason::InvalidResponse, |e| {
+                if e == NotifyType::AUTHENTICATION_FAILED {
+                    FailReason::AuthenticationFailed
+                } else {
+                    FailReason::PeerError(e.0)
+                }
+            });
+            self.fail(ctx, e);
+            return;
+        };
+        let c = self.conn(ctx);
+        let peer = Identity::from_wire(idr.id_type, &idr.data);
+        let id_ok = match (&c.remote_id, &peer) {
+            (None, _) => true,
+            (Some(w), Some(g)) => w == g,
+            _ => false,
+        };
+        if !id_ok || !self.verify_auth(&c.psk, idr, auth, false) {
+            ctx.counters.auth_failed += 1;
+            ctx.child_spis.remove(&spi_in);
+            self.fail(ctx, FailReason::AuthenticationFailed);
+            return;
+        }
+        self.peer_id = peer;
+        // Our virtual IP from the CP reply.
+        let cp = p.iter().find_map(|x| match x {
+            Payload::Cp(cp) if cp.cfg_type == CfgType::REPLY => Some(cp),
+            _ => None,
+        });
+        if let Some(cp) = cp {
+            for a in &cp.attributes {
+                match (a.attr_type, a.value.as_slice()) {
+                    (CfgAttrType::INTERNAL_IP4_ADDRESS, v) if v.len() == 4 => {
+                        if let Ok(b) = <[u8; 4]>::try_from(v) {
+                            self.vip.get_or_insert(IpAddr::from(b));
+                        }
+                    }
+                    (CfgAttrType::INTERNAL_IP6_ADDRESS, v) if v.len() == 17 => {
+                        if let Some(Ok(b)) = v.get(..16).map(<[u8; 16]>::try_from) {
+                            self.vip.get_or_insert(IpAddr::from(b));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        self.establish(ctx, now);
+        let c = self.conn(ctx);
+        match (sa_payload(p), ts_payloads(p)) {
+            (Some([prop]), Some((tsi, tsr))) => {
+                let accepted = neg::accept_esp(&c.esp_proposals, prop, None);
+                let ts_ok = neg::within(&local_ts, &tsi) && neg::within(&remote_ts, &tsr);
+                match (accepted, ts_ok) {
+                    (Some((suite, spi_out)), true) => {
+                        let Some(keys) = self.keys.as_ref() else {
+                            return;
+                        };
+                        let Some(prf) = self.suite.map(|s| s.prf) else {
+                            return;
+                        };
+                        match ChildKeys::derive(&suite, prf, &keys.sk_d, None, &self.ni, &self.nr) {
+                            Ok(ck) => {
+                                self.add_child(
+                                    ctx, now, suite, spi_in, spi_out, ck, true, tsi, tsr, None,
+                                );
+                            }
+                            Err(_) => {
+                                ctx.child_spis.remove(&spi_in);
+                            }
+                        }
+                    }
+                    _ => {
+                        ctx.counters.invalid_syntax += 1;
+                        ctx.child_spis.remove(&spi_in);
+                        ctx.events.push_back(Event::ChildFailed {
+                            sa: self.id,
+                            reason: FailReason::InvalidResponse,
+                        });
+                    }
+                }
+            }
+            _ => {
+                ctx.child_spis.remove(&spi_in);
+                let reason = error_notify(p)
+                    .map_or(FailReason::InvalidResponse, |e| FailReason::PeerError(e.0));
+                ctx.events.push_back(Event::ChildFailed {
+                    sa: self.id,
+                    reason,
+                });
+            }
+        }
+    }
+
+    // -----------------------------------------------------------------------------
+    // CREATE_CHILD_SA
+    // -----------------------------------------------------------------------------
+
+    pub fn start_create_child(&mut self, ctx: &mut Ctx<'_>, now: u64) -> bool {
+        if self.state != State::Established {
+            return false;
+        }
+        self.queue.push_back(Req::CreateChild);
+        self.kick(ctx, now);
+        true
+    }
+
+    pub fn start_rekey_child(&mut self, ctx: &mut Ctx<'_>, now: u64, child: ChildId) -> bool {
+        if self.state != State::Established {
+            return false;
+        }
+        let Some(c) = self.children.iter_mut().find(|c| c.info.id == child) else {
+            return false;
+        };
+        if c.state != ChildState::Installed {
+            return false;
+        }
+        c.state = ChildState::Rekeying;
+        c.rekey_at = None;
+        self.queue.push_back(Req::RekeyChild(child));
+        self.kick(ctx, now);
+        true
+    }
+
+    pub fn start_rekey_ike(&mut self, ctx: &mut Ctx<'_>, now: u64) -> bool {
+        if self.state != State::Established || self.queue.iter().any(|r| matches!(r, Req::RekeyIke))
+        {
+            return false;
+        }
+        if matches!(
+            self.pending,
+            Some(Pending {
+                kind: Kind::RekeyIke { .. },
+                ..
+            })
+        ) {
+            return false;
+        }
+        self.rekey_at = None;
+        self.queue.push_back(Req::RekeyIke);
+        self.kick(ctx, now);
+        true
+    }
+
+    pub fn start_delete(&mut self, ctx: &mut Ctx<'_>, now: u64) -> bool {
+        match self.state {
+            State::Established | State::Rekeyed => {}
+            State::InitSent | State::AuthSent | State::HalfOpen => {
+                self.fail(ctx, FailReason::Timeout);
+                return true;
+            }
+            _ => return false,
+        }
+        self.state = State::Deleting;
+        self.queue.clear();
+        self.queue.push_back(Req::DeleteIke);
+        self.kick(ctx, now);
+        true
+    }
+
+    pub fn start_dpd(&mut self, ctx: &mut Ctx<'_>, now: u64) -> bool {
+        if self.state != State::Established {
+            return false;
+        }
+        if !self.queue.iter().any(|r| matches!(r, Req::Dpd)) {
+            self.queue.push_back(Req::Dpd);
+        }
+        self.kick(ctx, now);
+        true
+    }
+
+    fn send_child_request(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        now: u64,
+        rekey: Option<ChildId>,
+        local_ts: Vec<Selector>,
+        remote_ts: Vec<Selector>,
+        group: Option<DhGroup>,
+    ) {
+        let c = self.conn(ctx);
+        let spi_in = ctx.new_child_spi();
+        let ni = ctx.nonce();
+        let pfs = group.or_else(|| neg::esp_pfs_group(&c.esp_proposals));
+        let ke = pfs.map(|g| KeyShare::generate(g, ctx.rng));
+        let mut p = Vec::new();
+        if let Some(old) = rekey.and_then(|id| self.children.iter().find(|c| c.info.id == id)) {
+            p.push(Payload::Notify(NotifyRepr {
+                protocol: ProtocolId::ESP,
+                spi: old.info.spi_in.to_be_bytes().to_vec(),
+                notify_type: NotifyType::REKEY_SA,
+                data: Vec::new(),
+            }));
+        }
+        p.push(Payload::Sa(SaRepr {
+            proposals: neg::esp_offer(&c.esp_proposals, spi_in, true, pfs),
+        }));
+        p.push(Payload::Nonce(NonceRepr { nonce: ni.clone() }));
+        if let Some(k) = &ke {
+            p.push(Payload::Ke(KeRepr {
+                group: ke::DhGroup(k.group().number()),
+                data: k.public().to_vec(),
+            }));
+        }
+        p.push(Payload::Tsi(ts_repr(&local_ts)));
+        p.push(Payload::Tsr(ts_repr(&remote_ts)));
+        self.send_request(
+            ctx,
+            now,
+            ExchangeType::CREATE_CHILD_SA,
+            &p,
+            Kind::Child {
+                spi_in,
+                ni,
+                ke,
+                rekey,
+                local_ts,
+                remote_ts,
+            },
+        );
+    }
+
+    fn send_rekey_ike(&mut self, ctx: &mut Ctx<'_>, now: u64, group: Option<DhGroup>) {
+        let Some(suite) = self.suite else { return };
+        let g = group.unwrap_or(suite.dh);
+        let spi = ctx.new_ike_spi();
+        let ni = ctx.nonce();
+        let ke = KeyShare::generate(g, ctx.rng);
+        let p = vec![
+            Payload::Sa(SaRepr {
+                proposals: neg::ike_offer(
+                    &self.conn(ctx).ike_proposals,
+                    &spi.to_be_bytes(),
+                    Some(g),
+                ),
+            }),
+            Payload::Nonce(NonceRepr { nonce: ni.clone() }),
+            Payload::Ke(KeRepr {
+                group: ke::DhGroup(g.number()),
+                data: ke.public().to_vec(),
+            }),
+        ];
+        self.send_request(
+            ctx,
+            now,
+            ExchangeType::CREATE_CHILD_SA,
+            &p,
+            Kind::RekeyIke { spi, ni, ke },
+        );
+    }
+
+    fn min_nonce(a: &[u8], b: &[u8]) -> Vec<u8> {
+        if a <= b {
+            a.to_vec()
+        } else {
+            b.to_vec()
+        }
+    }
+
+    /// Once both our rekey and the peer's rekey of a child completed (a collision,
+    /// RFC 7296 2.8.1), the new SA made by the exchange with the lowest nonce is
+    /// redundant and its initiator deletes it.
+    fn resolve_collision(&mut self, ctx: &mut Ctx<'_>, now: u64, old: ChildId) {
+        let Some(ch) = self.children.iter_mut().find(|c| c.info.id == old) else {
+            return;
+        };
+        let (Some(ours), Some(theirs)) = (ch.ours.take(), ch.theirs.take()) else {
+            return;
+        };
+        if ours.min_nonce < theirs.min_nonce {
+            self.queue.push_back(Req::DeleteChildren(vec![ours.new]));
+        }
+        let _ = theirs.new;
+        self.kick(ctx, now);
+    }
+
+    fn handle_child_response(&mut self, ctx: &mut Ctx<'_>, now: u64, p: &[Payload], kind: Kind) {
+        let Kind::Child {
+            spi_in,
+            ni,
+            ke,
+            rekey,
+            local_ts,
+            remote_ts,
+        } = kind
+        else {
+            return;
+        };
+        let back_to_installed = |sa: &mut IkeSa| {
+            if let Some(c) = rekey.and_then(|id| sa.children.iter_mut().find(|c| c.info.id == id)) {
+                if c.state == ChildState::Rekeying {
+                    c.state = ChildState::Installed;
+                }
+            }
+        };
+        if let Some(e) = error_notify(p) {
+            ctx.child_spis.remove(&spi_in);
+            match e {
+                NotifyType::TEMPORARY_FAILURE => {
+                    // RFC 7296 2.25: try again a little later.
+                    back_to_installed(self);
+                    if let Some(id) = rekey {
+                        if let Some(c) = self.children.iter_mut().find(|c| c.info.id == id) {
+                            c.state = ChildState::Rekeying;
+                        }
+                        self.queue.push_front(Req::RekeyChild(id));
+                    } else {
+                        self.queue.push_front(Req::CreateChild);
+                    }
+                    self.retry_at = Some(now + TEMP_FAILURE_RETRY_MS * NS_PER_MS);
+                }
+                NotifyType::INVALID_KE_PAYLOAD => {
+                    let want = notify(p, NotifyType::INVALID_KE_PAYLOAD)
+                        .and_then(NotifyRepr::requested_group)
+                        .and_then(|g| DhGroup::from_id(crate::ike::wire::sa::TransformId(g.0)));
+                    let offered = want.is_some_and(|w| {
+                        self.conn(ctx)
+                            .esp_proposals
+                            .iter()
+                            .any(|pr| pr.dh.contains(&w))
+                    });
+                    if offered && ke.as_ref().map(KeyShare::group) != want {
+                        self.send_child_request(ctx, now, rekey, local_ts, remote_ts, want);
+                    } else {
+                        back_to_installed(self);
+                        ctx.events.push_back(Event::ChildFailed {
+                            sa: self.id,
+                            reason: FailReason::PeerError(e.0),
+                        });
+                    }
+                }
+                NotifyType::CHILD_SA_NOT_FOUND => {
+                    // The peer no longer has it: remove ours.
+                    if let Some(id) = rekey {
+                        self.remove_children(ctx, &[id]);
+                    }
+                }
+                _ => {
+                    back_to_installed(self);
+                    ctx.events.push_back(Event::ChildFailed {
+                        sa: self.id,
+                        reason: FailReason::PeerError(e.0),
+                    });
+                }
+            }
+            return;
+        }
+        let c = self.conn(ctx);
+        let (Some([prop]), Some(nr), Some((tsi, tsr))) =
+            (sa_payload(p), nonce_payload(p), ts_payloads(p))
+        else {
+            ctx.counters.invalid_syntax += 1;
+            ctx.child_spis.remove(&spi_in);
+            back_to_installed(self);
+            return;
+        };
+        let pfs = ke.as_ref().map(KeyShare::group);
+        let accepted = neg::accept_esp(&c.esp_proposals, prop, pfs);
+        let ts_ok = neg::within(&local_ts, &tsi) && neg::within(&remote_ts, &tsr);
+        let g_ir = match (&ke, ke_payload(p)) {
+            (None, _) => Ok(None),
+            (Some(k), Some(kp)) if dh_from_ke(kp) == Some(k.group()) => k.agree(&kp.data).map(Some),
+            _ => Err(crate::ike::crypto::CryptoError::KeShareInvalid),
+        };
+        let (Some((suite, spi_out)), true, Ok(g_ir)) = (accepted, ts_ok, g_ir) else {
+            ctx.counters.invalid_syntax += 1;
+            ctx.child_spis.remove(&spi_in);
+            back_to_installed(self);
+            ctx.events.push_back(Event::ChildFailed {
+                sa: self.id,
+                reason: FailReason::InvalidResponse,
+            });
+            return;
+        };
+        let (Some(keys), Some(prf)) = (self.keys.as_ref(), self.suite.map(|s| s.prf)) else {
+            return;
+        };
+        let Ok(ck) = ChildKeys::derive(
+            &suite,
+            prf,
+            &keys.sk_d,
+            g_ir.as_ref().map(|g| g.as_bytes()),
+            &ni,
+            nr,
+        ) else {
+            return;
+        };
+        let new = self.add_child(ctx, now, suite, spi_in, spi_out, ck, true, tsi, tsr, rekey);
+        if let Some(old) = rekey {
+            if let Some(ch) = self.children.iter_mut().find(|c| c.info.id == old) {
+                ch.state = ChildState::Replaced;
+                ch.rekey_at = None;
+                ch.ours = Some(RekeyDone {
+                    min_nonce: Self::min_nonce(&ni, nr),
+                    new,
+                });
+                let collided = ch.theirs.is_some();
+                // The initiator of a rekey deletes the old SA (RFC 7296 2.8).
+                self.queue.push_back(Req::DeleteChildren(vec![old]));
+                if collided {
+                    self.resolve_collision(ctx, now, old);
+                }
+            }
+        }
+    }
+
+    fn handle_child_request(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        now: u64,
+        id: u32,
+        local: SocketAddr,
+        remote: SocketAddr,
+        p: &[Payload],
+    ) {
+        let reply = |sa: &mut IkeSa, ctx: &mut Ctx<'_>, n: NotifyType, data: &[u8]| {
+            sa.send_response(
+                ctx,
+                ExchangeType::CREATE_CHILD_SA,
+                id,
+                local,
+                remote,
+                &[Payload::Notify(NotifyRepr::new(n, data))],
+            );
+        };
+        let (Some(props), Some(ni)) = (sa_payload(p), nonce_payload(p)) else {
+            ctx.counters.invalid_syntax += 1;
+            reply(self, ctx, NotifyType::INVALID_SYNTAX, &[]);
+            return;
+        };
+        if self.state != State::Established {
+            reply(self, ctx, NotifyType::TEMPORARY_FAILURE, &[]);
+            return;
+        }
+        if props.iter().any(|pr| pr.protocol == ProtocolId::IKE) {
+            self.handle_rekey_ike_request(ctx, now, id, local, remote, p, props, ni);
+            return;
+        }
+        // A rekey names the child by the sender's inbound SPI: our outbound.
+        let rekey = notify(p, NotifyType::REKEY_SA).map(|n| {
+            <[u8; 4]>::try_from(n.spi.as_slice())
+                .ok()
+                .map(u32::from_be_bytes)
+                .and_then(|spi| self.children.iter().find(|c| c.info.spi_out == spi))
+                .map(|c| (c.info.id, c.state, c.info.clone()))
+        });
+        let old = match rekey {
+            Some(None) => {
+                reply(self, ctx, NotifyType::CHILD_SA_NOT_FOUND, &[]);
+                return;
+            }
+            Some(Some((_, ChildState::Deleting, _))) => {
+                reply(self, ctx, NotifyType::TEMPORARY_FAILURE, &[]);
+                return;
+            }
+            Some(Some((cid, _, info))) => Some((cid, info)),
+            None => None,
+        };
+        let c = self.conn(ctx);
+        let kep = ke_payload(p);
+        let res = self.negotiate_child_responder(
+            ctx,
+            c,
+            props,
+            p,
+            kep.map(|k| k.group.0),
+            false,
+            old.as_ref().map(|(_, i)| i),
+        );
+        let (suite, spi_out, num, l, r) = match res {
+            Ok(x) => x,
+            Err(NotifyType::NO_PROPOSAL_CHOSEN) => {
+                if let (Some(_), Some(g)) = (kep, neg::esp_wanted_group(&c.esp_proposals, props)) {
+                    ctx.counters.no_proposal -= 1;
+                    ctx.counters.invalid_ke_sent += 1;
+                    reply(
+                        self,
+                        ctx,
+                        NotifyType::INVALID_KE_PAYLOAD,
+                        &g.number().to_be_bytes(),
+                    );
+                } else {
+                    reply(self, ctx, NotifyType::NO_PROPOSAL_CHOSEN, &[]);
+                }
+                return;
+            }
+            Err(e) => {
+                reply(self, ctx, e, &[]);
+                return;
+            }
+        };
+        let mine = suite.dh.map(|g| KeyShare::generate(g, ctx.rng));
+        let g_ir = match (&mine, kep) {
+            (None, _) => None,
+            (Some(m), Some(k)) => match m.agree(&k.data) {
+                Ok(s) => Some(s),
+                Err(_) => {
+                    ctx.counters.bad_key_share += 1;
+                    reply(self, ctx, NotifyType::INVALID_SYNTAX, &[]);
+                    return;
+                }
+            },
+            (Some(_), None) => {
+                reply(self, ctx, NotifyType::INVALID_SYNTAX, &[]);
+                return;
+            }
+        };
+        let nr = ctx.nonce();
+        let (Some(keys), Some(prf)) = (self.keys.as_ref(), self.suite.map(|s| s.prf)) else {
+            return;
+        };
+        let Ok(ck) = ChildKeys::derive(
+            &suite,
+            prf,
+            &keys.sk_d,
+            g_ir.as_ref().map(|g| g.as_bytes()),
+            ni,
+            &nr,
+        ) else {
+            return;
+        };
+        let spi_in = ctx.new_child_spi();
+        let mut resp = vec![
+            Payload::Sa(SaRepr {
+                proposals: vec![neg::esp_answer(num, spi_in, &suite)],
+            }),
+            Payload::Nonce(NonceRepr { nonce: nr.clone() }),
+        ];
+        if let Some(m) = &mine {
+            resp.push(Payload::Ke(KeRepr {
+                group: ke::DhGroup(m.group().number()),
+                data: m.public().to_vec(),
+            }));
+        }
+        resp.push(Payload::Tsi(ts_repr(&r)));
+        resp.push(Payload::Tsr(ts_repr(&l)));
+        self.send_response(ctx, ExchangeType::CREATE_CHILD_SA, id, local, remote, &resp);
+        let new = self.add_child(
+            ctx,
+            now,
+            suite,
+            spi_in,
+            spi_out,
+            ck,
+            false,
+            l,
+            r,
+            old.as_ref().map(|(i, _)| *i),
+        );
+        if let Some((old_id, _)) = old {
+            if let Some(ch) = self.children.iter_mut().find(|c| c.info.id == old_id) {
+                // Rekeyed by the peer: it deletes the old one. If we are rekeying it
+                // too, this is a collision, settled when both are done.
+                if ch.state == ChildState::Installed {
+                    ch.state = ChildState::Replaced;
+                    ch.rekey_at = None;
+                }
+                ch.theirs = Some(RekeyDone {
+                    min_nonce: Self::min_nonce(ni, &nr),
+                    new,
+                });
+                if ch.ours.is_some() {
+                    self.resolve_collision(ctx, now, old_id);
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn handle_rekey_ike_request(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        now: u64,
+        id: u32,
+        local: SocketAddr,
+        remote: SocketAddr,
+        p: &[Payload],
+        props: &[Proposal],
+        ni: &[u8],
+    ) {
+        let reply = |sa: &mut IkeSa, ctx: &mut Ctx<'_>, n: NotifyType, data: &[u8]| {
+            sa.send_response(
+                ctx,
+                ExchangeType::CREATE_CHILD_SA,
+                id,
+                local,
+                remote,
+                &[Payload::Notify(NotifyRepr::new(n, data))],
+            );
+        };
+        // Our own IKE rekey is outstanding: a collision. Refuse with
+        // TEMPORARY_FAILURE (RFC 7296 2.25); our rekey goes on and the peer retries
+        // later on the new SA if it still wants to.
+        if matches!(
+            self.pending,
+            Some(Pending {
+                kind: Kind::RekeyIke { .. },
+                ..
+            })
+        ) {
+            reply(self, ctx, NotifyType::TEMPORARY_FAILURE, &[]);
+            return;
+        }
+        // Children in the middle of an exchange would be left behind.
+        if matches!(
+            self.pending,
+            Some(Pending {
+                kind: Kind::Child { .. },
+                ..
+            })
+        ) {
+            reply(self, ctx, NotifyType::TEMPORARY_FAILURE, &[]);
+            return;
+        }
+        let c = self.conn(ctx);
+        let Some(kep) = ke_payload(p) else {
+            reply(self, ctx, NotifyType::INVALID_SYNTAX, &[]);
+            return;
+        };
+        let Some((prop, suite)) = neg::select_ike(&c.ike_proposals, props, Some(kep.group.0))
+        else {
+            ctx.counters.no_proposal += 1;
+            reply(self, ctx, NotifyType::NO_PROPOSAL_CHOSEN, &[]);
+            return;
+        };
+        if dh_from_ke(kep) != Some(suite.dh) {
+            ctx.counters.invalid_ke_sent += 1;
+            reply(
+                self,
+                ctx,
+                NotifyType::INVALID_KE_PAYLOAD,
+                &suite.dh.number().to_be_bytes(),
+            );
+            return;
+        }
+        let Ok(their_spi) = <[u8; 8]>::try_from(prop.spi.as_slice()).map(u64::from_be_bytes) else {
+            reply(self, ctx, NotifyType::INVALID_SYNTAX, &[]);
+            return;
+        };
+        let mine = KeyShare::generate(suite.dh, ctx.rng);
+        let Ok(g_ir) = mine.agree(&kep.data) else {
+            ctx.counters.bad_key_share += 1;
+            reply(self, ctx, NotifyType::INVALID_SYNTAX, &[]);
+            return;
+        };
+        let nr = ctx.nonce();
+        let spi = ctx.new_ike_spi();
+        let (Some(old_suite), Some(keys)) = (self.suite, self.keys.as_ref()) else {
+            return;
+        };
+        let Ok(new_keys) = IkeKeys::derive_rekey(
+            &suite,
+            old_suite.prf,
+            &keys.sk_d,
+            g_ir.as_bytes(),
+            ni,
+            &nr,
+            their_spi,
+            spi,
+        ) else {
+            return;
+        };
+        let Ok((sk_out, sk_in)) = new_keys.responder_sk(&suite) else {
+            return;
+        };
+        let resp = vec![
+            Payload::Sa(SaRepr {
+                proposals: vec![neg::ike_answer(prop.number, &spi.to_be_bytes(), &suite)],
+            }),
+            Payload::Nonce(NonceRepr { nonce: nr.clone() }),
+            Payload::Ke(KeRepr {
+                group: ke::DhGroup(suite.dh.number()),
+                data: mine.public().to_vec(),
+            }),
+        ];
+        self.send_response(ctx, ExchangeType::CREATE_CHILD_SA, id, local, remote, &resp);
+        let mut new = self.successor(
+            ctx, now, spi, false, their_spi, spi, suite, new_keys, sk_out, sk_in, ni, &nr,
+        );
+        new.last_rx = now;
+        ctx.born.push(new);
+        // The peer deletes this SA; wait for it a bounded time.
+        self.expire_at = Some(now + REKEYED_LINGER_NS);
+    }
+
+    /// The IKE SA that replaces this one after a rekey; takes the children.
+    #[allow(clippy::too_many_arguments)]
+    fn successor(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        now: u64,
+        id: SaId,
+        initiator: bool,
+        spi_i: u64,
+        spi_r: u64,
+        suite: IkeSuite,
+        keys: IkeKeys,
+        sk_out: SkKeys,
+        sk_in: SkKeys,
+        ni: &[u8],
+        nr: &[u8],
+    ) -> IkeSa {
+        let mut n = IkeSa::blank(id, self.conn, initiator, self.local, self.remote);
+        n.spi_i = spi_i;
+        n.spi_r = spi_r;
+        n.state = State::Established;
+        n.encap = self.encap;
+        n.suite = Some(suite);
+        n.keys = Some(keys);
+        n.sk_out = Some(sk_out);
+        n.sk_in = Some(sk_in);
+        n.ni = ni.to_vec();
+        n.nr = nr.to_vec();
+        n.peer_id = self.peer_id.clone();
+        n.vip = self.vip;
+        n.vip_leased = self.vip_leased;
+        self.vip_leased = false;
+        n.children = std::mem::take(&mut self.children);
+        // Requests queued for children move along; IKE-level ones stay.
+        n.queue = self
+            .queue
+            .iter()
+            .filter(|r| {
+                matches!(
+                    r,
+                    Req::CreateChild
+                        | Req::RekeyChild(_)
+                        | Req::DeleteChildren(_)
+                        | Req::DeleteSpis(_)
+                )
+            })
+            .cloned()
+            .collect();
+        self.queue.retain(|r| {
+            !matches!(
+                r,
+                Req::CreateChild | Req::RekeyChild(_) | Req::DeleteChildren(_) | Req::DeleteSpis(_)
+            )
+        });
+        let c = &ctx.conns[self.conn];
+        let (lt, dpd) = (c.ike_lifetime, c.dpd);
+        let (rekey, expire) = lifetime_deadlines(ctx, now, &lt);
+        n.rekey_at = rekey;
+        n.expire_at = expire;
+        n.last_rx = now;
+        n.dpd_at = (dpd.interval_s > 0).then(|| now + dpd.interval_s * NS_PER_S);
+        n.up_reported = true;
+        self.state = State::Rekeyed;
+        self.rekey_at = None;
+        self.dpd_at = None;
+        ctx.events.push_back(Event::IkeRekeyed {
+            old: self.id,
+            new: id,
+        });
+        n
+    }
+
+    fn handle_rekey_ike_response(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        now: u64,
+        p: &[Payload],
+        kind: Kind,
+    ) {
+        let Kind::RekeyIke { spi, ni, ke } = kind else {
+            return;
+        };
+        if let Some(e) = error_notify(p) {
+            ctx.born_spis.retain(|s| *s != spi);
+            match e {
+                NotifyType::TEMPORARY_FAILURE => {
+                    let mut b = [0u8; 2];
+                    ctx.rng.fill(&mut b);
+                    let jitter = u64::from(u16::from_be_bytes(b)) % 1000;
+                    self.rekey_at = Some(now + (TEMP_FAILURE_RETRY_MS + jitter) * NS_PER_MS);
+                }
+                NotifyType::INVALID_KE_PAYLOAD => {
+                    let want = notify(p, NotifyType::INVALID_KE_PAYLOAD)
+                        .and_then(NotifyRepr::requested_group)
+                        .and_then(|g| DhGroup::from_id(crate::ike::wire::sa::TransformId(g.0)));
+                    if want.is_some() && want != Some(ke.group()) {
+                        self.send_rekey_ike(ctx, now, want);
+                    }
+                }
+                _ => {}
+            }
+            return;
+        }
+        let (Some([prop]), Some(nr), Some(kp)) = (sa_payload(p), nonce_payload(p), ke_payload(p))
+        else {
+            ctx.counters.invalid_syntax += 1;
+            return;
+        };
+        let Some(suite) = neg::accept_ike(&self.conn(ctx).ike_proposals, prop) else {
+            ctx.counters.invalid_syntax += 1;
+            return;
+        };
+        let Ok(their_spi) = <[u8; 8]>::try_from(prop.spi.as_slice()).map(u64::from_be_bytes) else {
+            ctx.counters.invalid_syntax += 1;
+            return;
+        };
+        if dh_from_ke(kp) != Some(ke.group()) || suite.dh != ke.group() {
+            ctx.counters.invalid_syntax += 1;
+            return;
+        }
+        let Ok(g_ir) = ke.agree(&kp.data) else {
+            ctx.counters.bad_key_share += 1;
+            return;
+        };
+        let (Some(old_suite), Some(keys)) = (self.suite, self.keys.as_ref()) else {
+            return;
+        };
+        let Ok(new_keys) = IkeKeys::derive_rekey(
+            &suite,
+            old_suite.prf,
+            &keys.sk_d,
+            g_ir.as_bytes(),
+            &ni,
+            nr,
+            spi,
+            their_spi,
+        ) else {
+            return;
+        };
+        let Ok((sk_out, sk_in)) = new_keys.initiator_sk(&suite) else {
+            return;
+        };
+        let new = self.successor(
+            ctx, now, spi, true, spi, their_spi, suite, new_keys, sk_out, sk_in, &ni, nr,
+        );
+        ctx.born.push(new);
+        // The rekey's initiator deletes the old IKE SA (RFC 7296 2.18).
+        self.queue.clear();
+        self.queue.push_back(Req::DeleteIke);
+    }
+
+    // -----------------------------------------------------------------------------
+    // INFORMATIONAL
+    // -----------------------------------------------------------------------------
+
+    fn handle_info_request(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        id: u32,
+        local: SocketAddr,
+        remote: SocketAddr,
+        p: &[Payload],
+    ) {
+        let mut resp = Vec::new();
+        let mut delete_ike = false;
+        for d in p.iter().filter_map(|x| match x {
+            Payload::Delete(d) => Some(d),
+            _ => None,
+        }) {
+            match d.protocol {
+                ProtocolId::IKE => delete_ike = true,
+                ProtocolId::ESP => {
+                    let mut ours = Vec::new();
+                    let mut gone = Vec::new();
+                    for spi in d
+                        .spis
+                        .iter()
+                        .filter_map(|s| <[u8; 4]>::try_from(s.as_slice()).ok())
+                    {
+                        let spi = u32::from_be_bytes(spi);
+                        if let Some(c) = self.children.iter().find(|c| c.info.spi_out == spi) {
+                            // RFC 7296 1.4.1: answer with our inbound SPIs, unless
+                            // we are deleting it ourselves right now.
+                            if c.state != ChildState::Deleting {
+                                ours.push(c.info.spi_in.to_be_bytes().to_vec());
+                            }
+                            gone.push(c.info.id);
+                        }
+                    }
+                    self.remove_children(ctx, &gone);
+                    if !ours.is_empty() {
+                        resp.push(Payload::Delete(DeleteRepr {
+                            protocol: ProtocolId::ESP,
+                            spi_size: 4,
+                            num_spis: ours.len() as u16,
+                            spis: ours,
+                        }));
+                    }
+                }
+                _ => {}
+            }
+        }
+        if delete_ike {
+            self.send_response(ctx, ExchangeType::INFORMATIONAL, id, local, remote, &[]);
+            let reason = if self.state == State::Rekeyed {
+                DownReason::Rekeyed
+            } else {
+                DownReason::DeletedByPeer
+            };
+            self.die(ctx, reason);
+            return;
+        }
+        self.send_response(ctx, ExchangeType::INFORMATIONAL, id, local, remote, &resp);
+    }
+
+    fn remove_children(&mut self, ctx: &mut Ctx<'_>, ids: &[ChildId]) {
+        let sa = self.id;
+        self.children.retain(|c| {
+            if !ids.contains(&c.info.id) {
+                return true;
+            }
+            ctx.child_spis.remove(&c.info.spi_in);
+            ctx.counters.child_down += 1;
+            ctx.events.push_back(Event::ChildDown {
+                sa,
+                child: c.info.id,
+                spi_in: c.info.spi_in,
+                spi_out: c.info.spi_out,
+            });
+            false
+        });
+    }
+
+    /// The SA ends: children down, lease released, IkeDown if it was ever up.
+    fn die(&mut self, ctx: &mut Ctx<'_>, reason: DownReason) {
+        let ids: Vec<ChildId> = self.children.iter().map(|c| c.info.id).collect();
+        self.remove_children(ctx, &ids);
+        if let (true, Some(v)) = (self.vip_leased, self.vip) {
+            let who = self
+                .peer_id
+                .as_ref()
+                .map(|i| i.to_string())
+                .unwrap_or_default();
+            ctx.pools.release(&who, v);
+            self.vip_leased = false;
+        }
+        if let Some(Pending {
+            kind: Kind::Auth { spi_in, .. } | Kind::Child { spi_in, .. },
+            ..
+        }) = self.pending.take()
+        {
+            ctx.child_spis.remove(&spi_in);
+        }
+        if self.up_reported || matches!(reason, DownReason::Failed(_)) && self.initiator {
+            ctx.counters.ike_down += 1;
+            ctx.events.push_back(Event::IkeDown {
+                sa: self.id,
+                reason,
+            });
+        }
+        self.state = State::Dead;
+    }
+
+    fn fail(&mut self, ctx: &mut Ctx<'_>, reason: FailReason) {
+        self.die(ctx, DownReason::Failed(reason));
+    }
+
+    // -----------------------------------------------------------------------------
+    // Receiving
+    // -----------------------------------------------------------------------------
+
+    pub fn handle_message(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        now: u64,
+        local: SocketAddr,
+        remote: SocketAddr,
+        h: &HeaderRepr,
+        data: &[u8],
+    ) {
+        if self.state == State::Dead {
+            ctx.counters.ignored += 1;
+            return;
+        }
+        if h.exchange_type == ExchangeType::IKE_SA_INIT {
+            match (self.state, h.response) {
+                (State::InitSent, true) => {
+                    if self.pending.as_ref().is_some_and(|p| p.id == 0) {
+                        self.handle_init_response(ctx, now, h, data);
+                    }
+                }
+                (State::HalfOpen, false) if data == self.init_req.as_slice() => {
+                    ctx.counters.resent_responses += 1;
+                    let d = self.init_resp.clone();
+                    ctx.send(local, remote, d);
+                }
+                _ => ctx.counters.ignored += 1,
+            }
+            return;
+        }
+        let Some(sk_in) = self.sk_in.as_ref() else {
+            ctx.counters.ignored += 1;
+            return;
+        };
+        // The I flag must name the other end (RFC 7296 3.1).
+        if h.initiator == self.initiator {
+            ctx.counters.ignored += 1;
+            return;
+        }
+        if h.response {
+            let expected = self.pending.as_ref().map(|p| p.id);
+            if expected != Some(h.message_id) {
+                ctx.counters.unexpected_response += 1;
+                return;
+            }
+            let Ok(opened) = open_message(sk_in, data) else {
+                ctx.counters.decrypt_failed += 1;
+                return;
+            };
+            let Ok(p) = parse_payloads(opened.first_inner, &opened.plaintext) else {
+                ctx.counters.malformed += 1;
+                return;
+            };
+            self.last_rx = now;
+            let Some(pending) = self.pending.take() else {
+                return;
+            };
+            match pending.kind {
+                k @ Kind::Auth { .. } => {
+                    if self.state == State::AuthSent && h.exchange_type == ExchangeType::IKE_AUTH {
+                        self.handle_auth_response(ctx, now, &p, k);
+                    }
+                }
+                k @ Kind::Child { .. } => self.handle_child_response(ctx, now, &p, k),
+                k @ Kind::RekeyIke { .. } => self.handle_rekey_ike_response(ctx, now, &p, k),
+                Kind::Dpd | Kind::Init => {}
+                Kind::DeleteChildren(ids) => self.remove_children(ctx, &ids),
+                Kind::DeleteIke => {
+                    let reason = if self.state == State::Rekeyed {
+                        DownReason::Rekeyed
+                    } else {
+                        DownReason::Deleted
+                    };
+                    self.die(ctx, reason);
+                    return;
+                }
+            }
+            self.kick(ctx, now);
+            return;
+        }
+        // A request.
+        if h.message_id == self.peer_next_id {
+            let opened = match open_message(sk_in, data) {
+                Ok(o) => o,
+                Err(_) => {
+                    ctx.counters.decrypt_failed += 1;
+                    return;
+                }
+            };
+            self.last_rx = now;
+            let p = match parse_payloads(opened.first_inner, &opened.plaintext) {
+                Ok(p) => p,
+                Err(WireError::UnsupportedCriticalPayload(ty)) => {
+                    ctx.counters.malformed += 1;
+                    self.peer_next_id = self.peer_next_id.wrapping_add(1);
+                    self.send_response(
+                        ctx,
+                        h.exchange_type,
+                        h.message_id,
+                        local,
+                        remote,
+                        &[Payload::Notify(NotifyRepr::unsupported_critical_payload(
+                            ty,
+                        ))],
+                    );
+                    return;
+                }
+                Err(_) => {
+                    ctx.counters.malformed += 1;
+                    return;
+                }
+            };
+            self.peer_next_id = self.peer_next_id.wrapping_add(1);
+            match (h.exchange_type, self.state) {
+                (ExchangeType::IKE_AUTH, State::HalfOpen) => {
+                    self.handle_auth_request(ctx, now, h.message_id, local, remote, &p)
+                }
+                (ExchangeType::CREATE_CHILD_SA, _) => {
+                    self.handle_child_request(ctx, now, h.message_id, local, remote, &p)
+                }
+                (ExchangeType::INFORMATIONAL, _) => {
+                    self.handle_info_request(ctx, h.message_id, local, remote, &p)
+                }
+                _ => {
+                    ctx.counters.ignored += 1;
+                    self.send_response(
+                        ctx,
+                        h.exchange_type,
+                        h.message_id,
+                        local,
+                        remote,
+                        &[Payload::Notify(NotifyRepr::new(
+                            NotifyType::INVALID_SYNTAX,
+                            &[],
+                        ))],
+                    );
+                }
+            }
+            self.kick(ctx, now);
+        } else if self.peer_next_id.wrapping_sub(1) == h.message_id {
+            // A retransmission: resend the cached response once the request proves
+            // it comes from the peer (RFC 7296 2.1).
+            if open_message(sk_in, data).is_err() {
+                ctx.counters.decrypt_failed += 1;
+                return;
+            }
+            if let Some((id, d)) = &self.last_resp {
+                if *id == h.message_id {
+                    ctx.counters.resent_responses += 1;
+                    let d = d.clone();
+                    ctx.send(local, remote, d);
+                }
+            }
+        } else {
+            ctx.counters.msgid_out_of_window += 1;
+        }
+    }
+
+    // -----------------------------------------------------------------------------
+    // Timers
+    // -----------------------------------------------------------------------------
+
+    pub fn handle_timeout(&mut self, ctx: &mut Ctx<'_>, now: u64) {
+        if self.state == State::Dead {
+            return;
+        }
+        if self.half_open_until.is_some_and(|t| t <= now) && self.state == State::HalfOpen {
+            ctx.counters.half_open_expired += 1;
+            self.die(ctx, DownReason::Failed(FailReason::HalfOpenTimeout));
+            return;
+        }
+        let give_up = self
+            .pending
+            .as_ref()
+            .and_then(|p| self.give_up_at(ctx, p.first_sent));
+        if let Some(p) = self.pending.as_mut() {
+            if p.next_at <= now {
+                let c = &ctx.conns[self.conn];
+                let dpd_gone = give_up.is_some_and(|g| now >= g);
+                if p.tries >= c.retransmit.tries || dpd_gone {
+                    let reason = match self.state {
+                        State::InitSent | State::AuthSent => {
+                            DownReason::Failed(FailReason::Timeout)
+                        }
+                        State::Deleting => DownReason::Deleted,
+                        State::Rekeyed => DownReason::Rekeyed,
+                        _ => DownReason::PeerDead,
+                    };
+                    self.die(ctx, reason);
+                    return;
+                }
+                p.tries += 1;
+                p.interval_ms = (p.interval_ms * 2).min(c.retransmit.max_ms);
+                p.next_at = now + p.interval_ms * NS_PER_MS;
+                if let Some(g) = give_up {
+                    p.next_at = p.next_at.min(g);
+                }
+                ctx.counters.retransmits += 1;
+                let (l, r, d) = (p.local, p.remote, p.data.clone());
+                ctx.send(l, r, d);
+            }
+        }
+        if self.expire_at.is_some_and(|t| t <= now) {
+            self.expire_at = None;
+            match self.state {
+                State::Rekeyed => {
+                    self.die(ctx, DownReason::Rekeyed);
+                    return;
+                }
+                State::Deleting => {
+                    self.die(ctx, DownReason::Expired);
+                    return;
+                }
+                _ => {
+                    // Hard lifetime: delete now; if the peer does not answer within
+                    // the retransmissions the SA goes anyway.
+                    self.start_delete(ctx, now);
+                }
+            }
+        }
+        if self.retry_at.is_some_and(|t| t <= now) {
+            self.retry_at = None;
+        }
+        if self.rekey_at.is_some_and(|t| t <= now) {
+            self.rekey_at = None;
+            self.start_rekey_ike(ctx, now);
+        }
+        if let Some(at) = self.dpd_at.filter(|t| *t <= now) {
+            let interval = ctx.conns[self.conn].dpd.interval_s * NS_PER_S;
+            if now.saturating_sub(self.last_rx) >= interval && self.pending.is_none() {
+                self.start_dpd(ctx, now);
+                self.dpd_at = Some(now + interval);
+            } else {
+                self.dpd_at = Some(self.last_rx.max(at) + interval);
+            }
+        }
+        let mut rekey = Vec::new();
+        let mut expire = Vec::new();
+        for c in &mut self.children {
+            if c.rekey_at.is_some_and(|t| t <= now) {
+                c.rekey_at = None;
+                rekey.push(c.info.id);
+            }
+            if c.expire_at.is_some_and(|t| t <= now) {
+                c.expire_at = None;
+                expire.push(c.info.id);
+            }
+        }
+        for id in rekey {
+            self.start_rekey_child(ctx, now, id);
+        }
+        if !expire.is_empty() {
+            // Hard expiry: out of the dataplane now (RFC 7296 2.8), then tell the peer.
+            let spis: Vec<u32> = self
+                .children
+                .iter()
+                .filter(|c| expire.contains(&c.info.id))
+                .map(|c| c.info.spi_in)
+                .collect();
+            self.remove_children(ctx, &expire);
+            if !spis.is_empty() && self.state == State::Established {
+                self.queue.push_back(Req::DeleteSpis(spis));
+            }
+        }
+        self.kick(ctx, now);
+    }
+}

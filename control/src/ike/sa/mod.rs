@@ -1,0 +1,628 @@
+//! The IKE SA state machines, sans-IO (quinn-proto style): no sockets, no clock, no
+//! global randomness. The [`Endpoint`] owns every IKE SA of one process; the caller
+//! feeds it datagrams ([`Endpoint::handle_datagram`]) and the time
+//! ([`Endpoint::handle_timeout`]), gives commands ([`Endpoint::initiate`],
+//! [`Endpoint::rekey_child`], [`Endpoint::rekey_ike`], [`Endpoint::delete`]) and
+//! drains what it wants done: datagrams to send ([`Endpoint::poll_transmit`]), the
+//! next deadline ([`Endpoint::poll_timeout`]) and what happened
+//! ([`Endpoint::poll_event`]: child SAs to install or remove, paths to publish).
+//!
+//! Time is a `u64` of nanoseconds on any monotonic clock the caller chooses.
+//! Datagrams are IKE messages without the RFC 3948 non-ESP marker: the engine strips
+//! it on receipt and adds it when sending to the NAT-T port.
+
+mod ikesa;
+pub mod negotiate;
+pub mod pool;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+
+use super::conn::{Conn, Identity, Selector};
+use super::crypto::random::Random;
+use super::crypto::EspEncr;
+use super::wire::header::{self, HeaderRepr};
+use super::wire::ExchangeType;
+use ikesa::IkeSa;
+use pool::Pools;
+
+/// Our SPI of an IKE SA: the handle by which the caller names it. An IKE SA rekey
+/// makes a new one ([`Event::IkeRekeyed`]).
+pub type SaId = u64;
+
+/// A child SA's handle, unique over the endpoint's life.
+pub type ChildId = u64;
+
+/// Index of a connection in the endpoint's list.
+pub type ConnId = usize;
+
+/// Endpoint-wide settings.
+#[derive(Debug, Clone)]
+pub struct EndpointConfig {
+    /// The IKE port (500) and the NAT-T port (4500): the initiator moves to the
+    /// latter when a NAT is detected or encapsulation is forced (RFC 7296 2.23).
+    pub port: u16,
+    pub port_nat_t: u16,
+    /// Half-open IKE SAs (IKE_SA_INIT answered, IKE_AUTH not yet) from which on the
+    /// responder demands a cookie (RFC 7296 2.6).
+    pub cookie_threshold: usize,
+    /// Half-open IKE SAs beyond which new IKE_SA_INIT requests are dropped even with
+    /// a valid cookie: state kept for unauthenticated peers stays bounded.
+    pub max_half_open: usize,
+    /// IKE SAs in all, beyond which new ones are refused.
+    pub max_ike_sas: usize,
+    /// How long a half-open SA waits for IKE_AUTH before it is dropped.
+    pub half_open_timeout_ms: u64,
+}
+
+impl Default for EndpointConfig {
+    fn default() -> Self {
+        EndpointConfig {
+            port: 500,
+            port_nat_t: 4500,
+            cookie_threshold: 1000,
+            max_half_open: 20_000,
+            max_ike_sas: 200_000,
+            half_open_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// A datagram to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub data: Vec<u8>,
+}
+
+/// A child SA for the dataplane: SPIs, keys (key || salt, as `shared::sa::EspKey`
+/// takes them) and selectors, from this end's point of view.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ChildInfo {
+    pub id: ChildId,
+    pub spi_in: u32,
+    pub spi_out: u32,
+    pub encr: EspEncr,
+    pub esn: bool,
+    pub key_in: Vec<u8>,
+    pub key_out: Vec<u8>,
+    pub local_ts: Vec<Selector>,
+    pub remote_ts: Vec<Selector>,
+    /// The child this one replaces (a rekey): install this one, then remove that one
+    /// when its [`Event::ChildDown`] comes.
+    pub replaces: Option<ChildId>,
+}
+
+impl core::fmt::Debug for ChildInfo {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ChildInfo")
+            .field("id", &self.id)
+            .field("spi_in", &format_args!("{:#010x}", self.spi_in))
+            .field("spi_out", &format_args!("{:#010x}", self.spi_out))
+            .field("encr", &self.encr)
+            .field("esn", &self.esn)
+            .field("local_ts", &self.local_ts)
+            .field("remote_ts", &self.remote_ts)
+            .field("replaces", &self.replaces)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why an IKE SA ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DownReason {
+    /// We deleted it (command or hard lifetime) and the peer confirmed or timed out.
+    Deleted,
+    /// The peer deleted it.
+    DeletedByPeer,
+    /// A request went unanswered through all retransmissions (DPD or any other).
+    PeerDead,
+    /// Replaced by a rekeyed IKE SA.
+    Rekeyed,
+    /// The hard lifetime passed.
+    Expired,
+    /// Setup failed: no proposal chosen, authentication failed, etc.
+    Failed(FailReason),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailReason {
+    NoProposalChosen,
+    AuthenticationFailed,
+    /// The peer answered with an error notification of this type.
+    PeerError(u16),
+    /// The peer's answer broke the protocol (missing payloads, bad key share...).
+    InvalidResponse,
+    /// No answer to IKE_SA_INIT or IKE_AUTH.
+    Timeout,
+    /// Half-open for too long (responder).
+    HalfOpenTimeout,
+}
+
+/// What the caller must act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// An IKE SA is established. `vip` is our virtual IP (client) or the one leased
+    /// to the peer (gateway).
+    IkeUp {
+        sa: SaId,
+        conn: ConnId,
+        initiator: bool,
+        local: SocketAddr,
+        remote: SocketAddr,
+        encap: bool,
+        peer_id: Option<Identity>,
+        vip: Option<IpAddr>,
+    },
+    /// Install a child SA; it follows the path of IKE SA `sa`.
+    ChildUp { sa: SaId, child: ChildInfo },
+    /// Remove a child SA from the dataplane.
+    ChildDown {
+        sa: SaId,
+        child: ChildId,
+        spi_in: u32,
+        spi_out: u32,
+    },
+    /// A child could not be negotiated (the IKE SA stays up).
+    ChildFailed { sa: SaId, reason: FailReason },
+    /// The IKE SA `old` was rekeyed into `new`: its children (and path) now belong to
+    /// `new`.
+    IkeRekeyed { old: SaId, new: SaId },
+    /// The addresses or encapsulation the SA's traffic uses changed.
+    PathChanged {
+        sa: SaId,
+        local: SocketAddr,
+        remote: SocketAddr,
+        encap: bool,
+    },
+    /// The IKE SA is gone; its remaining children were reported down before this.
+    IkeDown { sa: SaId, reason: DownReason },
+}
+
+/// Why a received datagram was dropped or refused: one counter each.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counters {
+    pub rx: u64,
+    pub tx: u64,
+    /// Header or payload chain did not parse.
+    pub malformed: u64,
+    /// Major version other than 2.
+    pub bad_version: u64,
+    /// No IKE SA with that SPI (or the other SPI did not match).
+    pub unknown_spi: u64,
+    /// SK payload failed its integrity check or did not decrypt.
+    pub decrypt_failed: u64,
+    /// A request whose message ID is neither the next nor the last one.
+    pub msgid_out_of_window: u64,
+    /// A response to no outstanding request.
+    pub unexpected_response: u64,
+    /// Retransmitted requests answered from the response cache.
+    pub resent_responses: u64,
+    /// Our requests retransmitted after a timeout.
+    pub retransmits: u64,
+    pub auth_failed: u64,
+    pub no_proposal: u64,
+    pub invalid_ke_sent: u64,
+    pub cookies_sent: u64,
+    /// Requests with a cookie that did not verify.
+    pub cookie_invalid: u64,
+    /// IKE_SA_INIT requests dropped because of the half-open or total SA limits.
+    pub limit_dropped: u64,
+    pub ts_unacceptable: u64,
+    /// Messages that are valid but break the exchange (missing payloads, bad values).
+    pub invalid_syntax: u64,
+    /// A key share that failed the RFC 6989 checks.
+    pub bad_key_share: u64,
+    /// Messages from a peer while the SA was being torn down, or of an exchange
+    /// type we do not handle.
+    pub ignored: u64,
+    pub ike_up: u64,
+    pub ike_down: u64,
+    pub child_up: u64,
+    pub child_down: u64,
+    pub half_open_expired: u64,
+}
+
+/// The state shared by every IKE SA of an endpoint, lent to one SA at a time.
+pub(crate) struct Ctx<'a> {
+    pub cfg: &'a EndpointConfig,
+    pub conns: &'a [Conn],
+    pub rng: &'a mut dyn Random,
+    pub out: &'a mut VecDeque<Transmit>,
+    pub events: &'a mut VecDeque<Event>,
+    pub counters: &'a mut Counters,
+    pub pools: &'a mut Pools,
+    pub child_spis: &'a mut HashSet<u32>,
+    pub next_child: &'a mut ChildId,
+    /// IKE SAs born during the call (an IKE rekey), inserted by the endpoint.
+    pub born: Vec<IkeSa>,
+    /// SPIs taken by IKE SAs, including those born during this call.
+    pub ike_spis: &'a HashMap<SaId, IkeSa>,
+    pub born_spis: Vec<SaId>,
+}
+
+impl Ctx<'_> {
+    pub fn new_child_spi(&mut self) -> u32 {
+        loop {
+            let mut b = [0u8; 4];
+            self.rng.fill(&mut b);
+            let spi = u32::from_be_bytes(b);
+            // SPIs 1..=255 are reserved (RFC 4303 2.1).
+            if spi >= 256 && self.child_spis.insert(spi) {
+                return spi;
+            }
+        }
+    }
+
+    pub fn new_child_id(&mut self) -> ChildId {
+        *self.next_child += 1;
+        *self.next_child
+    }
+
+    pub fn new_ike_spi(&mut self) -> u64 {
+        loop {
+            let mut b = [0u8; 8];
+            self.rng.fill(&mut b);
+            let spi = u64::from_be_bytes(b);
+            if spi != 0 && !self.ike_spis.contains_key(&spi) && !self.born_spis.contains(&spi) {
+                self.born_spis.push(spi);
+                return spi;
+            }
+        }
+    }
+
+    pub fn nonce(&mut self) -> Vec<u8> {
+        let mut n = vec![0u8; 32];
+        self.rng.fill(&mut n);
+        n
+    }
+
+    pub fn send(&mut self, local: SocketAddr, remote: SocketAddr, data: Vec<u8>) {
+        self.counters.tx += 1;
+        self.out.push_back(Transmit {
+            local,
+            remote,
+            data,
+        });
+    }
+}
+
+/// Every IKE SA of one process and what they share.
+pub struct Endpoint {
+    cfg: EndpointConfig,
+    conns: Vec<Conn>,
+    sas: HashMap<SaId, IkeSa>,
+    /// Responder: (peer address, peer's SPI) -> our SPI, to recognise retransmitted
+    /// IKE_SA_INIT requests (RFC 7296 2.1).
+    init_index: HashMap<(SocketAddr, u64), SaId>,
+    rng: Box<dyn Random + Send>,
+    out: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    counters: Counters,
+    pools: Pools,
+    child_spis: HashSet<u32>,
+    next_child: ChildId,
+    timers: BinaryHeap<Reverse<(u64, SaId)>>,
+    cookie_secret: [u8; 32],
+    /// Responder SAs answered in IKE_SA_INIT and not yet authenticated.
+    half_open_n: usize,
+}
+
+impl Endpoint {
+    pub fn new(cfg: EndpointConfig, conns: Vec<Conn>, mut rng: Box<dyn Random + Send>) -> Self {
+        let mut cookie_secret = [0u8; 32];
+        rng.fill(&mut cookie_secret);
+        let mut pools = Pools::default();
+        for c in &conns {
+            for p in &c.pools {
+                pools.add(p);
+            }
+        }
+        Endpoint {
+            cfg,
+            conns,
+            sas: HashMap::new(),
+            init_index: HashMap::new(),
+            rng,
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            counters: Counters::default(),
+            pools,
+            child_spis: HashSet::new(),
+            next_child: 0,
+            timers: BinaryHeap::new(),
+            cookie_secret,
+            half_open_n: 0,
+        }
+    }
+
+    pub fn conns(&self) -> &[Conn] {
+        &self.conns
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// IKE SAs in any state.
+    pub fn sa_count(&self) -> usize {
+        self.sas.len()
+    }
+
+    /// IKE SAs established.
+    pub fn established(&self) -> usize {
+        self.sas.values().filter(|s| s.is_established()).count()
+    }
+
+    /// Half-open IKE SAs we answered as responder.
+    pub fn half_open(&self) -> usize {
+        self.half_open_n
+    }
+
+    /// Addresses leased from the pools.
+    pub fn leased(&self) -> usize {
+        self.pools.leased()
+    }
+
+    /// Child SAs installed, over all IKE SAs.
+    pub fn child_count(&self) -> usize {
+        self.sas.values().map(|s| s.child_count()).sum()
+    }
+
+    /// The established IKE SAs and their children's ids, for inspection.
+    pub fn sa_ids(&self) -> Vec<SaId> {
+        let mut v: Vec<SaId> = self.sas.keys().copied().collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// The children of an IKE SA.
+    pub fn children(&self, sa: SaId) -> Vec<ChildId> {
+        self.sas.get(&sa).map(|s| s.child_ids()).unwrap_or_default()
+    }
+
+    /// Starts an IKE SA for connection `conn` towards its first peer address, from
+    /// `local` (None: the connection's first local address).
+    pub fn initiate(&mut self, now: u64, conn: ConnId, local: Option<SocketAddr>) -> Option<SaId> {
+        let c = self.conns.get(conn)?;
+        let remote = *c.peer_addrs.first()?;
+        let local = local.or_else(|| c.local_addrs.first().copied())?;
+        let (sa, born) = self.with_ctx(None, |ctx| {
+            let spi = ctx.new_ike_spi();
+            IkeSa::initiate(ctx, now, conn, spi, local, remote)
+        });
+        let id = sa.id();
+        self.file(sa, false);
+        for b in born {
+            self.file(b, false);
+        }
+        Some(id)
+    }
+
+    /// Starts a rekey of child `child` of IKE SA `sa`.
+    pub fn rekey_child(&mut self, now: u64, sa: SaId, child: ChildId) -> bool {
+        self.on_sa(sa, |s, ctx| s.start_rekey_child(ctx, now, child))
+            .unwrap_or(false)
+    }
+
+    /// Starts a rekey of the IKE SA.
+    pub fn rekey_ike(&mut self, now: u64, sa: SaId) -> bool {
+        self.on_sa(sa, |s, ctx| s.start_rekey_ike(ctx, now))
+            .unwrap_or(false)
+    }
+
+    /// Negotiates an additional child SA for the connection's selectors.
+    pub fn create_child(&mut self, now: u64, sa: SaId) -> bool {
+        self.on_sa(sa, |s, ctx| s.start_create_child(ctx, now))
+            .unwrap_or(false)
+    }
+
+    /// Deletes the IKE SA and its children (INFORMATIONAL with D).
+    pub fn delete(&mut self, now: u64, sa: SaId) -> bool {
+        self.on_sa(sa, |s, ctx| s.start_delete(ctx, now))
+            .unwrap_or(false)
+    }
+
+    /// Sends a liveness check now.
+    pub fn dpd(&mut self, now: u64, sa: SaId) -> bool {
+        self.on_sa(sa, |s, ctx| s.start_dpd(ctx, now))
+            .unwrap_or(false)
+    }
+
+    /// Tells the SA that ESP arrived from the peer (the dataplane's counters), so
+    /// DPD does not probe a live peer.
+    pub fn note_inbound_traffic(&mut self, now: u64, sa: SaId) {
+        if let Some(s) = self.sas.get_mut(&sa) {
+            s.note_rx(now);
+        }
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// The earliest deadline of any SA. It may be early (a timer that was
+    /// re-armed); calling [`Self::handle_timeout`] then is harmless.
+    pub fn poll_timeout(&mut self) -> Option<u64> {
+        while let Some(Reverse((t, sa))) = self.timers.peek().copied() {
+            match self.sas.get(&sa).and_then(IkeSa::next_timeout) {
+                Some(due) if due == t => return Some(t),
+                _ => {
+                    self.timers.pop();
+                }
+            }
+        }
+        None
+    }
+
+    /// Runs every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: u64) {
+        let mut due = Vec::new();
+        while let Some(Reverse((t, sa))) = self.timers.peek().copied() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            if !due.contains(&sa) {
+                due.push(sa);
+            }
+        }
+        for sa in due {
+            self.on_sa(sa, |s, ctx| {
+                // Its heap entry was consumed: arm again whatever comes next.
+                s.clear_armed();
+                s.handle_timeout(ctx, now)
+            });
+        }
+    }
+
+    /// Processes one received IKE datagram. `local` is the address it arrived on,
+    /// `remote` its source.
+    pub fn handle_datagram(
+        &mut self,
+        now: u64,
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: &[u8],
+    ) {
+        self.counters.rx += 1;
+        let Ok(p) = header::Packet::new_checked(data) else {
+            self.counters.malformed += 1;
+            return;
+        };
+        let Ok(h) = HeaderRepr::parse(&p) else {
+            self.counters.bad_version += 1;
+            return;
+        };
+        let data = p.message();
+        if h.exchange_type == ExchangeType::IKE_SA_INIT && !h.response && h.spi_r == 0 {
+            self.handle_init_request(now, local, remote, &h, data);
+            return;
+        }
+        // The I flag says the sender is the original initiator, so our SPI is the
+        // responder's (RFC 7296 3.1).
+        let ours = if h.initiator { h.spi_r } else { h.spi_i };
+        let Some(sa) = self.sas.get(&ours) else {
+            self.counters.unknown_spi += 1;
+            return;
+        };
+        if !sa.spis_match(&h) {
+            self.counters.unknown_spi += 1;
+            return;
+        }
+        self.on_sa(ours, |s, ctx| {
+            s.handle_message(ctx, now, local, remote, &h, data)
+        });
+    }
+
+    fn handle_init_request(
+        &mut self,
+        now: u64,
+        local: SocketAddr,
+        remote: SocketAddr,
+        h: &HeaderRepr,
+        data: &[u8],
+    ) {
+        if h.spi_i == 0 {
+            self.counters.malformed += 1;
+            return;
+        }
+        if let Some(&ours) = self.init_index.get(&(remote, h.spi_i)) {
+            // A retransmission (or a retry after COOKIE / INVALID_KE, which
+            // carries message ID 0 again): let the half-open SA decide.
+            self.on_sa(ours, |s, ctx| {
+                s.handle_message(ctx, now, local, remote, h, data)
+            });
+            return;
+        }
+        if self.half_open_n >= self.cfg.max_half_open || self.sas.len() >= self.cfg.max_ike_sas {
+            self.counters.limit_dropped += 1;
+            return;
+        }
+        let need_cookie = self.half_open_n >= self.cfg.cookie_threshold;
+        let secret = self.cookie_secret;
+        let (sa, born) = self.with_ctx(None, |ctx| {
+            let spi = ctx.new_ike_spi();
+            IkeSa::respond_init(ctx, now, spi, local, remote, h, data, need_cookie, &secret)
+        });
+        if let Some(sa) = sa {
+            if !sa.is_dead() {
+                self.init_index.insert((remote, h.spi_i), sa.id());
+            }
+            self.file(sa, false);
+        }
+        for b in born {
+            self.file(b, false);
+        }
+    }
+
+    /// Runs `f` with the shared context; returns its result and the IKE SAs born.
+    fn with_ctx<R>(
+        &mut self,
+        taken: Option<SaId>,
+        f: impl FnOnce(&mut Ctx<'_>) -> R,
+    ) -> (R, Vec<IkeSa>) {
+        let mut ctx = Ctx {
+            cfg: &self.cfg,
+            conns: &self.conns,
+            rng: &mut *self.rng,
+            out: &mut self.out,
+            events: &mut self.events,
+            counters: &mut self.counters,
+            pools: &mut self.pools,
+            child_spis: &mut self.child_spis,
+            next_child: &mut self.next_child,
+            born: Vec::new(),
+            ike_spis: &self.sas,
+            born_spis: taken.into_iter().collect(),
+        };
+        let r = f(&mut ctx);
+        (r, ctx.born)
+    }
+
+    /// Runs `f` on SA `sa` with the shared context, then files the SA and any born.
+    fn on_sa<R>(&mut self, sa: SaId, f: impl FnOnce(&mut IkeSa, &mut Ctx<'_>) -> R) -> Option<R> {
+        let mut s = self.sas.remove(&sa)?;
+        let was_half_open = s.is_half_open();
+        let (r, born) = self.with_ctx(Some(sa), |ctx| f(&mut s, ctx));
+        self.file(s, was_half_open);
+        for b in born {
+            self.file(b, false);
+        }
+        Some(r)
+    }
+
+    /// Puts an SA (back) into the map and arms its timer, or forgets it if dead.
+    /// `was_half_open`: the SA counted as half-open before this call.
+    fn file(&mut self, mut s: IkeSa, was_half_open: bool) {
+        let id = s.id();
+        match (was_half_open, s.is_half_open()) {
+            (false, true) => self.half_open_n += 1,
+            (true, false) => self.half_open_n -= 1,
+            _ => {}
+        }
+        if s.is_dead() {
+            // The index outlives the half-open state so a late duplicate of
+            // IKE_SA_INIT finds its SA rather than making a new one.
+            if let Some(k) = s.init_key() {
+                if self.init_index.get(&k) == Some(&id) {
+                    self.init_index.remove(&k);
+                }
+            }
+            s.release(&mut self.child_spis);
+            return;
+        }
+        let due = s.next_timeout();
+        let rearm = due.is_some() && s.take_armed(due);
+        self.sas.insert(id, s);
+        if let (true, Some(t)) = (rearm, due) {
+            self.timers.push(Reverse((t, id)));
+        }
+    }
+}

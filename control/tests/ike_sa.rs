@@ -1,0 +1,1063 @@
+//! The IKE SA state machines driven over in-memory links with a virtual clock: two
+//! endpoints (and spoofing third parties) exchange real, encrypted IKE messages. No
+//! sockets and no sleeps; every run is deterministic for its seed.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+
+use mobiked_control::ike::conn::{Conn, EspProposal, Identity, IkeProposal, PoolConf, Selector};
+use mobiked_control::ike::crypto::random::SeededRandom;
+use mobiked_control::ike::sa::{
+    ChildInfo, DownReason, Endpoint, EndpointConfig, Event, FailReason, Transmit,
+};
+use mobiked_control::ike::wire::header::{self, HeaderRepr};
+use mobiked_control::ike::wire::ExchangeType;
+
+const MS: u64 = 1_000_000;
+const S: u64 = 1_000_000_000;
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn sel(s: &str) -> Selector {
+    Selector::parse(s).unwrap()
+}
+
+/// Which endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    A,
+    B,
+}
+
+struct Flight {
+    at: u64,
+    to: Side,
+    t: Transmit,
+}
+
+type Filter = Box<dyn FnMut(Side, &Transmit, u64) -> bool>;
+type Rewrite = Box<dyn FnMut(Side, &mut Transmit)>;
+
+/// Two endpoints joined by a link with a fixed one-way latency, an optional loss
+/// filter (return false to drop) and an optional rewrite (a NAT).
+struct Net {
+    a: Endpoint,
+    b: Endpoint,
+    a_ips: Vec<IpAddr>,
+    now: u64,
+    latency: u64,
+    flights: Vec<Flight>,
+    filter: Option<Filter>,
+    rewrite: Option<Rewrite>,
+    ev_a: Vec<Event>,
+    ev_b: Vec<Event>,
+    /// Every datagram that went on the link (after the filter), in order.
+    wire: Vec<(Side, Transmit)>,
+}
+
+impl Net {
+    fn new(a: Endpoint, b: Endpoint) -> Self {
+        Net {
+            a,
+            b,
+            a_ips: vec!["10.0.0.1".parse().unwrap()],
+            now: 1_000 * S,
+            latency: 5 * MS,
+            flights: Vec::new(),
+            filter: None,
+            rewrite: None,
+            ev_a: Vec::new(),
+            ev_b: Vec::new(),
+            wire: Vec::new(),
+        }
+    }
+
+    fn ep(&mut self, s: Side) -> &mut Endpoint {
+        match s {
+            Side::A => &mut self.a,
+            Side::B => &mut self.b,
+        }
+    }
+
+    fn collect(&mut self) {
+        for from in [Side::A, Side::B] {
+            while let Some(mut t) = self.ep(from).poll_transmit() {
+                if let Some(f) = self.filter.as_mut() {
+                    if !f(from, &t, self.now) {
+                        continue;
+                    }
+                }
+                if let Some(r) = self.rewrite.as_mut() {
+                    r(from, &mut t);
+                }
+                let to = if self.a_ips.contains(&t.remote.ip()) {
+                    Side::A
+                } else {
+                    Side::B
+                };
+                self.wire.push((from, t.clone()));
+                self.flights.push(Flight {
+                    at: self.now + self.latency,
+                    to,
+                    t,
+                });
+            }
+            while let Some(e) = self.ep(from).poll_event() {
+                match from {
+                    Side::A => self.ev_a.push(e),
+                    Side::B => self.ev_b.push(e),
+                }
+            }
+        }
+    }
+
+    /// Advances to the next delivery or timer, at most until `until`. Returns false
+    /// when nothing is left to do before `until`.
+    fn step(&mut self, until: u64) -> bool {
+        self.collect();
+        let next_flight = self.flights.iter().map(|f| f.at).min();
+        let ta = self.a.poll_timeout();
+        let tb = self.b.poll_timeout();
+        let Some(next) = [next_flight, ta, tb].into_iter().flatten().min() else {
+            return false;
+        };
+        if next > until {
+            self.now = until;
+            return false;
+        }
+        self.now = self.now.max(next);
+        let now = self.now;
+        let (due, rest): (Vec<Flight>, Vec<Flight>) = std::mem::take(&mut self.flights)
+            .into_iter()
+            .partition(|f| f.at <= now);
+        self.flights = rest;
+        for f in due {
+            let local = f.t.remote;
+            let remote = f.t.local;
+            self.ep(f.to).handle_datagram(now, local, remote, &f.t.data);
+        }
+        if ta.is_some_and(|t| t <= now) {
+            self.a.handle_timeout(now);
+        }
+        if tb.is_some_and(|t| t <= now) {
+            self.b.handle_timeout(now);
+        }
+        self.collect();
+        true
+    }
+
+    /// Runs for `d` of virtual time (bounded in steps).
+    fn run_for(&mut self, d: u64) {
+        let until = self.now + d;
+        for _ in 0..1_000_000 {
+            if !self.step(until) {
+                return;
+            }
+        }
+        panic!("run_for: more than a million steps");
+    }
+
+    /// Runs until `pred` holds, at most `d` of virtual time.
+    fn run_until(&mut self, d: u64, mut pred: impl FnMut(&Net) -> bool) -> bool {
+        let until = self.now + d;
+        for _ in 0..1_000_000 {
+            if pred(self) {
+                return true;
+            }
+            if !self.step(until) {
+                return pred(self);
+            }
+        }
+        false
+    }
+}
+
+fn child_ups(ev: &[Event]) -> Vec<ChildInfo> {
+    ev.iter()
+        .filter_map(|e| match e {
+            Event::ChildUp { child, .. } => Some(child.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn downs(ev: &[Event]) -> Vec<u32> {
+    ev.iter()
+        .filter_map(|e| match e {
+            Event::ChildDown { spi_in, .. } => Some(*spi_in),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Children up and not down: the dataplane's view, by inbound SPI.
+fn live(ev: &[Event]) -> Vec<ChildInfo> {
+    let gone: HashSet<u32> = downs(ev).into_iter().collect();
+    child_ups(ev)
+        .into_iter()
+        .filter(|c| !gone.contains(&c.spi_in))
+        .collect()
+}
+
+fn ike_up(ev: &[Event]) -> usize {
+    ev.iter()
+        .filter(|e| matches!(e, Event::IkeUp { .. }))
+        .count()
+}
+
+fn ike_down(ev: &[Event]) -> Vec<DownReason> {
+    ev.iter()
+        .filter_map(|e| match e {
+            Event::IkeDown { reason, .. } => Some(*reason),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The two ends' live children pair up: each one's outbound is the other's inbound,
+/// with the same keys.
+fn assert_paired(a: &[ChildInfo], b: &[ChildInfo]) {
+    assert_eq!(a.len(), b.len(), "live children: a {a:?} b {b:?}");
+    for x in a {
+        let y = b
+            .iter()
+            .find(|y| y.spi_in == x.spi_out)
+            .unwrap_or_else(|| panic!("no peer child for {x:?} in {b:?}"));
+        assert_eq!(y.spi_out, x.spi_in);
+        assert_eq!(y.key_in, x.key_out);
+        assert_eq!(y.key_out, x.key_in);
+        assert_eq!(y.encr, x.encr);
+        assert_eq!(y.esn, x.esn);
+        assert_ne!(x.key_in, x.key_out);
+    }
+}
+
+fn client_conn() -> Conn {
+    let mut c = Conn::new("a", Identity::parse("a.test").unwrap(), b"a shared secret");
+    c.peer_addrs = vec![sa("10.0.0.2:500")];
+    c.local_addrs = vec![sa("10.0.0.1:500")];
+    c.remote_id = Some(Identity::parse("b.test").unwrap());
+    c.local_ts = vec![sel("10.1.0.0/24")];
+    c.remote_ts = vec![sel("10.2.0.0/24")];
+    c.dpd.interval_s = 0;
+    c
+}
+
+fn gateway_conn() -> Conn {
+    let mut c = Conn::new("b", Identity::parse("b.test").unwrap(), b"a shared secret");
+    c.remote_id = None;
+    c.local_ts = vec![sel("10.2.0.0/16")];
+    c.remote_ts = vec![sel("10.1.0.0/16")];
+    c.dpd.interval_s = 0;
+    c
+}
+
+fn endpoints(a: Conn, b: Conn, seed: u64) -> Net {
+    let ea = Endpoint::new(
+        EndpointConfig::default(),
+        vec![a],
+        Box::new(SeededRandom::new(seed)),
+    );
+    let eb = Endpoint::new(
+        EndpointConfig::default(),
+        vec![b],
+        Box::new(SeededRandom::new(seed ^ 0xb0b)),
+    );
+    Net::new(ea, eb)
+}
+
+fn establish(net: &mut Net) -> u64 {
+    let sa_a = net.a.initiate(net.now, 0, None).expect("initiate");
+    assert!(
+        net.run_until(10 * S, |n| ike_up(&n.ev_a) == 1 && ike_up(&n.ev_b) == 1),
+        "not established: a {:?} b {:?} counters a {:?} b {:?}",
+        net.ev_a,
+        net.ev_b,
+        net.a.counters(),
+        net.b.counters()
+    );
+    sa_a
+}
+
+fn exchanges(net: &Net) -> Vec<(Side, u8, bool)> {
+    net.wire
+        .iter()
+        .filter_map(|(s, t)| {
+            let p = header::Packet::new_checked(&t.data[..]).ok()?;
+            let h = HeaderRepr::parse(&p).ok()?;
+            Some((*s, h.exchange_type.0, h.response))
+        })
+        .collect()
+}
+
+#[test]
+fn ike_sa_init_and_auth_make_a_child_both_ends_agree_on() {
+    let mut net = endpoints(client_conn(), gateway_conn(), 1);
+    establish(&mut net);
+    let (a, b) = (live(&net.ev_a), live(&net.ev_b));
+    assert_eq!(a.len(), 1);
+    assert_paired(&a, &b);
+    // Narrowed to the intersection of both ends' selectors.
+    assert_eq!(a[0].local_ts, vec![sel("10.1.0.0/24")]);
+    assert_eq!(a[0].remote_ts, vec![sel("10.2.0.0/24")]);
+    assert_eq!(b[0].local_ts, vec![sel("10.2.0.0/24")]);
+    assert_eq!(b[0].remote_ts, vec![sel("10.1.0.0/24")]);
+    // Two exchanges, four messages, nothing else.
+    assert_eq!(
+        exchanges(&net),
+        vec![
+            (Side::A, ExchangeType::IKE_SA_INIT.0, false),
+            (Side::B, ExchangeType::IKE_SA_INIT.0, true),
+            (Side::A, ExchangeType::IKE_AUTH.0, false),
+            (Side::B, ExchangeType::IKE_AUTH.0, true),
+        ]
+    );
+    // No NAT, nothing forced: IKE stays on port 500.
+    assert!(net.wire.iter().all(|(_, t)| t.remote.port() == 500));
+    match &net.ev_a[0] {
+        Event::IkeUp {
+            encap,
+            peer_id,
+            initiator,
+            ..
+        } => {
+            assert!(!encap);
+            assert!(initiator);
+            assert_eq!(peer_id, &Some(Identity::parse("b.test").unwrap()));
+        }
+        e => panic!("first event {e:?}"),
+    }
+    assert_eq!(net.a.half_open(), 0);
+    assert_eq!(net.b.half_open(), 0);
+}
+
+#[test]
+fn every_ike_suite_and_esp_cipher_negotiates() {
+    let suites = [
+        "aes128gcm16-prfsha256-x25519",
+        "aes256gcm16-prfsha384-ecp384",
+        "aes128gcm16-prfsha512-ecp256",
+        "aes128-sha256-prfsha256-x25519",
+        "aes256-sha384-prfsha384-ecp256",
+        "aes256-sha512-prfsha512-ecp384",
+    ];
+    for (i, s) in suites.iter().enumerate() {
+        for esp in ["aes128gcm16", "aes256gcm16-esn"] {
+            let mut a = client_conn();
+            a.ike_proposals = vec![IkeProposal::parse(s).unwrap()];
+            a.esp_proposals = vec![EspProposal::parse(esp).unwrap()];
+            let mut net = endpoints(a, gateway_conn(), 10 + i as u64);
+            establish(&mut net);
+            let (ca, cb) = (live(&net.ev_a), live(&net.ev_b));
+            assert_paired(&ca, &cb);
+            assert_eq!(ca[0].esn, esp.ends_with("esn"), "{s} {esp}");
+        }
+    }
+}
+
+#[test]
+fn same_seed_same_bytes() {
+    let run = || {
+        let mut net = endpoints(client_conn(), gateway_conn(), 7);
+        establish(&mut net);
+        net.wire
+            .iter()
+            .map(|(_, t)| t.data.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(run(), run());
+}
+
+#[test]
+fn invalid_ke_payload_makes_the_initiator_retry_with_the_wanted_group() {
+    let mut a = client_conn();
+    a.ike_proposals = vec![IkeProposal::parse("aes128gcm16-prfsha256-ecp256-x25519").unwrap()];
+    let mut b = gateway_conn();
+    b.ike_proposals = vec![IkeProposal::parse("aes128gcm16-prfsha256-x25519").unwrap()];
+    let mut net = endpoints(a, b, 2);
+    establish(&mut net);
+    assert_eq!(net.b.counters().invalid_ke_sent, 1);
+    // INIT, INVALID_KE, INIT again, INIT response, AUTH, AUTH response.
+    assert_eq!(exchanges(&net).len(), 6);
+    assert_paired(&live(&net.ev_a), &live(&net.ev_b));
+    // The responder kept no state for the refused attempt.
+    assert_eq!(net.b.sa_count(), 1);
+}
+
+#[test]
+fn no_common_proposal_fails_the_initiator_and_leaves_no_state() {
+    let mut a = client_conn();
+    a.ike_proposals = vec![IkeProposal::parse("aes256gcm16-prfsha512-ecp384").unwrap()];
+    let mut b = gateway_conn();
+    b.ike_proposals = vec![IkeProposal::parse("aes128gcm16-prfsha256-x25519").unwrap()];
+    let mut net = endpoints(a, b, 3);
+    net.a.initiate(net.now, 0, None).unwrap();
+    net.run_for(5 * S);
+    assert_eq!(
+        ike_down(&net.ev_a),
+        vec![DownReason::Failed(FailReason::PeerError(14))]
+    );
+    assert_eq!(net.a.sa_count(), 0);
+    assert_eq!(net.b.sa_count(), 0);
+    assert_eq!(net.b.counters().no_proposal, 1);
+}
+
+#[test]
+fn wrong_psk_fails_authentication_on_both_ends() {
+    let mut a = client_conn();
+    a.psk = b"not the secret".to_vec();
+    let mut net = endpoints(a, gateway_conn(), 4);
+    net.a.initiate(net.now, 0, None).unwrap();
+    net.run_for(5 * S);
+    assert_eq!(
+        ike_down(&net.ev_a),
+        vec![DownReason::Failed(FailReason::AuthenticationFailed)]
+    );
+    assert_eq!(net.b.counters().auth_failed, 1);
+    assert_eq!(ike_up(&net.ev_b), 0);
+    assert!(child_ups(&net.ev_b).is_empty());
+    assert_eq!(net.a.sa_count() + net.b.sa_count(), 0);
+}
+
+#[test]
+fn responder_identity_mismatch_is_refused_by_the_initiator() {
+    let mut a = client_conn();
+    a.remote_id = Some(Identity::parse("someone.else").unwrap());
+    let mut net = endpoints(a, gateway_conn(), 5);
+    net.a.initiate(net.now, 0, None).unwrap();
+    net.run_for(5 * S);
+    assert_eq!(
+        ike_down(&net.ev_a),
+        vec![DownReason::Failed(FailReason::AuthenticationFailed)]
+    );
+}
+
+#[test]
+fn a_nat_is_detected_and_ike_moves_to_port_4500() {
+    let mut net = endpoints(client_conn(), gateway_conn(), 6);
+    // A NAT in front of A: its source becomes 192.0.2.99 with another port, and
+    // answers to that address come back to A.
+    net.a_ips.push("192.0.2.99".parse().unwrap());
+    net.rewrite = Some(Box::new(|from, t| match from {
+        Side::A => {
+            let port = if t.local.port() == 500 { 31000 } else { 31001 };
+            t.local = SocketAddr::new("192.0.2.99".parse().unwrap(), port);
+        }
+        Side::B => {
+            let port = if t.remote.port() == 31000 { 500 } else { 4500 };
+            t.remote = SocketAddr::new("10.0.0.1".parse().unwrap(), port);
+        }
+    }));
+    establish(&mut net);
+    for ev in [&net.ev_a, &net.ev_b] {
+        match &ev[0] {
+            Event::IkeUp { encap, .. } => assert!(*encap, "{ev:?}"),
+            e => panic!("{e:?}"),
+        }
+    }
+    // IKE_AUTH went to 4500.
+    let auth: Vec<_> = net
+        .wire
+        .iter()
+        .filter(|(s, _)| *s == Side::A)
+        .map(|(_, t)| t.remote.port())
+        .collect();
+    assert_eq!(auth, vec![500, 4500]);
+    match &net.ev_b[0] {
+        Event::IkeUp { remote, .. } => assert_eq!(*remote, sa("192.0.2.99:31001")),
+        e => panic!("{e:?}"),
+    }
+}
+
+#[test]
+fn forced_encapsulation_without_nat() {
+    let mut a = client_conn();
+    a.force_encap = true;
+    let mut net = endpoints(a, gateway_conn(), 8);
+    establish(&mut net);
+    for ev in [&net.ev_a, &net.ev_b] {
+        match &ev[0] {
+            Event::IkeUp { encap, local, .. } => {
+                assert!(*encap);
+                assert_eq!(local.port(), 4500);
+            }
+            e => panic!("{e:?}"),
+        }
+    }
+}
+
+#[test]
+fn lost_messages_are_retransmitted_and_responses_resent_from_cache() {
+    let mut net = endpoints(client_conn(), gateway_conn(), 9);
+    // Drop the first IKE_SA_INIT request and the first IKE_AUTH response.
+    let mut seen_init = 0;
+    let mut seen_auth_resp = 0;
+    net.filter = Some(Box::new(move |from, t, _| {
+        let h = HeaderRepr::parse(&header::Packet::new_checked(&t.data[..]).unwrap()).unwrap();
+        if from == Side::A && h.exchange_type == ExchangeType::IKE_SA_INIT {
+            seen_init += 1;
+            return seen_init > 1;
+        }
+        if from == Side::B && h.exchange_type == ExchangeType::IKE_AUTH {
+            seen_auth_resp += 1;
+            return seen_auth_resp > 1;
+        }
+        true
+    }));
+    let t0 = net.now;
+    establish(&mut net);
+    assert_eq!(net.a.counters().retransmits, 2);
+    assert_eq!(net.b.counters().resent_responses, 1);
+    // Two 1 s timeouts (the default first interval) passed.
+    assert!(
+        net.now - t0 >= 2 * S && net.now - t0 < 3 * S,
+        "{}",
+        net.now - t0
+    );
+    assert_paired(&live(&net.ev_a), &live(&net.ev_b));
+    assert_eq!(net.b.sa_count(), 1);
+}
+
+#[test]
+fn an_unanswered_initiation_fails_after_the_retransmission_schedule() {
+    let mut net = endpoints(client_conn(), gateway_conn(), 11);
+    net.filter = Some(Box::new(|from, _, _| from != Side::A));
+    let t0 = net.now;
+    net.a.initiate(net.now, 0, None).unwrap();
+    net.run_for(120 * S);
+    assert_eq!(
+        ike_down(&net.ev_a),
+        vec![DownReason::Failed(FailReason::Timeout)]
+    );
+    // 6 tries: 1 + 2 + 4 + 8 + 16 + 16 s (capped) = 47 s.
+    assert_eq!(net.a.counters().retransmits, 5);
+    let _ = t0;
+    assert_eq!(net.a.sa_count(), 0);
+}
+
+fn rekey_child_from(initiator_side: Side, pfs: bool, seed: u64) {
+    let mut a = client_conn();
+    let mut b = gateway_conn();
+    if pfs {
+        a.esp_proposals = vec![EspProposal::parse("aes128gcm16-x25519").unwrap()];
+        b.esp_proposals = vec![EspProposal::parse("aes128gcm16-ecp256-x25519").unwrap()];
+    }
+    let mut net = endpoints(a, b, seed);
+    let sa_a = establish(&mut net);
+    let old = live(&net.ev_a)[0].clone();
+    let sa_b = net.b.sa_ids()[0];
+    let now = net.now;
+    match initiator_side {
+        Side::A => assert!(net.a.rekey_child(now, sa_a, old.id)),
+        Side::B => {
+            let cid = net.b.children(sa_b)[0];
+            assert!(net.b.rekey_child(now, sa_b, cid));
+        }
+    }
+    net.run_for(5 * S);
+    let (la, lb) = (live(&net.ev_a), live(&net.ev_b));
+    assert_eq!(la.len(), 1, "{:?}", net.ev_a);
+    assert_paired(&la, &lb);
+    assert_ne!(la[0].spi_in, old.spi_in);
+    assert_ne!(la[0].key_in, old.key_in);
+    assert!(downs(&net.ev_a).contains(&old.spi_in));
+    assert_eq!(net.a.child_count(), 1);
+    assert_eq!(net.b.child_count(), 1);
+    let replaced = child_ups(&net.ev_a).last().unwrap().replaces;
+    assert_eq!(replaced, Some(old.id));
+}
+
+#[test]
+fn child_rekey_started_by_the_initiator() {
+    rekey_child_from(Side::A, false, 20);
+}
+
+#[test]
+fn child_rekey_started_by_the_responder() {
+    rekey_child_from(Side::B, false, 21);
+}
+
+#[test]
+fn child_rekey_with_pfs() {
+    rekey_child_from(Side::A, true, 22);
+    rekey_child_from(Side::B, true, 23);
+}
+
+#[test]
+fn an_additional_child_sa() {
+    let mut net = endpoints(client_conn(), gateway_conn(), 24);
+    let sa_a = establish(&mut net);
+    assert!(net.a.create_child(net.now, sa_a));
+    net.run_for(2 * S);
+    let (la, lb) = (live(&net.ev_a), live(&net.ev_b));
+    assert_eq!(la.len(), 2);
+    assert_paired(&la, &lb);
+}
+
+fn rekey_ike_from(side: Side, seed: u64) {
+    let mut a = client_conn();
+    a.dpd.interval_s = 10;
+    let mut b = gateway_conn();
+    b.dpd.interval_s = 10;
+    let mut net = endpoints(a, b, seed);
+    let sa_a = establish(&mut net);
+    let sa_b = net.b.sa_ids()[0];
+    let children_before = live(&net.ev_a);
+    let now = net.now;
+    match side {
+        Side::A => assert!(net.a.rekey_ike(now, sa_a)),
+        Side::B => assert!(net.b.rekey_ike(now, sa_b)),
+    }
+    net.run_for(3 * S);
+    assert_eq!(net.a.sa_count(), 1, "{:?}", net.ev_a);
+    assert_eq!(net.b.sa_count(), 1, "{:?}", net.ev_b);
+    assert_ne!(net.a.sa_ids()[0], sa_a);
+    for ev in [&net.ev_a, &net.ev_b] {
+        assert!(
+            ev.iter().any(|e| matches!(e, Event::IkeRekeyed { .. })),
+            "{ev:?}"
+        );
+        assert_eq!(ike_down(ev), vec![DownReason::Rekeyed]);
+    }
+    // Children unchanged, now under the new IKE SA.
+    assert_eq!(live(&net.ev_a), children_before);
+    assert_eq!(net.a.child_count(), 1);
+    // The new SA works: a child rekey and DPD over it.
+    let new_a = net.a.sa_ids()[0];
+    let cid = net.a.children(new_a)[0];
+    assert!(net.a.rekey_child(net.now, new_a, cid));
+    net.run_for(60 * S);
+    assert_paired(&live(&net.ev_a), &live(&net.ev_b));
+    assert_eq!(net.a.established(), 1);
+    assert_eq!(net.b.established(), 1);
+    assert!(ike_down(&net.ev_a)
+        .iter()
+        .all(|r| *r == DownReason::Rekeyed));
+}
+
+#[test]
+fn ike_rekey_started_by_the_initiator() {
+    rekey_ike_from(Side::A, 30);
+}
+
+#[test]
+fn ike_rekey_started_by_the_responder() {
+    rekey_ike_from(Side::B, 31);
+}
+
+#[test]
+fn simultaneous_child_rekeys_leave_one_pair() {
+    for seed in 40..48 {
+        let mut net = endpoints(client_conn(), gateway_conn(), seed);
+        let sa_a = establish(&mut net);
+        let sa_b = net.b.sa_ids()[0];
+        let ca = net.a.children(sa_a)[0];
+        let cb = net.b.children(sa_b)[0];
+        let now = net.now;
+        assert!(net.a.rekey_child(now, sa_a, ca));
+        assert!(net.b.rekey_child(now, sa_b, cb));
+        net.run_for(10 * S);
+        // Both requests really crossed: each side sent one and answered the other's.
+        let ccs = |side| {
+            exchanges(&net)
+                .into_iter()
+                .filter(|(s, x, r)| *s == side && *x == ExchangeType::CREATE_CHILD_SA.0 && !r)
+                .count()
+        };
+        assert_eq!((ccs(Side::A), ccs(Side::B)), (1, 1), "seed {seed}");
+        assert_eq!(
+            child_ups(&net.ev_a).len(),
+            3,
+            "seed {seed}: the original and two new"
+        );
+        let (la, lb) = (live(&net.ev_a), live(&net.ev_b));
+        assert_eq!(la.len(), 1, "seed {seed}: a {:?}", net.ev_a);
+        assert_paired(&la, &lb);
+        assert_eq!(net.a.child_count(), 1);
+        assert_eq!(net.b.child_count(), 1);
+    }
+}
+
+#[test]
+fn simultaneous_ike_rekeys_converge() {
+    for seed in 50..54 {
+        let mut net = endpoints(client_conn(), gateway_conn(), seed);
+        let sa_a = establish(&mut net);
+        let sa_b = net.b.sa_ids()[0];
+        let now = net.now;
+        assert!(net.a.rekey_ike(now, sa_a));
+        assert!(net.b.rekey_ike(now, sa_b));
+        net.run_for(40 * S);
+        assert_eq!(net.a.sa_count(), 1, "seed {seed}: {:?}", net.ev_a);
+        assert_eq!(net.b.sa_count(), 1, "seed {seed}: {:?}", net.ev_b);
+        assert_eq!(net.a.established(), 1);
+        assert_paired(&live(&net.ev_a), &live(&net.ev_b));
+    }
+}
+
+#[test]
+fn lifetimes_rekey_by_themselves_for_a_virtual_day_without_leaks() {
+    let mut a = client_conn();
+    a.ike_lifetime.rekey_s = 600;
+    a.ike_lifetime.life_s = 700;
+    a.ike_lifetime.jitter_s = 60;
+    a.child_lifetime.rekey_s = 120;
+    a.child_lifetime.life_s = 150;
+    a.child_lifetime.jitter_s = 20;
+    a.dpd.interval_s = 30;
+    let mut b = gateway_conn();
+    b.ike_lifetime = a.ike_lifetime;
+    b.child_lifetime = a.child_lifetime;
+    b.dpd.interval_s = 30;
+    let mut net = endpoints(a, b, 60);
+    establish(&mut net);
+    net.run_for(24 * 3600 * S);
+    assert_eq!(net.a.sa_count(), 1);
+    assert_eq!(net.b.sa_count(), 1);
+    assert_eq!(net.a.established(), 1);
+    let (la, lb) = (live(&net.ev_a), live(&net.ev_b));
+    assert_eq!(la.len(), 1, "{}", la.len());
+    assert_paired(&la, &lb);
+    let rekeys = net
+        .ev_a
+        .iter()
+        .filter(|e| matches!(e, Event::IkeRekeyed { .. }))
+        .count();
+    assert!(rekeys >= 24 * 6 - 1, "IKE rekeys {rekeys}");
+    assert!(
+        child_ups(&net.ev_a).len() > 24 * 30,
+        "children {}",
+        child_ups(&net.ev_a).len()
+    );
+    // No hard expiry ever hit: every child was replaced before it expired.
+    assert!(ike_down(&net.ev_a)
+        .iter()
+        .all(|r| *r == DownReason::Rekeyed));
+}
+
+#[test]
+fn dpd_notices_a_dead_peer_and_cleans_up() {
+    let mut a = client_conn();
+    a.dpd.interval_s = 5;
+    a.dpd.timeout_s = 20;
+    let mut net = endpoints(a, gateway_conn(), 61);
+    establish(&mut net);
+    let dead_at = net.now;
+    net.filter = Some(Box::new(|from, _, _| from != Side::B));
+    net.run_until(60 * S, |n| !ike_down(&n.ev_a).is_empty());
+    assert_eq!(ike_down(&net.ev_a), vec![DownReason::PeerDead]);
+    let took = net.now - dead_at;
+    // Interval 5 s, then at most the 20 s timeout.
+    assert!(took <= 26 * S, "{took}");
+    assert!(live(&net.ev_a).is_empty());
+    assert_eq!(net.a.sa_count(), 0);
+}
+
+#[test]
+fn dpd_does_not_probe_while_esp_arrives() {
+    let mut a = client_conn();
+    a.dpd.interval_s = 5;
+    let mut net = endpoints(a, gateway_conn(), 62);
+    let sa_a = establish(&mut net);
+    let before = net.wire.len();
+    for _ in 0..20 {
+        let now = net.now;
+        net.a.note_inbound_traffic(now, sa_a);
+        net.run_for(S);
+    }
+    assert_eq!(net.wire.len(), before);
+    net.run_for(10 * S);
+    assert!(net.wire.len() >= before + 2);
+}
+
+#[test]
+fn delete_from_either_side_removes_everything() {
+    for side in [Side::A, Side::B] {
+        let mut net = endpoints(client_conn(), gateway_conn(), 63);
+        let sa_a = establish(&mut net);
+        let sa_b = net.b.sa_ids()[0];
+        let now = net.now;
+        match side {
+            Side::A => assert!(net.a.delete(now, sa_a)),
+            Side::B => assert!(net.b.delete(now, sa_b)),
+        }
+        net.run_for(2 * S);
+        assert!(live(&net.ev_a).is_empty());
+        assert!(live(&net.ev_b).is_empty());
+        assert_eq!(net.a.sa_count() + net.b.sa_count(), 0);
+        let (da, db) = (ike_down(&net.ev_a), ike_down(&net.ev_b));
+        let (mine, theirs) = match side {
+            Side::A => (da, db),
+            Side::B => (db, da),
+        };
+        assert_eq!(mine, vec![DownReason::Deleted]);
+        assert_eq!(theirs, vec![DownReason::DeletedByPeer]);
+    }
+}
+
+fn pool_gateway() -> Conn {
+    let mut b = gateway_conn();
+    b.remote_ts = vec![];
+    b.pools = vec![PoolConf {
+        name: "vpn".into(),
+        start: "10.3.0.1".parse().unwrap(),
+        size: 2,
+        dns: vec!["10.3.0.254".parse().unwrap()],
+    }];
+    b
+}
+
+fn vip_client(name: &str) -> Conn {
+    let mut a = client_conn();
+    a.local_id = Identity::parse(name).unwrap();
+    a.local_ts = vec![];
+    a.request_vip4 = true;
+    a
+}
+
+#[test]
+fn a_virtual_ip_from_the_pool_becomes_the_clients_selector() {
+    let mut net = endpoints(vip_client("a.test"), pool_gateway(), 70);
+    establish(&mut net);
+    let vip: IpAddr = "10.3.0.1".parse().unwrap();
+    for ev in [&net.ev_a, &net.ev_b] {
+        match &ev[0] {
+            Event::IkeUp { vip: v, .. } => assert_eq!(*v, Some(vip)),
+            e => panic!("{e:?}"),
+        }
+    }
+    let (la, lb) = (live(&net.ev_a), live(&net.ev_b));
+    assert_paired(&la, &lb);
+    assert_eq!(la[0].local_ts, vec![Selector::host(vip)]);
+    assert_eq!(lb[0].remote_ts, vec![Selector::host(vip)]);
+    assert_eq!(net.b.leased(), 1);
+    let sa_a = net.a.sa_ids()[0];
+    let now = net.now;
+    net.a.delete(now, sa_a);
+    net.run_for(2 * S);
+    assert_eq!(net.b.leased(), 0);
+}
+
+#[test]
+fn the_pool_runs_out_and_says_so() {
+    // Three clients, two addresses: the third gets INTERNAL_ADDRESS_FAILURE and no
+    // child, but its IKE SA stands.
+    let b = pool_gateway();
+    let conns: Vec<Conn> = ["c1.test", "c2.test", "c3.test"]
+        .iter()
+        .map(|n| vip_client(n))
+        .collect();
+    let ea = Endpoint::new(
+        EndpointConfig::default(),
+        conns,
+        Box::new(SeededRandom::new(71)),
+    );
+    let eb = Endpoint::new(
+        EndpointConfig::default(),
+        vec![b],
+        Box::new(SeededRandom::new(72)),
+    );
+    let mut net = Net::new(ea, eb);
+    for i in 0..3 {
+        net.a.initiate(net.now, i, None).unwrap();
+    }
+    net.run_for(5 * S);
+    assert_eq!(ike_up(&net.ev_a), 3);
+    assert_eq!(live(&net.ev_a).len(), 2);
+    assert_eq!(net.b.leased(), 2);
+    let failed: Vec<_> = net
+        .ev_a
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Event::ChildFailed {
+                    reason: FailReason::PeerError(36),
+                    ..
+                }
+            )
+        })
+        .collect();
+    assert_eq!(failed.len(), 1);
+    let vips: HashSet<_> = net
+        .ev_b
+        .iter()
+        .filter_map(|e| match e {
+            Event::IkeUp { vip, .. } => *vip,
+            _ => None,
+        })
+        .collect();
+    assert_eq!(vips.len(), 2);
+}
+
+#[test]
+fn cookies_are_demanded_above_the_threshold_and_honoured() {
+    let ea = Endpoint::new(
+        EndpointConfig::default(),
+        vec![client_conn()],
+        Box::new(SeededRandom::new(80)),
+    );
+    let eb = Endpoint::new(
+        EndpointConfig {
+            cookie_threshold: 0,
+            ..EndpointConfig::default()
+        },
+        vec![gateway_conn()],
+        Box::new(SeededRandom::new(81)),
+    );
+    let mut net = Net::new(ea, eb);
+    establish(&mut net);
+    assert_eq!(net.b.counters().cookies_sent, 1);
+    // INIT, COOKIE, INIT with cookie, response, AUTH, response.
+    assert_eq!(exchanges(&net).len(), 6);
+    assert_paired(&live(&net.ev_a), &live(&net.ev_b));
+}
+
+/// An IKE_SA_INIT request as a spoofing flooder would send it: valid, from a
+/// source address that will never answer.
+fn flood_request(i: u32) -> (SocketAddr, Vec<u8>) {
+    // Build it with a throwaway endpoint so it is a real, well-formed request.
+    let mut c = client_conn();
+    let src = SocketAddr::new(IpAddr::from([198, 18, (i >> 8) as u8, i as u8]), 500);
+    c.local_addrs = vec![src];
+    let mut e = Endpoint::new(
+        EndpointConfig::default(),
+        vec![c],
+        Box::new(SeededRandom::new(1000 + u64::from(i))),
+    );
+    e.initiate(0, 0, None).unwrap();
+    let t = e.poll_transmit().unwrap();
+    (src, t.data)
+}
+
+#[test]
+fn a_spoofed_init_flood_gets_cookies_and_the_real_client_still_connects() {
+    let ea = Endpoint::new(
+        EndpointConfig::default(),
+        vec![client_conn()],
+        Box::new(SeededRandom::new(90)),
+    );
+    let eb = Endpoint::new(
+        EndpointConfig {
+            cookie_threshold: 50,
+            ..EndpointConfig::default()
+        },
+        vec![gateway_conn()],
+        Box::new(SeededRandom::new(91)),
+    );
+    let mut net = Net::new(ea, eb);
+    let gw = sa("10.0.0.2:500");
+    for i in 0..2000 {
+        let (src, data) = flood_request(i);
+        let now = net.now;
+        net.b.handle_datagram(now, gw, src, &data);
+    }
+    // Half-open state stopped at the threshold; the rest got stateless cookies.
+    assert_eq!(net.b.half_open(), 50);
+    assert_eq!(net.b.counters().cookies_sent, 1950);
+    while net.b.poll_transmit().is_some() {}
+    establish(&mut net);
+    assert_paired(&live(&net.ev_a), &live(&net.ev_b));
+    // The half-open ones time out.
+    net.run_for(40 * S);
+    assert_eq!(net.b.half_open(), 0);
+    assert_eq!(net.b.sa_count(), 1);
+    assert_eq!(net.b.counters().half_open_expired, 50);
+}
+
+#[test]
+fn hostile_datagrams_are_counted_and_change_nothing() {
+    let mut net = endpoints(client_conn(), gateway_conn(), 100);
+    let sa_a = establish(&mut net);
+    let before_a = live(&net.ev_a);
+    let gw = sa("10.0.0.2:500");
+    let cl = sa("10.0.0.1:500");
+    // Take a real request from A to tamper with.
+    let now = net.now;
+    net.a.dpd(now, sa_a);
+    let req = net.a.poll_transmit().unwrap();
+    let c0 = net.b.counters();
+    // Garbage and truncations.
+    net.b.handle_datagram(now, gw, cl, &[]);
+    net.b.handle_datagram(now, gw, cl, &[0u8; 27]);
+    for cut in [28, 29, 40, req.data.len() - 1] {
+        net.b.handle_datagram(now, gw, cl, &req.data[..cut]);
+    }
+    // Flipped bits in the ciphertext and in the ICV.
+    for at in [40, req.data.len() - 1] {
+        let mut d = req.data.clone();
+        d[at] ^= 0x40;
+        net.b.handle_datagram(now, gw, cl, &d);
+    }
+    // Unknown SPI.
+    let mut d = req.data.clone();
+    d[0] ^= 1;
+    net.b.handle_datagram(now, gw, cl, &d);
+    // Message ID far out of window.
+    let mut d = req.data.clone();
+    d[20..24].copy_from_slice(&1000u32.to_be_bytes());
+    net.b.handle_datagram(now, gw, cl, &d);
+    // A response nobody asked for.
+    let mut d = req.data.clone();
+    d[19] |= 0x20;
+    net.b.handle_datagram(now, gw, cl, &d);
+    let c1 = net.b.counters();
+    assert!(c1.malformed > c0.malformed, "{c1:?}");
+    assert!(c1.decrypt_failed >= c0.decrypt_failed + 2, "{c1:?}");
+    assert!(c1.unknown_spi > c0.unknown_spi);
+    assert!(c1.msgid_out_of_window > c0.msgid_out_of_window);
+    assert!(c1.unexpected_response > c0.unexpected_response);
+    assert_eq!(c1.tx, c0.tx, "nothing is answered");
+    // The real request still works, and a replay of it gets the cached response.
+    net.b.handle_datagram(now, gw, cl, &req.data);
+    net.b.handle_datagram(now, gw, cl, &req.data);
+    assert_eq!(net.b.counters().resent_responses, c0.resent_responses + 1);
+    net.run_for(2 * S);
+    assert_eq!(live(&net.ev_a), before_a);
+    assert_eq!(net.a.established(), 1);
+    assert_eq!(net.b.established(), 1);
+}
+
+/// A link that corrupts, truncates, duplicates and drops: the SA still comes up
+/// (retransmissions get through) or fails cleanly, never panics, and both ends end
+/// with matching children or none.
+#[test]
+fn a_hostile_link_never_breaks_either_end() {
+    for seed in 0..40u64 {
+        let mut net = endpoints(client_conn(), gateway_conn(), 200 + seed);
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut r2 = rnd;
+        net.rewrite = Some(Box::new(move |_, t| {
+            let r = r2();
+            match r % 8 {
+                0 if !t.data.is_empty() => {
+                    let i = (r >> 8) as usize % t.data.len();
+                    t.data[i] ^= 1 << ((r >> 40) % 8);
+                }
+                1 => {
+                    let n = (r >> 8) as usize % (t.data.len() + 1);
+                    t.data.truncate(n);
+                }
+                _ => {}
+            }
+        }));
+        net.filter = Some(Box::new(move |_, _, _| rnd() % 5 != 0));
+        net.a.initiate(net.now, 0, None).unwrap();
+        net.run_for(120 * S);
+        let up_a = ike_up(&net.ev_a);
+        let (la, lb) = (live(&net.ev_a), live(&net.ev_b));
+        if up_a == 1 && ike_down(&net.ev_a).is_empty() && ike_up(&net.ev_b) == 1 {
+            assert_paired(&la, &lb);
+        } else {
+            assert!(la.len() <= 1 && lb.len() <= 1);
+        }
+    }
+}
