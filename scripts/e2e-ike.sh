@@ -144,6 +144,22 @@ both_up() {
 
 gw_empty() { [ "$(sa_line gw)" = 0 ]; }
 
+# Milliseconds between the client's `running` and `IKE SA up` log lines (its own clock).
+setup_ms() {
+    "$PYTHON" - "$DIR/cl.log" <<'PY'
+import datetime, re, sys
+t = {}
+for line in open(sys.argv[1], errors="replace"):
+    m = re.match(r"(\S+Z) .*ike_run: (running|IKE SA up)", line)
+    if m and m.group(2) not in t:
+        t[m.group(2)] = datetime.datetime.fromisoformat(m.group(1).replace("Z", "+00:00"))
+if len(t) == 2:
+    print(round((t["IKE SA up"] - t["running"]).total_seconds() * 1000, 1))
+else:
+    print("?")
+PY
+}
+
 netns_add cl || exit 2
 NSC="$NETNS_NS"
 netns_add gw || exit 2
@@ -168,7 +184,7 @@ if netns_wait 10 both_up; then
     read -r _ C_IN C_OUT VIP <<<"$(sa_line cl)"
     read -r _ G_IN G_OUT G_VIP <<<"$(sa_line gw)"
     if [ "$C_IN" = "$G_OUT" ] && [ "$C_OUT" = "$G_IN" ] && [ "$VIP" = "$G_VIP" ] && [ "$VIP" != - ]; then
-        report PASS up "tunnel up $(((T1 - T0) / 1000)) ms after the client started; SPIs in $C_IN out $C_OUT; vip $VIP"
+        report PASS up "IKE SA + child up $(setup_ms) ms after the client's start (its log), $(((T1 - T0) / 1000)) ms as polled; SPIs in $C_IN out $C_OUT; vip $VIP"
     else
         report FAIL up "mismatch: client in $C_IN out $C_OUT vip $VIP; gateway in $G_IN out $G_OUT vip $G_VIP"
         dump_logs
