@@ -134,60 +134,100 @@ fn spawn(name: &'static str, role: &str, cfg: &Path, log: &Path) -> (&'static st
     (name, child)
 }
 
+/// A gateway and a client process on addresses of their own.
+struct Pair {
+    dir: PathBuf,
+    gw_ip: String,
+    cl_ip: String,
+    gw_sock: PathBuf,
+    cl_sock: PathBuf,
+    gw_cfg: PathBuf,
+    cl_cfg: PathBuf,
+    gw_log: PathBuf,
+    cl_log: PathBuf,
+}
+
+impl Pair {
+    /// Writes and checks both configurations. `index` keeps the addresses of the tests
+    /// of one run apart; `client_extra` is added to the client's connection.
+    fn new(index: u32, instances: usize, client_extra: &str) -> Pair {
+        let pid = std::process::id();
+        // Addresses of our own in 127/8, so parallel runs and other daemons do not collide.
+        let (x, y) = (10 + pid % 200, (pid / 200) % 200 + 1 + index * 50 % 250);
+        let gw_ip = format!("127.{x}.{y}.1");
+        let cl_ip = format!("127.{x}.{y}.2");
+        let dir = std::env::temp_dir().join(format!("mobiked-ike-loopback-{pid}-{index}"));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let gw_sock = dir.join("gw.sock");
+        let cl_sock = dir.join("cl.sock");
+        let psk = "0x6d6f62696b65642d6c61622d70736b2d2d6e6f742d666f722d616e792d757365";
+        let gw_cfg = dir.join("gw.yaml");
+        let cl_cfg = dir.join("cl.yaml");
+        fs::write(
+            &gw_cfg,
+            config(
+                &gw_ip,
+                &gw_sock,
+                &format!(
+                    "pools:\n  - name: vpn4\n    addrs: 10.3.0.0/24\n\
+                     connections:\n  - name: rw\n    local_id: gw.mobiked.test\n    remote_id: \"%any\"\n\
+                     \x20   psk: {psk}\n    local_ts: [10.1.0.0/24]\n    remote_ts: [10.3.0.0/24]\n    pools: [vpn4]\n"
+                ),
+            ),
+        )
+        .unwrap();
+        fs::write(
+            &cl_cfg,
+            config(
+                &cl_ip,
+                &cl_sock,
+                &format!(
+                    "connections:\n  - name: home\n    peeraddr: \"{gw_ip}:{IKE_PORT}\"\n\
+                     \x20   local_id: client-%n@mobiked.test\n    remote_id: gw.mobiked.test\n\
+                     \x20   psk: {psk}\n    vips: [0.0.0.0]\n    remote_ts: [10.1.0.0/24]\n\
+                     \x20   instances: {instances}\n{client_extra}"
+                ),
+            ),
+        )
+        .unwrap();
+        for cfg in [&gw_cfg, &cl_cfg] {
+            let out = Command::new(BIN).arg("check").arg(cfg).output().unwrap();
+            assert!(
+                out.status.success(),
+                "{} does not validate: {}",
+                cfg.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Pair {
+            gw_log: dir.join("gw.log"),
+            cl_log: dir.join("cl.log"),
+            dir,
+            gw_ip,
+            cl_ip,
+            gw_sock,
+            cl_sock,
+            gw_cfg,
+            cl_cfg,
+        }
+    }
+}
+
 #[test]
 fn client_and_gateway_agree_on_sas_and_clean_up() {
-    let pid = std::process::id();
-    // Addresses of our own in 127/8, so parallel runs and other daemons do not collide.
-    let (x, y) = (10 + pid % 200, (pid / 200) % 250 + 1);
-    let gw_ip = format!("127.{x}.{y}.1");
-    let cl_ip = format!("127.{x}.{y}.2");
-    let dir = std::env::temp_dir().join(format!("mobiked-ike-loopback-{pid}"));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    let gw_sock = dir.join("gw.sock");
-    let cl_sock = dir.join("cl.sock");
-    let psk = "0x6d6f62696b65642d6c61622d70736b2d2d6e6f742d666f722d616e792d757365";
-    let gw_cfg = dir.join("gw.yaml");
-    let cl_cfg = dir.join("cl.yaml");
-    fs::write(
-        &gw_cfg,
-        config(
-            &gw_ip,
-            &gw_sock,
-            &format!(
-                "pools:\n  - name: vpn4\n    addrs: 10.3.0.0/24\n\
-                 connections:\n  - name: rw\n    local_id: gw.mobiked.test\n    remote_id: \"%any\"\n\
-                 \x20   psk: {psk}\n    local_ts: [10.1.0.0/24]\n    remote_ts: [10.3.0.0/24]\n    pools: [vpn4]\n"
-            ),
-        ),
-    )
-    .unwrap();
-    fs::write(
-        &cl_cfg,
-        config(
-            &cl_ip,
-            &cl_sock,
-            &format!(
-                "connections:\n  - name: home\n    peeraddr: \"{gw_ip}:{IKE_PORT}\"\n\
-                 \x20   local_id: client-%n@mobiked.test\n    remote_id: gw.mobiked.test\n\
-                 \x20   psk: {psk}\n    vips: [0.0.0.0]\n    remote_ts: [10.1.0.0/24]\n\
-                 \x20   instances: {INSTANCES}\n"
-            ),
-        ),
-    )
-    .unwrap();
-    for cfg in [&gw_cfg, &cl_cfg] {
-        let out = Command::new(BIN).arg("check").arg(cfg).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{} does not validate: {}",
-            cfg.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    let gw_log = dir.join("gw.log");
-    let cl_log = dir.join("cl.log");
+    let pair = Pair::new(0, INSTANCES, "");
+    let Pair {
+        dir,
+        gw_ip,
+        cl_ip,
+        gw_sock,
+        cl_sock,
+        gw_cfg,
+        cl_cfg,
+        gw_log,
+        cl_log,
+    } = &pair;
     let logs = [gw_log.as_path(), cl_log.as_path()];
     let mut procs = Procs(Vec::new());
     procs.0.push(spawn("gw", "gateway", &gw_cfg, &gw_log));
@@ -262,4 +302,79 @@ fn client_and_gateway_agree_on_sas_and_clean_up() {
         assert!(!text.contains("install failed"), "{name} log:\n{text}");
     }
     let _ = fs::remove_dir_all(PathBuf::from(&dir));
+}
+
+/// The SPIs of the only IKE SA and its only child: (IKE SPI, child spi_in, spi_out).
+fn only_sa(v: &[Value]) -> Option<(String, String, String)> {
+    let [s] = v else { return None };
+    let [c] = s["children"].as_array()?.as_slice() else {
+        return None;
+    };
+    Some((
+        s["spi"].as_str()?.to_string(),
+        c["spi_in"].as_str()?.to_string(),
+        c["spi_out"].as_str()?.to_string(),
+    ))
+}
+
+#[test]
+fn rekeys_keep_both_ends_in_step() {
+    // Child SA rekeyed every 2 s, IKE SA every 3 s: within a few seconds both have been
+    // replaced on both ends, and the tables hold exactly the new SAs.
+    let pair = Pair::new(
+        1,
+        1,
+        "    rekey_time: 3s\n    over_time: 2s\n    rand_time: 0s\n\
+         \x20   children: { rekey_time: 2s, life_time: 4s, rand_time: 0s }\n",
+    );
+    let logs = [pair.gw_log.as_path(), pair.cl_log.as_path()];
+    let mut procs = Procs(Vec::new());
+    procs
+        .0
+        .push(spawn("gw", "gateway", &pair.gw_cfg, &pair.gw_log));
+    wait_sas(&pair.gw_sock, Duration::from_secs(10), &logs, |v| {
+        v.is_empty()
+    });
+    procs
+        .0
+        .push(spawn("cl", "client", &pair.cl_cfg, &pair.cl_log));
+    let first = wait_sas(&pair.cl_sock, Duration::from_secs(20), &logs, |v| {
+        only_sa(v).is_some()
+    });
+    let (ike0, in0, _) = only_sa(&first).unwrap();
+    // Both replaced, and the gateway mirrors the client's current child.
+    wait_sas(&pair.cl_sock, Duration::from_secs(15), &logs, |v| {
+        let Some((ike, spi_in, spi_out)) = only_sa(v) else {
+            return false;
+        };
+        if ike == ike0 || spi_in == in0 {
+            return false;
+        }
+        sas(&pair.gw_sock)
+            .as_deref()
+            .and_then(only_sa)
+            .is_some_and(|(_, g_in, g_out)| g_in == spi_out && g_out == spi_in)
+    });
+    sigterm(procs.get("cl"));
+    wait_exit(procs.get("cl"), Duration::from_secs(10)).expect("client exits");
+    wait_sas(&pair.gw_sock, Duration::from_secs(5), &logs, |v| {
+        v.is_empty()
+    });
+    sigterm(procs.get("gw"));
+    wait_exit(procs.get("gw"), Duration::from_secs(10)).expect("gateway exits");
+    for log in logs {
+        let text = fs::read_to_string(log).unwrap();
+        assert!(
+            text.contains("IKE SA rekeyed"),
+            "{}:\n{text}",
+            log.display()
+        );
+        assert!(text.contains("rekey_of=Some"), "{}:\n{text}", log.display());
+        assert!(
+            !text.contains("install failed"),
+            "{}:\n{text}",
+            log.display()
+        );
+    }
+    let _ = fs::remove_dir_all(&pair.dir);
 }
