@@ -230,17 +230,17 @@ fn client_and_gateway_agree_on_sas_and_clean_up() {
     } = &pair;
     let logs = [gw_log.as_path(), cl_log.as_path()];
     let mut procs = Procs(Vec::new());
-    procs.0.push(spawn("gw", "gateway", &gw_cfg, &gw_log));
+    procs.0.push(spawn("gw", "gateway", gw_cfg, gw_log));
     // The gateway must be answering before the client's first IKE_SA_INIT is worth
     // measuring; the client retransmits anyway.
-    wait_sas(&gw_sock, Duration::from_secs(10), &logs, |v| v.is_empty());
+    wait_sas(gw_sock, Duration::from_secs(10), &logs, |v| v.is_empty());
     let t0 = Instant::now();
-    procs.0.push(spawn("cl", "client", &cl_cfg, &cl_log));
-    let cl = wait_sas(&cl_sock, Duration::from_secs(20), &logs, |v| {
+    procs.0.push(spawn("cl", "client", cl_cfg, cl_log));
+    let cl = wait_sas(cl_sock, Duration::from_secs(20), &logs, |v| {
         all_up(v, INSTANCES)
     });
     let up = t0.elapsed();
-    let gw = wait_sas(&gw_sock, Duration::from_secs(5), &logs, |v| {
+    let gw = wait_sas(gw_sock, Duration::from_secs(5), &logs, |v| {
         all_up(v, INSTANCES)
     });
     eprintln!("{INSTANCES} tunnels up {up:?} after the client started");
@@ -280,13 +280,13 @@ fn client_and_gateway_agree_on_sas_and_clean_up() {
     sigterm(procs.get("cl"));
     let st = wait_exit(procs.get("cl"), Duration::from_secs(10)).expect("client exits");
     assert!(st.success(), "client exit status {st}");
-    wait_sas(&gw_sock, Duration::from_secs(5), &logs, |v| v.is_empty());
+    wait_sas(gw_sock, Duration::from_secs(5), &logs, |v| v.is_empty());
     sigterm(procs.get("gw"));
     let st = wait_exit(procs.get("gw"), Duration::from_secs(10)).expect("gateway exits");
     assert!(st.success(), "gateway exit status {st}");
 
-    let cl_text = fs::read_to_string(&cl_log).unwrap();
-    let gw_text = fs::read_to_string(&gw_log).unwrap();
+    let cl_text = fs::read_to_string(cl_log).unwrap();
+    let gw_text = fs::read_to_string(gw_log).unwrap();
     for (name, text) in [("client", &cl_text), ("gateway", &gw_text)] {
         assert_eq!(
             text.matches("IKE SA up").count(),
@@ -301,7 +301,7 @@ fn client_and_gateway_agree_on_sas_and_clean_up() {
         assert!(text.contains("IKE counters"), "{name} log:\n{text}");
         assert!(!text.contains("install failed"), "{name} log:\n{text}");
     }
-    let _ = fs::remove_dir_all(PathBuf::from(&dir));
+    let _ = fs::remove_dir_all(dir);
 }
 
 /// The SPIs of the only IKE SA and its only child: (IKE SPI, child spi_in, spi_out).
