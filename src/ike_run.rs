@@ -51,6 +51,8 @@ const SHUTDOWN_NS: u64 = 2_000_000_000;
 /// Largest IKE datagram read (RFC 7296 2: at least 1280 must be accepted; 64 KiB is
 /// the UDP limit).
 const MAX_DATAGRAM: usize = 65_535;
+/// IKE messages held for the dataplane's inject channels before new ones are dropped.
+const INJECT_BACKLOG_MAX: usize = 8192;
 
 #[derive(clap::Args)]
 pub struct IkeArgs {
@@ -276,6 +278,7 @@ pub fn main(args: &IkeArgs, role: Role) -> Result<(), String> {
         fabric: fabric.clone(),
         port_nat_t: cfg.ike.port_nat_t,
         scratch: PacketBuf::new(),
+        backlog: VecDeque::new(),
         inject_dropped: 0,
         send_failed: 0,
     };
@@ -315,9 +318,10 @@ pub fn main(args: &IkeArgs, role: Role) -> Result<(), String> {
         if let (Some(c), None) = (client.as_mut(), stopping_since) {
             c.start_due(&mut ep, now);
         }
+        io.flush_inject();
         while let Some(t) = ep.poll_transmit() {
             let tag = installer.path_between(t.local, t.remote).unwrap_or(0);
-            io.send(&t, tag);
+            io.send(t, tag);
         }
         while let Some(ev) = ep.poll_event() {
             log_event(&ev, &names, &installer);
@@ -430,6 +434,9 @@ struct Io {
     fabric: Arc<Fabric>,
     port_nat_t: u16,
     scratch: PacketBuf,
+    /// IKE messages for the NAT-T port waiting for room in a worker's inject channel,
+    /// in order (a burst of IKE_AUTH exchanges can outrun one worker's burst).
+    backlog: VecDeque<(Transmit, u32)>,
     inject_dropped: u64,
     send_failed: u64,
 }
@@ -481,35 +488,58 @@ impl Io {
 
     /// Sends on the IKE port's socket, or through the dataplane on the NAT-T port with
     /// the non-ESP marker (RFC 3948 2.2). `tag`: the path whose link header to use.
-    fn send(&mut self, t: &Transmit, tag: u32) {
+    fn send(&mut self, t: Transmit, tag: u32) {
         if t.local.port() == self.port_nat_t {
-            let workers = self.fabric.inject.len().max(1);
-            let Some(ch) = self.fabric.inject.get(tag as usize % workers) else {
-                self.inject_dropped += 1;
-                return;
-            };
-            let b = &mut self.scratch;
-            if !b.fill(&NON_ESP_MARKER) {
+            if self.backlog.len() >= INJECT_BACKLOG_MAX {
+                // The retransmission timers recover what is dropped here.
                 self.inject_dropped += 1;
                 return;
             }
-            match b.push_back(t.data.len()) {
-                Some(room) => room.copy_from_slice(&t.data),
-                None => {
-                    self.inject_dropped += 1;
-                    b.reset();
-                    return;
-                }
+            self.backlog.push_back((t, tag));
+            self.flush_inject();
+            return;
+        }
+        self.send_socket(&t);
+    }
+
+    /// Moves queued NAT-T messages into the workers' inject channels while there is
+    /// room.
+    fn flush_inject(&mut self) {
+        let workers = self.fabric.inject.len().max(1);
+        while let Some((t, tag)) = self.backlog.front() {
+            let Some(ch) = self.fabric.inject.get(*tag as usize % workers) else {
+                self.inject_dropped += 1;
+                self.backlog.pop_front();
+                continue;
+            };
+            let b = &mut self.scratch;
+            let fits = b.fill(&NON_ESP_MARKER)
+                && match b.push_back(t.data.len()) {
+                    Some(room) => {
+                        room.copy_from_slice(&t.data);
+                        true
+                    }
+                    None => false,
+                };
+            if !fits {
+                self.inject_dropped += 1;
+                b.reset();
+                self.backlog.pop_front();
+                continue;
             }
             b.meta.src = t.local;
             b.meta.dst = t.remote;
-            b.meta.tag = tag;
+            b.meta.tag = *tag;
             if !ch.send_swap(b) {
-                self.inject_dropped += 1;
+                // Full: the worker drains it in its next burst; try again next turn.
                 b.reset();
+                return;
             }
-            return;
+            self.backlog.pop_front();
         }
+    }
+
+    fn send_socket(&mut self, t: &Transmit) {
         let sock = self
             .sockets
             .iter()
