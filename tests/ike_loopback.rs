@@ -153,7 +153,7 @@ impl Pair {
     fn new(index: u32, instances: usize, client_extra: &str) -> Pair {
         let pid = std::process::id();
         // Addresses of our own in 127/8, so parallel runs and other daemons do not collide.
-        let (x, y) = (10 + pid % 200, (pid / 200) % 200 + 1 + index * 50 % 250);
+        let (x, y) = (10 + pid % 200, (pid / 200) % 100 + 1 + index % 2 * 100);
         let gw_ip = format!("127.{x}.{y}.1");
         let cl_ip = format!("127.{x}.{y}.2");
         let dir = std::env::temp_dir().join(format!("mobiked-ike-loopback-{pid}-{index}"));
