@@ -29,7 +29,7 @@ impl SharedSecret {
 
 impl Drop for SharedSecret {
     fn drop(&mut self) {
-        self.0.iter_mut().for_each(|b| *b = 0);
+        zeroize::Zeroize::zeroize(&mut self.0);
     }
 }
 
@@ -63,7 +63,7 @@ impl KeyShare {
         loop {
             rng.fill(&mut b);
             if let Ok(k) = KeyShare::from_private(group, &b) {
-                b.iter_mut().for_each(|x| *x = 0);
+                zeroize::Zeroize::zeroize(&mut b);
                 return k;
             }
         }

@@ -11,21 +11,30 @@ impl Integ {
         }
     }
 
-    /// The truncated ICV over data[0] | data[1] | ...
-    pub fn compute(self, key: &[u8], data: &[&[u8]]) -> Vec<u8> {
-        let k = ring::hmac::Key::new(self.algorithm(), key);
-        let mut ctx = ring::hmac::Context::with_key(&k);
+    /// The HMAC key, expanded once for an SA's lifetime.
+    pub(super) fn expand(self, key: &[u8]) -> ring::hmac::Key {
+        ring::hmac::Key::new(self.algorithm(), key)
+    }
+
+    /// The full HMAC over data[0] | data[1] | ...; callers keep the first
+    /// [`Integ::icv_len`] octets.
+    pub(super) fn tag(key: &ring::hmac::Key, data: &[&[u8]]) -> ring::hmac::Tag {
+        let mut ctx = ring::hmac::Context::with_key(key);
         for d in data {
             ctx.update(d);
         }
-        let mut t = ctx.sign().as_ref().to_vec();
-        t.truncate(self.icv_len());
-        t
+        ctx.sign()
+    }
+
+    /// The truncated ICV over data[0] | data[1] | ...
+    pub fn compute(self, key: &[u8], data: &[&[u8]]) -> Vec<u8> {
+        let t = Self::tag(&self.expand(key), data);
+        t.as_ref()[..self.icv_len()].to_vec()
     }
 
     /// Checks `icv` in constant time.
     pub fn verify(self, key: &[u8], data: &[&[u8]], icv: &[u8]) -> bool {
-        let want = self.compute(key, data);
-        super::ct_eq(&want, icv)
+        let t = Self::tag(&self.expand(key), data);
+        super::ct_eq(&t.as_ref()[..self.icv_len()], icv)
     }
 }

@@ -32,7 +32,7 @@ impl Drop for IkeKeys {
             &mut self.sk_pi,
             &mut self.sk_pr,
         ] {
-            k.iter_mut().for_each(|b| *b = 0);
+            zeroize::Zeroize::zeroize(k);
         }
     }
 }

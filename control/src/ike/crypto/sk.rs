@@ -6,22 +6,82 @@ use super::{CryptoError, Encr, Integ};
 use crate::ike::wire::header::{self, HeaderRepr, HEADER_LEN};
 use crate::ike::wire::{PayloadIter, PayloadType};
 use cbc::cipher::block_padding::NoPadding;
-use cbc::cipher::{BlockDecryptMut, BlockEncryptMut, KeyIvInit};
+use cbc::cipher::{BlockDecryptMut, BlockEncryptMut, InnerIvInit, KeyInit};
 use ring::aead;
 
 const GENERIC_HEADER_LEN: usize = 4;
 const GCM_TAG: usize = 16;
+const GCM_SALT: usize = 4;
 const AES_BLOCK: usize = 16;
+
+/// An expanded AES key for CBC (RFC 3602). The key schedules zeroize on drop.
+enum Aes {
+    Aes128(Box<aes::Aes128>),
+    Aes256(Box<aes::Aes256>),
+}
+
+impl Aes {
+    fn new(key: &[u8]) -> Result<Aes, CryptoError> {
+        match key.len() {
+            16 => aes::Aes128::new_from_slice(key).map(|k| Aes::Aes128(Box::new(k))),
+            32 => aes::Aes256::new_from_slice(key).map(|k| Aes::Aes256(Box::new(k))),
+            _ => return Err(CryptoError::KeyLength),
+        }
+        .map_err(|_| CryptoError::KeyLength)
+    }
+
+    /// Encrypts `buf` in place; its length must be a multiple of the block size.
+    fn encrypt(&self, iv: &[u8], buf: &mut [u8]) -> Result<(), CryptoError> {
+        let len = buf.len();
+        let r = match self {
+            Aes::Aes128(k) => cbc::Encryptor::inner_iv_slice_init((**k).clone(), iv)
+                .map_err(|_| CryptoError::KeyLength)?
+                .encrypt_padded_mut::<NoPadding>(buf, len)
+                .map(|_| ()),
+            Aes::Aes256(k) => cbc::Encryptor::inner_iv_slice_init((**k).clone(), iv)
+                .map_err(|_| CryptoError::KeyLength)?
+                .encrypt_padded_mut::<NoPadding>(buf, len)
+                .map(|_| ()),
+        };
+        r.map_err(|_| CryptoError::SkTruncated)
+    }
+
+    /// Decrypts `buf` in place; its length must be a multiple of the block size.
+    fn decrypt(&self, iv: &[u8], buf: &mut [u8]) -> Result<(), CryptoError> {
+        let r = match self {
+            Aes::Aes128(k) => cbc::Decryptor::inner_iv_slice_init((**k).clone(), iv)
+                .map_err(|_| CryptoError::KeyLength)?
+                .decrypt_padded_mut::<NoPadding>(buf)
+                .map(|_| ()),
+            Aes::Aes256(k) => cbc::Decryptor::inner_iv_slice_init((**k).clone(), iv)
+                .map_err(|_| CryptoError::KeyLength)?
+                .decrypt_padded_mut::<NoPadding>(buf)
+                .map(|_| ()),
+        };
+        r.map_err(|_| CryptoError::SkTruncated)
+    }
+}
+
+/// AES-CBC encryption of whole blocks, the primitive the SK payload uses; public so
+/// tests can check it against RFC 3602's vectors.
+pub fn aes_cbc_encrypt(key: &[u8], iv: &[u8], buf: &mut [u8]) -> Result<(), CryptoError> {
+    Aes::new(key)?.encrypt(iv, buf)
+}
+
+/// The inverse of [`aes_cbc_encrypt`].
+pub fn aes_cbc_decrypt(key: &[u8], iv: &[u8], buf: &mut [u8]) -> Result<(), CryptoError> {
+    Aes::new(key)?.decrypt(iv, buf)
+}
 
 enum Cipher {
     Gcm {
         key: Box<aead::LessSafeKey>,
-        salt: [u8; 4],
+        salt: [u8; GCM_SALT],
     },
     Cbc {
-        key: Vec<u8>,
+        aes: Aes,
         integ: Integ,
-        auth_key: Vec<u8>,
+        auth: ring::hmac::Key,
     },
 }
 
@@ -37,15 +97,6 @@ impl core::fmt::Debug for SkKeys {
     }
 }
 
-impl Drop for SkKeys {
-    fn drop(&mut self) {
-        if let Cipher::Cbc { key, auth_key, .. } = &mut self.cipher {
-            key.iter_mut().for_each(|b| *b = 0);
-            auth_key.iter_mut().for_each(|b| *b = 0);
-        }
-    }
-}
-
 /// A decrypted message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Opened {
@@ -55,8 +106,9 @@ pub struct Opened {
 }
 
 impl SkKeys {
-    /// `sk_e` is SK_ei or SK_er (with the 4-octet salt at its end for GCM), `sk_a`
-    /// SK_ai or SK_ar (empty for GCM).
+    /// `sk_e` is SK_ei or SK_er (with the 4-octet salt at its end for GCM, RFC 5282
+    /// 7.1), `sk_a` SK_ai or SK_ar (empty for GCM, which takes no integrity
+    /// algorithm).
     pub fn new(
         encr: Encr,
         integ: Option<Integ>,
@@ -68,14 +120,17 @@ impl SkKeys {
         }
         let cipher = match (encr, integ) {
             (Encr::AesGcm16_128 | Encr::AesGcm16_256, None) => {
-                let (k, s) = sk_e.split_at(sk_e.len() - 4);
+                if !sk_a.is_empty() {
+                    return Err(CryptoError::KeyLength);
+                }
+                let (k, s) = sk_e.split_at(sk_e.len() - GCM_SALT);
                 let alg = if encr == Encr::AesGcm16_128 {
                     &aead::AES_128_GCM
                 } else {
                     &aead::AES_256_GCM
                 };
                 let key = aead::UnboundKey::new(alg, k).map_err(|_| CryptoError::KeyLength)?;
-                let mut salt = [0u8; 4];
+                let mut salt = [0u8; GCM_SALT];
                 salt.copy_from_slice(s);
                 Cipher::Gcm {
                     key: Box::new(aead::LessSafeKey::new(key)),
@@ -87,9 +142,9 @@ impl SkKeys {
                     return Err(CryptoError::KeyLength);
                 }
                 Cipher::Cbc {
-                    key: sk_e.to_vec(),
+                    aes: Aes::new(sk_e)?,
                     integ: i,
-                    auth_key: sk_a.to_vec(),
+                    auth: i.expand(sk_a),
                 }
             }
             _ => return Err(CryptoError::KeyLength),
@@ -104,8 +159,8 @@ impl SkKeys {
         }
     }
 
-    /// Padding for a plaintext of `len` bytes: none for GCM (RFC 5282 3), up to a
-    /// whole block for CBC, counting the pad length octet.
+    /// Padding for a plaintext of `len` bytes: none for GCM (RFC 5282 3), for CBC
+    /// enough that plaintext, padding and the pad length octet fill whole blocks.
     fn pad_len(&self, len: usize) -> usize {
         match self.cipher {
             Cipher::Gcm { .. } => 0,
@@ -113,54 +168,29 @@ impl SkKeys {
         }
     }
 
-    /// Bytes the SK payload adds to a plaintext of `plaintext_len` bytes (not counting
-    /// its generic header).
+    /// Bytes the SK payload adds to a plaintext of `plaintext_len` bytes: IV,
+    /// padding, the pad length octet and the ICV (not its generic header).
     pub fn overhead(&self, plaintext_len: usize) -> usize {
         self.encr.iv_len() + self.pad_len(plaintext_len) + 1 + self.icv_len()
     }
 }
 
-fn cbc_encrypt(key: &[u8], iv: &[u8], buf: &mut [u8]) -> Result<(), CryptoError> {
-    let len = buf.len();
-    let r = match key.len() {
-        16 => cbc::Encryptor::<aes::Aes128>::new_from_slices(key, iv)
-            .map_err(|_| CryptoError::KeyLength)?
-            .encrypt_padded_mut::<NoPadding>(buf, len)
-            .map(|_| ()),
-        32 => cbc::Encryptor::<aes::Aes256>::new_from_slices(key, iv)
-            .map_err(|_| CryptoError::KeyLength)?
-            .encrypt_padded_mut::<NoPadding>(buf, len)
-            .map(|_| ()),
-        _ => return Err(CryptoError::KeyLength),
-    };
-    r.map_err(|_| CryptoError::SkTruncated)
+fn gcm_nonce(salt: &[u8; GCM_SALT], iv: &[u8]) -> Result<aead::Nonce, CryptoError> {
+    // RFC 5282 4: nonce = salt (4 octets) | IV (8 octets).
+    let mut nonce = [0u8; aead::NONCE_LEN];
+    nonce[..GCM_SALT].copy_from_slice(salt);
+    nonce
+        .get_mut(GCM_SALT..)
+        .filter(|n| n.len() == iv.len())
+        .ok_or(CryptoError::SkTruncated)?
+        .copy_from_slice(iv);
+    Ok(aead::Nonce::assume_unique_for_key(nonce))
 }
 
-fn cbc_decrypt(key: &[u8], iv: &[u8], buf: &mut [u8]) -> Result<(), CryptoError> {
-    let r = match key.len() {
-        16 => cbc::Decryptor::<aes::Aes128>::new_from_slices(key, iv)
-            .map_err(|_| CryptoError::KeyLength)?
-            .decrypt_padded_mut::<NoPadding>(buf)
-            .map(|_| ()),
-        32 => cbc::Decryptor::<aes::Aes256>::new_from_slices(key, iv)
-            .map_err(|_| CryptoError::KeyLength)?
-            .decrypt_padded_mut::<NoPadding>(buf)
-            .map(|_| ()),
-        _ => return Err(CryptoError::KeyLength),
-    };
-    r.map_err(|_| CryptoError::SkTruncated)
-}
-
-/// AES-CBC and AES-GCM in the forms the tests check against published vectors.
-pub fn aes_cbc_encrypt(key: &[u8], iv: &[u8], buf: &mut [u8]) -> Result<(), CryptoError> {
-    if !buf.len().is_multiple_of(AES_BLOCK) {
-        return Err(CryptoError::SkTruncated);
-    }
-    cbc_encrypt(key, iv, buf)
-}
-
-/// Builds a whole datagram: the IKE header (its Next Payload and Length set here),
-/// the SK payload holding `plaintext` (inner payloads starting with `first_inner`).
+/// Builds a whole datagram: the IKE header (its Next Payload set to SK and its
+/// Length computed here), the SK payload's generic header (Next Payload =
+/// `first_inner`), a random IV, the encrypted `plaintext` with its padding and pad
+/// length, and the ICV (RFC 7296 3.14).
 pub fn seal_message(
     keys: &SkKeys,
     rng: &mut dyn Random,
@@ -184,103 +214,95 @@ pub fn seal_message(
     };
     h.emit(&mut header::Packet::new_unchecked(&mut buf[..HEADER_LEN]));
     buf[HEADER_LEN] = first_inner.0;
-    buf[HEADER_LEN + 2..HEADER_LEN + 4].copy_from_slice(&sk16.to_be_bytes());
+    buf[HEADER_LEN + 2..HEADER_LEN + GENERIC_HEADER_LEN].copy_from_slice(&sk16.to_be_bytes());
     let iv_at = HEADER_LEN + GENERIC_HEADER_LEN;
     let ct_at = iv_at + iv_len;
+    let icv_at = ct_at + ct_len;
     rng.fill(&mut buf[iv_at..ct_at]);
     buf[ct_at..ct_at + plaintext.len()].copy_from_slice(plaintext);
-    // Padding octets are zero; the pad length octet follows them.
-    buf[ct_at + ct_len - 1] = pad as u8;
+    // The padding octets stay zero; the pad length octet ends the plaintext.
+    buf[icv_at - 1] = pad as u8;
+    let (head, rest) = buf.split_at_mut(ct_at);
+    let (ct, icv) = rest.split_at_mut(ct_len);
     match &keys.cipher {
         Cipher::Gcm { key, salt } => {
-            let mut nonce = [0u8; 12];
-            nonce[..4].copy_from_slice(salt);
-            nonce[4..].copy_from_slice(&buf[iv_at..ct_at]);
-            let (aad, rest) = buf.split_at_mut(iv_at);
-            let ct = &mut rest[iv_len..iv_len + ct_len];
+            // RFC 5282 5.1: the AAD runs from the IKE header through the SK
+            // payload's generic header, i.e. up to the IV.
+            let nonce = gcm_nonce(salt, &head[iv_at..])?;
             let tag = key
-                .seal_in_place_separate_tag(
-                    aead::Nonce::assume_unique_for_key(nonce),
-                    aead::Aad::from(&aad[..]),
-                    ct,
-                )
+                .seal_in_place_separate_tag(nonce, aead::Aad::from(&head[..iv_at]), ct)
                 .map_err(|_| CryptoError::SkTruncated)?;
-            buf[ct_at + ct_len..].copy_from_slice(tag.as_ref());
+            icv.copy_from_slice(tag.as_ref());
         }
-        Cipher::Cbc {
-            key,
-            integ,
-            auth_key,
-        } => {
-            let (head, rest) = buf.split_at_mut(ct_at);
-            cbc_encrypt(key, &head[iv_at..], &mut rest[..ct_len])?;
-            let icv = integ.compute(auth_key, &[&buf[..ct_at + ct_len]]);
-            buf[ct_at + ct_len..].copy_from_slice(&icv);
+        Cipher::Cbc { aes, integ, auth } => {
+            aes.encrypt(&head[iv_at..], ct)?;
+            // RFC 7296 3.14: the ICV covers the message from the IKE header through
+            // the ciphertext (header, SK generic header, IV, ciphertext).
+            let tag = Integ::tag(auth, &[head, ct]);
+            icv.copy_from_slice(&tag.as_ref()[..integ.icv_len()]);
         }
     }
     Ok(buf)
 }
 
 /// Verifies and decrypts a datagram whose last payload is SK. Unencrypted payloads
-/// before SK are allowed by the format and covered by the integrity check.
+/// before SK are allowed by the format and covered by the integrity check. Bytes
+/// after the header's Length are ignored (the wire codec's length rule).
 pub fn open_message(keys: &SkKeys, datagram: &[u8]) -> Result<Opened, CryptoError> {
     let p = header::Packet::new_checked(datagram).map_err(|_| CryptoError::SkTruncated)?;
     let h = HeaderRepr::parse(&p).map_err(|_| CryptoError::SkTruncated)?;
     let msg = p.message();
-    let body = p.payload();
     let mut sk = None;
-    let mut consumed = 0usize;
-    for raw in PayloadIter::new(h.next_payload, body) {
+    for raw in PayloadIter::new(h.next_payload, p.payload()) {
         let raw = raw.map_err(|_| CryptoError::SkMissing)?;
         if raw.ty == PayloadType::SK {
             sk = Some((raw.next, raw.body.len()));
         }
-        consumed += GENERIC_HEADER_LEN + raw.body.len();
     }
     let Some((first_inner, sk_body_len)) = sk else {
         return Err(CryptoError::SkMissing);
     };
-    // SK is last: its body ends the message.
-    let sk_at = HEADER_LEN + consumed - sk_body_len;
+    // The walker ends the chain at SK and rejects bytes after it, so the SK body
+    // is the tail of the message.
     let iv_len = keys.encr.iv_len();
     let icv_len = keys.icv_len();
-    if sk_body_len < iv_len + icv_len + 1 || sk_at + sk_body_len != msg.len() {
+    if sk_body_len < iv_len + 1 + icv_len {
         return Err(CryptoError::SkTruncated);
     }
-    let iv = &msg[sk_at..sk_at + iv_len];
-    let ct_at = sk_at + iv_len;
-    let ct_end = msg.len() - icv_len;
-    let mut pt = msg[ct_at..ct_end].to_vec();
-    match &keys.cipher {
+    let iv_at = msg
+        .len()
+        .checked_sub(sk_body_len)
+        .ok_or(CryptoError::SkTruncated)?;
+    let (head, body) = msg.split_at(iv_at);
+    let (iv, rest) = body.split_at(iv_len);
+    let (ct, icv) = rest.split_at(rest.len() - icv_len);
+    let mut pt = match &keys.cipher {
         Cipher::Gcm { key, salt } => {
-            let mut nonce = [0u8; 12];
-            nonce[..4].copy_from_slice(salt);
-            nonce[4..].copy_from_slice(iv);
-            pt.extend_from_slice(&msg[ct_end..]);
+            let mut pt = Vec::with_capacity(ct.len() + icv.len());
+            pt.extend_from_slice(ct);
+            pt.extend_from_slice(icv);
             let n = key
-                .open_in_place(
-                    aead::Nonce::assume_unique_for_key(nonce),
-                    aead::Aad::from(&msg[..sk_at]),
-                    &mut pt,
-                )
+                .open_in_place(gcm_nonce(salt, iv)?, aead::Aad::from(head), &mut pt)
                 .map_err(|_| CryptoError::SkIntegrity)?
                 .len();
             pt.truncate(n);
+            pt
         }
-        Cipher::Cbc {
-            key,
-            integ,
-            auth_key,
-        } => {
-            if !integ.verify(auth_key, &[&msg[..ct_end]], &msg[ct_end..]) {
+        Cipher::Cbc { aes, integ, auth } => {
+            let tag = Integ::tag(auth, &[head, iv, ct]);
+            if !super::ct_eq(&tag.as_ref()[..integ.icv_len()], icv) {
                 return Err(CryptoError::SkIntegrity);
             }
-            if !pt.len().is_multiple_of(AES_BLOCK) {
+            if ct.len() % AES_BLOCK != 0 {
                 return Err(CryptoError::SkTruncated);
             }
-            cbc_decrypt(key, iv, &mut pt)?;
+            let mut pt = ct.to_vec();
+            aes.decrypt(iv, &mut pt)?;
+            pt
         }
-    }
+    };
+    // RFC 7296 3.14: the last octet counts the padding octets before it; their
+    // values are not checked.
     let pad = usize::from(*pt.last().ok_or(CryptoError::SkPadding)?);
     let keep = pt
         .len()
