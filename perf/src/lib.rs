@@ -1,3 +1,4 @@
 pub mod esp;
 pub mod fwd;
+pub mod ike;
 pub mod report;

@@ -1,0 +1,347 @@
+//! IKE SA setup: how long one tunnel takes to come up and how many per second come up
+//! when a client brings up many at once.
+//!
+//! Two measurements in the same run:
+//! - **core**: the sans-IO IKE core alone, two endpoints in one thread handing each
+//!   other datagrams in memory (IKE_SA_INIT + IKE_AUTH with a child SA, real crypto).
+//!   This is the CPU cost of the protocol and the ceiling the processes can reach.
+//! - **processes**: `mobiked gateway` and `mobiked client` as separate processes over
+//!   loopback (udp dataplane, no protected side, no privileges). One tunnel `rounds`
+//!   times (time from the client's start to both ends reporting the child SA), then
+//!   `tunnels` at once (one client connection with that many instances, each with its
+//!   own identity and virtual IP from the gateway's pool).
+//!
+//! The report gives medians and the processes/core ratio of the setup rate.
+
+use crate::report::{table, Figure};
+use mobiked_control::ike::conn::{Conn, Identity, Selector};
+use mobiked_control::ike::crypto::random::SeededRandom;
+use mobiked_control::ike::sa::{Endpoint, EndpointConfig};
+use serde::Serialize;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Debug)]
+pub struct IkeBenchConfig {
+    /// The mobiked binary for the process measurements (None: core only).
+    pub bin: Option<PathBuf>,
+    /// Single-tunnel setups to time.
+    pub rounds: usize,
+    /// Tunnels brought up at once.
+    pub tunnels: usize,
+    /// Rounds of the many-tunnel measurement.
+    pub bulk_rounds: usize,
+}
+
+impl Default for IkeBenchConfig {
+    fn default() -> Self {
+        IkeBenchConfig {
+            bin: None,
+            rounds: 10,
+            tunnels: 1000,
+            bulk_rounds: 3,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct IkeReport {
+    /// Core: one setup (4 messages, both ends' crypto), microseconds.
+    pub core_setup_us: Figure,
+    /// Core: setups per second in one thread.
+    pub core_rate: Figure,
+    /// Processes: one tunnel, milliseconds from the client's start.
+    pub proc_setup_ms: Option<Figure>,
+    /// Processes: `tunnels` at once, tunnels per second.
+    pub proc_rate: Option<Figure>,
+    /// Processes: seconds until all `tunnels` were up.
+    pub proc_bulk_s: Option<Figure>,
+    pub tunnels: usize,
+}
+
+fn conn_pair() -> (Conn, Conn) {
+    let mut a = Conn::new(
+        "bench",
+        Identity::parse("client.bench").unwrap(),
+        b"benchmark secret",
+    );
+    a.peer_addrs = vec!["10.0.0.2:500".parse().unwrap()];
+    a.local_addrs = vec!["10.0.0.1:500".parse().unwrap()];
+    a.ike_proposals =
+        vec![
+            mobiked_control::ike::conn::IkeProposal::parse("aes128gcm16-prfsha256-x25519").unwrap(),
+        ];
+    a.local_ts = vec![Selector::parse("10.1.0.0/24").unwrap()];
+    a.remote_ts = vec![Selector::parse("10.2.0.0/24").unwrap()];
+    let mut b = Conn::new(
+        "bench",
+        Identity::parse("gw.bench").unwrap(),
+        b"benchmark secret",
+    );
+    b.local_ts = a.remote_ts.clone();
+    b.remote_ts = a.local_ts.clone();
+    (a, b)
+}
+
+/// Brings up `n` IKE SAs between two in-memory endpoints; returns the seconds taken.
+fn core_run(n: usize, seed: u64) -> f64 {
+    let (a, b) = conn_pair();
+    let mut ea = Endpoint::new(
+        EndpointConfig::default(),
+        vec![a],
+        Box::new(SeededRandom::new(seed)),
+    );
+    let mut eb = Endpoint::new(
+        EndpointConfig {
+            cookie_threshold: usize::MAX,
+            ..EndpointConfig::default()
+        },
+        vec![b],
+        Box::new(SeededRandom::new(seed ^ 1)),
+    );
+    let t0 = Instant::now();
+    let now = 1_000_000_000;
+    for _ in 0..n {
+        ea.initiate(now, 0, None);
+    }
+    for _ in 0..8 {
+        while let Some(t) = ea.poll_transmit() {
+            eb.handle_datagram(now, t.remote, t.local, &t.data);
+        }
+        while let Some(t) = eb.poll_transmit() {
+            ea.handle_datagram(now, t.remote, t.local, &t.data);
+        }
+    }
+    let took = t0.elapsed().as_secs_f64();
+    assert_eq!(ea.established(), n, "core: not all SAs came up");
+    assert_eq!(eb.child_count(), n);
+    took
+}
+
+/// Processes started by this benchmark, killed by PID (through `Child`) on drop.
+struct Procs(Vec<Child>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+const IKE_PORT: u16 = 11500;
+const NAT_T_PORT: u16 = 15500;
+
+fn write_configs(
+    dir: &Path,
+    gw: &str,
+    cl: &str,
+    tunnels: usize,
+) -> Result<(PathBuf, PathBuf), String> {
+    let psk = "0x62656e63686d61726b2d6f6e6c792d70736b2d6e6f742d666f722d757365";
+    let common = |me: &str, sock: &Path| {
+        format!(
+            "dataplane:\n  workers: 1\n  max_sas: {}\n  mode: esp\n\
+             cipher:\n  backend: udp\n  bind: [\"{me}:{NAT_T_PORT}\"]\n\
+             clear:\n  backend: tun\n  name: unused0\n\
+             control:\n  socket: {}\n\
+             ike:\n  listen: [{me}]\n  port: {IKE_PORT}\n  port_nat_t: {NAT_T_PORT}\n  cookie_threshold: {}\n",
+            (tunnels * 4).max(64),
+            sock.display(),
+            tunnels * 2 + 16
+        )
+    };
+    let gw_cfg = dir.join("gw.yaml");
+    let cl_cfg = dir.join("cl.yaml");
+    fs::write(
+        &gw_cfg,
+        format!(
+            "{}pools:\n  - name: vpn4\n    addrs: 10.64.0.0/16\n\
+             connections:\n  - name: rw\n    local_id: gw.bench\n    remote_id: \"%any\"\n    psk: {psk}\n\
+             \x20   proposals: [aes128gcm16-prfsha256-x25519]\n\
+             \x20   local_ts: [10.1.0.0/24]\n    pools: [vpn4]\n    dpd_delay: 0\n",
+            common(gw, &dir.join("gw.sock"))
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    fs::write(
+        &cl_cfg,
+        format!(
+            "{}connections:\n  - name: bench\n    peeraddr: \"{gw}:{IKE_PORT}\"\n\
+             \x20   local_id: client-%n@bench\n    remote_id: gw.bench\n    psk: {psk}\n\
+             \x20   proposals: [aes128gcm16-prfsha256-x25519]\n\
+             \x20   vips: [0.0.0.0]\n    remote_ts: [10.1.0.0/24]\n    dpd_delay: 0\n    instances: {tunnels}\n",
+            common(cl, &dir.join("cl.sock"))
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    Ok((gw_cfg, cl_cfg))
+}
+
+fn spawn(bin: &Path, role: &str, cfg: &Path, log: &Path) -> Result<Child, String> {
+    Command::new(bin)
+        .arg(role)
+        .arg("-c")
+        .arg(cfg)
+        .arg("--no-clear")
+        .args(["--log", "warn"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(log).map_err(|e| e.to_string())?)
+        .spawn()
+        .map_err(|e| format!("{}: {e}", bin.display()))
+}
+
+/// IKE SAs with a child, as `mobiked ctl sas` reports them.
+fn established(bin: &Path, sock: &Path) -> Option<usize> {
+    let out = Command::new(bin)
+        .args(["ctl", "-s"])
+        .arg(sock)
+        .arg("sas")
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    Some(
+        v.get("sas")?
+            .as_array()?
+            .iter()
+            .filter(|s| s["children"].as_array().is_some_and(|c| !c.is_empty()))
+            .count(),
+    )
+}
+
+fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    false
+}
+
+/// One gateway/client pair bringing up `tunnels`; returns the seconds from the
+/// client's start until both ends report all of them.
+fn proc_run(bin: &Path, dir: &Path, round: usize, tunnels: usize) -> Result<f64, String> {
+    let pid = std::process::id();
+    let (x, y) = (20 + pid % 200, (round % 250) + 1);
+    let gw = format!("127.{x}.{y}.1");
+    let cl = format!("127.{x}.{y}.2");
+    let rdir = dir.join(format!("r{round}"));
+    fs::create_dir_all(&rdir).map_err(|e| e.to_string())?;
+    let (gw_cfg, cl_cfg) = write_configs(&rdir, &gw, &cl, tunnels)?;
+    let gw_sock = rdir.join("gw.sock");
+    let cl_sock = rdir.join("cl.sock");
+    let mut procs = Procs(Vec::new());
+    procs
+        .0
+        .push(spawn(bin, "gateway", &gw_cfg, &rdir.join("gw.log"))?);
+    if !wait_for(Duration::from_secs(10), || {
+        established(bin, &gw_sock) == Some(0)
+    }) {
+        return Err(format!(
+            "gateway did not start; see {}",
+            rdir.join("gw.log").display()
+        ));
+    }
+    let t0 = Instant::now();
+    procs
+        .0
+        .push(spawn(bin, "client", &cl_cfg, &rdir.join("cl.log"))?);
+    let limit = Duration::from_secs(30 + tunnels as u64 / 10);
+    let ok = wait_for(limit, || {
+        established(bin, &cl_sock) == Some(tunnels) && established(bin, &gw_sock) == Some(tunnels)
+    });
+    let took = t0.elapsed().as_secs_f64();
+    if !ok {
+        return Err(format!(
+            "{tunnels} tunnels not up within {limit:?}: client {:?}, gateway {:?}; logs in {}",
+            established(bin, &cl_sock),
+            established(bin, &gw_sock),
+            rdir.display()
+        ));
+    }
+    Ok(took)
+}
+
+pub fn run(cfg: &IkeBenchConfig) -> Result<IkeReport, String> {
+    // Core: single setups, then a bulk run.
+    let single: Vec<f64> = (0..cfg.rounds.max(5) * 10)
+        .map(|i| core_run(1, 100 + i as u64) * 1e6)
+        .collect();
+    let bulk: Vec<f64> = (0..cfg.bulk_rounds.max(1))
+        .map(|i| cfg.tunnels as f64 / core_run(cfg.tunnels, 7 + i as u64))
+        .collect();
+    let mut report = IkeReport {
+        core_setup_us: Figure::of(&single),
+        core_rate: Figure::of(&bulk),
+        proc_setup_ms: None,
+        proc_rate: None,
+        proc_bulk_s: None,
+        tunnels: cfg.tunnels,
+    };
+    if let Some(bin) = &cfg.bin {
+        let dir = std::env::temp_dir().join(format!("mobiked-ike-bench-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        // The polling through `ctl` adds up to a few ms per sample; it is the same
+        // for every round.
+        let mut one = Vec::new();
+        for r in 0..cfg.rounds {
+            one.push(proc_run(bin, &dir, r, 1)? * 1e3);
+        }
+        let mut many = Vec::new();
+        for r in 0..cfg.bulk_rounds.max(1) {
+            many.push(proc_run(bin, &dir, 100 + r, cfg.tunnels)?);
+        }
+        report.proc_setup_ms = Some(Figure::of(&one));
+        report.proc_bulk_s = Some(Figure::of(&many));
+        report.proc_rate = Some(Figure::of(
+            &many
+                .iter()
+                .map(|s| cfg.tunnels as f64 / s)
+                .collect::<Vec<_>>(),
+        ));
+        let _ = fs::remove_dir_all(&dir);
+    }
+    Ok(report)
+}
+
+pub fn render_table(r: &IkeReport) -> String {
+    let mut rows = vec![
+        vec!["core: one setup (us)".to_string(), r.core_setup_us.show(0)],
+        vec![
+            format!("core: {} setups, per second", r.tunnels),
+            r.core_rate.show(0),
+        ],
+    ];
+    if let (Some(one), Some(rate), Some(bulk)) = (r.proc_setup_ms, r.proc_rate, r.proc_bulk_s) {
+        rows.push(vec!["processes: one tunnel (ms)".into(), one.show(1)]);
+        rows.push(vec![
+            format!("processes: {} tunnels (s)", r.tunnels),
+            bulk.show(2),
+        ]);
+        rows.push(vec![
+            format!("processes: {} tunnels, per second", r.tunnels),
+            rate.show(0),
+        ]);
+        rows.push(vec![
+            "ratio processes / core (rate)".into(),
+            format!("{:.2}", rate.median / r.core_rate.median),
+        ]);
+    }
+    table(
+        &[
+            "IKE SA setup (aes128gcm16-prfsha256-x25519, PSK, one child)",
+            "median (min-max)",
+        ],
+        &rows,
+    )
+}
