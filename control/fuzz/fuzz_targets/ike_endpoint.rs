@@ -1,0 +1,7 @@
+#![no_main]
+
+include!("../harness.rs");
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _ = fuzz_ike_endpoint(data);
+});
