@@ -185,16 +185,14 @@ netns_tun "$NSC" mcl0 169.254.77.1/32 || exit 2
 netns_bg "$NSG" "$DIR/gw.log" env RUST_LOG="${RUST_LOG:-info}" "$BIN" gateway -c "$DIR/gw.yaml"
 PID_G="$NETNS_LAST_PID"
 netns_wait 10 test -S "$DIR/gw.sock" || true
-T0=$(netns_now_us)
 netns_bg "$NSC" "$DIR/cl.log" env RUST_LOG="${RUST_LOG:-info}" "$BIN" client -c "$DIR/cl.yaml"
 PID_C="$NETNS_LAST_PID"
 
 # ---- up ------------------------------------------------------------------------------
 VIP=""
 if netns_wait 10 both_up; then
-    T1=$(netns_now_us)
     if [ "$VIP" = "$G_VIP" ] && [ "$VIP" != - ]; then
-        report PASS up "IKE SA + child up $(setup_ms) ms after the client's start (its log), $(((T1 - T0) / 1000)) ms as polled; SPIs in $C_IN out $C_OUT; vip $VIP"
+        report PASS up "IKE SA + child up $(setup_ms) ms after the client's start (from its log; polling here is coarser); SPIs in $C_IN out $C_OUT; vip $VIP"
     else
         report FAIL up "mismatch: client in $C_IN out $C_OUT vip $VIP; gateway in $G_IN out $G_OUT vip $G_VIP"
         dump_logs
