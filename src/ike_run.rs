@@ -332,6 +332,7 @@ pub fn main(args: &IkeArgs, role: Role) -> Result<(), String> {
                 c.on_event(&ev, now, stopping_since.is_some());
             }
         }
+        installer.expire(&mut writer, now);
         installer.commit(&mut writer);
         writer.reclaim();
         while let Some(ev) = fabric.events.pop() {

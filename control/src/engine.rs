@@ -27,6 +27,13 @@ use crate::ike::conn::{Identity, Selector};
 use crate::ike::crypto::EspEncr;
 use crate::ike::sa::{ChildId, ChildInfo, ConnId, DownReason, Event, SaId};
 
+/// How long the inbound SA of a child replaced by a rekey stays installed after the
+/// child is deleted: ESP the peer sent with the old SPI just before it switched may still
+/// be in flight, and may even overtake the Delete it sent on another socket (RFC 7296
+/// 2.8 asks to keep receiving on the old SA until it is deleted; this covers the
+/// reordering).
+pub const REPLACED_INBOUND_LINGER_NS: u64 = 500_000_000;
+
 /// RFC 3948 4: NAT keepalive interval on UDP-encapsulated paths we initiated (the end
 /// most likely behind a NAT).
 pub const KEEPALIVE_MS: u32 = 20_000;
@@ -112,6 +119,14 @@ struct ChildRec {
     key_out: Vec<u8>,
 }
 
+/// An inbound SA kept a little after its child went (see
+/// [`REPLACED_INBOUND_LINGER_NS`]).
+struct Linger {
+    until: u64,
+    spi: u32,
+    tunnel: TunnelId,
+}
+
 struct TunnelRec {
     /// Children whose inbound SA points at this tunnel, oldest first.
     children: Vec<ChildId>,
@@ -171,6 +186,7 @@ pub struct Installer {
     sas: HashMap<SaId, IkeView>,
     children: HashMap<ChildId, ChildRec>,
     tunnel_recs: HashMap<TunnelId, TunnelRec>,
+    lingering: Vec<Linger>,
     l2: Option<L2Resolver>,
 }
 
@@ -189,6 +205,7 @@ impl Installer {
             sas: HashMap::new(),
             children: HashMap::new(),
             tunnel_recs: HashMap::new(),
+            lingering: Vec::new(),
             l2: None,
         }
     }
@@ -319,7 +336,7 @@ impl Installer {
                 Ok(())
             }
             Event::ChildUp { sa, child } => self.child_up(w, *sa, child),
-            Event::ChildDown { child, .. } => self.child_down(w, *child),
+            Event::ChildDown { child, .. } => self.child_down(w, now, *child),
             Event::ChildFailed { .. } => Ok(()),
             Event::IkeRekeyed { old, new } => {
                 // RFC 7296 2.8: the children move to the new IKE SA; so does the path,
@@ -351,7 +368,7 @@ impl Installer {
                 }
                 Ok(())
             }
-            Event::IkeDown { sa, reason } => self.ike_down(w, *sa, *reason),
+            Event::IkeDown { sa, reason } => self.ike_down(w, now, *sa, *reason),
         }
     }
 
@@ -400,6 +417,11 @@ impl Installer {
                 ids.put(tunnel);
             }
         };
+        // An SPI freed by a delete may come back while its old SA still lingers.
+        if let Some(i) = self.lingering.iter().position(|l| l.spi == c.spi_in) {
+            self.lingering.swap_remove(i);
+            let _ = w.remove_inbound(c.spi_in);
+        }
         let owner_in = self.owner();
         if let Err(e) = w.add_inbound(InboundSpec {
             spi: c.spi_in,
@@ -455,22 +477,49 @@ impl Installer {
         Ok(())
     }
 
-    fn child_down(&mut self, w: &mut TableWriter, child: ChildId) -> Result<(), InstallError> {
+    fn child_down(
+        &mut self,
+        w: &mut TableWriter,
+        now: u64,
+        child: ChildId,
+    ) -> Result<(), InstallError> {
         let rec = self
             .children
             .remove(&child)
             .ok_or(InstallError::UnknownChild(child))?;
         let v = &rec.view;
-        let in_result = w.remove_inbound(v.spi_in);
         let tunnel = v.tunnel;
+        let replaced = self
+            .tunnel_recs
+            .get(&tunnel)
+            .is_some_and(|t| t.out != child && t.children.len() > 1);
+        let in_result = if replaced {
+            self.lingering.push(Linger {
+                until: now.saturating_add(REPLACED_INBOUND_LINGER_NS),
+                spi: v.spi_in,
+                tunnel,
+            });
+            Ok(())
+        } else {
+            w.remove_inbound(v.spi_in)
+        };
         let Some(t) = self.tunnel_recs.get_mut(&tunnel) else {
             return in_result.map_err(Into::into);
         };
         t.children.retain(|&c| c != child);
         if t.children.is_empty() {
-            // The last child of the tunnel: its outbound SA and selectors go too.
+            // The last child of the tunnel: its outbound SA and selectors go too, and
+            // so do inbound SAs still lingering on it (the tunnel id will be reused).
             self.tunnel_recs.remove(&tunnel);
             self.tunnels.put(tunnel);
+            self.lingering.retain(|l| {
+                if l.tunnel == tunnel {
+                    let _ = w.remove_inbound(l.spi);
+                    false
+                } else {
+                    true
+                }
+            });
             w.remove_tunnel(tunnel)?;
         } else if t.out == child {
             // The replacing child went first: the newest remaining one sends again.
@@ -505,6 +554,7 @@ impl Installer {
     fn ike_down(
         &mut self,
         w: &mut TableWriter,
+        now: u64,
         sa: SaId,
         _reason: DownReason,
     ) -> Result<(), InstallError> {
@@ -519,7 +569,7 @@ impl Installer {
         left.sort_unstable();
         let mut first_err = None;
         for c in left {
-            if let Err(e) = self.child_down(w, c) {
+            if let Err(e) = self.child_down(w, now, c) {
                 first_err.get_or_insert(e);
             }
         }
@@ -530,6 +580,24 @@ impl Installer {
         self.paths.put(v.path);
         w.remove_path(v.path)?;
         first_err.map_or(Ok(()), Err)
+    }
+
+    /// Removes the lingering inbound SAs of replaced children whose time is up. Call it
+    /// every turn, before [`Self::commit`].
+    pub fn expire(&mut self, w: &mut TableWriter, now: u64) {
+        self.lingering.retain(|l| {
+            if l.until <= now {
+                let _ = w.remove_inbound(l.spi);
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    /// Inbound SAs of replaced children still installed.
+    pub fn lingering(&self) -> usize {
+        self.lingering.len()
     }
 
     /// Publishes what the batch staged, if anything.
@@ -701,8 +769,17 @@ mod tests {
         assert!(s.tunnel(1).is_none());
         assert_eq!(s.inbound(0x1000).unwrap().tunnel, 0);
         assert_eq!(s.inbound(0x1001).unwrap().tunnel, 0);
-        // The old child goes: only its inbound SA leaves.
+        // The old child goes: only its inbound SA leaves, after a grace period for ESP
+        // still in flight.
         let s = batch(&mut i, &mut w, &[down(SA1, 1, 0x1000, 0x2000)]);
+        assert!(s.inbound(0x1000).is_some());
+        assert_eq!(i.lingering(), 1);
+        i.expire(&mut w, REPLACED_INBOUND_LINGER_NS);
+        i.commit(&mut w);
+        assert!(w.published().inbound(0x1000).is_some());
+        i.expire(&mut w, 1 + REPLACED_INBOUND_LINGER_NS);
+        let s = batch(&mut i, &mut w, &[]);
+        assert_eq!(i.lingering(), 0);
         assert!(s.inbound(0x1000).is_none());
         assert!(s.inbound(0x1001).is_some());
         assert_eq!(out_spi(&s, 0), Some(0x2001));
@@ -722,6 +799,34 @@ mod tests {
             }],
         );
         assert_empty(&i, &s);
+    }
+
+    #[test]
+    fn a_lingering_spi_given_out_again_is_replaced_not_refused() {
+        let mut w = writer(1);
+        let mut i = Installer::new(&w, false, 64);
+        batch(
+            &mut i,
+            &mut w,
+            &[
+                ike_up(SA1, false),
+                up(SA1, child(1, 0x1000, 0x2000, None)),
+                up(SA1, child(2, 0x1001, 0x2001, Some(1))),
+                down(SA1, 1, 0x1000, 0x2000),
+            ],
+        );
+        assert_eq!(i.lingering(), 1);
+        let old = w.published().inbound(0x1000).unwrap().install_id;
+        // The next rekey draws the freed SPI 0x1000 again.
+        let s = batch(
+            &mut i,
+            &mut w,
+            &[up(SA1, child(3, 0x1000, 0x2002, Some(2)))],
+        );
+        assert_eq!(i.lingering(), 0);
+        assert_eq!(out_spi(&s, 0), Some(0x2002));
+        assert_ne!(s.inbound(0x1000).unwrap().install_id, old);
+        assert_eq!(i.children_of(SA1).len(), 2);
     }
 
     #[test]
