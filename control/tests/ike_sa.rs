@@ -314,8 +314,15 @@ fn ike_sa_init_and_auth_make_a_child_both_ends_agree_on() {
             (Side::B, ExchangeType::IKE_AUTH.0, true),
         ]
     );
-    // No NAT, nothing forced: IKE stays on port 500.
+    // No NAT, nothing forced: IKE stays on port 500, and neither end encapsulates.
     assert!(net.wire.iter().all(|(_, t)| t.remote.port() == 500));
+    for ev in [&net.ev_a, &net.ev_b] {
+        assert!(
+            matches!(ev[0], Event::IkeUp { encap: false, .. }),
+            "{:?}",
+            ev[0]
+        );
+    }
     match &net.ev_a[0] {
         Event::IkeUp {
             encap,

@@ -823,7 +823,8 @@ impl IkeSa {
         sa.init_key = Some((remote, h.spi_i));
         sa.state = State::HalfOpen;
         sa.half_open_until = Some(now + ctx.cfg.half_open_timeout_ms * NS_PER_MS);
-        let (nat_local, nat_remote) = sa.detect_nat(p);
+        // The request's hashes were made before SPIr existed: with SPIr = 0.
+        let (nat_local, nat_remote) = sa.detect_nat(p, 0);
         sa.encap = nat_local || nat_remote || ctx.conns[conn].force_encap;
         let src = sa.nat_d_source(ctx, spi);
         let resp = Message {
@@ -852,14 +853,14 @@ impl IkeSa {
 
     /// (NAT in front of us, NAT in front of the peer) from the peer's NAT_DETECTION
     /// notifies (RFC 7296 2.23). Without any, the peer does not do NAT-T: no NAT.
-    fn detect_nat(&self, p: &[Payload]) -> (bool, bool) {
+    fn detect_nat(&self, p: &[Payload], spi_r: u64) -> (bool, bool) {
         let src: Vec<&NotifyRepr> = notifies(p, NotifyType::NAT_DETECTION_SOURCE_IP).collect();
         let dst = notify(p, NotifyType::NAT_DETECTION_DESTINATION_IP);
         let (Some(dst), false) = (dst, src.is_empty()) else {
             return (false, false);
         };
-        let me = nat_hash(self.spi_i, self.spi_r, self.local);
-        let peer = nat_hash(self.spi_i, self.spi_r, self.remote);
+        let me = nat_hash(self.spi_i, spi_r, self.local);
+        let peer = nat_hash(self.spi_i, spi_r, self.remote);
         let nat_local = dst.data != me;
         let nat_remote = !src.iter().any(|n| n.data == peer);
         (nat_local, nat_remote)
@@ -954,7 +955,7 @@ impl IkeSa {
         self.sk_in = Some(sk_in);
         self.init_resp = data.to_vec();
         self.pending = None;
-        let (nat_local, nat_remote) = self.detect_nat(p);
+        let (nat_local, nat_remote) = self.detect_nat(p, self.spi_r);
         self.encap = nat_local || nat_remote || self.conn(ctx).force_encap;
         if self.encap && self.remote.port() == ctx.cfg.port {
             // RFC 7296 2.23: continue on the NAT-T port.
