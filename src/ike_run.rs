@@ -579,6 +579,8 @@ fn log_event(ev: &Event, names: &[String], inst: &Installer) {
             encap,
             peer_id,
             vip,
+            suite,
+            setup_ns,
         } => info!(
             sa = %hex_spi(*sa),
             conn = name(*conn),
@@ -588,6 +590,14 @@ fn log_event(ev: &Event, names: &[String], inst: &Installer) {
             encap = *encap || inst.udp_only(),
             peer_id = %peer_id.as_ref().map(|i| i.to_string()).unwrap_or_default(),
             vip = %vip.map(|v| v.to_string()).unwrap_or_default(),
+            suite = %format_args!(
+                "{}{}-{}-{}",
+                suite.encr.name(),
+                suite.integ.map(|i| format!("-{}", i.name())).unwrap_or_default(),
+                suite.prf.name(),
+                suite.dh.name()
+            ),
+            setup_ms = *setup_ns as f64 / 1e6,
             "IKE SA up"
         ),
         Event::ChildUp { sa, child } => info!(
@@ -811,6 +821,13 @@ mod tests {
                 encap: false,
                 peer_id: None,
                 vip: None,
+                suite: control::ike::crypto::IkeSuite {
+                    encr: control::ike::crypto::Encr::AesGcm16_128,
+                    integ: None,
+                    prf: control::ike::crypto::Prf::HmacSha2_256,
+                    dh: control::ike::crypto::DhGroup::Curve25519,
+                },
+                setup_ns: 1,
             },
             300,
             false,

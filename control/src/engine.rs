@@ -304,6 +304,7 @@ impl Installer {
                 encap,
                 peer_id,
                 vip,
+                ..
             } => {
                 if let Some(old) = self.sas.get(sa) {
                     // Up twice: treat as a path change.
@@ -648,6 +649,13 @@ mod tests {
             encap,
             peer_id: Some(Identity::Fqdn("gw.test".into())),
             vip: Some("10.3.0.1".parse().unwrap()),
+            suite: crate::ike::crypto::IkeSuite {
+                encr: crate::ike::crypto::Encr::AesGcm16_128,
+                integ: None,
+                prf: crate::ike::crypto::Prf::HmacSha2_256,
+                dh: crate::ike::crypto::DhGroup::Curve25519,
+            },
+            setup_ns: 1_000_000,
         }
     }
 

@@ -166,6 +166,8 @@ pub(crate) struct IkeSa {
     init_key: Option<(SocketAddr, u64)>,
     armed: Option<u64>,
     up_reported: bool,
+    /// When the first IKE_SA_INIT was sent or received.
+    started: u64,
 }
 
 fn nat_hash(spi_i: u64, spi_r: u64, addr: SocketAddr) -> Vec<u8> {
@@ -342,6 +344,7 @@ impl IkeSa {
             init_key: None,
             armed: None,
             up_reported: false,
+            started: 0,
         }
     }
 
@@ -648,6 +651,7 @@ impl IkeSa {
         sa.ke = Some(KeyShare::generate(group, ctx.rng));
         sa.ni = ctx.nonce();
         sa.last_rx = now;
+        sa.started = now;
         sa.send_init(ctx, now);
         sa
     }
@@ -820,6 +824,7 @@ impl IkeSa {
         sa.peer_next_id = 1;
         sa.next_req_id = 0;
         sa.last_rx = now;
+        sa.started = now;
         sa.init_key = Some((remote, h.spi_i));
         sa.state = State::HalfOpen;
         sa.half_open_until = Some(now + ctx.cfg.half_open_timeout_ms * NS_PER_MS);
@@ -1106,15 +1111,15 @@ impl IkeSa {
         let c = self.conn(ctx);
         let (lt, dpd) = (c.ike_lifetime, c.dpd);
         let (rekey, expire) = lifetime_deadlines(ctx, now, &lt);
-        // The IKE SA's rekey is started by whoever's timer fires first; only the
-        // original initiator runs it by default to make collisions rare, but both
-        // enforce the hard lifetime.
+        // Each end runs its own lifetimes (RFC 7296 2.8); the jitter makes it rare
+        // that both start a rekey at once.
         self.rekey_at = rekey;
         self.expire_at = expire;
         self.last_rx = now;
         self.dpd_at = (dpd.interval_s > 0).then(|| now + dpd.interval_s * NS_PER_S);
         ctx.counters.ike_up += 1;
         self.up_reported = true;
+        let Some(suite) = self.suite else { return };
         ctx.events.push_back(Event::IkeUp {
             sa: self.id,
             conn: self.conn,
@@ -1124,6 +1129,8 @@ impl IkeSa {
             encap: self.encap,
             peer_id: self.peer_id.clone(),
             vip: self.vip,
+            suite,
+            setup_ns: now.saturating_sub(self.started),
         });
     }
 

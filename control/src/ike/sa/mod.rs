@@ -21,7 +21,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::conn::{Conn, Identity, Selector};
 use super::crypto::random::Random;
-use super::crypto::EspEncr;
+use super::crypto::{EspEncr, IkeSuite};
 use super::wire::header::{self, HeaderRepr};
 use super::wire::ExchangeType;
 use ikesa::IkeSa;
@@ -155,6 +155,11 @@ pub enum Event {
         encap: bool,
         peer_id: Option<Identity>,
         vip: Option<IpAddr>,
+        /// The negotiated IKE suite.
+        suite: IkeSuite,
+        /// From our first IKE_SA_INIT (initiator) or the peer's (responder) to now;
+        /// for an SA born of a rekey, the rekey exchange.
+        setup_ns: u64,
     },
     /// Install a child SA; it follows the path of IKE SA `sa`.
     ChildUp { sa: SaId, child: ChildInfo },
