@@ -696,11 +696,35 @@ fn simultaneous_ike_rekeys_converge() {
         let now = net.now;
         assert!(net.a.rekey_ike(now, sa_a));
         assert!(net.b.rekey_ike(now, sa_b));
-        net.run_for(40 * S);
+        // RFC 7296 2.8.2: both exchanges complete, no retry is needed.
+        net.run_for(5 * S);
+        let ccs = |side| {
+            exchanges(&net)
+                .into_iter()
+                .filter(|(s, x, r)| *s == side && *x == ExchangeType::CREATE_CHILD_SA.0 && !r)
+                .count()
+        };
+        assert_eq!((ccs(Side::A), ccs(Side::B)), (1, 1), "seed {seed}");
+        for ev in [&net.ev_a, &net.ev_b] {
+            let moved = ev
+                .iter()
+                .filter(|e| matches!(e, Event::IkeRekeyed { .. }))
+                .count();
+            assert_eq!(moved, 1, "seed {seed}: {ev:?}");
+        }
         assert_eq!(net.a.sa_count(), 1, "seed {seed}: {:?}", net.ev_a);
         assert_eq!(net.b.sa_count(), 1, "seed {seed}: {:?}", net.ev_b);
         assert_eq!(net.a.established(), 1);
         assert_paired(&live(&net.ev_a), &live(&net.ev_b));
+        // Both ends kept the same IKE SA: a child rekey over it works.
+        let sa = net.a.sa_ids()[0];
+        let child = net.a.children(sa)[0];
+        assert!(net.a.rekey_child(net.now, sa, child));
+        net.run_for(3 * S);
+        assert_eq!(net.a.child_count(), 1, "seed {seed}");
+        assert_eq!(net.b.child_count(), 1, "seed {seed}");
+        assert_paired(&live(&net.ev_a), &live(&net.ev_b));
+        assert!(!live(&net.ev_a).iter().any(|c| c.id == child));
     }
 }
 

@@ -127,6 +127,15 @@ struct Pending {
     kind: Kind,
 }
 
+/// What a rekeyed IKE SA gives to the one that replaces it.
+pub(crate) struct Handover {
+    pub to: SaId,
+    children: Vec<Child>,
+    queue: Vec<Req>,
+    vip: Option<IpAddr>,
+    vip_leased: bool,
+}
+
 pub(crate) struct IkeSa {
     id: SaId,
     conn: ConnId,
@@ -168,6 +177,9 @@ pub(crate) struct IkeSa {
     up_reported: bool,
     /// When the first IKE_SA_INIT was sent or received.
     started: u64,
+    /// The IKE SA we created answering the peer's rekey while ours was outstanding,
+    /// and the lowest nonce of that exchange (RFC 7296 2.8.2).
+    rekey_theirs: Option<(SaId, Vec<u8>)>,
 }
 
 fn nat_hash(spi_i: u64, spi_r: u64, addr: SocketAddr) -> Vec<u8> {
@@ -345,6 +357,7 @@ impl IkeSa {
             armed: None,
             up_reported: false,
             started: 0,
+            rekey_theirs: None,
         }
     }
 
@@ -2012,16 +2025,16 @@ impl IkeSa {
                 &[Payload::Notify(NotifyRepr::new(n, data))],
             );
         };
-        // Our own IKE rekey is outstanding: a collision. Refuse with
-        // TEMPORARY_FAILURE (RFC 7296 2.25); our rekey goes on and the peer retries
-        // later on the new SA if it still wants to.
-        if matches!(
+        // Our own IKE rekey is outstanding: a collision (RFC 7296 2.8.2). Answer it;
+        // which new SA survives is settled when our exchange completes.
+        let colliding = matches!(
             self.pending,
             Some(Pending {
                 kind: Kind::RekeyIke { .. },
                 ..
             })
-        ) {
+        );
+        if colliding && self.rekey_theirs.is_some() {
             reply(self, ctx, NotifyType::TEMPORARY_FAILURE, &[]);
             return;
         }
@@ -2098,6 +2111,14 @@ impl IkeSa {
             }),
         ];
         self.send_response(ctx, ExchangeType::CREATE_CHILD_SA, id, local, remote, &resp);
+        if colliding {
+            let n2 = self.sibling(
+                ctx, now, spi, false, their_spi, spi, suite, new_keys, sk_out, sk_in, ni, &nr,
+            );
+            self.rekey_theirs = Some((spi, Self::min_nonce(ni, &nr)));
+            ctx.born.push(n2);
+            return;
+        }
         let mut new = self.successor(
             ctx, now, spi, false, their_spi, spi, suite, new_keys, sk_out, sk_in, ni, &nr,
         );
@@ -2107,10 +2128,12 @@ impl IkeSa {
         self.expire_at = Some(now + REKEYED_LINGER_NS);
     }
 
-    /// The IKE SA that replaces this one after a rekey; takes the children.
+    /// A new IKE SA made by a rekey of this one, without children yet: they move with
+    /// [`Self::take_handover`] once it is certain that this SA is the one to keep
+    /// (RFC 7296 2.8.2).
     #[allow(clippy::too_many_arguments)]
-    fn successor(
-        &mut self,
+    fn sibling(
+        &self,
         ctx: &mut Ctx<'_>,
         now: u64,
         id: SaId,
@@ -2137,30 +2160,7 @@ impl IkeSa {
         n.nr = nr.to_vec();
         n.peer_id = self.peer_id.clone();
         n.vip = self.vip;
-        n.vip_leased = self.vip_leased;
-        self.vip_leased = false;
-        n.children = std::mem::take(&mut self.children);
-        // Requests queued for children move along; IKE-level ones stay.
-        n.queue = self
-            .queue
-            .iter()
-            .filter(|r| {
-                matches!(
-                    r,
-                    Req::CreateChild
-                        | Req::RekeyChild(_)
-                        | Req::DeleteChildren(_)
-                        | Req::DeleteSpis(_)
-                )
-            })
-            .cloned()
-            .collect();
-        self.queue.retain(|r| {
-            !matches!(
-                r,
-                Req::CreateChild | Req::RekeyChild(_) | Req::DeleteChildren(_) | Req::DeleteSpis(_)
-            )
-        });
+        n.started = now;
         let c = &ctx.conns[self.conn];
         let (lt, dpd) = (c.ike_lifetime, c.dpd);
         let (rekey, expire) = lifetime_deadlines(ctx, now, &lt);
@@ -2168,14 +2168,81 @@ impl IkeSa {
         n.expire_at = expire;
         n.last_rx = now;
         n.dpd_at = (dpd.interval_s > 0).then(|| now + dpd.interval_s * NS_PER_S);
-        n.up_reported = true;
+        n
+    }
+
+    /// Gives the children (and the requests queued for them, and the lease) to the
+    /// IKE SA `to` that replaces this one; this one only waits for its DELETE now.
+    fn take_handover(&mut self, ctx: &mut Ctx<'_>, to: SaId) -> Handover {
+        let is_child_req = |r: &Req| {
+            matches!(
+                r,
+                Req::CreateChild | Req::RekeyChild(_) | Req::DeleteChildren(_) | Req::DeleteSpis(_)
+            )
+        };
+        let queue: Vec<Req> = self
+            .queue
+            .iter()
+            .filter(|r| is_child_req(r))
+            .cloned()
+            .collect();
+        self.queue.retain(|r| !is_child_req(r));
+        let h = Handover {
+            to,
+            children: std::mem::take(&mut self.children),
+            queue,
+            vip: self.vip,
+            vip_leased: self.vip_leased,
+        };
+        self.vip_leased = false;
         self.state = State::Rekeyed;
         self.rekey_at = None;
         self.dpd_at = None;
         ctx.events.push_back(Event::IkeRekeyed {
             old: self.id,
-            new: id,
+            new: to,
         });
+        h
+    }
+
+    /// Takes over what a rekeyed IKE SA handed over.
+    pub fn adopt(&mut self, h: Handover) {
+        self.children.extend(h.children);
+        self.queue.extend(h.queue);
+        if h.vip.is_some() {
+            self.vip = h.vip;
+        }
+        self.vip_leased |= h.vip_leased;
+        self.up_reported = true;
+    }
+
+    /// The SPIs of children handed to an SA that no longer exists.
+    pub fn handover_spis(h: &Handover) -> Vec<u32> {
+        h.children.iter().map(|c| c.info.spi_in).collect()
+    }
+
+    /// The IKE SA that replaces this one after a rekey, with the children.
+    #[allow(clippy::too_many_arguments)]
+    fn successor(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        now: u64,
+        id: SaId,
+        initiator: bool,
+        spi_i: u64,
+        spi_r: u64,
+        suite: IkeSuite,
+        keys: IkeKeys,
+        sk_out: SkKeys,
+        sk_in: SkKeys,
+        ni: &[u8],
+        nr: &[u8],
+    ) -> IkeSa {
+        let mut n = self.sibling(
+            ctx, now, id, initiator, spi_i, spi_r, suite, keys, sk_out, sk_in, ni, nr,
+        );
+        let h = self.take_handover(ctx, id);
+        n.adopt(h);
         n
     }
 
@@ -2191,6 +2258,14 @@ impl IkeSa {
         };
         if let Some(e) = error_notify(p) {
             ctx.born_spis.retain(|s| *s != spi);
+            if let Some((n2, _)) = self.rekey_theirs.take() {
+                // Ours failed but we answered the peer's: that SA replaces this one,
+                // and the peer, its initiator, deletes this one.
+                let h = self.take_handover(ctx, n2);
+                ctx.handovers.push(h);
+                self.expire_at = Some(now + REKEYED_LINGER_NS);
+                return;
+            }
             match e {
                 NotifyType::TEMPORARY_FAILURE => {
                     let mut b = [0u8; 2];
@@ -2249,6 +2324,23 @@ impl IkeSa {
         let Ok((sk_out, sk_in)) = new_keys.initiator_sk(&suite) else {
             return;
         };
+        if let Some((n2, theirs_min)) = self.rekey_theirs.take() {
+            // Both rekeyed at once (RFC 7296 2.8.2): the new SA of the exchange with
+            // the lowest nonce is redundant and its initiator deletes it; the other
+            // one gets the children, and its initiator deletes the old SA.
+            if Self::min_nonce(&ni, nr) < theirs_min {
+                let mut n1 = self.sibling(
+                    ctx, now, spi, true, spi, their_spi, suite, new_keys, sk_out, sk_in, &ni, nr,
+                );
+                n1.queue.push_back(Req::DeleteIke);
+                n1.kick(ctx, now);
+                ctx.born.push(n1);
+                let h = self.take_handover(ctx, n2);
+                ctx.handovers.push(h);
+                self.expire_at = Some(now + REKEYED_LINGER_NS);
+                return;
+            }
+        }
         let new = self.successor(
             ctx, now, spi, true, spi, their_spi, suite, new_keys, sk_out, sk_in, &ni, nr,
         );

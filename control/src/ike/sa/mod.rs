@@ -24,7 +24,7 @@ use super::crypto::random::Random;
 use super::crypto::{EspEncr, IkeSuite};
 use super::wire::header::{self, HeaderRepr};
 use super::wire::ExchangeType;
-use ikesa::IkeSa;
+use ikesa::{Handover, IkeSa};
 use pool::Pools;
 
 /// Our SPI of an IKE SA: the handle by which the caller names it. An IKE SA rekey
@@ -243,6 +243,8 @@ pub(crate) struct Ctx<'a> {
     pub next_child: &'a mut ChildId,
     /// IKE SAs born during the call (an IKE rekey), inserted by the endpoint.
     pub born: Vec<IkeSa>,
+    /// Children handed by a rekeyed IKE SA to another one already in the map.
+    pub handovers: Vec<Handover>,
     /// SPIs taken by IKE SAs, including those born during this call.
     pub ike_spis: &'a HashMap<SaId, IkeSa>,
     pub born_spis: Vec<SaId>,
@@ -394,7 +396,7 @@ impl Endpoint {
         let c = self.conns.get(conn)?;
         let remote = *c.peer_addrs.first()?;
         let local = local.or_else(|| c.local_addrs.first().copied())?;
-        let (sa, born) = self.with_ctx(None, |ctx| {
+        let (sa, born, handovers) = self.with_ctx(None, |ctx| {
             let spi = ctx.new_ike_spi();
             IkeSa::initiate(ctx, now, conn, spi, local, remote)
         });
@@ -403,6 +405,7 @@ impl Endpoint {
         for b in born {
             self.file(b, false);
         }
+        self.apply(handovers);
         Some(id)
     }
 
@@ -552,7 +555,7 @@ impl Endpoint {
         }
         let need_cookie = self.half_open_n >= self.cfg.cookie_threshold;
         let secret = self.cookie_secret;
-        let (sa, born) = self.with_ctx(None, |ctx| {
+        let (sa, born, handovers) = self.with_ctx(None, |ctx| {
             let spi = ctx.new_ike_spi();
             IkeSa::respond_init(ctx, now, spi, local, remote, h, data, need_cookie, &secret)
         });
@@ -565,6 +568,7 @@ impl Endpoint {
         for b in born {
             self.file(b, false);
         }
+        self.apply(handovers);
     }
 
     /// Runs `f` with the shared context; returns its result and the IKE SAs born.
@@ -572,7 +576,7 @@ impl Endpoint {
         &mut self,
         taken: Option<SaId>,
         f: impl FnOnce(&mut Ctx<'_>) -> R,
-    ) -> (R, Vec<IkeSa>) {
+    ) -> (R, Vec<IkeSa>, Vec<Handover>) {
         let mut ctx = Ctx {
             cfg: &self.cfg,
             conns: &self.conns,
@@ -584,26 +588,46 @@ impl Endpoint {
             child_spis: &mut self.child_spis,
             next_child: &mut self.next_child,
             born: Vec::new(),
+            handovers: Vec::new(),
             ike_spis: &self.sas,
             born_spis: taken.into_iter().collect(),
         };
         let r = f(&mut ctx);
-        (r, ctx.born)
+        (r, ctx.born, ctx.handovers)
     }
 
     /// Runs `f` on SA `sa` with the shared context, then files the SA and any born.
     fn on_sa<R>(&mut self, sa: SaId, f: impl FnOnce(&mut IkeSa, &mut Ctx<'_>) -> R) -> Option<R> {
         let mut s = self.sas.remove(&sa)?;
         let was_half_open = s.is_half_open();
-        let (r, born) = self.with_ctx(Some(sa), |ctx| f(&mut s, ctx));
+        let (r, born, handovers) = self.with_ctx(Some(sa), |ctx| f(&mut s, ctx));
         self.file(s, was_half_open);
         for b in born {
             self.file(b, false);
         }
+        self.apply(handovers);
         Some(r)
     }
 
     /// Puts an SA (back) into the map and arms its timer, or forgets it if dead.
+    /// Gives handed-over children to their new IKE SA.
+    fn apply(&mut self, handovers: Vec<Handover>) {
+        for h in handovers {
+            match self.sas.remove(&h.to) {
+                Some(mut t) => {
+                    t.adopt(h);
+                    t.clear_armed();
+                    self.file(t, false);
+                }
+                None => {
+                    for spi in IkeSa::handover_spis(&h) {
+                        self.child_spis.remove(&spi);
+                    }
+                }
+            }
+        }
+    }
+
     /// `was_half_open`: the SA counted as half-open before this call.
     fn file(&mut self, mut s: IkeSa, was_half_open: bool) {
         let id = s.id();
