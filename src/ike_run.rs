@@ -46,6 +46,11 @@ const RETRY_MAX_NS: u64 = 32_000_000_000;
 /// Client: initiations started per turn of the loop, so that thousands of instances do
 /// not all send IKE_SA_INIT in one burst.
 const INITIATE_PER_TURN: usize = 32;
+/// Client: IKE SAs being set up at once at most. More only queue up in the peer's
+/// socket and in ours and come back as retransmissions.
+const MAX_INITIATING: usize = 64;
+/// SO_RCVBUF/SO_SNDBUF of the IKE sockets.
+const IKE_SOCKET_BUFFER: libc::c_int = 4 << 20;
 /// On SIGINT/SIGTERM: how long deletions may take before the process ends anyway.
 const SHUTDOWN_NS: u64 = 2_000_000_000;
 /// Largest IKE datagram read (RFC 7296 2: at least 1280 must be accepted; 64 KiB is
@@ -120,7 +125,8 @@ impl Client {
     }
 
     fn start_due(&mut self, ep: &mut Endpoint, now: u64) {
-        for _ in 0..INITIATE_PER_TURN.min(self.queue.len()) {
+        let room = MAX_INITIATING.saturating_sub(ep.initiating());
+        for _ in 0..INITIATE_PER_TURN.min(room).min(self.queue.len()) {
             let Some(i) = self.queue.pop_front() else {
                 break;
             };
@@ -236,6 +242,12 @@ pub fn main(args: &IkeArgs, role: Role) -> Result<(), String> {
         let sock = UdpSocket::bind(local).map_err(|e| format!("ike.listen {local}: {e}"))?;
         sock.set_nonblocking(true)
             .map_err(|e| format!("ike.listen {local}: {e}"))?;
+        // A burst of IKE_SA_INITs (many clients at once, or a flood) must queue in
+        // the kernel rather than be dropped before the loop's next turn.
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&sock);
+        for opt in [libc::SO_RCVBUFFORCE, libc::SO_SNDBUFFORCE] {
+            let _ = dataplane::io::sys::setsockopt(fd, libc::SOL_SOCKET, opt, &IKE_SOCKET_BUFFER);
+        }
         sockets.push(IkeSocket { sock, local });
     }
     let ecfg = EndpointConfig {

@@ -338,6 +338,7 @@ fn ike_sa_init_and_auth_make_a_child_both_ends_agree_on() {
     }
     assert_eq!(net.a.half_open(), 0);
     assert_eq!(net.b.half_open(), 0);
+    assert_eq!(net.a.initiating(), 0);
 }
 
 #[test]
@@ -533,7 +534,9 @@ fn an_unanswered_initiation_fails_after_the_retransmission_schedule() {
     net.filter = Some(Box::new(|from, _, _| from != Side::A));
     let t0 = net.now;
     net.a.initiate(net.now, 0, None).unwrap();
+    assert_eq!(net.a.initiating(), 1);
     net.run_for(120 * S);
+    assert_eq!(net.a.initiating(), 0);
     assert_eq!(
         ike_down(&net.ev_a),
         vec![DownReason::Failed(FailReason::Timeout)]

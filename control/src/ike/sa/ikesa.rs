@@ -374,6 +374,10 @@ impl IkeSa {
     pub fn is_half_open(&self) -> bool {
         self.state == State::HalfOpen
     }
+    /// Ours, in IKE_SA_INIT or IKE_AUTH.
+    pub fn is_initiating(&self) -> bool {
+        matches!(self.state, State::InitSent | State::AuthSent)
+    }
     pub fn is_established(&self) -> bool {
         self.state == State::Established
     }

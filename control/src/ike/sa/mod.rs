@@ -315,6 +315,8 @@ pub struct Endpoint {
     cookie_secret: [u8; 32],
     /// Responder SAs answered in IKE_SA_INIT and not yet authenticated.
     half_open_n: usize,
+    /// Initiator SAs in IKE_SA_INIT or IKE_AUTH.
+    initiating_n: usize,
 }
 
 impl Endpoint {
@@ -342,6 +344,7 @@ impl Endpoint {
             timers: BinaryHeap::new(),
             cookie_secret,
             half_open_n: 0,
+            initiating_n: 0,
         }
     }
 
@@ -366,6 +369,11 @@ impl Endpoint {
     /// Half-open IKE SAs we answered as responder.
     pub fn half_open(&self) -> usize {
         self.half_open_n
+    }
+
+    /// IKE SAs we initiated that are not established yet.
+    pub fn initiating(&self) -> usize {
+        self.initiating_n
     }
 
     /// Addresses leased from the pools.
@@ -600,6 +608,9 @@ impl Endpoint {
     fn on_sa<R>(&mut self, sa: SaId, f: impl FnOnce(&mut IkeSa, &mut Ctx<'_>) -> R) -> Option<R> {
         let mut s = self.sas.remove(&sa)?;
         let was_half_open = s.is_half_open();
+        if s.is_initiating() {
+            self.initiating_n -= 1;
+        }
         let (r, born, handovers) = self.with_ctx(Some(sa), |ctx| f(&mut s, ctx));
         self.file(s, was_half_open);
         for b in born {
@@ -631,6 +642,9 @@ impl Endpoint {
     /// `was_half_open`: the SA counted as half-open before this call.
     fn file(&mut self, mut s: IkeSa, was_half_open: bool) {
         let id = s.id();
+        if s.is_initiating() {
+            self.initiating_n += 1;
+        }
         match (was_half_open, s.is_half_open()) {
             (false, true) => self.half_open_n += 1,
             (true, false) => self.half_open_n -= 1,
