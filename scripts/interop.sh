@@ -16,6 +16,9 @@
 #                  and the SA counts on both ends afterwards (no leak)
 #   sw-terminate   `swanctl --terminate --ike`: mobiked removes the SA
 #   sw-killed      charon gets SIGKILL: mobiked's DPD (2 s / 6 s) removes the SA in time
+#   flood          3000 spoofed-source IKE_SA_INITs (scripts/lib/ike-flood.py) against the
+#                  gateway with cookie_threshold 20: cookies are demanded, the half-open
+#                  SAs stay at the threshold, and strongSwan still connects during it
 #
 #   scripts/interop.sh [--bin PATH] [--only NAME,NAME] [--keep]
 #
@@ -505,6 +508,48 @@ if wanted sw-killed; then
         fi
     else
         report FAIL "$SCEN" "no SA: mobiked $(mk_counts)"
+        dump_logs
+    fi
+    finish
+fi
+
+# ---- 6. an IKE_SA_INIT flood from spoofed sources, then strongSwan connects -----------
+mk_stat() { # counter name -> value from `mobiked ctl stats`
+    timeout 5 "$BIN" ctl -s "$DIR/mk.sock" stats 2>/dev/null |
+        "$PYTHON" -c '
+import json, sys
+c = json.load(sys.stdin)["counters"]
+c = dict(c) if isinstance(c, list) else c
+print(c.get(sys.argv[1], 0))' "$1" 2>/dev/null || echo "?"
+}
+if wanted flood; then
+    SCEN=flood
+    mk_gateway_conf "10.2.0.0/24" "" | sed 's|^control:.*|&\nike: { cookie_threshold: 20 }|' >"$DIR/mk.yaml"
+    mk_start gateway
+    sw_start && sw_initiator_conf "" "" | sw_load
+    netns_bg "$NSS" "$DIR/flood.out" "$PYTHON" "$ROOT/scripts/lib/ike-flood.py" --dst 192.0.2.1 \
+        --prefix 192.0.2.128/25 --count 3000 --rate 3000
+    FLOOD_PID="$NETNS_LAST_PID"
+    sleep 0.3
+    t0=$(netns_now_us)
+    swanctl_ --initiate --child net >"$DIR/initiate-$SCEN.out" 2>&1 &
+    if netns_wait 20 mk_up; then
+        up_ms=$((($(netns_now_us) - t0) / 1000))
+        netns_wait 10 test ! -d "/proc/$FLOOD_PID"
+        netns_stop "$FLOOD_PID" 1
+        cookies="$(mk_stat ike_cookies_sent)"
+        half="$(mk_stat ike_half_open)"
+        rx="$(mk_stat ike_rx)"
+        if [ "$cookies" != "?" ] && [ "$cookies" -gt 1000 ] && [ "$half" -le 20 ] &&
+            ping_ok "$NSS" 10.2.0.1 10.1.0.1; then
+            report PASS "$SCEN" "3000 spoofed IKE_SA_INITs: $cookies cookies sent, $half half-open (threshold 20), $rx IKE messages in; strongSwan up ${up_ms} ms after its initiate, ping ok; $(cat "$DIR/flood.out")"
+        else
+            report FAIL "$SCEN" "cookies $cookies, half-open $half, rx $rx; $(cat "$DIR/flood.out")"
+            dump_logs
+        fi
+    else
+        netns_stop "$FLOOD_PID" 1
+        report FAIL "$SCEN" "strongSwan did not connect during the flood: mobiked $(mk_counts), cookies $(mk_stat ike_cookies_sent)"
         dump_logs
     fi
     finish
