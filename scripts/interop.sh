@@ -8,6 +8,8 @@
 # Scenarios (each starts both daemons afresh; one line each, then `N passed, M failed`):
 #   mk-initiator   mobiked client -> strongSwan responder, IKE aes128gcm16-prfsha256-x25519,
 #                  ESP aes128gcm16: ping both ways and a 2000-packet stream (loss reported)
+#   suites         mobiked initiates with AES-CBC/HMAC-SHA2 and AES-GCM suites over groups
+#                  19, 20 and 31 against strongSwan's default proposals: ping passes
 #   sw-default     strongSwan initiator with its default proposals -> mobiked gateway:
 #                  the negotiated suite, ping both ways
 #   sw-vip         strongSwan asks mobiked's pool for a virtual IP and pings from it
@@ -361,6 +363,31 @@ if wanted mk-initiator; then
         dump_logs
     fi
     finish
+fi
+
+# ---- 1b. every IKE suite family against strongSwan's defaults -------------------------
+# mobiked initiates with one proposal; strongSwan answers with `proposals = default`.
+if wanted suites; then
+    SCEN=suites
+    detail=""
+    ok=1
+    for suite in aes128-sha256-prfsha256-x25519 aes256-sha384-prfsha384-ecp384 \
+        aes256gcm16-prfsha512-ecp256 aes128-sha512-prfsha512-ecp256; do
+        sw_start && swan_conf "esp_proposals = default" "" |
+            sed -e 's|proposals = aes128gcm16-prfsha256-x25519|proposals = default|' \
+                -e '/esp_proposals = aes128gcm16$/d' | sw_load
+        mk_client_conf "" | sed "s|proposals: \[aes128gcm16-prfsha256-x25519\]|proposals: [$suite]|" >"$DIR/mk.yaml"
+        mk_start client
+        if netns_wait 15 mk_up && ping_ok "$NSM" 10.1.0.1 10.2.0.1; then
+            detail+="$suite ok; "
+        else
+            ok=0
+            detail+="$suite FAILED; "
+            dump_logs
+        fi
+        finish
+    done
+    if [ "$ok" -eq 1 ]; then report PASS "$SCEN" "$detail"; else report FAIL "$SCEN" "$detail"; fi
 fi
 
 # ---- 2. strongSwan initiator, default proposals -> mobiked gateway --------------------
