@@ -1138,10 +1138,10 @@ fn python_exchanges_rederive_open_and_authenticate() {
     }
 }
 
-/// Real strongSwan exchanges. Ignored until the captures exist; `--ignored` fails
-/// if none do.
+/// Real strongSwan exchanges (captured by scripts/lib/kat-capture.sh): our key
+/// schedule, SK opening and PSK AUTH against what charon logged and sent. Fails if
+/// the captures are missing.
 #[test]
-#[ignore = "needs captures in control/tests/data/strongswan/*.kat"]
 fn strongswan_captures_rederive_open_and_authenticate() {
     let dir = format!("{}/tests/data/strongswan", env!("CARGO_MANIFEST_DIR"));
     let files = kat_files(&dir, "");
