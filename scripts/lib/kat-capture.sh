@@ -97,6 +97,8 @@ secrets {
 EOF
 }
 
+# ike=4 and chd=4 make charon log g^ir, SKEYSEED, SK_* and the child keys.
+LEVELS="default=1 ike=4 chd=4 cfg=1 knl=1 enc=1"
 FAILED=0
 for entry in "${CASES[@]}"; do
     IFS='|' read -r name ike esp <<<"$entry"
@@ -106,11 +108,15 @@ for entry in "${CASES[@]}"; do
     netns_bg "$NSI" "$d/tcpdump.out" tcpdump --immediate-mode -U -Z root -n -i ki0 -s 0 -w "$d/ike.pcap" udp port 500 or udp port 4500
     tcp_pid="$NETNS_LAST_PID"
     netns_wait 5 grep -q 'listening on' "$d/tcpdump.out" || { echo "$name: tcpdump did not start"; FAILED=$((FAILED + 1)); continue; }
-    SWAN_LOGLEVELS="default=1 ike=4 chd=4 cfg=1 knl=1 enc=1" swan_start i "$NSI" "$d/i" &&
-        SWAN_LOGLEVELS="default=1 ike=4 chd=4 cfg=1 knl=1 enc=1" swan_start r "$NSR" "$d/r" || {
-        echo "$name: FAIL charon did not start"; FAILED=$((FAILED + 1)); swan_stop i; swan_stop r
-        netns_stop "$tcp_pid" 2; continue
-    }
+    if ! SWAN_LOGLEVELS="$LEVELS" swan_start i "$NSI" "$d/i" ||
+        ! SWAN_LOGLEVELS="$LEVELS" swan_start r "$NSR" "$d/r"; then
+        echo "$name: FAIL charon did not start"
+        FAILED=$((FAILED + 1))
+        swan_stop i
+        swan_stop r
+        netns_stop "$tcp_pid" 2
+        continue
+    fi
     swan_conf 192.0.2.1 192.0.2.2 kat-initiator.example kat-responder.example \
         10.11.0.1/32 10.12.0.1/32 "$ike" "$esp" >"$d/i/swanctl.conf"
     swan_conf 192.0.2.2 192.0.2.1 kat-responder.example kat-initiator.example \
