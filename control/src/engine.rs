@@ -435,8 +435,12 @@ impl Installer {
             undo(w, &mut self.tunnels);
             return Err(e.into());
         }
+        // A rekey we answered: the old outbound SA stays until the old child goes.
+        let defer = c.defer_outbound && reuse.is_some();
         let owner_out = self.owner();
-        if let Err(e) = w.set_outbound(OutboundSpec {
+        if defer {
+            // Nothing to install now; see `child_down`.
+        } else if let Err(e) = w.set_outbound(OutboundSpec {
             spi: c.spi_out,
             owner: owner_out,
             esn: c.esn,
@@ -452,11 +456,13 @@ impl Installer {
             children: Vec::new(),
             out: c.id,
         });
-        if let Some(prev) = self.children.get_mut(&rec.out) {
-            prev.view.outbound = false;
-        }
         rec.children.push(c.id);
-        rec.out = c.id;
+        if !defer {
+            if let Some(prev) = self.children.get_mut(&rec.out) {
+                prev.view.outbound = false;
+            }
+            rec.out = c.id;
+        }
         self.children.insert(
             c.id,
             ChildRec {
@@ -470,7 +476,7 @@ impl Installer {
                     esn: c.esn,
                     local_ts: c.local_ts.clone(),
                     remote_ts: c.remote_ts.clone(),
-                    outbound: true,
+                    outbound: !defer,
                 },
                 key_out: c.key_out.clone(),
             },
@@ -490,10 +496,12 @@ impl Installer {
             .ok_or(InstallError::UnknownChild(child))?;
         let v = &rec.view;
         let tunnel = v.tunnel;
+        // Another child carries on in the tunnel: let this one's inbound SA linger for
+        // ESP still in flight.
         let replaced = self
             .tunnel_recs
             .get(&tunnel)
-            .is_some_and(|t| t.out != child && t.children.len() > 1);
+            .is_some_and(|t| t.children.len() > 1);
         let in_result = if replaced {
             self.lingering.push(Linger {
                 until: now.saturating_add(REPLACED_INBOUND_LINGER_NS),
@@ -672,6 +680,7 @@ mod tests {
             local_ts: vec![Selector::host("10.3.0.1".parse().unwrap())],
             remote_ts: vec![Selector::prefix("10.1.0.0".parse().unwrap(), 24)],
             replaces,
+            defer_outbound: false,
         }
     }
 
@@ -754,6 +763,33 @@ mod tests {
         let p = s.path(0).unwrap().spec;
         assert_eq!(p.encap, Encap::Udp);
         assert_eq!(p.keepalive_ms, KEEPALIVE_MS);
+    }
+
+    #[test]
+    fn a_rekey_we_answered_keeps_the_old_outbound_until_the_old_child_goes() {
+        let mut w = writer(1);
+        let mut i = Installer::new(&w, false, 64);
+        batch(
+            &mut i,
+            &mut w,
+            &[ike_up(SA1, true), up(SA1, child(1, 0x1000, 0x2000, None))],
+        );
+        let mut c2 = child(2, 0x1001, 0x2001, Some(1));
+        c2.defer_outbound = true;
+        let s = batch(&mut i, &mut w, &[up(SA1, c2)]);
+        // The new inbound SA is there at once; we keep sending on the old one.
+        assert!(s.inbound(0x1001).is_some());
+        assert_eq!(out_spi(&s, 0), Some(0x2000));
+        // The peer's DELETE of the old child: now the new one sends, and the old
+        // inbound lingers.
+        let s = batch(&mut i, &mut w, &[down(SA1, 1, 0x1000, 0x2000)]);
+        assert_eq!(out_spi(&s, 0), Some(0x2001));
+        assert!(s.inbound(0x1000).is_some());
+        assert_eq!(i.lingering(), 1);
+        i.expire(&mut w, 1 + REPLACED_INBOUND_LINGER_NS);
+        let s = batch(&mut i, &mut w, &[]);
+        assert!(s.inbound(0x1000).is_none());
+        assert_eq!(out_spi(&s, 0), Some(0x2001));
     }
 
     #[test]
@@ -853,6 +889,10 @@ mod tests {
         let s = batch(&mut i, &mut w, &[down(SA1, 2, 0x1001, 0x2001)]);
         assert_eq!(out_spi(&s, 0), Some(0x2000));
         assert!(s.inbound(0x1000).is_some());
+        // The tunnel carries on: the gone child's inbound SA lingers briefly too.
+        assert_eq!(i.lingering(), 1);
+        i.expire(&mut w, 1 + REPLACED_INBOUND_LINGER_NS);
+        let s = batch(&mut i, &mut w, &[]);
         assert!(s.inbound(0x1001).is_none());
         assert!(i.children_of(SA1)[0].outbound);
     }

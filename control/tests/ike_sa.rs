@@ -577,6 +577,13 @@ fn rekey_child_from(initiator_side: Side, pfs: bool, seed: u64) {
     assert_eq!(net.b.child_count(), 1);
     let replaced = child_ups(&net.ev_a).last().unwrap().replaces;
     assert_eq!(replaced, Some(old.id));
+    // The end that answered the rekey keeps sending on the old SA until its DELETE.
+    let (new_a, new_b) = (
+        child_ups(&net.ev_a).last().unwrap().clone(),
+        child_ups(&net.ev_b).last().unwrap().clone(),
+    );
+    assert_eq!(new_a.defer_outbound, initiator_side == Side::B);
+    assert_eq!(new_b.defer_outbound, initiator_side == Side::A);
 }
 
 #[test]

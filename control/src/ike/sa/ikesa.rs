@@ -1182,6 +1182,7 @@ impl IkeSa {
             local_ts,
             remote_ts,
             replaces,
+            defer_outbound: replaces.is_some() && !exchange_initiator,
         };
         let lt = self.conn(ctx).child_lifetime;
         let (rekey_at, expire_at) = lifetime_deadlines(ctx, now, &lt);

@@ -93,6 +93,11 @@ pub struct ChildInfo {
     /// The child this one replaces (a rekey): install this one, then remove that one
     /// when its [`Event::ChildDown`] comes.
     pub replaces: Option<ChildId>,
+    /// We answered this rekey: keep sending on `replaces` until it goes down. The
+    /// peer starts using the new SA only once it has our response, and its DELETE of
+    /// the old SA follows that, so switching then loses nothing in between (RFC 7296
+    /// 2.8).
+    pub defer_outbound: bool,
 }
 
 impl core::fmt::Debug for ChildInfo {
@@ -106,6 +111,7 @@ impl core::fmt::Debug for ChildInfo {
             .field("local_ts", &self.local_ts)
             .field("remote_ts", &self.remote_ts)
             .field("replaces", &self.replaces)
+            .field("defer_outbound", &self.defer_outbound)
             .finish_non_exhaustive()
     }
 }
