@@ -133,6 +133,9 @@ charon {
 }
 EOF
     : >"$d/charon.log"
+    # A socket left by the previous scenario's charon would make the wait below
+    # return before this one listens.
+    rm -f "$d/charon.vici"
     netns_bg "$NSS" "$d/charon.out" env STRONGSWAN_CONF="$d/strongswan.conf" \
         unshare -m --propagation private sh -c 'mount -t tmpfs tmpfs /run && exec '"$CHARON"
     SW_PID="$NETNS_LAST_PID"
