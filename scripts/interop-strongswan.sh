@@ -14,9 +14,22 @@
 #               aes128gcm16-prfsha256-x25519, ESP aes128gcm16: ping both ways between
 #               10.1.0.1 and the LAN host 10.2.0.2, a bounded UDP stream each way, and the
 #               child SA's packet counters on both ends cover what was sent
-#   (mobiked scenarios: see "mobiked scenarios" below; not wired yet)
+#   mk-gw-rekeys
+#               strongSwan initiator (swi) -> mobiked gateway (swr, TUN mk0 as its clear
+#               side), child PFS aes128gcm16-x25519: child SA (4 s) and IKE SA (6 s)
+#               rekeys started by mobiked, then by strongSwan, while a 1000 pps stream
+#               runs each way between 10.1.0.1 and the LAN host: rekey counts, loss and
+#               longest gap per direction, and no SA left over on either end
+#   peer-restart
+#               charon is killed (SIGKILL) and restarted, and sets up a new IKE SA with
+#               N(INITIAL_CONTACT) long before mobiked's DPD (30 s / 60 s) could notice:
+#               mobiked must drop the stale SA (RFC 7296 2.4) and traffic must pass both
+#               ways over the new one at once
 #
-#   scripts/interop-strongswan.sh [--only NAME[,NAME]] [--mobiked BIN] [--keep]
+#   scripts/interop-strongswan.sh [--only NAME[,NAME]] [--bin BIN] [--keep]
+#
+# The mobiked scenarios use --bin (alias --mobiked), else $CARGO_TARGET_DIR/release/mobiked
+# or target/release/mobiked, built with `cargo build --release --bin mobiked` if absent.
 #
 # Needs root and strongSwan (scripts/test installs it). Kills only what it started, by PID.
 # Exit status 1 if any scenario failed, 2 if the harness could not run.
@@ -38,13 +51,13 @@ while [ "$#" -gt 0 ]; do
             ONLY=",${2:?--only needs names},"
             shift
             ;;
-        --mobiked)
-            MOBIKED="${2:?--mobiked needs a path}"
+        --mobiked | --bin)
+            MOBIKED="${2:?$1 needs a path}"
             shift
             ;;
         --keep) NETNS_KEEP_TMP=1 ;;
         -h | --help)
-            sed -n '2,22p' "$0"
+            sed -n '2,36p' "$0"
             exit 0
             ;;
         *)
@@ -65,8 +78,15 @@ for tool in ip ping "$PYTHON"; do
 done
 if [ -n "$MOBIKED" ]; then
     [ -x "$MOBIKED" ] || { echo "interop-strongswan: mobiked binary '$MOBIKED' not found" >&2; exit 2; }
-    MOBIKED="$(cd "$(dirname "$MOBIKED")" && pwd)/$(basename "$MOBIKED")"
+else
+    MOBIKED="${CARGO_TARGET_DIR:-$ROOT/target}/release/mobiked"
+    if [ ! -x "$MOBIKED" ] && { [ -z "$ONLY" ] || [[ "$ONLY" == *,mk-* ]] || [[ "$ONLY" == *,peer-* ]]; }; then
+        echo "interop-strongswan: building $MOBIKED" >&2
+        (cd "$ROOT" && cargo build --release --bin mobiked) >&2 ||
+            { echo "interop-strongswan: cargo build failed" >&2; exit 2; }
+    fi
 fi
+[ ! -x "$MOBIKED" ] || MOBIKED="$(cd "$(dirname "$MOBIKED")" && pwd)/$(basename "$MOBIKED")"
 
 netns_init || exit 2
 DIR="$NETNS_TMP"
@@ -242,27 +262,198 @@ scenario_swan_swan() {
     swan_stop r
 }
 
-# ---- mobiked scenarios (to be wired once `mobiked gateway|client -c FILE` runs) ----------
-# Each takes the same topology: mobiked replaces one charon (client in swi, gateway in swr),
-# started with netns_bg in that namespace so the cleanup stops it by PID. Planned:
-#   mk-client-swan-gw   mobiked client (swi) -> strongSwan responder (swr)
-#   swan-mk-gw          strongSwan initiator (swi) -> mobiked gateway (swr), default proposals
-#   mobike              address change on the mobiked client under a stream (needs a second
-#                       veth pair swi<->swr)
-# They are not listed in SCENARIOS until they exist: nothing here reports a result it did
-# not measure.
+# ---- mobiked scenarios -------------------------------------------------------------------
+# mobiked replaces the responder's charon: `mobiked gateway` in swr, its clear side a TUN
+# device mk0 there. The responder namespace forwards between r1 (LAN) and mk0, so the LAN
+# host reaches 10.1.0.0/24 only through mobiked's tunnel. mobiked runs through netns_bg, so
+# the cleanup stops it by PID on every exit path.
+MK_PID=""
+mk_ready() { # creates mk0 in swr once; the route exists only while a mobiked scenario runs
+    ip -n "$NSR" link show mk0 >/dev/null 2>&1 || netns_tun "$NSR" mk0 169.254.99.1/32 || return 1
+    ip -n "$NSR" route replace 10.1.0.0/24 dev mk0 src 10.2.0.1
+}
+mk_unready() { ip -n "$NSR" route del 10.1.0.0/24 dev mk0 2>/dev/null || true; }
+mk_start() { # DIR: runs `mobiked gateway -c DIR/mk.yaml` in swr
+    rm -f "$1/mk.sock"
+    netns_bg "$NSR" "$1/mk.log" env RUST_LOG="${RUST_LOG:-info}" "$MOBIKED" gateway -c "$1/mk.yaml"
+    MK_PID="$NETNS_LAST_PID"
+    netns_wait 10 test -S "$1/mk.sock"
+}
+mk_stop() {
+    [ -n "$MK_PID" ] && netns_stop "$MK_PID" 4
+    MK_PID=""
+}
+# "IKE CHILD" as `mobiked ctl sas` lists them ("? ?" if it does not answer)
+mk_counts() {
+    timeout 5 "$MOBIKED" ctl -s "$1/mk.sock" sas 2>/dev/null | "$PYTHON" -c '
+import json, sys
+try:
+    s = json.load(sys.stdin)["sas"]
+except Exception:
+    print("? ?"); sys.exit(0)
+print(len(s), sum(len(x["children"]) for x in s))'
+}
+swan_counts() { # "IKE CHILD" as swanctl --list-sas lists them
+    local out
+    out="$(swan_list "$1")"
+    echo "$(grep -c ESTABLISHED <<<"$out") $(grep -c INSTALLED <<<"$out")"
+}
+# mobiked gateway configuration: DIR, extra lines for the connection
+mk_gateway_conf() {
+    cat >"$1/mk.yaml" <<EOF
+dataplane: { workers: 1, mode: esp }
+cipher: { backend: udp, bind: ["192.0.2.2:4500"] }
+clear: { backend: tun, name: mk0 }
+control: { socket: $1/mk.sock }
+connections:
+  - name: swi
+    local_id: swr.interop.test
+    remote_id: swi.interop.test
+    psk: $PSK
+    local_ts: [10.2.0.0/24]
+    remote_ts: [10.1.0.0/24]
+$2
+EOF
+}
+# strongSwan initiator in swi against mobiked: DIR IKE ESP CHILD_EXTRA IKE_EXTRA
+mk_swan_initiator_conf() {
+    swan_conf 192.0.2.1 192.0.2.2 swi.interop.test swr.interop.test 10.1.0.0/24 10.2.0.0/24 \
+        "$2" "$3" | awk -v child="$4" -v ike="$5" '
+        { print }
+        /esp_proposals = / && child != "" { print "                " child }
+        /dpd_delay = / && ike != "" { print "        " ike }' >"$1/swanctl.conf"
+}
+mk_dump() { # DIR
+    echo "  --- mobiked ($1/mk.log), last 15 lines ---"
+    sed 's/\x1b\[[0-9;]*m//g' "$1/mk.log" 2>/dev/null | tail -n 15 | cut -c1-300 | sed 's/^/  | /'
+    swan_dump i 15
+}
+mk_finish() {
+    mk_stop
+    swan_stop i
+    mk_unready
+}
 
-SCENARIOS=(swan-swan)
+scenario_mk_gw_rekeys() {
+    SCEN=mk-gw-rekeys
+    local d="$DIR/$SCEN" who detail="" ok=1 ra rb la lb ga gb crk irk mkc swc sp
+    [ -x "$MOBIKED" ] || { report FAIL "no mobiked binary ($MOBIKED)"; return; }
+    for who in mobiked strongswan; do
+        mkdir -p "$d/$who"
+        if ! mk_ready; then
+            report FAIL "could not set up mk0 in $NSR"
+            return
+        fi
+        if [ "$who" = mobiked ]; then
+            mk_gateway_conf "$d/$who" "    esp_proposals: [aes128gcm16-x25519]
+    rekey_time: 6s
+    over_time: 4s
+    rand_time: 0s
+    children: { rekey_time: 4s, life_time: 8s, rand_time: 0s }"
+            mk_swan_initiator_conf "$d/$who" default aes128gcm16-x25519 "rekey_time = 1h" "rekey_time = 1h"
+        else
+            mk_gateway_conf "$d/$who" "    esp_proposals: [aes128gcm16-x25519]
+    rekey_time: 0
+    children: { rekey_time: 0, life_time: 0 }"
+            mk_swan_initiator_conf "$d/$who" default aes128gcm16-x25519 \
+                "rekey_time = 4s
+                life_time = 8s
+                rand_time = 0s" "rekey_time = 6s
+        over_time = 4s
+        rand_time = 0s"
+        fi
+        if ! mk_start "$d/$who" || ! swan_start i "$NSI" "$d/$who" || ! swan_load i ||
+            ! swan_initiate i net 10 || ! netns_wait 5 test "$(mk_counts "$d/$who")" = "1 1"; then
+            ok=0
+            detail+="$who: no SA (mobiked $(mk_counts "$d/$who"); $(tail -n 1 "$d/$who/initiate.out" 2>/dev/null)); "
+            mk_dump "$d/$who"
+            mk_finish
+            continue
+        fi
+        # 13 s at 1000 pps each way: two or three child rekeys and two IKE rekeys.
+        # (The extra $RANDOM keeps the two streams' run ids apart even where a subshell
+        # inherits the parent's random sequence.)
+        (: "$RANDOM" && stream "$NSI" 10.1.0.1 "$NSL" 10.2.0.2 13000 1000 >"$d/$who/stream-a.json") &
+        sp=$!
+        rb="$(stream "$NSL" 10.2.0.2 "$NSI" 10.1.0.1 13000 1000)"
+        wait "$sp"
+        ra="$(cat "$d/$who/stream-a.json")"
+        la="$(jfield "$ra" lost)" lb="$(jfield "$rb" lost)"
+        ga="$(jfield "$ra" max_gap_ms)" gb="$(jfield "$rb" max_gap_ms)"
+        crk="$(grep -c 'rekey_of=Some' "$d/$who/mk.log")"
+        irk="$(grep -c 'IKE SA rekeyed' "$d/$who/mk.log")"
+        # The replaced SAs go within a second of their rekey (over_time aside): look
+        # after the streams, with time for the last delete to complete.
+        sleep 1
+        mkc="$(mk_counts "$d/$who")"
+        swc="$(swan_counts i)"
+        detail+="$who rekeys: $crk child + $irk IKE; i->lan lost $la, gap $ga ms; lan->i lost $lb, gap $gb ms; SAs after: mobiked $mkc, strongSwan $swc; "
+        if ! [[ "$la" =~ ^[0-9]+$ && "$lb" =~ ^[0-9]+$ ]] || [ "$la" -gt 2 ] || [ "$lb" -gt 2 ] ||
+            [ "$crk" -lt 1 ] || [ "$irk" -lt 1 ] || [ "$mkc" != "1 1" ] || [ "$swc" != "1 1" ] ||
+            ! [[ "${ga%.*}" =~ ^[0-9]+$ && "${gb%.*}" =~ ^[0-9]+$ ]] || [ "${ga%.*}" -ge 1000 ] ||
+            [ "${gb%.*}" -ge 1000 ]; then
+            ok=0
+            mk_dump "$d/$who"
+        fi
+        mk_finish
+    done
+    if [ "$ok" -eq 1 ]; then report PASS "$detail"; else report FAIL "$detail"; fi
+}
+
+scenario_peer_restart() {
+    SCEN=peer-restart
+    local d="$DIR/$SCEN" p1=FAIL p2=FAIL before after
+    [ -x "$MOBIKED" ] || { report FAIL "no mobiked binary ($MOBIKED)"; return; }
+    mkdir -p "$d"
+    mk_ready || { report FAIL "could not set up mk0 in $NSR"; return; }
+    mk_gateway_conf "$d" "    dpd_delay: 30s
+    dpd_timeout: 60s"
+    mk_swan_initiator_conf "$d" default default "" ""
+    if ! mk_start "$d" || ! swan_start i "$NSI" "$d" || ! swan_load i || ! swan_initiate i net 10 ||
+        ! netns_wait 5 test "$(mk_counts "$d")" = "1 1" || ! ping_ok "$NSI" 10.1.0.1 10.2.0.2; then
+        report FAIL "first SA: mobiked $(mk_counts "$d"), $(tail -n 1 "$d/initiate.out" 2>/dev/null)"
+        mk_dump "$d"
+        mk_finish
+        return
+    fi
+    before="$(mk_counts "$d")"
+    kill -KILL "${SWAN_PID[i]}" 2>/dev/null
+    wait "${SWAN_PID[i]}" 2>/dev/null
+    SWAN_PID[i]=""
+    cp "$d/charon.log" "$d/charon-1.log"
+    if ! swan_start i "$NSI" "$d" || ! swan_load i || ! swan_initiate i net 10; then
+        report FAIL "restarted charon did not set up a new SA: $(tail -n 1 "$d/initiate.out" 2>/dev/null)"
+        mk_dump "$d"
+        mk_finish
+        return
+    fi
+    # Give mobiked a moment to act on the INITIAL_CONTACT of the new IKE_AUTH.
+    netns_wait 2 test "$(mk_counts "$d")" = "1 1"
+    after="$(mk_counts "$d")"
+    ping_ok "$NSI" 10.1.0.1 10.2.0.2 && p1=ok
+    ping_ok "$NSL" 10.2.0.2 10.1.0.1 && p2=ok
+    local ic=no
+    grep -q 'N(INIT_CONTACT)' "$d/charon.log" && ic=yes
+    local detail="IKE/child SAs in mobiked: $before before the restart, $after after the new IKE SA (INITIAL_CONTACT sent: $ic); ping i->lan $p1, lan->i $p2"
+    if [ "$after" = "1 1" ] && [ "$p1$p2" = okok ]; then
+        report PASS "$detail"
+    else
+        report FAIL "$detail (mobiked kept the stale SA; DPD would remove it only after up to 90 s)"
+        mk_dump "$d"
+    fi
+    mk_finish
+}
+
+SCENARIOS=(swan-swan mk-gw-rekeys peer-restart)
 scenario_fn() {
     case "$1" in
         swan-swan) echo scenario_swan_swan ;;
+        mk-gw-rekeys) echo scenario_mk_gw_rekeys ;;
+        peer-restart) echo scenario_peer_restart ;;
         *) return 1 ;;
     esac
 }
 
-if [ -n "$MOBIKED" ]; then
-    echo "note: --mobiked $MOBIKED given, but no mobiked scenario is wired yet" >&2
-fi
 t0=$SECONDS
 for s in "${SCENARIOS[@]}"; do
     wanted "$s" || continue
