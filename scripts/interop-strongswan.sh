@@ -16,10 +16,15 @@
 #               child SA's packet counters on both ends cover what was sent
 #   mk-gw-rekeys
 #               strongSwan initiator (swi) -> mobiked gateway (swr, TUN mk0 as its clear
-#               side), child PFS aes128gcm16-x25519: child SA (4 s) and IKE SA (6 s)
+#               side), child PFS aes128gcm16-x25519: child SA (4 s) and IKE SA (7 s, so
+#               that no child rekey falls due with an IKE rekey within the 13 s stream)
 #               rekeys started by mobiked, then by strongSwan, while a 1000 pps stream
 #               runs each way between 10.1.0.1 and the LAN host: rekey counts, loss and
 #               longest gap per direction, and no SA left over on either end
+#   rekey-collide
+#               mobiked's child SA and IKE SA rekeys fall due at the same moment (both
+#               6 s, child life_time 10 s, DPD at its 30 s default): the child must still
+#               be rekeyed before its hard lifetime, and traffic pass both ways at 11 s
 #   peer-restart
 #               charon is killed (SIGKILL) and restarted, and sets up a new IKE SA with
 #               N(INITIAL_CONTACT) long before mobiked's DPD (30 s / 60 s) could notice:
@@ -80,7 +85,7 @@ if [ -n "$MOBIKED" ]; then
     [ -x "$MOBIKED" ] || { echo "interop-strongswan: mobiked binary '$MOBIKED' not found" >&2; exit 2; }
 else
     MOBIKED="${CARGO_TARGET_DIR:-$ROOT/target}/release/mobiked"
-    if [ ! -x "$MOBIKED" ] && { [ -z "$ONLY" ] || [[ "$ONLY" == *,mk-* ]] || [[ "$ONLY" == *,peer-* ]]; }; then
+    if [ ! -x "$MOBIKED" ] && { [ -z "$ONLY" ] || [[ "$ONLY" == *,mk-* ]] || [[ "$ONLY" == *,peer-* ]] || [[ "$ONLY" == *,rekey-* ]]; }; then
         echo "interop-strongswan: building $MOBIKED" >&2
         (cd "$ROOT" && cargo build --release --bin mobiked) >&2 ||
             { echo "interop-strongswan: cargo build failed" >&2; exit 2; }
@@ -346,7 +351,7 @@ scenario_mk_gw_rekeys() {
         fi
         if [ "$who" = mobiked ]; then
             mk_gateway_conf "$d/$who" "    esp_proposals: [aes128gcm16-x25519]
-    rekey_time: 6s
+    rekey_time: 7s
     over_time: 4s
     rand_time: 0s
     children: { rekey_time: 4s, life_time: 8s, rand_time: 0s }"
@@ -358,7 +363,7 @@ scenario_mk_gw_rekeys() {
             mk_swan_initiator_conf "$d/$who" default aes128gcm16-x25519 \
                 "rekey_time = 4s
                 life_time = 8s
-                rand_time = 0s" "rekey_time = 6s
+                rand_time = 0s" "rekey_time = 7s
         over_time = 4s
         rand_time = 0s"
         fi
@@ -398,6 +403,43 @@ scenario_mk_gw_rekeys() {
         mk_finish
     done
     if [ "$ok" -eq 1 ]; then report PASS "$detail"; else report FAIL "$detail"; fi
+}
+
+scenario_rekey_collide() {
+    SCEN=rekey-collide
+    local d="$DIR/$SCEN" p1=FAIL p2=FAIL mkc swc crk irk
+    [ -x "$MOBIKED" ] || { report FAIL "no mobiked binary ($MOBIKED)"; return; }
+    mkdir -p "$d"
+    mk_ready || { report FAIL "could not set up mk0 in $NSR"; return; }
+    mk_gateway_conf "$d" "    rekey_time: 6s
+    over_time: 4s
+    rand_time: 0s
+    children: { rekey_time: 6s, life_time: 10s, rand_time: 0s }"
+    mk_swan_initiator_conf "$d" default default "rekey_time = 1h" "rekey_time = 1h"
+    if ! mk_start "$d" || ! swan_start i "$NSI" "$d" || ! swan_load i || ! swan_initiate i net 10 ||
+        ! netns_wait 5 test "$(mk_counts "$d")" = "1 1"; then
+        report FAIL "no SA: mobiked $(mk_counts "$d"), $(tail -n 1 "$d/initiate.out" 2>/dev/null)"
+        mk_dump "$d"
+        mk_finish
+        return
+    fi
+    # Past the IKE rekey (6 s) and the child's hard lifetime (10 s).
+    sleep 11
+    crk="$(grep -c 'rekey_of=Some' "$d/mk.log")"
+    irk="$(grep -c 'IKE SA rekeyed' "$d/mk.log")"
+    mkc="$(mk_counts "$d")"
+    swc="$(swan_counts i)"
+    ping_ok "$NSI" 10.1.0.1 10.2.0.2 && p1=ok
+    ping_ok "$NSL" 10.2.0.2 10.1.0.1 && p2=ok
+    local detail="after 11 s: $crk child + $irk IKE rekeys; SAs: mobiked $mkc, strongSwan $swc; ping i->lan $p1, lan->i $p2"
+    if [ "$crk" -ge 1 ] && [ "$irk" -ge 1 ] && [ "$mkc" = "1 1" ] && [ "$swc" = "1 1" ] &&
+        [ "$p1$p2" = okok ]; then
+        report PASS "$detail"
+    else
+        report FAIL "$detail (the child rekey queued behind the IKE rekey went to the new IKE SA and was not sent before the child's hard lifetime)"
+        mk_dump "$d"
+    fi
+    mk_finish
 }
 
 scenario_peer_restart() {
@@ -444,11 +486,12 @@ scenario_peer_restart() {
     mk_finish
 }
 
-SCENARIOS=(swan-swan mk-gw-rekeys peer-restart)
+SCENARIOS=(swan-swan mk-gw-rekeys rekey-collide peer-restart)
 scenario_fn() {
     case "$1" in
         swan-swan) echo scenario_swan_swan ;;
         mk-gw-rekeys) echo scenario_mk_gw_rekeys ;;
+        rekey-collide) echo scenario_rekey_collide ;;
         peer-restart) echo scenario_peer_restart ;;
         *) return 1 ;;
     esac
