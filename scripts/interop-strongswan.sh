@@ -62,7 +62,7 @@ while [ "$#" -gt 0 ]; do
             ;;
         --keep) NETNS_KEEP_TMP=1 ;;
         -h | --help)
-            sed -n '2,36p' "$0"
+            sed -n '2,40p' "$0"
             exit 0
             ;;
         *)
@@ -135,6 +135,24 @@ ping_ok() { # NS SRC DST: 3 pings, none lost
         grep -q ' 0% packet loss' "$DIR/ping-$SCEN.out"
 }
 
+# A stream runs inside a command substitution or a background subshell, whose netns_bg
+# PIDs the main shell's cleanup never sees (and background jobs ignore SIGINT): each
+# stream process also leaves its PID in $DIR/pids/ while it runs, for this cleanup step,
+# which stops only PIDs that are still a udpstream process.
+mkdir -p "$DIR/pids"
+stream_cleanup() {
+    local f p
+    for f in "$DIR"/pids/*; do
+        [ -f "$f" ] || continue
+        p="$(cat "$f")"
+        if [[ "$p" =~ ^[0-9]+$ ]] && tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q udpstream; then
+            kill -KILL "$p" 2>/dev/null
+        fi
+        rm -f "$f"
+    done
+}
+netns_on_cleanup stream_cleanup
+
 # stream SRC_NS SRC DST_NS DST COUNT RATE: prints the receiver's JSON line (bounded: the
 # receiver stops after its timeout or 3 s without packets, the sender after COUNT)
 stream() {
@@ -144,16 +162,24 @@ stream() {
     netns_bg "$dns" "$DIR/stream-$SCEN-$run.rx" "$PYTHON" "$STREAM" recv --bind "$dst:5001" \
         --count "$count" --run "$run" --status "$status" --timeout $((count / rate + 10)) --idle 3
     rx="$NETNS_LAST_PID"
-    netns_wait 5 test -s "$status" || { echo '{"error": "receiver did not start"}'; netns_stop "$rx" 1; return; }
+    echo "$rx" >"$DIR/pids/$run.rx"
+    if ! netns_wait 5 test -s "$status"; then
+        echo '{"error": "receiver did not start"}'
+        netns_stop "$rx" 1
+        rm -f "$DIR/pids/$run.rx"
+        return
+    fi
     netns_bg "$sns" "$DIR/stream-$SCEN-$run.tx" "$PYTHON" "$STREAM" send --dst "$dst:5001" \
         --src "$src" --count "$count" --rate "$rate" --size 200 --run "$run"
     tx="$NETNS_LAST_PID"
+    echo "$tx" >"$DIR/pids/$run.tx"
     for ((i = 0; i < (count / rate + 15) * 20; i++)); do
         kill -0 "$rx" 2>/dev/null || break
         sleep 0.05
     done
     netns_stop "$tx" 1
     netns_stop "$rx" 1
+    rm -f "$DIR/pids/$run.tx" "$DIR/pids/$run.rx"
     tail -n 1 "$DIR/stream-$SCEN-$run.rx" 2>/dev/null
 }
 jfield() { "$PYTHON" -c 'import json,sys; print(json.loads(sys.argv[1]).get(sys.argv[2], "?"))' "$1" "$2" 2>/dev/null || echo "?"; }
