@@ -561,6 +561,44 @@ pub struct Conn {
     pub cookie_threshold: usize,
     /// Use NAT-T (move to port 4500, UDP-encapsulate ESP) even without a NAT.
     pub force_encap: bool,
+    /// MOBIKE (RFC 4555) and the address rotation policy.
+    pub mobike: Mobike,
+}
+
+/// Which address a client's rotation policy changes every `ip_lifetime_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ChangeType {
+    /// The next of our own addresses (`local_addrs`), the peer's unchanged.
+    #[default]
+    OwnOnly,
+    /// The next address of the peer's latest list (`peeraddr` and what it announced).
+    PeerOnly,
+    /// The next combination of both lists.
+    Both,
+}
+
+/// MOBIKE settings of a connection (YAML keys in brackets).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Mobike {
+    /// Offer and accept MOBIKE (`mobike`).
+    pub enabled: bool,
+    /// Send NO_NATS_ALLOWED in IKE_AUTH and every update (RFC 4555 3.9)
+    /// (`disallownat`).
+    pub disallow_nat: bool,
+    /// Responder: check return routability with COOKIE2 before moving the SAs to a
+    /// new address (RFC 4555 5.2) (`mobikerrcheck`).
+    pub rr_check: bool,
+    /// Client: change address every this many milliseconds, 0 = never
+    /// (`mobikeiplifetime`).
+    pub ip_lifetime_ms: u64,
+    /// Client: what the rotation changes (`mobikechangeaddrtype`).
+    pub change_type: ChangeType,
+    /// Gateway: how many of its own addresses it announces, 0 = all
+    /// (`mobikeaddrpergw`).
+    pub addrs_per_gw: u32,
+    /// Wait this long after an address event before acting, 0 = at once
+    /// (`mobikedebounce`).
+    pub debounce_ms: u64,
 }
 
 impl Conn {
@@ -601,6 +639,7 @@ impl Conn {
             },
             cookie_threshold: 1000,
             force_encap: false,
+            mobike: Mobike::default(),
         }
     }
 }
