@@ -1102,3 +1102,39 @@ fn a_hostile_link_never_breaks_either_end() {
         }
     }
 }
+
+/// A child rekey that falls due while the IKE SA is being rekeyed waits in the queue,
+/// goes to the new IKE SA with the child, and is sent as soon as that SA exists, not
+/// at the next timer (which could be after the child's hard lifetime).
+#[test]
+fn a_child_rekey_queued_behind_an_ike_rekey_is_sent_on_the_new_sa() {
+    for (side, seed) in [(Side::A, 71), (Side::B, 72)] {
+        let mut net = endpoints(client_conn(), gateway_conn(), seed);
+        let sa_a = establish(&mut net);
+        let sa = match side {
+            Side::A => sa_a,
+            Side::B => net.b.sa_ids()[0],
+        };
+        let cid = net.ep(side).children(sa)[0];
+        let now = net.now;
+        assert!(net.ep(side).rekey_ike(now, sa));
+        assert!(net.ep(side).rekey_child(now, sa, cid));
+        // Two round trips of 10 ms: the IKE rekey, then the child's.
+        assert!(
+            net.run_until(100 * MS, |n| {
+                let ev = match side {
+                    Side::A => &n.ev_a,
+                    Side::B => &n.ev_b,
+                };
+                child_ups(ev).iter().any(|c| c.replaces == Some(cid))
+            }),
+            "{side:?}: the child was not rekeyed: {:?}",
+            net.ev_a
+        );
+        net.run_for(2 * S);
+        assert_eq!(net.a.sa_count(), 1);
+        assert_eq!(net.b.sa_count(), 1);
+        assert_paired(&live(&net.ev_a), &live(&net.ev_b));
+        assert_eq!(live(&net.ev_a).len(), 1);
+    }
+}

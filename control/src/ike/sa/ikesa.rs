@@ -549,7 +549,7 @@ impl IkeSa {
     }
 
     /// Sends the next queued request if none is outstanding.
-    fn kick(&mut self, ctx: &mut Ctx<'_>, now: u64) {
+    pub fn kick(&mut self, ctx: &mut Ctx<'_>, now: u64) {
         while self.pending.is_none() && self.retry_at.is_none() {
             let ready = match self.state {
                 State::Established => true,

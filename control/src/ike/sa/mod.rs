@@ -416,40 +416,37 @@ impl Endpoint {
         });
         let id = sa.id();
         self.file(sa, false);
-        for b in born {
-            self.file(b, false);
-        }
-        self.apply(handovers);
+        self.settle(now, born, handovers);
         Some(id)
     }
 
     /// Starts a rekey of child `child` of IKE SA `sa`.
     pub fn rekey_child(&mut self, now: u64, sa: SaId, child: ChildId) -> bool {
-        self.on_sa(sa, |s, ctx| s.start_rekey_child(ctx, now, child))
+        self.on_sa(now, sa, |s, ctx| s.start_rekey_child(ctx, now, child))
             .unwrap_or(false)
     }
 
     /// Starts a rekey of the IKE SA.
     pub fn rekey_ike(&mut self, now: u64, sa: SaId) -> bool {
-        self.on_sa(sa, |s, ctx| s.start_rekey_ike(ctx, now))
+        self.on_sa(now, sa, |s, ctx| s.start_rekey_ike(ctx, now))
             .unwrap_or(false)
     }
 
     /// Negotiates an additional child SA for the connection's selectors.
     pub fn create_child(&mut self, now: u64, sa: SaId) -> bool {
-        self.on_sa(sa, |s, ctx| s.start_create_child(ctx, now))
+        self.on_sa(now, sa, |s, ctx| s.start_create_child(ctx, now))
             .unwrap_or(false)
     }
 
     /// Deletes the IKE SA and its children (INFORMATIONAL with D).
     pub fn delete(&mut self, now: u64, sa: SaId) -> bool {
-        self.on_sa(sa, |s, ctx| s.start_delete(ctx, now))
+        self.on_sa(now, sa, |s, ctx| s.start_delete(ctx, now))
             .unwrap_or(false)
     }
 
     /// Sends a liveness check now.
     pub fn dpd(&mut self, now: u64, sa: SaId) -> bool {
-        self.on_sa(sa, |s, ctx| s.start_dpd(ctx, now))
+        self.on_sa(now, sa, |s, ctx| s.start_dpd(ctx, now))
             .unwrap_or(false)
     }
 
@@ -496,7 +493,7 @@ impl Endpoint {
             }
         }
         for sa in due {
-            self.on_sa(sa, |s, ctx| {
+            self.on_sa(now, sa, |s, ctx| {
                 // Its heap entry was consumed: arm again whatever comes next.
                 s.clear_armed();
                 s.handle_timeout(ctx, now)
@@ -538,7 +535,7 @@ impl Endpoint {
             self.counters.unknown_spi += 1;
             return;
         }
-        self.on_sa(ours, |s, ctx| {
+        self.on_sa(now, ours, |s, ctx| {
             s.handle_message(ctx, now, local, remote, &h, data)
         });
     }
@@ -558,7 +555,7 @@ impl Endpoint {
         if let Some(&ours) = self.init_index.get(&(remote, h.spi_i)) {
             // A retransmission (or a retry after COOKIE / INVALID_KE, which
             // carries message ID 0 again): let the half-open SA decide.
-            self.on_sa(ours, |s, ctx| {
+            self.on_sa(now, ours, |s, ctx| {
                 s.handle_message(ctx, now, local, remote, h, data)
             });
             return;
@@ -579,10 +576,7 @@ impl Endpoint {
             }
             self.file(sa, false);
         }
-        for b in born {
-            self.file(b, false);
-        }
-        self.apply(handovers);
+        self.settle(now, born, handovers);
     }
 
     /// Runs `f` with the shared context; returns its result and the IKE SAs born.
@@ -611,7 +605,12 @@ impl Endpoint {
     }
 
     /// Runs `f` on SA `sa` with the shared context, then files the SA and any born.
-    fn on_sa<R>(&mut self, sa: SaId, f: impl FnOnce(&mut IkeSa, &mut Ctx<'_>) -> R) -> Option<R> {
+    fn on_sa<R>(
+        &mut self,
+        now: u64,
+        sa: SaId,
+        f: impl FnOnce(&mut IkeSa, &mut Ctx<'_>) -> R,
+    ) -> Option<R> {
         let mut s = self.sas.remove(&sa)?;
         let was_half_open = s.is_half_open();
         if s.is_initiating() {
@@ -619,21 +618,31 @@ impl Endpoint {
         }
         let (r, born, handovers) = self.with_ctx(Some(sa), |ctx| f(&mut s, ctx));
         self.file(s, was_half_open);
-        for b in born {
-            self.file(b, false);
-        }
-        self.apply(handovers);
+        self.settle(now, born, handovers);
         Some(r)
     }
 
-    /// Puts an SA (back) into the map and arms its timer, or forgets it if dead.
+    /// Files the IKE SAs born during a call and gives handed-over children to their
+    /// new IKE SA. Each of them then sends what it has queued (a child rekey that fell
+    /// due while the IKE SA was being rekeyed): after the call, so that the peer has
+    /// the response that made the new SA before its first request.
+    fn settle(&mut self, now: u64, born: Vec<IkeSa>, handovers: Vec<Handover>) {
+        for mut b in born {
+            let id = b.id();
+            let _ = self.with_ctx(Some(id), |ctx| b.kick(ctx, now));
+            self.file(b, false);
+        }
+        self.apply(now, handovers);
+    }
+
     /// Gives handed-over children to their new IKE SA.
-    fn apply(&mut self, handovers: Vec<Handover>) {
+    fn apply(&mut self, now: u64, handovers: Vec<Handover>) {
         for h in handovers {
             match self.sas.remove(&h.to) {
                 Some(mut t) => {
                     t.adopt(h);
                     t.clear_armed();
+                    let _ = self.with_ctx(Some(t.id()), |ctx| t.kick(ctx, now));
                     self.file(t, false);
                 }
                 None => {
