@@ -1138,3 +1138,37 @@ fn a_child_rekey_queued_behind_an_ike_rekey_is_sent_on_the_new_sa() {
         assert_eq!(live(&net.ev_a).len(), 1);
     }
 }
+
+/// A client that lost its state connects again with INITIAL_CONTACT: the gateway
+/// drops the stale IKE SA and its children at once (RFC 7296 2.4), rather than at
+/// DPD, and a second IKE SA of a live client (no INITIAL_CONTACT) leaves the first.
+#[test]
+fn initial_contact_drops_the_stale_sa_of_a_restarted_peer() {
+    let mut net = endpoints(client_conn(), gateway_conn(), 81);
+    establish(&mut net);
+    let stale = net.b.sa_ids();
+    assert_eq!(stale.len(), 1);
+    let stale_child = live(&net.ev_b)[0].spi_in;
+    // The client restarts: a new endpoint, no memory of the old SA.
+    net.a = Endpoint::new(
+        EndpointConfig::default(),
+        vec![client_conn()],
+        Box::new(SeededRandom::new(82)),
+    );
+    net.ev_a.clear();
+    net.a.initiate(net.now, 0, None).expect("initiate");
+    assert!(net.run_until(S, |n| ike_up(&n.ev_a) == 1 && ike_up(&n.ev_b) == 2));
+    assert_eq!(net.b.sa_count(), 1, "{:?}", net.ev_b);
+    assert_ne!(net.b.sa_ids(), stale);
+    assert_eq!(net.b.counters().initial_contact_dropped, 1);
+    assert_eq!(ike_down(&net.ev_b), vec![DownReason::Replaced]);
+    assert!(downs(&net.ev_b).contains(&stale_child));
+    assert_paired(&live(&net.ev_a), &live(&net.ev_b));
+    // The same client adding a second IKE SA while the first lives: no
+    // INITIAL_CONTACT, both stay.
+    net.a.initiate(net.now, 0, None).expect("initiate");
+    assert!(net.run_until(S, |n| ike_up(&n.ev_a) == 2 && ike_up(&n.ev_b) == 3));
+    net.run_for(100 * MS);
+    assert_eq!(net.b.sa_count(), 2);
+    assert_eq!(net.b.counters().initial_contact_dropped, 1);
+}

@@ -390,6 +390,13 @@ impl IkeSa {
     pub fn child_ids(&self) -> Vec<ChildId> {
         self.children.iter().map(|c| c.info.id).collect()
     }
+    pub fn peer_id(&self) -> Option<&Identity> {
+        self.peer_id.as_ref()
+    }
+    /// The peer started over (INITIAL_CONTACT on a new IKE SA): go without a word.
+    pub fn drop_replaced(&mut self, ctx: &mut Ctx<'_>) {
+        self.die(ctx, DownReason::Replaced);
+    }
     pub fn note_rx(&mut self, now: u64) {
         self.last_rx = self.last_rx.max(now);
     }
@@ -1079,6 +1086,18 @@ impl IkeSa {
         if let Some(r) = &c.remote_id {
             p.push(Payload::Idr(id_repr(r)));
         }
+        // RFC 7296 2.4: this connection has no other IKE SA, so any the peer still
+        // keeps for us is stale.
+        let alone = !ctx
+            .ike_spis
+            .values()
+            .any(|s| s.conn == self.conn && s.is_established());
+        if alone {
+            p.push(Payload::Notify(NotifyRepr::new(
+                NotifyType::INITIAL_CONTACT,
+                &[],
+            )));
+        }
         p.push(Payload::Auth(AuthRepr {
             method: AuthMethod::SHARED_KEY_MIC,
             data: auth,
@@ -1275,6 +1294,10 @@ impl IkeSa {
         self.peer_id = peer;
         self.local = local;
         self.remote = remote;
+        // RFC 7296 2.4: the peer has no other IKE SA with us; ours are stale.
+        if let (Some(_), Some(who)) = (notify(p, NotifyType::INITIAL_CONTACT), &self.peer_id) {
+            ctx.initial_contact.push((self.id, who.clone()));
+        }
         let c = &ctx.conns[conn];
         let Some((idr, my_auth)) = self.my_auth(c, false) else {
             return;

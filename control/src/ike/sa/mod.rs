@@ -129,6 +129,9 @@ pub enum DownReason {
     Rekeyed,
     /// The hard lifetime passed.
     Expired,
+    /// The peer authenticated a new IKE SA with INITIAL_CONTACT: it lost this one
+    /// (RFC 7296 2.4), which goes without a DELETE exchange.
+    Replaced,
     /// Setup failed: no proposal chosen, authentication failed, etc.
     Failed(FailReason),
 }
@@ -234,6 +237,8 @@ pub struct Counters {
     pub child_up: u64,
     pub child_down: u64,
     pub half_open_expired: u64,
+    /// IKE SAs dropped because the peer came back with INITIAL_CONTACT.
+    pub initial_contact_dropped: u64,
 }
 
 /// The state shared by every IKE SA of an endpoint, lent to one SA at a time.
@@ -254,6 +259,9 @@ pub(crate) struct Ctx<'a> {
     /// SPIs taken by IKE SAs, including those born during this call.
     pub ike_spis: &'a HashMap<SaId, IkeSa>,
     pub born_spis: Vec<SaId>,
+    /// An IKE SA authenticated with INITIAL_CONTACT: its id and the peer's identity.
+    /// The endpoint drops the other IKE SAs with that identity after the call.
+    pub initial_contact: Vec<(SaId, Identity)>,
 }
 
 impl Ctx<'_> {
@@ -323,6 +331,8 @@ pub struct Endpoint {
     half_open_n: usize,
     /// Initiator SAs in IKE_SA_INIT or IKE_AUTH.
     initiating_n: usize,
+    /// Set by the last call's context (see [`Ctx::initial_contact`]).
+    initial_contact: Vec<(SaId, Identity)>,
 }
 
 impl Endpoint {
@@ -351,6 +361,7 @@ impl Endpoint {
             cookie_secret,
             half_open_n: 0,
             initiating_n: 0,
+            initial_contact: Vec::new(),
         }
     }
 
@@ -599,9 +610,12 @@ impl Endpoint {
             handovers: Vec::new(),
             ike_spis: &self.sas,
             born_spis: taken.into_iter().collect(),
+            initial_contact: Vec::new(),
         };
         let r = f(&mut ctx);
-        (r, ctx.born, ctx.handovers)
+        let (born, handovers) = (ctx.born, ctx.handovers);
+        self.initial_contact.extend(ctx.initial_contact);
+        (r, born, handovers)
     }
 
     /// Runs `f` on SA `sa` with the shared context, then files the SA and any born.
@@ -633,6 +647,18 @@ impl Endpoint {
             self.file(b, false);
         }
         self.apply(now, handovers);
+        for (keep, who) in std::mem::take(&mut self.initial_contact) {
+            let stale: Vec<SaId> = self
+                .sas
+                .values()
+                .filter(|s| s.id() != keep && s.peer_id() == Some(&who) && !s.is_half_open())
+                .map(IkeSa::id)
+                .collect();
+            for id in stale {
+                self.counters.initial_contact_dropped += 1;
+                self.on_sa(now, id, |s, ctx| s.drop_replaced(ctx));
+            }
+        }
     }
 
     /// Gives handed-over children to their new IKE SA.
