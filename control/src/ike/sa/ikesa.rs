@@ -26,6 +26,10 @@ use crate::ike::wire::{
     PayloadType, ProtocolId, WireError,
 };
 
+mod mobike;
+
+pub(crate) use mobike::Mobike;
+
 const NS_PER_MS: u64 = 1_000_000;
 const NS_PER_S: u64 = 1_000_000_000;
 /// How long a rekeyed IKE SA waits for the peer's DELETE before it goes by itself.
@@ -88,6 +92,17 @@ enum Req {
     /// Children already removed locally (hard expiry): tell the peer.
     DeleteSpis(Vec<u32>),
     DeleteIke,
+    /// MOBIKE: move the SAs to the first of these pairs that answers (empty: the
+    /// candidates at the time of sending).
+    Update(Vec<(SocketAddr, SocketAddr)>),
+    /// MOBIKE: tell the peer our address list.
+    Addresses,
+    /// MOBIKE responder: check that the peer answers at the pair before moving there.
+    ReturnRoutability {
+        local: SocketAddr,
+        remote: SocketAddr,
+        encap: bool,
+    },
 }
 
 enum Kind {
@@ -113,6 +128,17 @@ enum Kind {
     Dpd,
     DeleteChildren(Vec<ChildId>),
     DeleteIke,
+    /// UPDATE_SA_ADDRESSES, its NAT detection computed for `first`.
+    Update {
+        first: (SocketAddr, SocketAddr),
+    },
+    Addresses,
+    ReturnRoutability {
+        cookie: Vec<u8>,
+        local: SocketAddr,
+        remote: SocketAddr,
+        encap: bool,
+    },
 }
 
 struct Pending {
@@ -125,6 +151,9 @@ struct Pending {
     interval_ms: u64,
     tries: u32,
     kind: Kind,
+    /// Other address pairs to try in turn on retransmission, the same bytes each
+    /// time (RFC 4555 3.7 path testing).
+    alt: Vec<(SocketAddr, SocketAddr)>,
 }
 
 /// What a rekeyed IKE SA gives to the one that replaces it.
@@ -180,6 +209,8 @@ pub(crate) struct IkeSa {
     /// The IKE SA we created answering the peer's rekey while ours was outstanding,
     /// and the lowest nonce of that exchange (RFC 7296 2.8.2).
     rekey_theirs: Option<(SaId, Vec<u8>)>,
+    /// MOBIKE, once both ends said they support it in IKE_AUTH.
+    mobike: Option<Box<Mobike>>,
 }
 
 fn nat_hash(spi_i: u64, spi_r: u64, addr: SocketAddr) -> Vec<u8> {
@@ -358,6 +389,7 @@ impl IkeSa {
             up_reported: false,
             started: 0,
             rekey_theirs: None,
+            mobike: None,
         }
     }
 
@@ -495,13 +527,33 @@ impl IkeSa {
         payloads: &[Payload],
         kind: Kind,
     ) {
+        let path = (self.local, self.remote);
+        self.send_request_via(ctx, now, exchange, payloads, kind, path, None);
+    }
+
+    /// Sends a request on `path`, retransmitting it on `alt` in turn (None: the
+    /// other candidate pairs, if MOBIKE has us test paths).
+    #[allow(clippy::too_many_arguments)]
+    fn send_request_via(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        now: u64,
+        exchange: ExchangeType,
+        payloads: &[Payload],
+        kind: Kind,
+        path: (SocketAddr, SocketAddr),
+        alt: Option<Vec<(SocketAddr, SocketAddr)>>,
+    ) {
         let id = self.next_req_id;
         let h = self.header(exchange, false, id);
         let Some(data) = self.seal(ctx, &h, payloads) else {
             return;
         };
         self.next_req_id = self.next_req_id.wrapping_add(1);
-        self.transmit_request(ctx, now, id, data, kind);
+        self.transmit_request(ctx, now, id, data, kind, path);
+        if let (Some(p), Some(alt)) = (self.pending.as_mut(), alt) {
+            p.alt = alt;
+        }
     }
 
     /// With DPD on, a request is given up `dpd.timeout_s` after it was first sent even
@@ -519,9 +571,11 @@ impl IkeSa {
         id: u32,
         data: Vec<u8>,
         kind: Kind,
+        path: (SocketAddr, SocketAddr),
     ) {
         let rt = self.conn(ctx).retransmit;
-        ctx.send(self.local, self.remote, data.clone());
+        let alt = self.path_alternatives(ctx, path);
+        ctx.send(path.0, path.1, data.clone());
         let mut next_at = now + rt.initial_ms * NS_PER_MS;
         if let Some(g) = self.give_up_at(ctx, now) {
             next_at = next_at.min(g);
@@ -529,13 +583,14 @@ impl IkeSa {
         self.pending = Some(Pending {
             id,
             data,
-            local: self.local,
-            remote: self.remote,
+            local: path.0,
+            remote: path.1,
             first_sent: now,
             next_at,
             interval_ms: rt.initial_ms,
             tries: 1,
             kind,
+            alt,
         });
     }
 
@@ -580,7 +635,10 @@ impl IkeSa {
 
     fn send_req(&mut self, ctx: &mut Ctx<'_>, now: u64, req: Req) {
         match req {
-            Req::Dpd => self.send_request(ctx, now, ExchangeType::INFORMATIONAL, &[], Kind::Dpd),
+            Req::Dpd => {
+                let p = self.dpd_payloads();
+                self.send_request(ctx, now, ExchangeType::INFORMATIONAL, &p, Kind::Dpd)
+            }
             Req::DeleteIke => {
                 self.send_request(
                     ctx,
@@ -649,6 +707,13 @@ impl IkeSa {
                 self.send_child_request(ctx, now, Some(id), l, r, None);
             }
             Req::RekeyIke => self.send_rekey_ike(ctx, now, None),
+            Req::Update(pairs) => self.send_update(ctx, now, pairs),
+            Req::Addresses => self.send_addresses(ctx, now),
+            Req::ReturnRoutability {
+                local,
+                remote,
+                encap,
+            } => self.send_rr(ctx, now, local, remote, encap),
         }
     }
 
@@ -725,7 +790,8 @@ impl IkeSa {
         let Ok(data) = msg.to_vec() else { return };
         self.init_req = data.clone();
         self.next_req_id = 1;
-        self.transmit_request(ctx, now, 0, data, Kind::Init);
+        let path = (self.local, self.remote);
+        self.transmit_request(ctx, now, 0, data, Kind::Init, path);
     }
 
     /// Responder: a new IKE_SA_INIT request. Returns the half-open SA, or None when
@@ -986,7 +1052,11 @@ impl IkeSa {
         self.pending = None;
         let (nat_local, nat_remote) = self.detect_nat(p, self.spi_r);
         self.encap = nat_local || nat_remote || self.conn(ctx).force_encap;
-        if self.encap && self.remote.port() == ctx.cfg.port {
+        // MOBIKE needs the NAT-T port from IKE_AUTH on, NAT or not, since a later
+        // path may have one (RFC 4555 3.3); the peer's NAT-D say it speaks NAT-T.
+        let nat_t = notify(p, NotifyType::NAT_DETECTION_SOURCE_IP).is_some();
+        let float = self.encap || (self.conn(ctx).mobike.enabled && nat_t);
+        if float && self.remote.port() == ctx.cfg.port {
             // RFC 7296 2.23: continue on the NAT-T port.
             self.remote.set_port(ctx.cfg.port_nat_t);
             self.local.set_port(ctx.cfg.port_nat_t);
@@ -1098,6 +1168,7 @@ impl IkeSa {
                 &[],
             )));
         }
+        self.mobike_auth_request(ctx, &mut p);
         p.push(Payload::Auth(AuthRepr {
             method: AuthMethod::SHARED_KEY_MIC,
             data: auth,
@@ -1294,6 +1365,23 @@ impl IkeSa {
         self.peer_id = peer;
         self.local = local;
         self.remote = remote;
+        if self.auth_nat_forbidden(ctx, p, local, remote) {
+            // RFC 4555 3.9: the initiator forbade NATs and there is one.
+            ctx.counters.mobike_refused += 1;
+            self.send_response(
+                ctx,
+                ExchangeType::IKE_AUTH,
+                id,
+                local,
+                remote,
+                &[Payload::Notify(NotifyRepr::new(
+                    NotifyType::UNEXPECTED_NAT_DETECTED,
+                    &[],
+                ))],
+            );
+            self.state = State::Dead;
+            return;
+        }
         // RFC 7296 2.4: the peer has no other IKE SA with us; ours are stale.
         if let (Some(_), Some(who)) = (notify(p, NotifyType::INITIAL_CONTACT), &self.peer_id) {
             ctx.initial_contact.push((self.id, who.clone()));
@@ -1309,6 +1397,7 @@ impl IkeSa {
                 data: my_auth,
             }),
         ];
+        self.mobike_auth_respond(ctx, p, &mut resp);
         // Configuration payload: lease a virtual IP (RFC 7296 3.15).
         let mut child_error = None;
         let cp = p.iter().find_map(|x| match x {
@@ -1488,6 +1577,7 @@ impl IkeSa {
             return;
         }
         self.peer_id = peer;
+        self.mobike_auth_response(ctx, p);
         // Our virtual IP from the CP reply.
         let cp = p.iter().find_map(|x| match x {
             Payload::Cp(cp) if cp.cfg_type == CfgType::REPLY => Some(cp),
@@ -2188,6 +2278,7 @@ impl IkeSa {
         n.nr = nr.to_vec();
         n.peer_id = self.peer_id.clone();
         n.vip = self.vip;
+        n.mobike = self.mobike.clone();
         n.started = now;
         let c = &ctx.conns[self.conn];
         let (lt, dpd) = (c.ike_lifetime, c.dpd);
@@ -2391,6 +2482,7 @@ impl IkeSa {
         p: &[Payload],
     ) {
         let mut resp = Vec::new();
+        self.mobike_info_request(ctx, p, local, remote, &mut resp);
         let mut delete_ike = false;
         for d in p.iter().filter_map(|x| match x {
             Payload::Delete(d) => Some(d),
@@ -2554,6 +2646,8 @@ impl IkeSa {
             let Some(pending) = self.pending.take() else {
                 return;
             };
+            let via = (local, remote);
+            let was_update = matches!(pending.kind, Kind::Update { .. });
             match pending.kind {
                 k @ Kind::Auth { .. } => {
                     if self.state == State::AuthSent && h.exchange_type == ExchangeType::IKE_AUTH {
@@ -2562,7 +2656,9 @@ impl IkeSa {
                 }
                 k @ Kind::Child { .. } => self.handle_child_response(ctx, now, &p, k),
                 k @ Kind::RekeyIke { .. } => self.handle_rekey_ike_response(ctx, now, &p, k),
-                Kind::Dpd | Kind::Init => {}
+                Kind::Dpd | Kind::Init | Kind::Addresses => {}
+                k @ Kind::Update { .. } => self.handle_update_response(ctx, now, &p, k, via),
+                k @ Kind::ReturnRoutability { .. } => self.handle_rr_response(ctx, &p, k),
                 Kind::DeleteChildren(ids) => self.remove_children(ctx, &ids),
                 Kind::DeleteIke => {
                     let reason = if self.state == State::Rekeyed {
@@ -2574,6 +2670,7 @@ impl IkeSa {
                     return;
                 }
             }
+            self.after_response(&p, via, was_update);
             self.kick(ctx, now);
             return;
         }
@@ -2677,6 +2774,14 @@ impl IkeSa {
                 let c = &ctx.conns[self.conn];
                 let dpd_gone = give_up.is_some_and(|g| now >= g);
                 if p.tries >= c.retransmit.tries || dpd_gone {
+                    if let Kind::ReturnRoutability { .. } = p.kind {
+                        // RFC 4555 5.2: the new address did not prove itself; the
+                        // SAs stay where they are.
+                        ctx.counters.mobike_rr_failed += 1;
+                        self.pending = None;
+                        self.kick(ctx, now);
+                        return;
+                    }
                     let reason = match self.state {
                         State::InitSent | State::AuthSent => {
                             DownReason::Failed(FailReason::Timeout)
@@ -2695,7 +2800,14 @@ impl IkeSa {
                     p.next_at = p.next_at.min(g);
                 }
                 ctx.counters.retransmits += 1;
-                let (l, r, d) = (p.local, p.remote, p.data.clone());
+                // The same bytes, on the next pair to test (RFC 4555 3.7).
+                let n = p.alt.len() + 1;
+                let i = (p.tries as usize - 1) % n;
+                let (l, r) = match i {
+                    0 => (p.local, p.remote),
+                    i => p.alt.get(i - 1).copied().unwrap_or((p.local, p.remote)),
+                };
+                let d = p.data.clone();
                 ctx.send(l, r, d);
             }
         }

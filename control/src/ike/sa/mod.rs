@@ -239,6 +239,19 @@ pub struct Counters {
     pub half_open_expired: u64,
     /// IKE SAs dropped because the peer came back with INITIAL_CONTACT.
     pub initial_contact_dropped: u64,
+    /// MOBIKE: the SA's path changed (either end).
+    pub mobike_moves: u64,
+    /// UPDATE_SA_ADDRESSES we sent / received.
+    pub mobike_updates_sent: u64,
+    pub mobike_updates_received: u64,
+    /// Updates refused (NAT with NO_NATS_ALLOWED, unacceptable addresses), either way.
+    pub mobike_refused: u64,
+    /// Return routability checks that failed (the SAs stayed).
+    pub mobike_rr_failed: u64,
+    /// An update was due but no address pair was usable.
+    pub mobike_no_path: u64,
+    /// Answers to updates overtaken by an address change (ignored, a new one sent).
+    pub mobike_stale_responses: u64,
 }
 
 /// The state shared by every IKE SA of an endpoint, lent to one SA at a time.
@@ -262,6 +275,8 @@ pub(crate) struct Ctx<'a> {
     /// An IKE SA authenticated with INITIAL_CONTACT: its id and the peer's identity.
     /// The endpoint drops the other IKE SAs with that identity after the call.
     pub initial_contact: Vec<(SaId, Identity)>,
+    /// The host's usable addresses (MOBIKE).
+    pub own_addrs: &'a [IpAddr],
 }
 
 impl Ctx<'_> {
@@ -333,6 +348,9 @@ pub struct Endpoint {
     initiating_n: usize,
     /// Set by the last call's context (see [`Ctx::initial_contact`]).
     initial_contact: Vec<(SaId, Identity)>,
+    /// The host's usable addresses: at first the connections' local addresses, then
+    /// whatever [`Endpoint::set_own_addrs`] says.
+    own_addrs: Vec<IpAddr>,
 }
 
 impl Endpoint {
@@ -340,9 +358,15 @@ impl Endpoint {
         let mut cookie_secret = [0u8; 32];
         rng.fill(&mut cookie_secret);
         let mut pools = Pools::default();
+        let mut own_addrs: Vec<IpAddr> = Vec::new();
         for c in &conns {
             for p in &c.pools {
                 pools.add(p);
+            }
+            for a in &c.local_addrs {
+                if !own_addrs.contains(&a.ip()) {
+                    own_addrs.push(a.ip());
+                }
             }
         }
         Endpoint {
@@ -362,6 +386,7 @@ impl Endpoint {
             half_open_n: 0,
             initiating_n: 0,
             initial_contact: Vec::new(),
+            own_addrs,
         }
     }
 
@@ -467,6 +492,69 @@ impl Endpoint {
         if let Some(s) = self.sas.get_mut(&sa) {
             s.note_rx(now);
         }
+    }
+
+    /// MOBIKE: the host's usable addresses are now `addrs` (an address added or
+    /// removed, a link down). An SA whose initiator lost its address moves to the
+    /// best pair left (break-before-make); each end announces its new list.
+    pub fn set_own_addrs(&mut self, now: u64, addrs: &[IpAddr]) {
+        if self.own_addrs == addrs {
+            return;
+        }
+        self.own_addrs = addrs.to_vec();
+        for sa in self.sa_ids() {
+            self.on_sa(now, sa, |s, ctx| s.own_addrs_changed(ctx, now));
+        }
+    }
+
+    /// The host's usable addresses as last set.
+    pub fn own_addrs(&self) -> &[IpAddr] {
+        &self.own_addrs
+    }
+
+    /// MOBIKE: moves IKE SA `sa` and its children to `local` -> `remote` (port
+    /// 4500), make-before-break: the SAs stay where they are until the peer
+    /// answers there. False unless MOBIKE is on and we are the original initiator.
+    pub fn migrate(&mut self, now: u64, sa: SaId, local: IpAddr, remote: IpAddr) -> bool {
+        self.on_sa(now, sa, |s, ctx| s.migrate(ctx, now, local, remote))
+            .unwrap_or(false)
+    }
+
+    /// Whether MOBIKE is on for the SA.
+    pub fn mobike(&self, sa: SaId) -> bool {
+        self.sas.get(&sa).is_some_and(IkeSa::mobike)
+    }
+
+    /// The SA's (local, remote, UDP encapsulation).
+    pub fn path(&self, sa: SaId) -> Option<(SocketAddr, SocketAddr, bool)> {
+        self.sas.get(&sa).map(IkeSa::path)
+    }
+
+    /// The peer's addresses for the SA: the current one first, then what it
+    /// announced, then the configured ones.
+    pub fn peer_addrs(&mut self, sa: SaId) -> Vec<IpAddr> {
+        let s = self.sas.remove(&sa);
+        let v = match &s {
+            Some(s) => self.with_ctx(None, |ctx| s.peer_addrs(ctx)).0,
+            None => Vec::new(),
+        };
+        if let Some(s) = s {
+            self.sas.insert(sa, s);
+        }
+        v
+    }
+
+    /// The address pairs the SA would try now, best first.
+    pub fn candidates(&mut self, sa: SaId) -> Vec<(SocketAddr, SocketAddr)> {
+        let s = self.sas.remove(&sa);
+        let v = match &s {
+            Some(s) => self.with_ctx(None, |ctx| s.candidates(ctx)).0,
+            None => Vec::new(),
+        };
+        if let Some(s) = s {
+            self.sas.insert(sa, s);
+        }
+        v
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -611,6 +699,7 @@ impl Endpoint {
             ike_spis: &self.sas,
             born_spis: taken.into_iter().collect(),
             initial_contact: Vec::new(),
+            own_addrs: &self.own_addrs,
         };
         let r = f(&mut ctx);
         let (born, handovers) = (ctx.born, ctx.handovers);

@@ -1,0 +1,713 @@
+//! MOBIKE (RFC 4555) on one IKE SA: the address sets each end announces (3.6), the
+//! initiator's decisions and path testing (3.5, 3.7), the responder following an
+//! UPDATE_SA_ADDRESSES (3.5) after an optional return routability check (5.2), NAT
+//! detection per path (3.9) and NO_NATS_ALLOWED (4.2.4 / 4.2.6).
+//!
+//! One rule shapes the rest: only UPDATE_SA_ADDRESSES moves an SA. A request or
+//! response arriving from another address changes nothing by itself (no NAT-T
+//! "dynamic update" under MOBIKE), except that the initiator, seeing an answer come
+//! back over another pair, knows that pair works and sends an update for it.
+
+use std::net::{IpAddr, SocketAddr};
+
+use super::{nat_hash, notifies, notify, Ctx, Event, IkeSa, Kind, Payload, Req, State};
+use crate::ike::wire::notify::{NotifyRepr, NotifyType};
+use crate::ike::wire::ExchangeType;
+
+type Pair = (SocketAddr, SocketAddr);
+
+/// Longest address list we keep from a peer: a hostile one cannot grow our state.
+const MAX_PEER_ADDRS: usize = 16;
+
+/// The MOBIKE state of an IKE SA (both ends sent MOBIKE_SUPPORTED).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Mobike {
+    /// We are the original initiator, the end that decides which addresses the SAs
+    /// use (RFC 4555 3.1). Survives IKE SA rekeys.
+    pub decides: bool,
+    /// The peer's additional addresses, its latest list (RFC 4555 3.6: newest wins).
+    pub peer_addrs: Vec<IpAddr>,
+    /// The list we last announced (ours, without the SA's current address).
+    pub announced: Vec<IpAddr>,
+    /// The address set changed while an update was in flight: its answer is stale
+    /// and a new update follows it (RFC 4555 3.5).
+    pub stale: bool,
+    /// Pairs the responder refused (UNEXPECTED_NAT_DETECTED, UNACCEPTABLE_ADDRESSES)
+    /// since our addresses last changed.
+    pub refused: Vec<Pair>,
+    /// NAT_DETECTION_DESTINATION_IP the responder last computed for us: when it
+    /// changes, our NAT mapping did (RFC 4555 3.8).
+    pub mapped: Option<Vec<u8>>,
+    /// The NAT state of the current path.
+    pub nat: bool,
+}
+
+/// NO_NATS_ALLOWED data: source and destination addresses and ports of the packet
+/// (RFC 4555 4.2.6).
+fn no_nats_data(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
+    let mut d = Vec::with_capacity(36);
+    for a in [src.ip(), dst.ip()] {
+        match a {
+            IpAddr::V4(a) => d.extend_from_slice(&a.octets()),
+            IpAddr::V6(a) => d.extend_from_slice(&a.octets()),
+        }
+    }
+    d.extend_from_slice(&src.port().to_be_bytes());
+    d.extend_from_slice(&dst.port().to_be_bytes());
+    d
+}
+
+fn push_unique(v: &mut Vec<IpAddr>, a: IpAddr) {
+    if !v.contains(&a) {
+        v.push(a);
+    }
+}
+
+impl IkeSa {
+    // -----------------------------------------------------------------------------
+    // Accessors
+    // -----------------------------------------------------------------------------
+
+    pub fn mobike(&self) -> bool {
+        self.mobike.is_some()
+    }
+
+    /// The addresses and encapsulation the SA uses now.
+    pub fn path(&self) -> (SocketAddr, SocketAddr, bool) {
+        (self.local, self.remote, self.encap)
+    }
+
+    /// The peer's addresses: the one in use, then its announced list, then the
+    /// configured ones (the seed's "latest available peer address list").
+    pub fn peer_addrs(&self, ctx: &Ctx<'_>) -> Vec<IpAddr> {
+        let mut v = vec![self.remote.ip()];
+        if let Some(m) = &self.mobike {
+            for a in &m.peer_addrs {
+                push_unique(&mut v, *a);
+            }
+        }
+        for a in &self.conn(ctx).peer_addrs {
+            push_unique(&mut v, a.ip());
+        }
+        v
+    }
+
+    /// Our usable addresses for this SA: the connection's own (or, without any, all
+    /// of the host's) that the host has now.
+    fn own_addrs(&self, ctx: &Ctx<'_>) -> Vec<IpAddr> {
+        let c = self.conn(ctx);
+        if c.local_addrs.is_empty() {
+            return ctx.own_addrs.to_vec();
+        }
+        let mut v = Vec::new();
+        for a in &c.local_addrs {
+            if ctx.own_addrs.contains(&a.ip()) {
+                push_unique(&mut v, a.ip());
+            }
+        }
+        v
+    }
+
+    /// What we announce: our addresses other than the SA's current one; a gateway
+    /// announces at most `mobikeaddrpergw` of them.
+    fn announce_list(&self, ctx: &Ctx<'_>) -> Vec<IpAddr> {
+        let mut own = self.own_addrs(ctx);
+        let limit = self.conn(ctx).mobike.addrs_per_gw as usize;
+        if !self.mobike.as_ref().is_some_and(|m| m.decides) && limit > 0 {
+            own.truncate(limit);
+        }
+        own.retain(|a| *a != self.local.ip());
+        own
+    }
+
+    fn address_payloads(list: &[IpAddr]) -> Vec<Payload> {
+        if list.is_empty() {
+            return vec![Payload::Notify(NotifyRepr::new(
+                NotifyType::NO_ADDITIONAL_ADDRESSES,
+                &[],
+            ))];
+        }
+        list.iter()
+            .map(|a| Payload::Notify(NotifyRepr::additional_address(*a)))
+            .collect()
+    }
+
+    /// Address pairs to try, in preference order: our addresses as configured (the
+    /// current one first while we have it) with the peer's (current first), same
+    /// family only, minus the pairs the responder refused.
+    pub fn candidates(&self, ctx: &Ctx<'_>) -> Vec<Pair> {
+        let mut own = self.own_addrs(ctx);
+        if let Some(i) = own.iter().position(|a| *a == self.local.ip()) {
+            let cur = own.remove(i);
+            own.insert(0, cur);
+        }
+        let peers = self.peer_addrs(ctx);
+        let refused: &[Pair] = self.mobike.as_ref().map_or(&[], |m| &m.refused);
+        let port = ctx.cfg.port_nat_t;
+        let mut v = Vec::new();
+        for o in &own {
+            for p in &peers {
+                if o.is_ipv4() != p.is_ipv4() {
+                    continue;
+                }
+                let local = SocketAddr::new(*o, port);
+                // The current peer keeps its (possibly NAT-mapped) port.
+                let rport = if *p == self.remote.ip() {
+                    self.remote.port()
+                } else {
+                    port
+                };
+                let pair = (local, SocketAddr::new(*p, rport));
+                if !refused.contains(&pair) && !v.contains(&pair) {
+                    v.push(pair);
+                }
+            }
+        }
+        v
+    }
+
+    /// The pairs a request's retransmissions also try: only the deciding end tests
+    /// paths, and only once the SA is up.
+    pub(super) fn path_alternatives(&self, ctx: &Ctx<'_>, path: Pair) -> Vec<Pair> {
+        if !self.mobike.as_ref().is_some_and(|m| m.decides) || self.state != State::Established {
+            return Vec::new();
+        }
+        let mut v = self.candidates(ctx);
+        v.retain(|p| *p != path);
+        v
+    }
+
+    fn nat_d(&self, local: SocketAddr, remote: SocketAddr) -> [Payload; 2] {
+        [
+            Payload::Notify(NotifyRepr::new(
+                NotifyType::NAT_DETECTION_SOURCE_IP,
+                &nat_hash(self.spi_i, self.spi_r, local),
+            )),
+            Payload::Notify(NotifyRepr::new(
+                NotifyType::NAT_DETECTION_DESTINATION_IP,
+                &nat_hash(self.spi_i, self.spi_r, remote),
+            )),
+        ]
+    }
+
+    /// (NAT in front of us, NAT in front of the peer) from the peer's NAT-D payloads
+    /// about a message that went from `remote` to `local`.
+    fn nat_of(&self, p: &[Payload], local: SocketAddr, remote: SocketAddr) -> Option<(bool, bool)> {
+        let dst = notify(p, NotifyType::NAT_DETECTION_DESTINATION_IP)?;
+        let mut src = notifies(p, NotifyType::NAT_DETECTION_SOURCE_IP).peekable();
+        src.peek()?;
+        let theirs = nat_hash(self.spi_i, self.spi_r, remote);
+        let nat_remote = !src.any(|n| n.data == theirs);
+        let nat_local = dst.data != nat_hash(self.spi_i, self.spi_r, local);
+        Some((nat_local, nat_remote))
+    }
+
+    /// The peer's address list from ADDITIONAL_* / NO_ADDITIONAL_ADDRESSES, if the
+    /// message has one (RFC 4555 3.6).
+    fn take_peer_addrs(&mut self, p: &[Payload]) {
+        let none = notify(p, NotifyType::NO_ADDITIONAL_ADDRESSES).is_some();
+        let mut list = Vec::new();
+        for n in p.iter().filter_map(|x| match x {
+            Payload::Notify(n) => Some(n),
+            _ => None,
+        }) {
+            if let Some(a) = n.address() {
+                if list.len() < MAX_PEER_ADDRS && !a.is_unspecified() && !a.is_multicast() {
+                    push_unique(&mut list, a);
+                }
+            }
+        }
+        if let Some(m) = self.mobike.as_mut() {
+            if none || !list.is_empty() {
+                m.peer_addrs = list;
+            }
+        }
+    }
+
+    fn move_to(&mut self, ctx: &mut Ctx<'_>, local: SocketAddr, remote: SocketAddr, nat: bool) {
+        let encap = nat || self.conn(ctx).force_encap;
+        if let Some(m) = self.mobike.as_mut() {
+            m.nat = nat;
+        }
+        if (self.local, self.remote, self.encap) == (local, remote, encap) {
+            return;
+        }
+        self.local = local;
+        self.remote = remote;
+        self.encap = encap;
+        ctx.counters.mobike_moves += 1;
+        ctx.events.push_back(Event::PathChanged {
+            sa: self.id,
+            local,
+            remote,
+            encap,
+        });
+    }
+
+    // -----------------------------------------------------------------------------
+    // IKE_AUTH
+    // -----------------------------------------------------------------------------
+
+    /// Initiator: what IKE_AUTH carries for MOBIKE.
+    pub(super) fn mobike_auth_request(&self, ctx: &Ctx<'_>, p: &mut Vec<Payload>) {
+        let c = self.conn(ctx);
+        if !c.mobike.enabled {
+            return;
+        }
+        p.push(Payload::Notify(NotifyRepr::new(
+            NotifyType::MOBIKE_SUPPORTED,
+            &[],
+        )));
+        let mut own = self.own_addrs(ctx);
+        own.retain(|a| *a != self.local.ip());
+        for a in own {
+            p.push(Payload::Notify(NotifyRepr::additional_address(a)));
+        }
+        if c.mobike.disallow_nat {
+            p.push(Payload::Notify(NotifyRepr::new(
+                NotifyType::NO_NATS_ALLOWED,
+                &no_nats_data(self.local, self.remote),
+            )));
+        }
+    }
+
+    /// Responder: whether a NO_NATS_ALLOWED in the request is contradicted by the
+    /// addresses it arrived with (RFC 4555 3.9).
+    pub(super) fn nat_forbidden(p: &[Payload], local: SocketAddr, remote: SocketAddr) -> bool {
+        notify(p, NotifyType::NO_NATS_ALLOWED)
+            .is_some_and(|n| n.data != no_nats_data(remote, local))
+    }
+
+    /// Responder: agree to MOBIKE if the connection allows it and the peer offered
+    /// it; answer with our own support and addresses.
+    pub(super) fn mobike_auth_respond(
+        &mut self,
+        ctx: &Ctx<'_>,
+        p: &[Payload],
+        resp: &mut Vec<Payload>,
+    ) {
+        if !self.conn(ctx).mobike.enabled || notify(p, NotifyType::MOBIKE_SUPPORTED).is_none() {
+            return;
+        }
+        self.mobike = Some(Box::new(Mobike {
+            decides: false,
+            nat: self.encap && !self.conn(ctx).force_encap,
+            ..Mobike::default()
+        }));
+        self.take_peer_addrs(p);
+        resp.push(Payload::Notify(NotifyRepr::new(
+            NotifyType::MOBIKE_SUPPORTED,
+            &[],
+        )));
+        let list = self.announce_list(ctx);
+        for a in &list {
+            resp.push(Payload::Notify(NotifyRepr::additional_address(*a)));
+        }
+        if let Some(m) = self.mobike.as_mut() {
+            m.announced = list;
+        }
+    }
+
+    /// Initiator: the responder's answer decides whether MOBIKE is on.
+    pub(super) fn mobike_auth_response(&mut self, ctx: &Ctx<'_>, p: &[Payload]) {
+        if !self.conn(ctx).mobike.enabled || notify(p, NotifyType::MOBIKE_SUPPORTED).is_none() {
+            return;
+        }
+        let mut own = self.own_addrs(ctx);
+        own.retain(|a| *a != self.local.ip());
+        self.mobike = Some(Box::new(Mobike {
+            decides: true,
+            announced: own,
+            nat: self.encap && !self.conn(ctx).force_encap,
+            ..Mobike::default()
+        }));
+        self.take_peer_addrs(p);
+    }
+
+    // -----------------------------------------------------------------------------
+    // Commands and triggers
+    // -----------------------------------------------------------------------------
+
+    /// The host's addresses changed. The deciding end moves off an address it lost
+    /// (break-before-make) and either end announces its new list.
+    pub fn own_addrs_changed(&mut self, ctx: &mut Ctx<'_>, now: u64) {
+        if self.state != State::Established {
+            return;
+        }
+        let Some(m) = self.mobike.as_mut() else {
+            return;
+        };
+        m.refused.clear();
+        let decides = m.decides;
+        let own = self.own_addrs(ctx);
+        let list = self.announce_list(ctx);
+        let lost = !own.contains(&self.local.ip());
+        let updating = self
+            .pending
+            .as_ref()
+            .is_some_and(|p| matches!(p.kind, Kind::Update { .. }));
+        if decides && updating {
+            // Its answer will be stale; a new update follows it (RFC 4555 3.5).
+            if let Some(m) = self.mobike.as_mut() {
+                m.stale = true;
+            }
+        }
+        let cands = self.candidates(ctx);
+        if let Some(p) = self
+            .pending
+            .as_mut()
+            .filter(|p| decides && !own.contains(&p.local.ip()))
+        {
+            // What is outstanding cannot come back on the lost address: send it
+            // now on the best candidate, then on the others in turn.
+            if let Some((&first, rest)) = cands.split_first() {
+                p.local = first.0;
+                p.remote = first.1;
+                p.alt = rest.to_vec();
+                ctx.counters.retransmits += 1;
+                let d = p.data.clone();
+                ctx.send(first.0, first.1, d);
+            }
+        }
+        if decides && (lost || updating) {
+            self.queue
+                .retain(|r| !matches!(r, Req::Update(_) | Req::Addresses));
+            if lost && !updating {
+                self.queue.push_front(Req::Update(Vec::new()));
+            }
+        } else if self.mobike.as_ref().is_some_and(|m| m.announced != list)
+            && !self.queue.iter().any(|r| matches!(r, Req::Addresses))
+        {
+            self.queue.push_back(Req::Addresses);
+        }
+        self.kick(ctx, now);
+    }
+
+    /// The deciding end moves the SAs to `local` -> `remote` (an operator command or
+    /// the rotation policy). False if MOBIKE is off, we do not decide, or the pair
+    /// is not usable.
+    pub fn migrate(&mut self, ctx: &mut Ctx<'_>, now: u64, local: IpAddr, remote: IpAddr) -> bool {
+        if self.state != State::Established || !self.mobike.as_ref().is_some_and(|m| m.decides) {
+            return false;
+        }
+        if local.is_ipv4() != remote.is_ipv4() {
+            return false;
+        }
+        let port = ctx.cfg.port_nat_t;
+        let rport = if remote == self.remote.ip() {
+            self.remote.port()
+        } else {
+            port
+        };
+        let pair = (SocketAddr::new(local, port), SocketAddr::new(remote, rport));
+        self.queue.retain(|r| !matches!(r, Req::Update(_)));
+        if let Some(m) = self.mobike.as_mut() {
+            m.refused.retain(|p| *p != pair);
+            if self
+                .pending
+                .as_ref()
+                .is_some_and(|p| matches!(p.kind, Kind::Update { .. }))
+            {
+                m.stale = true;
+            }
+        }
+        self.queue.push_front(Req::Update(vec![pair]));
+        self.kick(ctx, now);
+        true
+    }
+
+    // -----------------------------------------------------------------------------
+    // Requests we send
+    // -----------------------------------------------------------------------------
+
+    /// DPD of the deciding end carries NAT-D, so a changed NAT mapping shows in the
+    /// answer (RFC 4555 3.8).
+    pub(super) fn dpd_payloads(&self) -> Vec<Payload> {
+        if self.mobike.as_ref().is_some_and(|m| m.decides) {
+            self.nat_d(self.local, self.remote).to_vec()
+        } else {
+            Vec::new()
+        }
+    }
+
+    pub(super) fn send_update(&mut self, ctx: &mut Ctx<'_>, now: u64, pairs: Vec<Pair>) {
+        let pairs = if pairs.is_empty() {
+            self.candidates(ctx)
+        } else {
+            pairs
+        };
+        let Some((&first, rest)) = pairs.split_first() else {
+            ctx.counters.mobike_no_path += 1;
+            return;
+        };
+        let c = self.conn(ctx);
+        let mut p = vec![Payload::Notify(NotifyRepr::new(
+            NotifyType::UPDATE_SA_ADDRESSES,
+            &[],
+        ))];
+        p.extend(self.nat_d(first.0, first.1));
+        if c.mobike.disallow_nat {
+            p.push(Payload::Notify(NotifyRepr::new(
+                NotifyType::NO_NATS_ALLOWED,
+                &no_nats_data(first.0, first.1),
+            )));
+        }
+        // Our address list rides along (RFC 4555 3.6).
+        let mut own = self.own_addrs(ctx);
+        own.retain(|a| *a != first.0.ip());
+        p.extend(Self::address_payloads(&own));
+        if let Some(m) = self.mobike.as_mut() {
+            m.stale = false;
+            m.announced = own;
+        }
+        ctx.counters.mobike_updates_sent += 1;
+        let kind = Kind::Update { first };
+        self.send_request_via(
+            ctx,
+            now,
+            ExchangeType::INFORMATIONAL,
+            &p,
+            kind,
+            first,
+            Some(rest.to_vec()),
+        );
+    }
+
+    pub(super) fn send_addresses(&mut self, ctx: &mut Ctx<'_>, now: u64) {
+        let list = self.announce_list(ctx);
+        let p = Self::address_payloads(&list);
+        if let Some(m) = self.mobike.as_mut() {
+            m.announced = list;
+        }
+        self.send_request(ctx, now, ExchangeType::INFORMATIONAL, &p, Kind::Addresses);
+    }
+
+    pub(super) fn send_rr(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        now: u64,
+        local: SocketAddr,
+        remote: SocketAddr,
+        encap: bool,
+    ) {
+        let mut cookie = vec![0u8; 16];
+        ctx.rng.fill(&mut cookie);
+        let p = [Payload::Notify(NotifyRepr::new(
+            NotifyType::COOKIE2,
+            &cookie,
+        ))];
+        let kind = Kind::ReturnRoutability {
+            cookie,
+            local,
+            remote,
+            encap,
+        };
+        self.send_request_via(
+            ctx,
+            now,
+            ExchangeType::INFORMATIONAL,
+            &p,
+            kind,
+            (local, remote),
+            Some(Vec::new()),
+        );
+    }
+
+    // -----------------------------------------------------------------------------
+    // Responses we get
+    // -----------------------------------------------------------------------------
+
+    /// The answer to our UPDATE_SA_ADDRESSES came back over `via`.
+    pub(super) fn handle_update_response(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        now: u64,
+        p: &[Payload],
+        kind: Kind,
+        via: Pair,
+    ) {
+        let Kind::Update { first, .. } = kind else {
+            return;
+        };
+        let Some(m) = self.mobike.as_mut() else {
+            return;
+        };
+        if std::mem::take(&mut m.stale) {
+            // The address set changed meanwhile: start over (RFC 4555 3.5).
+            ctx.counters.mobike_stale_responses += 1;
+            self.queue.retain(|r| !matches!(r, Req::Update(_)));
+            self.queue.push_front(Req::Update(Vec::new()));
+            return;
+        }
+        self.take_peer_addrs(p);
+        let refused = [
+            NotifyType::UNEXPECTED_NAT_DETECTED,
+            NotifyType::UNACCEPTABLE_ADDRESSES,
+        ]
+        .into_iter()
+        .any(|t| notify(p, t).is_some());
+        if refused {
+            ctx.counters.mobike_refused += 1;
+            if let Some(m) = self.mobike.as_mut() {
+                m.refused.push(via);
+                if via != first {
+                    m.refused.push(first);
+                }
+            }
+            let left: Vec<Pair> = self
+                .candidates(ctx)
+                .into_iter()
+                .filter(|c| *c != (self.local, self.remote))
+                .collect();
+            // Try the others, unless the path in use still works (its local
+            // address is still ours): then staying is the answer.
+            if !self.own_addrs(ctx).contains(&self.local.ip()) && !left.is_empty() {
+                self.queue.push_front(Req::Update(left));
+            }
+            return;
+        }
+        if via != first {
+            // Another pair answered; its NAT-D were computed for `first`, so the
+            // responder's view of NATs is wrong. Update again, for this pair.
+            self.queue.push_front(Req::Update(vec![via]));
+            return;
+        }
+        let (nat_local, nat_remote) = self.nat_of(p, via.0, via.1).unwrap_or((false, false));
+        let nat = nat_local || nat_remote;
+        if nat && self.conn(ctx).mobike.disallow_nat {
+            // The responder should have refused; do not use the pair either way.
+            ctx.counters.mobike_refused += 1;
+            if let Some(m) = self.mobike.as_mut() {
+                m.refused.push(via);
+            }
+            return;
+        }
+        if let Some(m) = self.mobike.as_mut() {
+            m.mapped = notify(p, NotifyType::NAT_DETECTION_DESTINATION_IP).map(|n| n.data.clone());
+        }
+        self.move_to(ctx, via.0, via.1, nat);
+        // A rekey the move makes worthwhile is the peer's to start; nothing to do.
+        let _ = now;
+    }
+
+    pub(super) fn handle_rr_response(&mut self, ctx: &mut Ctx<'_>, p: &[Payload], kind: Kind) {
+        let Kind::ReturnRoutability {
+            cookie,
+            local,
+            remote,
+            encap,
+        } = kind
+        else {
+            return;
+        };
+        if notify(p, NotifyType::COOKIE2).is_some_and(|n| n.data == cookie) {
+            let nat = encap && !self.conn(ctx).force_encap;
+            self.move_to(ctx, local, remote, nat);
+        } else {
+            ctx.counters.mobike_rr_failed += 1;
+        }
+    }
+
+    /// After any answer: the deciding end learns whether its NAT mapping changed
+    /// (DPD carries NAT-D) and whether the answer took another path than the SA's.
+    pub(super) fn after_response(&mut self, p: &[Payload], via: Pair, was_update: bool) {
+        let here = (self.local, self.remote);
+        let Some(m) = self.mobike.as_mut() else {
+            return;
+        };
+        if !m.decides || was_update || self.state != State::Established {
+            return;
+        }
+        let queued = self.queue.iter().any(|r| matches!(r, Req::Update(_)));
+        if via != here {
+            // Path testing found a working pair (the current one did not answer).
+            if !queued {
+                self.queue.push_front(Req::Update(vec![via]));
+            }
+            return;
+        }
+        if let Some(d) = notify(p, NotifyType::NAT_DETECTION_DESTINATION_IP) {
+            let changed = m.mapped.as_ref().is_some_and(|old| *old != d.data);
+            m.mapped = Some(d.data.clone());
+            if changed && !queued {
+                // RFC 4555 3.8: our NAT mapping changed; tell the responder.
+                self.queue.push_front(Req::Update(vec![here]));
+            }
+        }
+    }
+
+    // -----------------------------------------------------------------------------
+    // Requests we answer
+    // -----------------------------------------------------------------------------
+
+    /// MOBIKE's part of an INFORMATIONAL request that came in on `local` from
+    /// `remote`: address lists, UPDATE_SA_ADDRESSES, NAT-D and COOKIE2. Adds what the
+    /// response carries; returns false if the request must be refused with what is
+    /// already in `resp`.
+    pub(super) fn mobike_info_request(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        p: &[Payload],
+        local: SocketAddr,
+        remote: SocketAddr,
+        resp: &mut Vec<Payload>,
+    ) {
+        if let Some(c) = notify(p, NotifyType::COOKIE2) {
+            // RFC 4555 4.2.5: echo it, whoever asks.
+            resp.push(Payload::Notify(NotifyRepr::new(
+                NotifyType::COOKIE2,
+                &c.data,
+            )));
+        }
+        let Some(m) = self.mobike.as_ref() else {
+            return;
+        };
+        let decides = m.decides;
+        self.take_peer_addrs(p);
+        let nat_d = self.nat_of(p, local, remote);
+        let update = notify(p, NotifyType::UPDATE_SA_ADDRESSES).is_some();
+        if update && !decides {
+            if Self::nat_forbidden(p, local, remote) {
+                ctx.counters.mobike_refused += 1;
+                resp.push(Payload::Notify(NotifyRepr::new(
+                    NotifyType::UNEXPECTED_NAT_DETECTED,
+                    &[],
+                )));
+                return;
+            }
+            let nat = nat_d.is_some_and(|(a, b)| a || b);
+            ctx.counters.mobike_updates_received += 1;
+            let moving = (local, remote) != (self.local, self.remote);
+            if moving && self.conn(ctx).mobike.rr_check {
+                // RFC 4555 5.2: the new address must answer before traffic goes
+                // there.
+                let encap = nat || self.conn(ctx).force_encap;
+                self.queue
+                    .retain(|r| !matches!(r, Req::ReturnRoutability { .. }));
+                self.queue.push_front(Req::ReturnRoutability {
+                    local,
+                    remote,
+                    encap,
+                });
+            } else {
+                self.move_to(ctx, local, remote, nat);
+            }
+        }
+        if nat_d.is_some() {
+            resp.extend(self.nat_d(local, remote));
+        }
+    }
+
+    /// Whether an IKE_AUTH request's NO_NATS_ALLOWED forbids what we see.
+    pub(super) fn auth_nat_forbidden(
+        &self,
+        ctx: &Ctx<'_>,
+        p: &[Payload],
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> bool {
+        self.conn(ctx).mobike.enabled
+            && notify(p, NotifyType::MOBIKE_SUPPORTED).is_some()
+            && Self::nat_forbidden(p, local, remote)
+    }
+}
