@@ -359,7 +359,7 @@ pub fn main(args: &IkeArgs, role: Role) -> Result<(), String> {
             let _ = far.rx_burst(&mut sink);
         }
         if let Some(server) = ctl.as_mut() {
-            server.poll(|req| handle(req, &ep, &installer, &names, &fabric, &writer));
+            server.poll(|req| handle(req, &mut ep, &installer, &names, &fabric, &writer));
         }
     }
     // Whatever the deletions left (a peer that did not answer) leaves the tables too.
@@ -680,7 +680,7 @@ fn ike_counters(c: &Counters) -> Vec<(String, u64)> {
 
 fn handle(
     req: Request,
-    ep: &Endpoint,
+    ep: &mut Endpoint,
     inst: &Installer,
     names: &[String],
     fabric: &Fabric,
@@ -764,8 +764,42 @@ fn handle(
             }
         }
         Request::PathSet { .. } => Response::Error {
-            message: "paths of IKE SAs move by MOBIKE, not by hand".into(),
+            message: "paths of IKE SAs move by MOBIKE, not by hand: use `move`".into(),
         },
+        Request::Move {
+            target,
+            local,
+            remote,
+        } => {
+            let by_name = inst
+                .sas()
+                .into_iter()
+                .find(|s| names.get(s.conn) == Some(&target))
+                .map(|s| s.sa);
+            let by_spi = u64::from_str_radix(target.trim_start_matches("0x"), 16)
+                .ok()
+                .filter(|spi| ep.path(*spi).is_some());
+            let Some(sa) = by_name.or(by_spi) else {
+                return Response::Error {
+                    message: format!("no established IKE SA named `{target}` (a connection name or an IKE SPI in hex)"),
+                };
+            };
+            if !ep.mobike(sa) {
+                return Response::Error {
+                    message: format!(
+                        "IKE SA {}: MOBIKE is off (set `mobike: true` on both ends)",
+                        hex_spi(sa)
+                    ),
+                };
+            }
+            if ep.migrate(now_ns(), sa, local, remote) {
+                Response::Moving { sa: hex_spi(sa) }
+            } else {
+                Response::Error {
+                    message: format!("IKE SA {}: cannot move to {local} -> {remote} (only the initiator moves; both addresses of one family)", hex_spi(sa)),
+                }
+            }
+        }
     }
 }
 

@@ -77,6 +77,21 @@ enum CtlCmd {
     Paths,
     /// Print the IKE SAs and their child SAs as JSON.
     Sas,
+    /// MOBIKE: move an IKE SA this end initiated to a new address pair.
+    Move {
+        /// The connection's name (its first established IKE SA)...
+        #[arg(long, conflicts_with = "sa", required_unless_present = "sa")]
+        conn: Option<String>,
+        /// ...or the IKE SA's SPI in hexadecimal.
+        #[arg(long)]
+        sa: Option<String>,
+        /// Our address to use.
+        #[arg(long)]
+        local: std::net::IpAddr,
+        /// The peer's address to use.
+        #[arg(long)]
+        remote: std::net::IpAddr,
+    },
 }
 
 #[derive(Subcommand)]
@@ -162,6 +177,16 @@ fn ctl(socket: &std::path::Path, req: CtlCmd) -> Result<(), String> {
         CtlCmd::Stats => Request::Stats,
         CtlCmd::Paths => Request::Paths,
         CtlCmd::Sas => Request::Sas,
+        CtlCmd::Move {
+            conn,
+            sa,
+            local,
+            remote,
+        } => Request::Move {
+            target: conn.or(sa).unwrap_or_default(),
+            local,
+            remote,
+        },
     };
     let resp = request(socket, &req, Duration::from_secs(5))
         .map_err(|e| format!("control socket {}: {e}", socket.display()))?;

@@ -206,7 +206,7 @@ fn handle(
                 },
             }
         }
-        Request::Sas => Response::Error {
+        Request::Sas | Request::Move { .. } => Response::Error {
             message: "`mobiked run` has static SAs only; IKE SAs are listed by `mobiked gateway` and `mobiked client`".into(),
         },
         Request::Stats => Response::Stats {

@@ -40,6 +40,14 @@ pub enum Request {
     Paths,
     /// The IKE SAs and their child SAs (`mobiked gateway` / `mobiked client`).
     Sas,
+    /// MOBIKE: move an IKE SA we initiated, named by its connection (its first
+    /// established IKE SA) or its SPI in hexadecimal, and its children to
+    /// `local` -> `remote` (UPDATE_SA_ADDRESSES; the answer moves it).
+    Move {
+        target: String,
+        local: std::net::IpAddr,
+        remote: std::net::IpAddr,
+    },
 }
 
 /// One IKE SA as `Request::Sas` reports it. SPIs are hexadecimal strings.
@@ -115,6 +123,10 @@ pub enum Response {
     },
     Sas {
         sas: Vec<IkeSaInfo>,
+    },
+    /// `Move` started: the IKE SA that is moving.
+    Moving {
+        sa: String,
     },
 }
 

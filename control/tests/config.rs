@@ -1489,7 +1489,7 @@ fn serve(path: &Path) -> (Arc<AtomicBool>, std::thread::JoinHandle<usize>) {
                         published_ns: 1,
                     }],
                 },
-                Request::Sas => Response::Sas { sas: vec![] },
+                Request::Sas | Request::Move { .. } => Response::Sas { sas: vec![] },
             });
             // The server side is a poll loop; a short pause keeps it from spinning a core.
             std::thread::sleep(Duration::from_millis(1));
