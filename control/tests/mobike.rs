@@ -560,3 +560,15 @@ fn address_lists_follow_each_change_newest_wins() {
     assert_eq!(l.net.b.peer_addrs(l.sa_b), vec![ip(A1), ip(A2)]);
     assert!(l.net.wire.len() > wire);
 }
+
+#[test]
+fn a_gateway_that_loses_its_address_announces_from_another_and_the_client_follows() {
+    let mut l = lab(19, client(|_| {}), gateway(|_| {}));
+    let now = l.net.now;
+    l.kill(B1);
+    l.net.b.set_own_addrs(now, &[ip(B2), ip(B6)]);
+    assert!(l.net.run_until(S, |n| n.a.counters().mobike_moves == 1
+        && n.b.counters().mobike_moves == 1));
+    assert_eq!(l.path_a(), (at(A1, 4500), at(B2, 4500), false));
+    l.assert_agree();
+}

@@ -40,6 +40,10 @@ pub(crate) struct Mobike {
     pub mapped: Option<Vec<u8>>,
     /// The NAT state of the current path.
     pub nat: bool,
+    /// The peer announced, from another address, a list without the address we
+    /// use: it lost it (a responder moving its clients with plain RFC 4555, as in the
+    /// ipsec list thread of 2018); the pairs with it are out.
+    pub peer_left: bool,
 }
 
 /// NO_NATS_ALLOWED data: source and destination addresses and ports of the packet
@@ -158,7 +162,9 @@ impl IkeSa {
                     port
                 };
                 let pair = (local, SocketAddr::new(*p, rport));
-                if !refused.contains(&pair) && !v.contains(&pair) {
+                let left =
+                    self.mobike.as_ref().is_some_and(|m| m.peer_left) && *p == self.remote.ip();
+                if !left && !refused.contains(&pair) && !v.contains(&pair) {
                     v.push(pair);
                 }
             }
@@ -228,6 +234,9 @@ impl IkeSa {
         let encap = nat || self.conn(ctx).force_encap;
         if let Some(m) = self.mobike.as_mut() {
             m.nat = nat;
+        }
+        if let Some(m) = self.mobike.as_mut() {
+            m.peer_left = false;
         }
         if (self.local, self.remote, self.encap) == (local, remote, encap) {
             return;
@@ -375,7 +384,7 @@ impl IkeSa {
             if lost && !updating {
                 self.queue.push_front(Req::Update(Vec::new()));
             }
-        } else if self.mobike.as_ref().is_some_and(|m| m.announced != list)
+        } else if (lost || self.mobike.as_ref().is_some_and(|m| m.announced != list))
             && !self.queue.iter().any(|r| matches!(r, Req::Addresses))
         {
             self.queue.push_back(Req::Addresses);
@@ -479,7 +488,28 @@ impl IkeSa {
         if let Some(m) = self.mobike.as_mut() {
             m.announced = list;
         }
-        self.send_request(ctx, now, ExchangeType::INFORMATIONAL, &p, Kind::Addresses);
+        // Lost the address we use: say it from one we have, so that the list
+        // (which counts the source as ours) tells the initiator to move.
+        let mut from = self.local;
+        if !self.own_addrs(ctx).contains(&from.ip()) {
+            if let Some(a) = self
+                .own_addrs(ctx)
+                .into_iter()
+                .find(|a| a.is_ipv4() == self.remote.ip().is_ipv4())
+            {
+                from = SocketAddr::new(a, from.port());
+            }
+        }
+        let path = (from, self.remote);
+        self.send_request_via(
+            ctx,
+            now,
+            ExchangeType::INFORMATIONAL,
+            &p,
+            Kind::Addresses,
+            path,
+            Some(Vec::new()),
+        );
     }
 
     pub(super) fn send_rr(
@@ -663,7 +693,26 @@ impl IkeSa {
             return;
         };
         let decides = m.decides;
+        let announced = notify(p, NotifyType::NO_ADDITIONAL_ADDRESSES).is_some()
+            || p.iter()
+                .any(|x| matches!(x, Payload::Notify(n) if n.address().is_some()));
         self.take_peer_addrs(p);
+        if decides && announced && remote.ip() != self.remote.ip() {
+            // The list comes from another address of the peer; without the one we
+            // use, that one is gone: move (RFC 4555 3.6, the source counts).
+            let keeps = self
+                .mobike
+                .as_ref()
+                .is_some_and(|m| m.peer_addrs.contains(&self.remote.ip()));
+            if let (false, Some(m)) = (keeps, self.mobike.as_mut()) {
+                if !m.peer_addrs.contains(&remote.ip()) {
+                    m.peer_addrs.insert(0, remote.ip());
+                }
+                m.peer_left = true;
+                self.queue.retain(|r| !matches!(r, Req::Update(_)));
+                self.queue.push_front(Req::Update(Vec::new()));
+            }
+        }
         let nat_d = self.nat_of(p, local, remote);
         let update = notify(p, NotifyType::UPDATE_SA_ADDRESSES).is_some();
         if update && !decides {
