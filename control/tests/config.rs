@@ -6,7 +6,8 @@ use mobiked_control::config::{
 };
 use mobiked_control::ctl::{self, CtlServer, PathInfo, Request, Response, MAX_LINE};
 use mobiked_control::ike::conn::{
-    Conn, Dpd, EspProposal, Identity, IkeProposal, Lifetimes, PoolConf, Retransmit, Selector,
+    ChangeType, Conn, Dpd, EspProposal, Identity, IkeProposal, Lifetimes, Mobike, PoolConf,
+    Retransmit, Selector,
 };
 use mobiked_control::ike::crypto::{DhGroup, Encr, EspEncr, Integ, Prf};
 use shared::path::{Encap, L2};
@@ -1438,6 +1439,469 @@ fn conn_debug_hides_the_psk() {
     assert!(shown.contains("roadwarriors"));
     assert!(!shown.contains("psk"), "{shown}");
     assert!(!shown.contains("109, 111, 98"), "the key's bytes: {shown}");
+}
+
+// ---------------------------------------------------------------------------------------
+// MOBIKE keys
+// ---------------------------------------------------------------------------------------
+
+/// A client with every rotation key: two copies, three addresses each from
+/// 192.168.1.1/24; IKE on the wildcard so that the allocated addresses are covered.
+const MOBIKE_CLIENT: &str = "cipher: { backend: udp, bind: ['0.0.0.0:4500'] }\n\
+clear: { backend: tun, name: t0 }\n\
+connections:\n  - name: c\n    psk: a long secret\n    peeraddr: 192.0.2.2\n    \
+local_id: c-%n@example.org\n    vips: [0.0.0.0]\n    instances: 2\n    mobike: true\n    \
+startclntaddr: 192.168.1.1/24\n    mobikeaddrpertunnel: 3\n    mobikeiplifetime: 30s\n    \
+mobikechangeaddrtype: both\n    disallownat: true\n    mobikedebounce: 50ms\n";
+
+/// A gateway with MOBIKE, two local addresses, return-routability checks.
+const MOBIKE_GW: &str = "cipher: { backend: udp, bind: ['192.0.2.1:4500', '192.0.2.9:4500'] }\n\
+clear: { backend: tun, name: t0 }\n\
+connections:\n  - name: g\n    psk: a long secret\n    local_id: gw.example.org\n    \
+mobike: true\n    mobikerrcheck: true\n    mobikeaddrpergw: 2\n    disallownat: false\n";
+
+fn socks(list: &[&str]) -> Vec<SocketAddr> {
+    list.iter().map(|s| sock(s)).collect()
+}
+
+#[test]
+fn mobike_keys_parse() {
+    let c = parse_ok(MOBIKE_CLIENT);
+    let k = &c.connections[0];
+    assert_eq!(
+        k.conn.mobike,
+        Mobike {
+            enabled: true,
+            disallow_nat: true,
+            rr_check: false,
+            ip_lifetime_ms: 30_000,
+            change_type: ChangeType::Both,
+            addrs_per_gw: 0,
+            debounce_ms: 50,
+        }
+    );
+    assert_eq!(
+        (k.client_start, k.client_prefix_len, k.addrs_per_tunnel),
+        (Some(ip("192.168.1.1")), Some(24), 3)
+    );
+    // The seed's allocation: copy i gets N consecutive addresses from start + (i-1)*N.
+    let all: Vec<Conn> = k.instances().collect();
+    assert_eq!(
+        all[0].local_addrs,
+        socks(&["192.168.1.1:500", "192.168.1.2:500", "192.168.1.3:500"])
+    );
+    assert_eq!(
+        all[1].local_addrs,
+        socks(&["192.168.1.4:500", "192.168.1.5:500", "192.168.1.6:500"])
+    );
+    assert_eq!(k.conn.local_addrs, all[0].local_addrs, "the base is copy 1");
+    assert_eq!(k.client_addrs(2), Some(all[1].local_addrs.clone()));
+    assert!(all[1].mobike.enabled, "every copy carries the settings");
+
+    // The other change types, 0 = no rotation, plain-seconds durations, IPv6, the
+    // last usable addresses of a prefix exactly.
+    for (text, want) in [
+        ("own-only", ChangeType::OwnOnly),
+        ("peer-only", ChangeType::PeerOnly),
+        ("Both", ChangeType::Both),
+    ] {
+        let t = MOBIKE_CLIENT.replace(
+            "mobikechangeaddrtype: both",
+            &format!("mobikechangeaddrtype: {text}"),
+        );
+        assert_eq!(parse_ok(&t).connections[0].conn.mobike.change_type, want);
+    }
+    let t = MOBIKE_CLIENT
+        .replace("mobikeiplifetime: 30s", "mobikeiplifetime: 0")
+        .replace("mobikedebounce: 50ms", "mobikedebounce: 2");
+    let m = &parse_ok(&t).connections[0].conn.mobike;
+    assert_eq!((m.ip_lifetime_ms, m.debounce_ms), (0, 2000));
+    // 192.168.1.249 + 2*3 - 1 = .254: the last host address of the /24.
+    let t = MOBIKE_CLIENT.replace("192.168.1.1/24", "192.168.1.249/24");
+    let k = &parse_ok(&t).connections[0];
+    assert_eq!(
+        k.instance(2).local_addrs.last(),
+        Some(&sock("192.168.1.254:500"))
+    );
+    let t = MOBIKE_CLIENT
+        .replace("'0.0.0.0:4500'", "'[::]:4500'")
+        .replace("peeraddr: 192.0.2.2", "peeraddr: '2001:db8::2'")
+        .replace("vips: [0.0.0.0]", "vips: ['::']")
+        .replace("192.168.1.1/24", "'2001:db8:1::ffff/64'");
+    let k = &parse_ok(&t).connections[0];
+    assert_eq!(
+        k.instance(2).local_addrs,
+        socks(&[
+            "[2001:db8:1::1:2]:500",
+            "[2001:db8:1::1:3]:500",
+            "[2001:db8:1::1:4]:500"
+        ])
+    );
+    assert_eq!(k.client_prefix_len, Some(64));
+
+    // Gateway role.
+    let g = parse_ok(MOBIKE_GW);
+    let k = &g.connections[0];
+    assert_eq!(
+        k.conn.mobike,
+        Mobike {
+            enabled: true,
+            rr_check: true,
+            addrs_per_gw: 2,
+            ..Mobike::default()
+        }
+    );
+    assert_eq!(
+        (k.client_start, k.client_prefix_len, k.addrs_per_tunnel),
+        (None, None, 0)
+    );
+    assert_eq!(
+        k.instance(1).local_addrs,
+        socks(&["192.0.2.1:500", "192.0.2.9:500"])
+    );
+
+    // Defaults: MOBIKE off, everything zero.
+    let d = parse_ok(&format!(
+        "{MINIMAL}connections:\n  - name: c\n    psk: a long secret\n    peeraddr: 192.0.2.2\n"
+    ));
+    assert_eq!(d.connections[0].conn.mobike, Mobike::default());
+    assert!(!d.connections[0].conn.mobike.enabled);
+    let d = parse_ok(&format!(
+        "{MINIMAL}connections:\n  - name: c\n    psk: a long secret\n    peeraddr: 192.0.2.2\n    mobike: false\n"
+    ));
+    assert_eq!(d.connections[0].conn.mobike, Mobike::default());
+
+    // Equality and Debug see the new fields.
+    let a = parse_ok(MOBIKE_CLIENT);
+    let b = parse_ok(&MOBIKE_CLIENT.replace("mobikedebounce: 50ms", "mobikedebounce: 60ms"));
+    assert_ne!(a.connections[0], b.connections[0]);
+    let b = parse_ok(&MOBIKE_CLIENT.replace("192.168.1.1/24", "192.168.1.1/25"));
+    assert_ne!(a.connections[0], b.connections[0]);
+    let shown = format!("{:?}", a.connections[0]);
+    assert!(
+        shown.contains("debounce_ms: 50") && shown.contains("client_prefix_len: Some(24)"),
+        "{shown}"
+    );
+}
+
+/// (base, replace this, with this, expected key path, text the error must contain)
+const BROKEN_MOBIKE: &[(&str, &str, &str, &str, &str)] = &[
+    // Values.
+    (
+        MOBIKE_CLIENT,
+        "mobike: true",
+        "mobike: maybe",
+        "connections[0].mobike",
+        "write true or false",
+    ),
+    (
+        MOBIKE_CLIENT,
+        "disallownat: true",
+        "disallownat: 2",
+        "connections[0].disallownat",
+        "write true or false",
+    ),
+    (
+        MOBIKE_GW,
+        "mobikerrcheck: true",
+        "mobikerrcheck: yes please",
+        "connections[0].mobikerrcheck",
+        "write true or false",
+    ),
+    (
+        MOBIKE_CLIENT,
+        "mobikeiplifetime: 30s",
+        "mobikeiplifetime: 30 fortnights",
+        "connections[0].mobikeiplifetime",
+        "500ms, 30s",
+    ),
+    (
+        MOBIKE_CLIENT,
+        "mobikeiplifetime: 30s",
+        "mobikeiplifetime: 400d",
+        "connections[0].mobikeiplifetime",
+        "longer than 365 days",
+    ),
+    (
+        MOBIKE_CLIENT,
+        "mobikechangeaddrtype: both",
+        "mobikechangeaddrtype: own_only",
+        "connections[0].mobikechangeaddrtype",
+        "did you mean `own-only`?",
+    ),
+    (
+        MOBIKE_CLIENT,
+        "mobikechangeaddrtype: both",
+        "mobikechangeaddrtype: sideways",
+        "connections[0].mobikechangeaddrtype",
+        "use one of: own-only, peer-only, both",
+    ),
+    (
+        MOBIKE_CLIENT,
+        "mobikedebounce: 50ms",
+        "mobikedebounce: 2m",
+        "connections[0].mobikedebounce",
+        "from 0s to 60s",
+    ),
+    (
+        MOBIKE_CLIENT,
+        "mobikeaddrpertunnel: 3",
+        "mobikeaddrpertunnel: 0",
+        "connections[0].mobikeaddrpertunnel",
+        "from 1 to 64",
+    ),
+    (
+        MOBIKE_GW,
+        "mobikeaddrpergw: 2",
+        "mobikeaddrpergw: many",
+        "connections[0].mobikeaddrpergw",
+        "from 0 to 64",
+    ),
+    (
+        MOBIKE_GW,
+        "mobikeaddrpergw: 2",
+        "mobikeaddrpergw: 3",
+        "connections[0].mobikeaddrpergw",
+        "give at most 2 (0 = all)",
+    ),
+    (
+        MOBIKE_CLIENT,
+        "192.168.1.1/24",
+        "192.168.1.1",
+        "connections[0].startclntaddr",
+        "e.g. 192.168.1.1/24",
+    ),
+    (
+        MOBIKE_CLIENT,
+        "192.168.1.1/24",
+        "192.168.1.x/24",
+        "connections[0].startclntaddr",
+        "e.g. 192.168.1.1/24",
+    ),
+    (
+        MOBIKE_CLIENT,
+        "192.168.1.1/24",
+        "192.168.1.1/33",
+        "connections[0].startclntaddr",
+        "give 0 to 32",
+    ),
+    (
+        MOBIKE_CLIENT,
+        "192.168.1.1/24",
+        "192.168.1.0/24",
+        "connections[0].startclntaddr",
+        "start at a host address, e.g. 192.168.1.1/24",
+    ),
+    (
+        MOBIKE_CLIENT,
+        "192.168.1.1/24",
+        "224.0.0.1/24",
+        "connections[0].startclntaddr",
+        "give a unicast address",
+    ),
+    // The block of every instance inside the prefix: 2 x 3 from .250 end at .255, the
+    // broadcast address; 90 copies of 3 do not fit into the /24, 2 into a /30.
+    (
+        MOBIKE_CLIENT,
+        "192.168.1.1/24",
+        "192.168.1.250/24",
+        "connections[0].startclntaddr",
+        "1 instance(s) fit",
+    ),
+    (
+        MOBIKE_CLIENT,
+        "instances: 2",
+        "instances: 90",
+        "connections[0].startclntaddr",
+        "lower instances or mobikeaddrpertunnel",
+    ),
+    (
+        MOBIKE_CLIENT,
+        "192.168.1.1/24",
+        "192.168.1.1/30",
+        "connections[0].startclntaddr",
+        "give a shorter prefix",
+    ),
+    // Both keys together, not with local_addrs, of the peer's family, covered by IKE.
+    (
+        MOBIKE_CLIENT,
+        "    mobikeaddrpertunnel: 3\n",
+        "",
+        "connections[0].startclntaddr",
+        "add `mobikeaddrpertunnel: N`",
+    ),
+    (
+        MOBIKE_CLIENT,
+        "    startclntaddr: 192.168.1.1/24\n",
+        "",
+        "connections[0].mobikeaddrpertunnel",
+        "add `startclntaddr: 192.168.1.1/24`",
+    ),
+    (
+        MOBIKE_CLIENT,
+        "mobike: true",
+        "mobike: true\n    local_addrs: [192.168.1.1]",
+        "connections[0].startclntaddr",
+        "keep one: startclntaddr with mobikeaddrpertunnel",
+    ),
+    (
+        MOBIKE_CLIENT,
+        "192.168.1.1/24",
+        "'2001:db8::1/64'",
+        "connections[0].startclntaddr",
+        "of the peer's address family",
+    ),
+    (
+        MOBIKE_CLIENT,
+        "'0.0.0.0:4500'",
+        "'192.168.1.1:4500'",
+        "connections[0].startclntaddr",
+        "192.168.1.2, allocated by startclntaddr, is not an address IKE listens on",
+    ),
+    // Own-only rotation needs two own addresses.
+    (
+        MOBIKE_CLIENT,
+        "mobikeaddrpertunnel: 3\n    mobikeiplifetime: 30s\n    mobikechangeaddrtype: both",
+        "mobikeaddrpertunnel: 1\n    mobikeiplifetime: 30s\n    mobikechangeaddrtype: own-only",
+        "connections[0].mobikeiplifetime",
+        "set mobikechangeaddrtype: peer-only or both",
+    ),
+    // Every MOBIKE key needs `mobike: true`.
+    (
+        MOBIKE_CLIENT,
+        "mobike: true",
+        "mobike: false",
+        "connections[0].mobikeiplifetime",
+        "add `mobike: true`, or remove `mobikeiplifetime`",
+    ),
+    (
+        MOBIKE_CLIENT,
+        "mobike: true",
+        "mobike: false",
+        "connections[0].mobikechangeaddrtype",
+        "add `mobike: true`, or remove `mobikechangeaddrtype`",
+    ),
+    (
+        MOBIKE_CLIENT,
+        "mobike: true",
+        "mobike: false",
+        "connections[0].startclntaddr",
+        "add `mobike: true`, or remove `startclntaddr`",
+    ),
+    (
+        MOBIKE_CLIENT,
+        "mobike: true",
+        "mobike: false",
+        "connections[0].mobikeaddrpertunnel",
+        "add `mobike: true`, or remove `mobikeaddrpertunnel`",
+    ),
+    (
+        MOBIKE_CLIENT,
+        "    mobike: true\n",
+        "",
+        "connections[0].disallownat",
+        "add `mobike: true`, or remove `disallownat`",
+    ),
+    (
+        MOBIKE_CLIENT,
+        "    mobike: true\n",
+        "",
+        "connections[0].mobikedebounce",
+        "add `mobike: true`, or remove `mobikedebounce`",
+    ),
+    (
+        MOBIKE_GW,
+        "mobike: true",
+        "mobike: off",
+        "connections[0].mobikeaddrpergw",
+        "add `mobike: true`, or remove `mobikeaddrpergw`",
+    ),
+    (
+        MOBIKE_GW,
+        "mobike: true",
+        "mobike: off",
+        "connections[0].mobikerrcheck",
+        "add `mobike: true`, or remove `mobikerrcheck`",
+    ),
+    // Rotation keys only where a peeraddr makes this end the initiator.
+    (
+        MOBIKE_GW,
+        "mobikerrcheck: true",
+        "mobikeiplifetime: 10s",
+        "connections[0].mobikeiplifetime",
+        "add `peeraddr: GATEWAY-IP` to initiate, or remove `mobikeiplifetime`",
+    ),
+    (
+        MOBIKE_GW,
+        "mobikerrcheck: true",
+        "mobikechangeaddrtype: both",
+        "connections[0].mobikechangeaddrtype",
+        "or remove `mobikechangeaddrtype`",
+    ),
+    (
+        MOBIKE_GW,
+        "mobikerrcheck: true",
+        "startclntaddr: 192.0.2.1/24\n    mobikeaddrpertunnel: 1",
+        "connections[0].startclntaddr",
+        "or remove `startclntaddr`",
+    ),
+    (
+        MOBIKE_GW,
+        "mobikerrcheck: true",
+        "startclntaddr: 192.0.2.1/24\n    mobikeaddrpertunnel: 1",
+        "connections[0].mobikeaddrpertunnel",
+        "or remove `mobikeaddrpertunnel`",
+    ),
+    // mobikeaddrpergw only on a responder.
+    (
+        MOBIKE_CLIENT,
+        "disallownat: true",
+        "mobikeaddrpergw: 2",
+        "connections[0].mobikeaddrpergw",
+        "a client's own addresses come from startclntaddr",
+    ),
+    // A misspelt key gets a suggestion like every other.
+    (
+        MOBIKE_CLIENT,
+        "mobikeiplifetime:",
+        "mobikeiplifetim:",
+        "connections[0].mobikeiplifetim",
+        "did you mean `mobikeiplifetime`?",
+    ),
+];
+
+#[test]
+fn broken_mobike_configs_name_the_key_and_the_fix() {
+    let mut failures = Vec::new();
+    for (base, from, to, path, fix) in BROKEN_MOBIKE {
+        assert!(base.contains(from), "test table: `{from}` not in the base");
+        let text = base.replacen(from, to, 1);
+        let errs = match config::parse(&text) {
+            Ok(_) => {
+                failures.push(format!("{path} ({to}): accepted"));
+                continue;
+            }
+            Err(e) => e,
+        };
+        let Some(e) = errs.at(path) else {
+            failures.push(format!("{path}: no error at this path; got:\n{errs}"));
+            continue;
+        };
+        let shown = e.to_string();
+        if !shown.contains(fix) {
+            failures.push(format!("{path}: `{shown}` lacks `{fix}`"));
+        }
+        if e.line == 0 {
+            failures.push(format!("{path}: no line number in `{shown}`"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        BROKEN_MOBIKE.len(),
+        failures.join("\n")
+    );
 }
 
 // ---------------------------------------------------------------------------------------

@@ -4,7 +4,8 @@
 
 use super::{parse_uint, suggest, validate_name, CipherBackend, CipherConf, Ctx, S};
 use crate::ike::conn::{
-    Conn, Dpd, EspProposal, Identity, IkeProposal, Lifetimes, PoolConf, Retransmit, Selector,
+    ChangeType, Conn, Dpd, EspProposal, Identity, IkeProposal, Lifetimes, Mobike, PoolConf,
+    Retransmit, Selector,
 };
 use crate::ike::crypto::{DhGroup, Encr, EspEncr, Integ, Prf};
 use serde::de::{self, Deserialize, Deserializer, SeqAccess, Visitor};
@@ -27,6 +28,12 @@ pub const DURATION_MAX_S: u64 = 365 * 86_400;
 pub const COOKIE_THRESHOLD_MAX: u64 = 1 << 20;
 /// The placeholder `local_id` carries for `instances` > 1: the copy's number, from 1.
 pub const INSTANCE_PLACEHOLDER: &str = "%n";
+/// Own addresses per client tunnel (`mobikeaddrpertunnel`) and addresses a gateway
+/// announces (`mobikeaddrpergw`): each is one ADDITIONAL_IP*_ADDRESS notify in every
+/// IKE_AUTH and address update (RFC 4555 3.4).
+pub const MOBIKE_ADDRS_MAX: u64 = 64;
+/// Longest wait after an address event before acting (`mobikedebounce`), in ms.
+pub const MOBIKE_DEBOUNCE_MAX_MS: u64 = 60_000;
 
 // ---------------------------------------------------------------------------------------
 // The validated sections
@@ -55,6 +62,15 @@ pub struct ConnConf {
     /// [`ConnConf::instance`] to get each copy.
     pub conn: Conn,
     pub instances: u32,
+    /// Client: the first address of the `startclntaddr` block (`None` without it).
+    /// Instance `i` owns `addrs_per_tunnel` consecutive addresses from
+    /// `client_start + (i-1) * addrs_per_tunnel`; see [`ConnConf::instance`].
+    pub client_start: Option<IpAddr>,
+    /// The prefix length written with `startclntaddr`, for whoever puts the addresses
+    /// on an interface (a lab harness, the runtime).
+    pub client_prefix_len: Option<u8>,
+    /// `mobikeaddrpertunnel`: own addresses per instance; 0 without `startclntaddr`.
+    pub addrs_per_tunnel: u32,
 }
 
 impl ConnConf {
@@ -72,7 +88,25 @@ impl ConnConf {
             Identity::Email(s) => Identity::Email(s.replace(INSTANCE_PLACEHOLDER, &n)),
             other => other,
         };
+        if let Some(local) = self.client_addrs(i) {
+            c.local_addrs = local;
+        }
         c
+    }
+
+    /// The addresses `startclntaddr` allocates to copy `i` (1-based), on the IKE port;
+    /// `None` when the connection has no `startclntaddr`. The loader checked that every
+    /// copy's block stays inside the prefix.
+    pub fn client_addrs(&self, i: u32) -> Option<Vec<SocketAddr>> {
+        let start = self.client_start?;
+        let port = self.conn.local_addrs.first().map_or(500, |a| a.port());
+        let n = u128::from(self.addrs_per_tunnel);
+        let first = u128_of(start) + u128::from(i.saturating_sub(1)) * n;
+        Some(
+            (0..n)
+                .map(|k| SocketAddr::new(ip_of(start.is_ipv6(), first + k), port))
+                .collect(),
+        )
     }
 
     /// Every copy, in order.
@@ -109,6 +143,10 @@ impl PartialEq for ConnConf {
             && a.dpd == b.dpd
             && a.cookie_threshold == b.cookie_threshold
             && a.force_encap == b.force_encap
+            && a.mobike == b.mobike
+            && self.client_start == other.client_start
+            && self.client_prefix_len == other.client_prefix_len
+            && self.addrs_per_tunnel == other.addrs_per_tunnel
     }
 }
 
@@ -138,6 +176,10 @@ impl fmt::Debug for ConnConf {
             .field("dpd", &c.dpd)
             .field("cookie_threshold", &c.cookie_threshold)
             .field("force_encap", &c.force_encap)
+            .field("mobike", &c.mobike)
+            .field("client_start", &self.client_start)
+            .field("client_prefix_len", &self.client_prefix_len)
+            .field("addrs_per_tunnel", &self.addrs_per_tunnel)
             .finish_non_exhaustive()
     }
 }
@@ -266,6 +308,15 @@ pub(super) struct RawConn {
     retransmit: Option<Spanned<RawRetransmit>>,
     encap: Option<S>,
     instances: Option<S>,
+    mobike: Option<S>,
+    disallownat: Option<S>,
+    mobikerrcheck: Option<S>,
+    mobikeiplifetime: Option<S>,
+    mobikechangeaddrtype: Option<S>,
+    mobikeaddrpergw: Option<S>,
+    mobikedebounce: Option<S>,
+    mobikeaddrpertunnel: Option<S>,
+    startclntaddr: Option<S>,
 }
 
 #[derive(serde::Deserialize)]
@@ -1097,6 +1148,27 @@ fn validate_conn(
             .collect();
     }
 
+    // MOBIKE keys allowed here at all; then the client address block, which gives
+    // copy 1's local addresses now (the local_id default) and is checked against
+    // `instances` below.
+    let mobike_on = mobike_gate(
+        cx,
+        &at(""),
+        r,
+        (!peer_bad).then_some(!peer_addrs.is_empty()),
+        &mut ok,
+    );
+    let peer_families = (
+        peer_addrs.iter().any(|(a, ..)| a.is_ipv4()),
+        peer_addrs.iter().any(|(a, ..)| a.is_ipv6()),
+    );
+    let client = client_block(cx, &at(""), r, peer_families);
+    if let Some(Some(b)) = &client {
+        local_addrs = (0..u128::from(b.per_tunnel))
+            .map(|k| SocketAddr::new(ip_of(b.start.is_ipv6(), u128_of(b.start) + k), ike.port))
+            .collect();
+    }
+
     // Identities.
     let identity = |cx: &mut Ctx<'_>, key: &str, v: &S| -> Option<Identity> {
         let s = v.value.trim();
@@ -1441,6 +1513,22 @@ fn validate_conn(
         }
     }
 
+    let client = match (client, instances) {
+        (Some(Some(b)), Some(n)) => {
+            client_block_fits(cx, &at("startclntaddr"), r, &b, n, ike).then_some(Some(b))
+        }
+        (Some(None), _) => Some(None),
+        _ => None,
+    };
+    let own_addrs = match &client {
+        Some(Some(b)) => b.per_tunnel as usize,
+        _ => local_addrs.len(),
+    };
+    let mobike = match mobike_on {
+        Some(enabled) => mobike_settings(cx, &at(""), r, enabled, own_addrs),
+        None => None,
+    };
+
     let mut conn = Conn::new(&name?, local_id?, &psk?);
     conn.peer_addrs = peer_addrs.into_iter().map(|(a, ..)| a).collect();
     conn.local_addrs = local_addrs;
@@ -1458,9 +1546,370 @@ fn validate_conn(
     conn.dpd = dpd?;
     conn.cookie_threshold = ike.cookie_threshold;
     conn.force_encap = force_encap?;
+    conn.mobike = mobike?;
+    let client = client?;
     ok.then_some(ConnConf {
         conn,
         instances: instances?,
+        client_start: client.as_ref().map(|b| b.start),
+        client_prefix_len: client.as_ref().map(|b| b.prefix_len),
+        addrs_per_tunnel: client.as_ref().map_or(0, |b| b.per_tunnel),
+    })
+}
+
+/// The seed's client address block: `startclntaddr` (first address/prefix) and
+/// `mobikeaddrpertunnel` (addresses per copy).
+struct ClientBlock {
+    start: IpAddr,
+    prefix_len: u8,
+    per_tunnel: u32,
+    /// The prefix's network address, and its last address a host may use.
+    net: u128,
+    last_usable: u128,
+}
+
+/// Keys only a client's address rotation reads.
+const ROTATION_KEYS: [&str; 4] = [
+    "mobikeiplifetime",
+    "mobikechangeaddrtype",
+    "mobikeaddrpertunnel",
+    "startclntaddr",
+];
+
+/// `mobike` itself, and whether every other MOBIKE key may appear on this connection:
+/// all of them need `mobike: true`; the rotation keys belong to an initiator, and
+/// `mobikeaddrpergw` to a responder. `initiates` is `None` when `peeraddr` was
+/// unreadable (the role is unknown; no role errors then). Returns `mobike`'s value;
+/// a misplaced key clears `ok` (the values are still checked, to report every error).
+fn mobike_gate(
+    cx: &mut Ctx<'_>,
+    prefix: &str,
+    r: &RawConn,
+    initiates: Option<bool>,
+    ok: &mut bool,
+) -> Option<bool> {
+    let at = |k: &str| format!("{prefix}{k}");
+    let enabled = match &r.mobike {
+        None => Some(false),
+        Some(v) => cx.boolean(&at("mobike"), v),
+    };
+    let keys: [(&str, &Option<S>); 8] = [
+        ("disallownat", &r.disallownat),
+        ("mobikerrcheck", &r.mobikerrcheck),
+        ("mobikeiplifetime", &r.mobikeiplifetime),
+        ("mobikechangeaddrtype", &r.mobikechangeaddrtype),
+        ("mobikeaddrpergw", &r.mobikeaddrpergw),
+        ("mobikedebounce", &r.mobikedebounce),
+        ("mobikeaddrpertunnel", &r.mobikeaddrpertunnel),
+        ("startclntaddr", &r.startclntaddr),
+    ];
+    for (key, v) in keys {
+        let Some(v) = v else { continue };
+        if enabled == Some(false) {
+            cx.err(
+                &at(key),
+                v.referenced,
+                "MOBIKE is off for this connection (`mobike` is false or absent)",
+                format!("add `mobike: true`, or remove `{key}`"),
+            );
+            *ok = false;
+        } else if initiates == Some(false) && ROTATION_KEYS.contains(&key) {
+            cx.err(
+                &at(key),
+                v.referenced,
+                format!("`{key}` belongs to a client's address rotation, and this connection only responds (it has no peeraddr)"),
+                format!("add `peeraddr: GATEWAY-IP` to initiate, or remove `{key}`: a responder follows the moves its peer makes (RFC 4555 3.5)"),
+            );
+            *ok = false;
+        } else if initiates == Some(true) && key == "mobikeaddrpergw" {
+            cx.err(
+                &at(key),
+                v.referenced,
+                "`mobikeaddrpergw` is a gateway's setting, and this connection initiates (it has a peeraddr)",
+                "remove it: a client's own addresses come from startclntaddr with mobikeaddrpertunnel, or local_addrs",
+            );
+            *ok = false;
+        }
+    }
+    enabled
+}
+
+/// `startclntaddr: ADDRESS/LENGTH`: the first address, the prefix length, the
+/// network address and the last usable address (not the IPv4 broadcast address).
+fn start_prefix(s: &str) -> Result<(IpAddr, u8, u128, u128), (String, String)> {
+    let fix = "write the first address with its prefix length, e.g. 192.168.1.1/24".to_string();
+    let Some((a, l)) = s.trim().split_once('/') else {
+        return Err((format!("`{s}` has no prefix length"), fix));
+    };
+    let ip: IpAddr = a
+        .trim()
+        .parse()
+        .map_err(|_| (format!("`{a}` is not an IP address"), fix.clone()))?;
+    let bits: u8 = if ip.is_ipv4() { 32 } else { 128 };
+    let len: u8 = l
+        .trim()
+        .parse()
+        .ok()
+        .filter(|n| *n <= bits)
+        .ok_or_else(|| {
+            (
+                format!("`{l}` is not a prefix length"),
+                format!("give 0 to {bits}"),
+            )
+        })?;
+    if ip.is_unspecified() || ip.is_multicast() {
+        return Err((
+            format!("{ip} cannot be a host's address"),
+            "give a unicast address, e.g. 192.168.1.1/24".to_string(),
+        ));
+    }
+    let host_bits = u32::from(bits - len);
+    let host: u128 = if host_bits >= 128 {
+        u128::MAX
+    } else {
+        (1u128 << host_bits) - 1
+    };
+    let base = u128_of(ip);
+    let net = base & !host;
+    // RFC 3021: a /31 (and a /32) has no network or broadcast address; IPv6 has no
+    // broadcast, and its network address is the Subnet-Router anycast (RFC 4291 2.6.1).
+    if host_bits >= 2 && base == net {
+        let first = ip_of(ip.is_ipv6(), net + 1);
+        return Err((
+            format!("{ip} is the network address of {ip}/{len}"),
+            format!("start at a host address, e.g. {first}/{len}"),
+        ));
+    }
+    let last_usable = if ip.is_ipv4() && host_bits >= 2 {
+        (net | host) - 1
+    } else {
+        net | host
+    };
+    Ok((ip, len, net, last_usable))
+}
+
+/// `startclntaddr` with `mobikeaddrpertunnel`: both or neither, not with `local_addrs`,
+/// of a peer's family. `Some(None)`: neither key; `None`: an error.
+fn client_block(
+    cx: &mut Ctx<'_>,
+    prefix: &str,
+    r: &RawConn,
+    (peer_v4, peer_v6): (bool, bool),
+) -> Option<Option<ClientBlock>> {
+    let at = |k: &str| format!("{prefix}{k}");
+    match (&r.mobikeaddrpertunnel, &r.startclntaddr) {
+        (None, None) => Some(None),
+        (Some(v), None) => {
+            cx.err(
+                &at("mobikeaddrpertunnel"),
+                v.referenced,
+                "`mobikeaddrpertunnel` counts addresses from `startclntaddr`, and there is none",
+                "add `startclntaddr: 192.168.1.1/24` (the first address and its prefix), or remove `mobikeaddrpertunnel`",
+            );
+            None
+        }
+        (None, Some(v)) => {
+            cx.err(
+                &at("startclntaddr"),
+                v.referenced,
+                "`startclntaddr` needs `mobikeaddrpertunnel`: how many addresses each tunnel gets",
+                "add `mobikeaddrpertunnel: N` (1 or more), or remove `startclntaddr`",
+            );
+            None
+        }
+        (Some(n), Some(v)) => {
+            let n = cx.uint(
+                &at("mobikeaddrpertunnel"),
+                n,
+                1..=MOBIKE_ADDRS_MAX,
+                "own addresses of each tunnel",
+            );
+            if r.local_addrs.is_some() {
+                cx.err(
+                    &at("startclntaddr"),
+                    v.referenced,
+                    "`startclntaddr` allocates this connection's own addresses, and `local_addrs` lists them as well",
+                    "keep one: startclntaddr with mobikeaddrpertunnel (N addresses per instance), or local_addrs",
+                );
+                return None;
+            }
+            let (start, prefix_len, net, last_usable) = match start_prefix(&v.value) {
+                Ok(x) => x,
+                Err((problem, fix)) => {
+                    cx.err(&at("startclntaddr"), v.referenced, problem, fix);
+                    return None;
+                }
+            };
+            let (v6, fam) = (
+                start.is_ipv6(),
+                if start.is_ipv6() { "IPv6" } else { "IPv4" },
+            );
+            if (peer_v4 || peer_v6) && !(if v6 { peer_v6 } else { peer_v4 }) {
+                cx.err(
+                    &at("startclntaddr"),
+                    v.referenced,
+                    format!("{start} is {fam}, and no peeraddr is"),
+                    "give a startclntaddr of the peer's address family",
+                );
+                return None;
+            }
+            Some(Some(ClientBlock {
+                start,
+                prefix_len,
+                per_tunnel: n? as u32,
+                net,
+                last_usable,
+            }))
+        }
+    }
+}
+
+/// Every copy's block inside the prefix, and every address one IKE listens on.
+fn client_block_fits(
+    cx: &mut Ctx<'_>,
+    path: &str,
+    r: &RawConn,
+    b: &ClientBlock,
+    instances: u32,
+    ike: &IkeListenConf,
+) -> bool {
+    let Some(v) = &r.startclntaddr else {
+        return false;
+    };
+    let v6 = b.start.is_ipv6();
+    let per = u128::from(b.per_tunnel);
+    let total = u128::from(instances) * per;
+    let first = u128_of(b.start);
+    if first + total - 1 > b.last_usable {
+        let fit = (b.last_usable - first + 1) / per;
+        let net = ip_of(v6, b.net);
+        let len = b.prefix_len;
+        cx.err(
+            path,
+            v.referenced,
+            format!(
+                "instances ({instances}) x mobikeaddrpertunnel ({per}) = {total} addresses from {} run past the end of {net}/{len} (last usable: {})",
+                b.start,
+                ip_of(v6, b.last_usable)
+            ),
+            format!(
+                "{fit} instance(s) fit: lower instances or mobikeaddrpertunnel, start lower in the prefix, or give a shorter prefix in startclntaddr"
+            ),
+        );
+        return false;
+    }
+    let wildcard = ike
+        .listen
+        .iter()
+        .any(|l| l.is_unspecified() && l.is_ipv6() == v6);
+    // Without a wildcard only listed addresses are covered, so an uncovered one shows
+    // up within the first listen.len() + 1 of the block.
+    let uncovered = (!wildcard)
+        .then(|| {
+            (0..total)
+                .map(|k| ip_of(v6, first + k))
+                .find(|a| !ike.listen.contains(a))
+        })
+        .flatten();
+    if let Some(a) = uncovered {
+        let known = ike
+            .listen
+            .iter()
+            .map(|l| l.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let any = if v6 { "'::'" } else { "0.0.0.0" };
+        cx.err(
+            path,
+            v.referenced,
+            format!("{a}, allocated by startclntaddr, is not an address IKE listens on (ike.listen: {known})"),
+            format!("listen on the wildcard, `ike: {{ listen: [{any}] }}` (with the udp backend bind the dataplane there too), or list every allocated address"),
+        );
+        return false;
+    }
+    true
+}
+
+/// The values of the MOBIKE keys (their placement was checked by [`mobike_gate`]).
+/// `own_addrs`: how many own addresses one copy of the connection has.
+fn mobike_settings(
+    cx: &mut Ctx<'_>,
+    prefix: &str,
+    r: &RawConn,
+    enabled: bool,
+    own_addrs: usize,
+) -> Option<Mobike> {
+    let at = |k: &str| format!("{prefix}{k}");
+    let d = Mobike::default();
+    let flag = |cx: &mut Ctx<'_>, key: &str, v: &Option<S>, d: bool| match v {
+        None => Some(d),
+        Some(v) => cx.boolean(&at(key), v),
+    };
+    let disallow_nat = flag(cx, "disallownat", &r.disallownat, d.disallow_nat);
+    let rr_check = flag(cx, "mobikerrcheck", &r.mobikerrcheck, d.rr_check);
+    let ip_lifetime_ms = match &r.mobikeiplifetime {
+        None => Some(d.ip_lifetime_ms),
+        Some(v) => cx.duration_ms(&at("mobikeiplifetime"), v, 0..=DURATION_MAX_S * 1000),
+    };
+    let change_type = match &r.mobikechangeaddrtype {
+        None => Some(d.change_type),
+        Some(v) => cx
+            .choice(
+                &at("mobikechangeaddrtype"),
+                v,
+                &["own-only", "peer-only", "both"],
+            )
+            .map(|c| match c {
+                "peer-only" => ChangeType::PeerOnly,
+                "both" => ChangeType::Both,
+                _ => ChangeType::OwnOnly,
+            }),
+    };
+    let addrs_per_gw = match &r.mobikeaddrpergw {
+        None => Some(d.addrs_per_gw),
+        Some(v) => match cx.uint(
+            &at("mobikeaddrpergw"),
+            v,
+            0..=MOBIKE_ADDRS_MAX,
+            "own addresses the gateway announces, 0 = all",
+        ) {
+            Some(n) if own_addrs > 0 && n as usize > own_addrs => {
+                cx.err(
+                    &at("mobikeaddrpergw"),
+                    v.referenced,
+                    format!("{n} addresses to announce, and the connection has {own_addrs} (local_addrs, else ike.listen)"),
+                    format!("give at most {own_addrs} (0 = all), or add local addresses"),
+                );
+                None
+            }
+            n => n.map(|n| n as u32),
+        },
+    };
+    let debounce_ms = match &r.mobikedebounce {
+        None => Some(d.debounce_ms),
+        Some(v) => cx.duration_ms(&at("mobikedebounce"), v, 0..=MOBIKE_DEBOUNCE_MAX_MS),
+    };
+    if let (Some(v), Some(1..), Some(ChangeType::OwnOnly)) =
+        (&r.mobikeiplifetime, ip_lifetime_ms, change_type)
+    {
+        if own_addrs < 2 {
+            cx.err(
+                &at("mobikeiplifetime"),
+                v.referenced,
+                format!("own-only rotation (the default mobikechangeaddrtype) moves between own addresses, and each tunnel has {own_addrs}"),
+                "give each tunnel two or more (mobikeaddrpertunnel with startclntaddr, or local_addrs), or set mobikechangeaddrtype: peer-only or both",
+            );
+            return None;
+        }
+    }
+    Some(Mobike {
+        enabled,
+        disallow_nat: disallow_nat?,
+        rr_check: rr_check?,
+        ip_lifetime_ms: ip_lifetime_ms?,
+        change_type: change_type?,
+        addrs_per_gw: addrs_per_gw?,
+        debounce_ms: debounce_ms?,
     })
 }
 
