@@ -39,15 +39,17 @@
 #                       (charon rekeys its child SA after the move: traffic must continue)
 #
 #   scripts/handover.sh [--only NAME[,NAME]] [--reps N] [--bin PATH] [--json FILE]
-#                       [--timeout-s S] [--blackhole-timeout-s S] [--keep]
+#                       [--timeout-s S] [--blackhole-timeout-s S] [--trigger del|move]
+#                       [--keep]
 #                       [--goal-SCENARIO-KEY VALUE]...
 #
 # --only takes names, the letters a-f or bbm/mbb. --reps (default 20). --bin: mobiked,
 # else $CARGO_TARGET_DIR/release/mobiked or target/release/mobiked, built if absent.
 # --json FILE: every sample and every summary. --timeout-s: the handover time limit
-# (default 3; blackhole 8). Goals, checked per scenario (SCENARIO a name or bbm/mbb; KEY
-# median-ms, p99-ms, max-ms, lost (per rep) or lost-total), e.g. --goal-bbm-median-ms 5;
-# the defaults are printed with each line.
+# (default 3; blackhole 8). --trigger move: nat, v6 and mk-client-move move by
+# `mobiked ctl move` instead of removing the address (default del). Goals, checked per
+# scenario (SCENARIO a name or bbm/mbb; KEY median-ms, p99-ms, max-ms, lost (per rep) or
+# lost-total), e.g. --goal-bbm-median-ms 5; the defaults are printed with each line.
 #
 # Needs root; strongSwan for the swan-bbm, sw-client-bbm and mk-client-move scenarios and
 # nftables (scripts/test installs both). Kills only what it started, by PID.
@@ -70,6 +72,7 @@ JSON=""
 TIMEOUT_S=3
 BH_TIMEOUT_S=8
 RATE=1000
+TRIGGER=del
 declare -A GOAL=()
 
 SCENARIOS=(swan-bbm break-before-make make-before-break blackhole nat disallownat v6
@@ -85,7 +88,7 @@ scen_name() { # alias -> name
         *) echo "$1" ;;
     esac
 }
-usage() { sed -n '2,52p' "$0"; }
+usage() { sed -n '2,56p' "$0"; }
 
 while [ "$#" -gt 0 ]; do
     case "$1" in
@@ -128,6 +131,11 @@ while [ "$#" -gt 0 ]; do
             s="$(scen_name "${g%-"$key"}")"
             [[ " ${SCENARIOS[*]} " == *" $s "* ]] || { echo "handover: unknown scenario in '$1'" >&2; exit 2; }
             GOAL["$s:$key"]="${2:?$1 needs a value}"
+            shift
+            ;;
+        --trigger)
+            TRIGGER="${2:?--trigger needs del or move}"
+            [[ "$TRIGGER" =~ ^(del|move)$ ]] || { echo "handover: --trigger is del or move" >&2; exit 2; }
             shift
             ;;
         --keep) NETNS_KEEP_TMP=1 ;;
@@ -498,11 +506,11 @@ trig_del() {
     trigger_run ip -n "$NSC" addr del "${PATH_CL_CIDR[$TRIG_FROM]}" dev "${PATH_CL_IF[$TRIG_FROM]}"
 }
 rest_del() { path_up "$TRIG_FROM"; }
-# Make before break: the operator moves the SA to the other path (PATHS has two).
-MBB_PATHS=(A B)
+# Make before break: the operator moves the SA to the other of MOVE_PATHS.
+MOVE_PATHS=(A B)
 trig_move() {
     TRIG_FROM="$(current_path)" || return 1
-    if [ "$TRIG_FROM" = "${MBB_PATHS[0]}" ]; then TRIG_TO="${MBB_PATHS[1]}"; else TRIG_TO="${MBB_PATHS[0]}"; fi
+    if [ "$TRIG_FROM" = "${MOVE_PATHS[0]}" ]; then TRIG_TO="${MOVE_PATHS[1]}"; else TRIG_TO="${MOVE_PATHS[0]}"; fi
     trigger_run "$BIN" ctl -s "$D/cl.sock" move --conn home --local "$(cl_addr "$TRIG_TO")" \
         --remote "${PATH_GW_ADDR[$TRIG_TO]}"
 }
@@ -711,7 +719,7 @@ scenario_bbm() {
 scenario_mbb() {
     scen_begin make-before-break "A B" || return
     if mk_pair_start "$(cl_addrs_for "A B")" "$(gw_addrs_for "A B")" "" ""; then
-        MBB_PATHS=(A B)
+        MOVE_PATHS=(A B)
         measure trig_move rest_none "$TIMEOUT_S"
         report "mobiked ctl move"
     fi
@@ -742,11 +750,22 @@ print(", ".join(f"{k} {v}" for k, v in sorted(c.items())) or "no handover")
 EOF
 }
 
+# --trigger: the address goes (del, default) or the operator moves the SA (move) between
+# the two paths of MOVE_PATHS, for the nat, v6 and mk-client-move scenarios.
+measure_two() { # PATH PATH
+    MOVE_PATHS=("$1" "$2")
+    if [ "$TRIGGER" = move ]; then
+        measure trig_move rest_none "$TIMEOUT_S"
+    else
+        measure trig_del rest_del "$TIMEOUT_S"
+    fi
+}
+
 scenario_nat() {
     scen_begin nat "A N" || return
     if mk_pair_start "$(cl_addrs_for "A N")" "$(gw_addrs_for "A N")" "" ""; then
-        measure trig_del rest_del "$TIMEOUT_S"
-        report "moves (from path -> gateway interface): $(directions)"
+        measure_two A N
+        report "trigger $TRIGGER; moves (from path -> gateway interface): $(directions)"
     fi
     scen_end
 }
@@ -768,8 +787,8 @@ scenario_v6() {
     scen_begin v6 "A 6" || return
     MK_CL_BIND='"0.0.0.0:4500", "[fd00:a::1]:4500"'
     if mk_pair_start "$(cl_addrs_for "A 6")" "$(gw_addrs_for "A 6")" "" ""; then
-        measure trig_del rest_del "$TIMEOUT_S"
-        report "moves: $(directions)"
+        measure_two A 6
+        report "trigger $TRIGGER; moves: $(directions)"
     fi
     MK_CL_BIND='"0.0.0.0:4500"'
     scen_end
@@ -801,8 +820,8 @@ scenario_mk_client_move() {
     elif ! tunnel_up 10; then
         fail_setup "no traffic through the tunnel 10 s after the start (client SAs: $(mk_sa_pair cl || echo none))"
     else
-        measure trig_del rest_del "$TIMEOUT_S"
-        report "mobiked client, strongSwan gateway"
+        measure_two A B
+        report "mobiked client, strongSwan gateway, trigger $TRIGGER"
     fi
     scen_end
 }
