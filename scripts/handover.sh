@@ -28,6 +28,10 @@
 #                       path's address exists; the reference the mobiked figures stand beside
 #   break-before-make   (a, bbm) mobiked <-> mobiked, the client's active address removed
 #   make-before-break   (b, mbb) `mobiked ctl move` to the other pair while both stay up
+#   rotate              (b) rotation by policy (mobikeiplifetime: 1s, own-only) for about
+#                       --reps seconds: the samples are the rotations, each one's latency
+#                       the gap between the last tunnel packet on the old pair and the first
+#                       on the new; lost is over the whole stream (goal 0)
 #   blackhole           (c) the gateway silently drops the current path (nft, both ways):
 #                       the client's DPD (dpd_delay 1 s, dpd_timeout 3 s) must find the other
 #   nat                 (d) between path A and the NAT path N, alternately (address removed)
@@ -75,7 +79,7 @@ RATE=1000
 TRIGGER=del
 declare -A GOAL=()
 
-SCENARIOS=(swan-bbm break-before-make make-before-break blackhole nat disallownat v6
+SCENARIOS=(swan-bbm break-before-make make-before-break rotate blackhole nat disallownat v6
     sw-client-bbm mk-client-move)
 scen_name() { # alias -> name
     case "$1" in
@@ -169,6 +173,8 @@ default_goal break-before-make median-ms 50
 default_goal break-before-make p99-ms 200
 default_goal make-before-break median-ms 50
 default_goal make-before-break lost-total 0
+default_goal rotate median-ms 50
+default_goal rotate lost-total 0
 default_goal blackhole median-ms 6000
 default_goal nat median-ms 50
 default_goal nat p99-ms 200
@@ -605,7 +611,7 @@ goal_args() {
 report() {
     local note="${1:-}" extra="${2:-}" line rc goals=()
     mapfile -t goals < <(goal_args)
-    line="$("$PYTHON" "$PROBE" summary --samples "$SAMPLES" --scenario "$SCEN" --reps "$REPS" \
+    line="$("$PYTHON" "$PROBE" summary --samples "$SAMPLES" --scenario "$SCEN" --reps "${REPORT_REPS:-$REPS}" \
         "${goals[@]}" ${note:+--note "$note"} --json-out "$SUMMARIES")"
     rc=$?
     if [ -n "$extra" ]; then
@@ -726,6 +732,42 @@ scenario_mbb() {
     scen_end
 }
 
+scenario_rotate() {
+    scen_begin rotate "A B" || return
+    local secs=$((REPS + 1)) t0 t1 r1 r2 h2 lost n=0 line extra=""
+    if mk_pair_start "$(cl_addrs_for "A B")" "$(gw_addrs_for "A B")" "    mobikeiplifetime: 1s
+    mobikechangeaddrtype: own-only" ""; then
+        if ! stream_start rot || ! netns_wait 10 stream_at_least 200; then
+            fail_setup "no traffic through the tunnel"
+            stream_stop
+            scen_end
+            return
+        fi
+        trigger_run true
+        t0="$TRIG_T"
+        sleep "$secs"
+        trigger_run true
+        t1="$TRIG_T"
+        read -r r1 _ < <(stream_snap)
+        sleep 0.2
+        read -r r2 h2 < <(stream_snap)
+        lost=$((h2 + 1 - r2))
+        stream_stop
+        while IFS= read -r line; do
+            n=$((n + 1))
+            sample "$("$PYTHON" -c 'import json,sys; d=json.loads(sys.argv[1]); d["lost"]=int(sys.argv[2]); print(json.dumps(d))' \
+                "$line" "$([ "$n" -eq 1 ] && echo "$lost" || echo 0)")" "$n"
+        done < <("$PYTHON" "$PROBE" gaps --events "$EV" --after "$t0" --before "$t1")
+        [ "$n" -ge $((secs / 2)) ] || extra="only $n rotations in $secs s (mobikeiplifetime 1s)"
+        [ $((r2 - r1)) -ge 100 ] || extra+="${extra:+; }traffic stopped ($((r2 - r1)) packets in the last 200 ms)"
+        if [ "$n" -eq 0 ]; then
+            sample "{\"lost\": $lost}" 1
+        fi
+        REPORT_REPS=0 report "mobikeiplifetime 1s, own-only: $n rotations in $secs s, lost $lost over the stream" "$extra"
+    fi
+    scen_end
+}
+
 scenario_blackhole() {
     scen_begin blackhole "A B" || return
     local dpd="    dpd_delay: 1s
@@ -831,6 +873,7 @@ scenario_fn() {
         swan-bbm) echo scenario_swan_bbm ;;
         break-before-make) echo scenario_bbm ;;
         make-before-break) echo scenario_mbb ;;
+        rotate) echo scenario_rotate ;;
         blackhole) echo scenario_blackhole ;;
         nat) echo scenario_nat ;;
         disallownat) echo scenario_disallownat ;;

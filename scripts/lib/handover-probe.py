@@ -7,6 +7,7 @@ the wait for the first tunnel packet on a new path, and the per-scenario summary
   handover-probe.py wait --events FILE --after NS [--timeout S] [--avoid IF,IF]
   handover-probe.py current --events FILE
   handover-probe.py settle --events FILE [--quiet-ms MS] [--timeout S]
+  handover-probe.py gaps --events FILE --after NS [--before NS]
   handover-probe.py stream --status FILE
   handover-probe.py summary --samples FILE --scenario NAME [--goal KEY=VALUE...]
 
@@ -17,10 +18,14 @@ sniff: an AF_PACKET socket (all interfaces of the namespace it runs in) sees eve
 the gateway receives. A tunnel packet is IP protocol 50 (ESP), or UDP to or from port 4500
 whose first four payload bytes are not zero (RFC 3948 2.2: zero is the non-ESP marker of
 IKE; a one-byte NAT keepalive is not ESP either). Its path is the pair (interface, source
-address, destination address). The sniffer writes one line `NS IFACE SRC DST` each time a
-tunnel packet arrives on a pair other than the previous tunnel packet's, so the file holds
-every path change and every pair ever used, with the time of its first packet, and stays
-small under a steady stream. The time is taken right after the packet is read.
+address, destination address). The sniffer writes one line `NS IFACE SRC DST PREV_NS` each
+time a tunnel packet arrives on a pair other than the previous tunnel packet's (PREV_NS: the
+time of that previous packet, 0 if none), so the file holds every path change and every
+pair ever used, with the time of its first packet, and stays small under a steady stream.
+The time is taken right after the packet is read.
+
+gaps: for a rotation that has no trigger of its own, each path change's gap between the
+last tunnel packet on the old pair and the first on the new one.
 
 trigger: writes the monotonic time to FILE, then replaces itself with CMD (exec), so the
 time is taken as close before the command as a script can get.
@@ -95,6 +100,7 @@ def sniff(args):
     wanted = set(filter(None, args.ifaces.split(","))) if args.ifaces else None
     deadline = time.monotonic() + args.timeout
     last = None
+    prev = 0
     out = open(args.out, "a", buffering=1)
     out.write(f"# ready {time.monotonic_ns()}\n")
     while time.monotonic() < deadline:
@@ -114,7 +120,8 @@ def sniff(args):
         key = (ifname,) + pair
         if key != last:
             last = key
-            out.write(f"{now} {ifname} {pair[0]} {pair[1]}\n")
+            out.write(f"{now} {ifname} {pair[0]} {pair[1]} {prev}\n")
+        prev = now
     out.close()
     return 0
 
@@ -147,7 +154,7 @@ def read_events(path, offset=0):
         return events, offset
     for line in data[:end].split("\n"):
         parts = line.split()
-        if len(parts) == 4 and not line.startswith("#"):
+        if len(parts) >= 4 and not line.startswith("#"):
             try:
                 events.append((int(parts[0]), parts[1], parts[2], parts[3]))
             except ValueError:
@@ -225,6 +232,27 @@ def settle(args):
         if time.monotonic() >= deadline:
             return 1
         time.sleep(0.05)
+
+
+def gaps(args):
+    """Path changes after --after: one JSON line each with the gap between the last
+    tunnel packet on the old pair and the first on the new one (a rotation's cost)."""
+    try:
+        with open(args.events) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return 1
+    old = None
+    for line in lines:
+        parts = line.split()
+        if line.startswith("#") or len(parts) < 5:
+            continue
+        t, prev = int(parts[0]), int(parts[4])
+        if t > args.after and old is not None and prev > 0 and (args.before == 0 or t <= args.before):
+            print(json.dumps({"old": old, "new": f"{parts[1]} {parts[2]}->{parts[3]}",
+                              "latency_ms": round((t - prev) / 1e6, 3)}))
+        old = f"{parts[1]} {parts[2]}->{parts[3]}"
+    return 0
 
 
 def stream(args):
@@ -340,6 +368,10 @@ def main():
     st.add_argument("--events", required=True)
     st.add_argument("--quiet-ms", type=float, default=700.0)
     st.add_argument("--timeout", type=float, default=4.0)
+    gp = sub.add_parser("gaps")
+    gp.add_argument("--events", required=True)
+    gp.add_argument("--after", type=int, required=True)
+    gp.add_argument("--before", type=int, default=0)
     sr = sub.add_parser("stream")
     sr.add_argument("--status", required=True)
     sm = sub.add_parser("summary")
@@ -351,7 +383,7 @@ def main():
     sm.add_argument("--json-out")
     args = p.parse_args()
     return {"sniff": sniff, "trigger": trigger, "wait": wait, "current": current,
-            "settle": settle, "stream": stream, "summary": summary}[args.cmd](args)
+            "settle": settle, "gaps": gaps, "stream": stream, "summary": summary}[args.cmd](args)
 
 
 if __name__ == "__main__":
