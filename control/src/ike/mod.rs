@@ -3,5 +3,6 @@
 
 pub mod conn;
 pub mod crypto;
+pub mod mobike_policy;
 pub mod sa;
 pub mod wire;
