@@ -378,3 +378,111 @@ fn rekeys_keep_both_ends_in_step() {
     }
     let _ = fs::remove_dir_all(&pair.dir);
 }
+
+/// The client's second address, beside `cl_ip` (`127.x.y.2` -> `127.x.y.3`).
+fn second(ip: &str) -> String {
+    let (net, _) = ip.rsplit_once('.').unwrap();
+    format!("{net}.3")
+}
+
+#[test]
+fn an_operator_move_takes_both_ends_to_the_new_pair_with_the_same_child_sas() {
+    let pair = Pair::new(2, 1, "    mobike: true\n");
+    let cl2 = second(&pair.cl_ip);
+    // The client owns both of its addresses: IKE and ESP on each.
+    let text = fs::read_to_string(&pair.cl_cfg).unwrap();
+    let text = text
+        .replace(
+            &format!("bind: [\"{}:{NAT_T_PORT}\"]", pair.cl_ip),
+            &format!(
+                "bind: [\"{}:{NAT_T_PORT}\", \"{cl2}:{NAT_T_PORT}\"]",
+                pair.cl_ip
+            ),
+        )
+        .replace(
+            &format!("listen: [{}]", pair.cl_ip),
+            &format!("listen: [{}, {cl2}]", pair.cl_ip),
+        )
+        .replace(
+            "    mobike: true\n",
+            &format!(
+                "    mobike: true\n    local_addrs: [{}, {cl2}]\n",
+                pair.cl_ip
+            ),
+        );
+    fs::write(&pair.cl_cfg, text).unwrap();
+    let gw_text = fs::read_to_string(&pair.gw_cfg).unwrap().replace(
+        "    pools: [vpn4]\n",
+        "    pools: [vpn4]\n    mobike: true\n",
+    );
+    fs::write(&pair.gw_cfg, gw_text).unwrap();
+    let logs = [pair.gw_log.as_path(), pair.cl_log.as_path()];
+    let mut procs = Procs(Vec::new());
+    procs
+        .0
+        .push(spawn("gw", "gateway", &pair.gw_cfg, &pair.gw_log));
+    wait_sas(&pair.gw_sock, Duration::from_secs(10), &logs, |v| {
+        v.is_empty()
+    });
+    procs
+        .0
+        .push(spawn("cl", "client", &pair.cl_cfg, &pair.cl_log));
+    let first = wait_sas(&pair.cl_sock, Duration::from_secs(20), &logs, |v| {
+        only_sa(v).is_some()
+    });
+    let (_, in0, out0) = only_sa(&first).unwrap();
+    // MOBIKE keeps IKE on the NAT-T port.
+    assert_eq!(
+        first[0]["local"].as_str(),
+        Some(format!("{}:{NAT_T_PORT}", pair.cl_ip).as_str())
+    );
+    let out = Command::new(BIN)
+        .args(["ctl", "-s"])
+        .arg(&pair.cl_sock)
+        .args(["move", "--conn", "home", "--local", &cl2, "--remote"])
+        .arg(&pair.gw_ip)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ctl move: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let new_local = format!("{cl2}:{NAT_T_PORT}");
+    wait_sas(&pair.cl_sock, Duration::from_secs(5), &logs, |v| {
+        v.len() == 1 && v[0]["local"].as_str() == Some(new_local.as_str())
+    });
+    let gw = wait_sas(&pair.gw_sock, Duration::from_secs(5), &logs, |v| {
+        v.len() == 1 && v[0]["remote"].as_str() == Some(new_local.as_str())
+    });
+    // The same child SA on both ends: moved, not renegotiated.
+    let (_, g_in, g_out) = only_sa(&gw).unwrap();
+    assert_eq!((g_in, g_out), (out0.clone(), in0.clone()));
+    let now = sas(&pair.cl_sock).unwrap();
+    let (_, in1, out1) = only_sa(&now).unwrap();
+    assert_eq!((in1, out1), (in0, out0));
+    // The gateway cannot move what it did not initiate.
+    let out = Command::new(BIN)
+        .args(["ctl", "-s"])
+        .arg(&pair.gw_sock)
+        .args([
+            "move",
+            "--conn",
+            "rw",
+            "--local",
+            &pair.gw_ip,
+            "--remote",
+            &cl2,
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    sigterm(procs.get("cl"));
+    wait_exit(procs.get("cl"), Duration::from_secs(10)).expect("client exits");
+    wait_sas(&pair.gw_sock, Duration::from_secs(5), &logs, |v| {
+        v.is_empty()
+    });
+    sigterm(procs.get("gw"));
+    wait_exit(procs.get("gw"), Duration::from_secs(10)).expect("gateway exits");
+    let _ = fs::remove_dir_all(&pair.dir);
+}
