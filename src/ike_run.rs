@@ -12,6 +12,7 @@
 //! send what it asks, install its events through [`Installer`] with one publication per
 //! turn, reclaim retired table versions, serve the control socket.
 
+use crate::mobility::Mobility;
 use crate::run::{self, Port};
 use control::config::{CipherBackend, StaticConfig};
 use control::ctl::{ChildSaInfo, CtlServer, IkeSaInfo, PathInfo, Request, Response};
@@ -264,6 +265,7 @@ pub fn main(args: &IkeArgs, role: Role) -> Result<(), String> {
     );
     let start = now_ns();
     let mut client = (role == Role::Client).then(|| Client::new(ep.conns(), start));
+    let mut mobility = Mobility::new(&ep);
     info!(
         role = ?role,
         connections = names.len(),
@@ -314,7 +316,11 @@ pub fn main(args: &IkeArgs, role: Role) -> Result<(), String> {
                 break;
             }
         }
-        let wait_ms = match ep.poll_timeout() {
+        let deadline = [ep.poll_timeout(), mobility.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min();
+        let wait_ms = match deadline {
             Some(t) if t <= now => 0,
             _ => 1,
         };
@@ -327,6 +333,7 @@ pub fn main(args: &IkeArgs, role: Role) -> Result<(), String> {
         if ep.poll_timeout().is_some_and(|t| t <= now) {
             ep.handle_timeout(now);
         }
+        mobility.poll(&mut ep, now);
         if let (Some(c), None) = (client.as_mut(), stopping_since) {
             c.start_due(&mut ep, now);
         }
@@ -343,6 +350,7 @@ pub fn main(args: &IkeArgs, role: Role) -> Result<(), String> {
             if let Some(c) = client.as_mut() {
                 c.on_event(&ev, now, stopping_since.is_some());
             }
+            mobility.on_event(&ep, now, &ev);
         }
         installer.expire(&mut writer, now);
         installer.commit(&mut writer);
@@ -359,7 +367,8 @@ pub fn main(args: &IkeArgs, role: Role) -> Result<(), String> {
             let _ = far.rx_burst(&mut sink);
         }
         if let Some(server) = ctl.as_mut() {
-            server.poll(|req| handle(req, &mut ep, &installer, &names, &fabric, &writer));
+            let mob = (mobility.rotations, mobility.rotations_stuck);
+            server.poll(|req| handle(req, &mut ep, &installer, &names, &fabric, &writer, mob));
         }
     }
     // Whatever the deletions left (a peer that did not answer) leaves the tables too.
@@ -671,6 +680,14 @@ fn ike_counters(c: &Counters) -> Vec<(String, u64)> {
         ("ike_child_up", c.child_up),
         ("ike_child_down", c.child_down),
         ("ike_half_open_expired", c.half_open_expired),
+        ("ike_initial_contact_dropped", c.initial_contact_dropped),
+        ("mobike_moves", c.mobike_moves),
+        ("mobike_updates_sent", c.mobike_updates_sent),
+        ("mobike_updates_received", c.mobike_updates_received),
+        ("mobike_refused", c.mobike_refused),
+        ("mobike_rr_failed", c.mobike_rr_failed),
+        ("mobike_no_path", c.mobike_no_path),
+        ("mobike_stale_responses", c.mobike_stale_responses),
     ]
     .into_iter()
     .filter(|(_, v)| *v != 0)
@@ -685,6 +702,7 @@ fn handle(
     names: &[String],
     fabric: &Fabric,
     writer: &TableWriter,
+    (rotations, rotations_stuck): (u64, u64),
 ) -> Response {
     match req {
         Request::Sas => {
@@ -736,6 +754,8 @@ fn handle(
             counters.push(("ike_half_open".into(), ep.half_open() as u64));
             counters.push(("child_sas".into(), ep.child_count() as u64));
             counters.push(("leased".into(), ep.leased() as u64));
+            counters.push(("mobike_rotations".into(), rotations));
+            counters.push(("mobike_rotations_stuck".into(), rotations_stuck));
             Response::Stats { counters }
         }
         Request::Paths => {

@@ -1,7 +1,9 @@
 //! mobiked: userspace IKEv2 + MOBIKE with its own ESP fastpath.
 
+mod addrwatch;
 mod ike_run;
 mod lab;
+mod mobility;
 mod run;
 
 use clap::{Parser, Subcommand};

@@ -153,7 +153,7 @@ impl Pair {
     fn new(index: u32, instances: usize, client_extra: &str) -> Pair {
         let pid = std::process::id();
         // Addresses of our own in 127/8, so parallel runs and other daemons do not collide.
-        let (x, y) = (10 + pid % 200, (pid / 200) % 100 + 1 + index % 2 * 100);
+        let (x, y) = (10 + pid % 200, (pid / 200) % 50 + 1 + index % 4 * 50);
         let gw_ip = format!("127.{x}.{y}.1");
         let cl_ip = format!("127.{x}.{y}.2");
         let dir = std::env::temp_dir().join(format!("mobiked-ike-loopback-{pid}-{index}"));
@@ -385,9 +385,11 @@ fn second(ip: &str) -> String {
     format!("{net}.3")
 }
 
-#[test]
-fn an_operator_move_takes_both_ends_to_the_new_pair_with_the_same_child_sas() {
-    let pair = Pair::new(2, 1, "    mobike: true\n");
+/// A pair with MOBIKE on both ends and two client addresses (`cl_ip` and the
+/// returned one), both listened on and bound; `extra` goes into the client's
+/// connection.
+fn mobike_pair(index: u32, extra: &str) -> (Pair, String) {
+    let pair = Pair::new(index, 1, "    mobike: true\n");
     let cl2 = second(&pair.cl_ip);
     // The client owns both of its addresses: IKE and ESP on each.
     let text = fs::read_to_string(&pair.cl_cfg).unwrap();
@@ -406,16 +408,32 @@ fn an_operator_move_takes_both_ends_to_the_new_pair_with_the_same_child_sas() {
         .replace(
             "    mobike: true\n",
             &format!(
-                "    mobike: true\n    local_addrs: [{}, {cl2}]\n",
+                "    mobike: true\n    local_addrs: [{}, {cl2}]\n{extra}",
                 pair.cl_ip
             ),
         );
     fs::write(&pair.cl_cfg, text).unwrap();
+    let out = Command::new(BIN)
+        .arg("check")
+        .arg(&pair.cl_cfg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let gw_text = fs::read_to_string(&pair.gw_cfg).unwrap().replace(
         "    pools: [vpn4]\n",
         "    pools: [vpn4]\n    mobike: true\n",
     );
     fs::write(&pair.gw_cfg, gw_text).unwrap();
+    (pair, cl2)
+}
+
+#[test]
+fn an_operator_move_takes_both_ends_to_the_new_pair_with_the_same_child_sas() {
+    let (pair, cl2) = mobike_pair(2, "");
     let logs = [pair.gw_log.as_path(), pair.cl_log.as_path()];
     let mut procs = Procs(Vec::new());
     procs
@@ -482,6 +500,48 @@ fn an_operator_move_takes_both_ends_to_the_new_pair_with_the_same_child_sas() {
     wait_sas(&pair.gw_sock, Duration::from_secs(5), &logs, |v| {
         v.is_empty()
     });
+    sigterm(procs.get("gw"));
+    wait_exit(procs.get("gw"), Duration::from_secs(10)).expect("gateway exits");
+    let _ = fs::remove_dir_all(&pair.dir);
+}
+
+#[test]
+fn the_rotation_policy_moves_the_client_every_lifetime() {
+    let (pair, cl2) = mobike_pair(
+        3,
+        "    mobikeiplifetime: 1s\n    mobikechangeaddrtype: own-only\n",
+    );
+    let logs = [pair.gw_log.as_path(), pair.cl_log.as_path()];
+    let mut procs = Procs(Vec::new());
+    procs
+        .0
+        .push(spawn("gw", "gateway", &pair.gw_cfg, &pair.gw_log));
+    wait_sas(&pair.gw_sock, Duration::from_secs(10), &logs, |v| {
+        v.is_empty()
+    });
+    procs
+        .0
+        .push(spawn("cl", "client", &pair.cl_cfg, &pair.cl_log));
+    let first = wait_sas(&pair.cl_sock, Duration::from_secs(20), &logs, |v| {
+        only_sa(v).is_some()
+    });
+    let (_, in0, _) = only_sa(&first).unwrap();
+    let a = format!("{}:{NAT_T_PORT}", pair.cl_ip);
+    let b = format!("{cl2}:{NAT_T_PORT}");
+    // own-only with two addresses: a, then b, then a again, one lifetime apart;
+    // the gateway follows each time.
+    for want in [&b, &a] {
+        wait_sas(&pair.cl_sock, Duration::from_secs(4), &logs, |v| {
+            v.len() == 1 && v[0]["local"].as_str() == Some(want.as_str())
+        });
+        wait_sas(&pair.gw_sock, Duration::from_secs(2), &logs, |v| {
+            v.len() == 1 && v[0]["remote"].as_str() == Some(want.as_str())
+        });
+    }
+    let now = sas(&pair.cl_sock).unwrap();
+    assert_eq!(only_sa(&now).map(|s| s.1), Some(in0), "moved, not rekeyed");
+    sigterm(procs.get("cl"));
+    wait_exit(procs.get("cl"), Duration::from_secs(10)).expect("client exits");
     sigterm(procs.get("gw"));
     wait_exit(procs.get("gw"), Duration::from_secs(10)).expect("gateway exits");
     let _ = fs::remove_dir_all(&pair.dir);

@@ -1,0 +1,147 @@
+//! MOBIKE's triggers in the control loop: the host's addresses (an address added or
+//! removed, a link down) handed to the endpoint, after the configured debounce, and
+//! the client's rotation policy (`mobikeiplifetime`, `mobikechangeaddrtype`) run per
+//! IKE SA we initiated.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use control::ike::mobike_policy::{Rotation, RotationPolicy};
+use control::ike::sa::{Endpoint, Event, SaId};
+use tracing::{debug, info};
+
+const NS_PER_MS: u64 = 1_000_000;
+
+/// One rotating IKE SA.
+struct Rotating {
+    conn: usize,
+    policy: RotationPolicy,
+    when: Rotation,
+}
+
+#[derive(Default)]
+pub struct Mobility {
+    rotating: HashMap<SaId, Rotating>,
+    /// An address set waiting for its debounce to pass.
+    pending: Option<(u64, Vec<IpAddr>)>,
+    /// The longest `mobikedebounce` of the connections.
+    debounce_ns: u64,
+    /// Rotations done, and those with nowhere to go.
+    pub rotations: u64,
+    pub rotations_stuck: u64,
+}
+
+impl Mobility {
+    pub fn new(ep: &Endpoint) -> Self {
+        let debounce_ms = ep
+            .conns()
+            .iter()
+            .map(|c| c.mobike.debounce_ms)
+            .max()
+            .unwrap_or(0);
+        Mobility {
+            debounce_ns: debounce_ms * NS_PER_MS,
+            ..Mobility::default()
+        }
+    }
+
+    /// The host's usable addresses changed: the endpoint hears of it now, or once
+    /// the debounce has passed without another change.
+    pub fn addresses(&mut self, ep: &mut Endpoint, now: u64, addrs: Vec<IpAddr>) {
+        info!(addrs = ?addrs, "own addresses changed");
+        if self.debounce_ns == 0 {
+            ep.set_own_addrs(now, &addrs);
+        } else {
+            self.pending = Some((now + self.debounce_ns, addrs));
+        }
+    }
+
+    /// Follows the IKE SAs: an SA we initiated with MOBIKE on and a rotation
+    /// lifetime starts rotating; a rekey carries it over; the end stops it.
+    pub fn on_event(&mut self, ep: &Endpoint, now: u64, ev: &Event) {
+        match ev {
+            Event::IkeUp {
+                sa,
+                conn,
+                initiator: true,
+                ..
+            } => {
+                let Some(c) = ep.conns().get(*conn) else {
+                    return;
+                };
+                let life = c.mobike.ip_lifetime_ms * NS_PER_MS;
+                if life == 0 || !ep.mobike(*sa) {
+                    return;
+                }
+                self.rotating.insert(
+                    *sa,
+                    Rotating {
+                        conn: *conn,
+                        policy: RotationPolicy::new(c.mobike.change_type),
+                        when: Rotation::new(now, life),
+                    },
+                );
+            }
+            Event::IkeRekeyed { old, new } => {
+                if let Some(r) = self.rotating.remove(old) {
+                    self.rotating.insert(*new, r);
+                }
+            }
+            Event::IkeDown { sa, .. } => {
+                self.rotating.remove(sa);
+            }
+            _ => {}
+        }
+    }
+
+    /// Runs what is due: a debounced address set, rotations.
+    pub fn poll(&mut self, ep: &mut Endpoint, now: u64) {
+        if let Some((_, addrs)) = self.pending.take_if(|(t, _)| *t <= now) {
+            ep.set_own_addrs(now, &addrs);
+        }
+        for (sa, r) in self.rotating.iter_mut() {
+            if !r.when.due(now) {
+                continue;
+            }
+            let life = ep
+                .conns()
+                .get(r.conn)
+                .map_or(0, |c| c.mobike.ip_lifetime_ms * NS_PER_MS);
+            r.when.rearm(now, life);
+            let Some((local, remote, _)) = ep.path(*sa) else {
+                continue;
+            };
+            let own: Vec<IpAddr> = match ep.conns().get(r.conn) {
+                Some(c) if !c.local_addrs.is_empty() => c
+                    .local_addrs
+                    .iter()
+                    .map(|a| a.ip())
+                    .filter(|a| ep.own_addrs().contains(a))
+                    .collect(),
+                _ => ep.own_addrs().to_vec(),
+            };
+            let peer = ep.peer_addrs(*sa);
+            match r.policy.next_pair(&own, &peer, (local.ip(), remote.ip())) {
+                Some((o, p)) if ep.migrate(now, *sa, o, p) => {
+                    self.rotations += 1;
+                    debug!(sa = format_args!("{sa:016x}"), local = %o, remote = %p, "rotating");
+                }
+                _ => self.rotations_stuck += 1,
+            }
+        }
+    }
+
+    /// The earliest deadline, for the loop's wait.
+    pub fn next_deadline(&self) -> Option<u64> {
+        let rot = self
+            .rotating
+            .values()
+            .map(|r| r.when.next_at)
+            .filter(|t| *t != u64::MAX)
+            .min();
+        [rot, self.pending.as_ref().map(|(t, _)| *t)]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+}
