@@ -12,6 +12,7 @@
 //! send what it asks, install its events through [`Installer`] with one publication per
 //! turn, reclaim retired table versions, serve the control socket.
 
+use crate::addrwatch::AddrWatch;
 use crate::mobility::Mobility;
 use crate::run::{self, Port};
 use control::config::{CipherBackend, StaticConfig};
@@ -266,6 +267,33 @@ pub fn main(args: &IkeArgs, role: Role) -> Result<(), String> {
     let start = now_ns();
     let mut client = (role == Role::Client).then(|| Client::new(ep.conns(), start));
     let mut mobility = Mobility::new(&ep);
+    // The host's addresses, for MOBIKE: what netlink says, plus the loopback
+    // addresses we were told to use (127/8 is routed to lo, not listed on it).
+    let listened: Vec<std::net::IpAddr> = cfg
+        .ike
+        .listen
+        .iter()
+        .copied()
+        .chain(
+            ep.conns()
+                .iter()
+                .flat_map(|c| c.local_addrs.iter().map(|a| a.ip())),
+        )
+        .filter(|a| a.is_loopback())
+        .collect();
+    let mut watch = match AddrWatch::open() {
+        Ok(w) => Some(w),
+        Err(e) => {
+            warn!(error = %e, "no netlink address watch: MOBIKE will not see address changes");
+            None
+        }
+    };
+    if let Some(w) = watch.as_mut() {
+        match w.dump() {
+            Ok(addrs) => ep.set_own_addrs(start, &usable(addrs, &listened)),
+            Err(e) => warn!(error = %e, "netlink address dump"),
+        }
+    }
     info!(
         role = ?role,
         connections = names.len(),
@@ -295,6 +323,7 @@ pub fn main(args: &IkeArgs, role: Role) -> Result<(), String> {
         backlog: VecDeque::new(),
         inject_dropped: 0,
         send_failed: 0,
+        watch_fd: watch.as_ref().map(AddrWatch::fd),
     };
     let mut rx = vec![0u8; MAX_DATAGRAM];
     let mut punted = PacketBuf::new();
@@ -327,6 +356,9 @@ pub fn main(args: &IkeArgs, role: Role) -> Result<(), String> {
         io.wait_readable(wait_ms);
         let now = now_ns();
         io.receive(&mut ep, now, &mut rx);
+        if let Some(addrs) = watch.as_mut().and_then(AddrWatch::addresses_changed) {
+            mobility.addresses(&mut ep, now, usable(addrs, &listened));
+        }
         while fabric.punt.recv_swap(&mut punted) {
             ep.handle_datagram(now, punted.meta.dst, punted.meta.src, punted.data());
         }
@@ -391,6 +423,26 @@ pub fn main(args: &IkeArgs, role: Role) -> Result<(), String> {
         info!(counter = name, value = v);
     }
     Ok(())
+}
+
+/// The addresses MOBIKE may use and announce: not link-local IPv6 (scoped to one
+/// link) nor multicast; loopback only where configured.
+fn usable(
+    mut addrs: Vec<std::net::IpAddr>,
+    loopback: &[std::net::IpAddr],
+) -> Vec<std::net::IpAddr> {
+    addrs.retain(|a| match a {
+        std::net::IpAddr::V6(v6) => {
+            (v6.segments()[0] & 0xffc0) != 0xfe80 && !a.is_multicast() && !a.is_loopback()
+        }
+        std::net::IpAddr::V4(_) => !a.is_multicast() && !a.is_loopback(),
+    });
+    for a in loopback {
+        if !addrs.contains(a) {
+            addrs.push(*a);
+        }
+    }
+    addrs
 }
 
 /// The connections the endpoint runs: a client expands `instances`; with the udp
@@ -461,6 +513,8 @@ struct Io {
     backlog: VecDeque<(Transmit, u32)>,
     inject_dropped: u64,
     send_failed: u64,
+    /// The address watch (netlink), polled with the sockets.
+    watch_fd: Option<std::os::fd::RawFd>,
 }
 
 impl Io {
@@ -475,6 +529,13 @@ impl Io {
                 revents: 0,
             })
             .collect();
+        if let Some(fd) = self.watch_fd {
+            fds.push(libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
         if fds.is_empty() {
             std::thread::sleep(std::time::Duration::from_millis(ms as u64));
             return;
