@@ -171,7 +171,7 @@ default_goal() { # SCENARIO KEY VALUE
 default_goal swan-bbm median-ms 500
 default_goal break-before-make median-ms 50
 default_goal break-before-make p99-ms 200
-default_goal make-before-break median-ms 50
+default_goal make-before-break median-ms 100
 default_goal make-before-break lost-total 0
 default_goal rotate median-ms 50
 default_goal rotate lost-total 0
