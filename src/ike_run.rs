@@ -281,6 +281,11 @@ pub fn main(args: &IkeArgs, role: Role) -> Result<(), String> {
         )
         .filter(|a| a.is_loopback())
         .collect();
+    let protected: Vec<control::ike::conn::Selector> = ep
+        .conns()
+        .iter()
+        .flat_map(|c| c.local_ts.iter().copied())
+        .collect();
     let mut watch = match AddrWatch::open() {
         Ok(w) => Some(w),
         Err(e) => {
@@ -290,7 +295,7 @@ pub fn main(args: &IkeArgs, role: Role) -> Result<(), String> {
     };
     if let Some(w) = watch.as_mut() {
         match w.dump() {
-            Ok(addrs) => ep.set_own_addrs(start, &usable(addrs, &listened)),
+            Ok(addrs) => ep.set_own_addrs(start, &usable(addrs, &listened, &protected)),
             Err(e) => warn!(error = %e, "netlink address dump"),
         }
     }
@@ -357,7 +362,7 @@ pub fn main(args: &IkeArgs, role: Role) -> Result<(), String> {
         let now = now_ns();
         io.receive(&mut ep, now, &mut rx);
         if let Some(addrs) = watch.as_mut().and_then(AddrWatch::addresses_changed) {
-            mobility.addresses(&mut ep, now, usable(addrs, &listened));
+            mobility.addresses(&mut ep, now, usable(addrs, &listened, &protected));
         }
         while fabric.punt.recv_swap(&mut punted) {
             ep.handle_datagram(now, punted.meta.dst, punted.meta.src, punted.data());
@@ -425,17 +430,34 @@ pub fn main(args: &IkeArgs, role: Role) -> Result<(), String> {
     Ok(())
 }
 
-/// The addresses MOBIKE may use and announce: not link-local IPv6 (scoped to one
-/// link) nor multicast; loopback only where configured.
+/// The addresses MOBIKE may use and announce: not link-local (scoped to one link),
+/// multicast, or inside what the tunnels protect (the clear side's own addresses);
+/// loopback only where configured.
 fn usable(
     mut addrs: Vec<std::net::IpAddr>,
     loopback: &[std::net::IpAddr],
+    protected: &[control::ike::conn::Selector],
 ) -> Vec<std::net::IpAddr> {
-    addrs.retain(|a| match a {
-        std::net::IpAddr::V6(v6) => {
-            (v6.segments()[0] & 0xffc0) != 0xfe80 && !a.is_multicast() && !a.is_loopback()
-        }
-        std::net::IpAddr::V4(_) => !a.is_multicast() && !a.is_loopback(),
+    let key = |a: std::net::IpAddr| match a {
+        std::net::IpAddr::V4(v) => u128::from(u32::from(v)),
+        std::net::IpAddr::V6(v) => u128::from(v),
+    };
+    addrs.retain(|a| {
+        let link_local = match a {
+            std::net::IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+            std::net::IpAddr::V4(v4) => v4.is_link_local(),
+        };
+        // A selector for everything (0.0.0.0/0, ::/0) says nothing about the host.
+        let all = |s: &control::ike::conn::Selector| {
+            key(s.start) == 0 && key(s.end) == u128::MAX >> if a.is_ipv4() { 96 } else { 0 }
+        };
+        let inside = protected.iter().any(|s| {
+            s.start.is_ipv4() == a.is_ipv4()
+                && !all(s)
+                && key(s.start) <= key(*a)
+                && key(*a) <= key(s.end)
+        });
+        !link_local && !a.is_multicast() && !a.is_loopback() && !inside
     });
     for a in loopback {
         if !addrs.contains(a) {

@@ -34,6 +34,9 @@ const NS_PER_MS: u64 = 1_000_000;
 const NS_PER_S: u64 = 1_000_000_000;
 /// How long a rekeyed IKE SA waits for the peer's DELETE before it goes by itself.
 const REKEYED_LINGER_NS: u64 = 30 * NS_PER_S;
+/// MOBIKE path testing: the wait before the same request goes to the next address
+/// pair (a round trip on any sane path, well below a retransmission timeout).
+const PATH_PROBE_MS: u64 = 150;
 /// Delay before retrying a request refused with TEMPORARY_FAILURE (RFC 7296 2.25).
 const TEMP_FAILURE_RETRY_MS: u64 = 500;
 
@@ -2794,7 +2797,13 @@ impl IkeSa {
                     return;
                 }
                 p.tries += 1;
-                p.interval_ms = (p.interval_ms * 2).min(c.retransmit.max_ms);
+                if (p.tries as usize) <= p.alt.len() {
+                    // RFC 4555 3.7: the next pairs are probes, not retries of a
+                    // lossy path: one after the other, quickly.
+                    p.interval_ms = p.interval_ms.min(PATH_PROBE_MS);
+                } else {
+                    p.interval_ms = (p.interval_ms * 2).min(c.retransmit.max_ms);
+                }
                 p.next_at = now + p.interval_ms * NS_PER_MS;
                 if let Some(g) = give_up {
                     p.next_at = p.next_at.min(g);

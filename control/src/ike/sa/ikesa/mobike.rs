@@ -61,6 +61,15 @@ fn no_nats_data(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
     d
 }
 
+/// Leading bits two addresses share (0 across families).
+fn common_prefix(a: IpAddr, b: IpAddr) -> u32 {
+    match (a, b) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => (u32::from(a) ^ u32::from(b)).leading_zeros(),
+        (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a) ^ u128::from(b)).leading_zeros(),
+        _ => 0,
+    }
+}
+
 fn push_unique(v: &mut Vec<IpAddr>, a: IpAddr) {
     if !v.contains(&a) {
         v.push(a);
@@ -141,11 +150,11 @@ impl IkeSa {
     /// family only, minus the pairs the responder refused.
     pub fn candidates(&self, ctx: &Ctx<'_>) -> Vec<Pair> {
         let mut own = self.own_addrs(ctx);
+        let peers = self.peer_addrs(ctx);
         if let Some(i) = own.iter().position(|a| *a == self.local.ip()) {
             let cur = own.remove(i);
             own.insert(0, cur);
         }
-        let peers = self.peer_addrs(ctx);
         let refused: &[Pair] = self.mobike.as_ref().map_or(&[], |m| &m.refused);
         let port = ctx.cfg.port_nat_t;
         let mut v = Vec::new();
@@ -169,6 +178,15 @@ impl IkeSa {
                 }
             }
         }
+        // The current pair stays first, then the family in use; within it, pairs
+        // on one subnet (the longest common prefix) are likeliest to work: a lost
+        // address takes its routes with it.
+        let current = (self.local, self.remote);
+        v.sort_by_key(|(l, r)| {
+            let here = (*l, *r) == current;
+            let family = l.is_ipv4() == current.0.is_ipv4();
+            std::cmp::Reverse((here, family, common_prefix(l.ip(), r.ip())))
+        });
         v
     }
 
@@ -480,6 +498,11 @@ impl IkeSa {
             first,
             Some(rest.to_vec()),
         );
+        if let Some(p) = self.pending.as_mut().filter(|p| !p.alt.is_empty()) {
+            // Other pairs wait: probe the next one soon (RFC 4555 3.7).
+            p.interval_ms = p.interval_ms.min(super::PATH_PROBE_MS);
+            p.next_at = p.next_at.min(now + p.interval_ms * super::NS_PER_MS);
+        }
     }
 
     pub(super) fn send_addresses(&mut self, ctx: &mut Ctx<'_>, now: u64) {
