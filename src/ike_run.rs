@@ -286,6 +286,12 @@ pub fn main(args: &IkeArgs, role: Role) -> Result<(), String> {
         .iter()
         .flat_map(|c| c.local_ts.iter().copied())
         .collect();
+    // MOBIKE tries first the pairs the kernel has a route for.
+    ep.set_route_oracle(Box::new(|from, to| {
+        UdpSocket::bind(SocketAddr::new(from, 0))
+            .and_then(|s| s.connect(SocketAddr::new(to, 9)))
+            .is_ok()
+    }));
     let mut watch = match AddrWatch::open() {
         Ok(w) => Some(w),
         Err(e) => {

@@ -574,3 +574,22 @@ fn a_gateway_that_loses_its_address_announces_from_another_and_the_client_follow
     assert_eq!(l.path_a(), (at(A1, 4500), at(B2, 4500), false));
     l.assert_agree();
 }
+
+#[test]
+fn pairs_without_a_route_are_tried_last() {
+    let mut l = lab(20, client(|_| {}), gateway(|_| {}));
+    // The host has no route from A2 to B1 (say, B1's subnet went with A1).
+    l.net
+        .a
+        .set_route_oracle(Box::new(|from, to| !(from == ip(A2) && to == ip(B1))));
+    let now = l.net.now;
+    l.kill(A1);
+    l.net.a.set_own_addrs(now, &[ip(A2), ip(A6)]);
+    assert_eq!(l.net.a.candidates(l.sa_a)[0], (at(A2, 4500), at(B2, 4500)));
+    // One round trip: the first pair tried is the one that works.
+    assert!(l
+        .net
+        .run_until(10 * MS, |n| n.a.counters().mobike_moves == 1));
+    assert_eq!(l.path_a(), (at(A2, 4500), at(B2, 4500), false));
+    l.assert_agree();
+}

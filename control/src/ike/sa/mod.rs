@@ -277,6 +277,9 @@ pub(crate) struct Ctx<'a> {
     pub initial_contact: Vec<(SaId, Identity)>,
     /// The host's usable addresses (MOBIKE).
     pub own_addrs: &'a [IpAddr],
+    /// Whether the host has a route from one address to another (MOBIKE's path
+    /// choice); without an oracle every pair may work.
+    pub routable: &'a dyn Fn(IpAddr, IpAddr) -> bool,
 }
 
 impl Ctx<'_> {
@@ -351,6 +354,8 @@ pub struct Endpoint {
     /// The host's usable addresses: at first the connections' local addresses, then
     /// whatever [`Endpoint::set_own_addrs`] says.
     own_addrs: Vec<IpAddr>,
+    /// See [`Endpoint::set_route_oracle`].
+    routable: Box<dyn Fn(IpAddr, IpAddr) -> bool + Send>,
 }
 
 impl Endpoint {
@@ -387,7 +392,15 @@ impl Endpoint {
             initiating_n: 0,
             initial_contact: Vec::new(),
             own_addrs,
+            routable: Box::new(|_, _| true),
         }
+    }
+
+    /// MOBIKE: how to tell whether the host can reach `to` from `from` (a route
+    /// lookup); pairs it denies are tried last. The endpoint never asks on the
+    /// packet path, only when it chooses a path.
+    pub fn set_route_oracle(&mut self, f: Box<dyn Fn(IpAddr, IpAddr) -> bool + Send>) {
+        self.routable = f;
     }
 
     pub fn conns(&self) -> &[Conn] {
@@ -700,6 +713,7 @@ impl Endpoint {
             born_spis: taken.into_iter().collect(),
             initial_contact: Vec::new(),
             own_addrs: &self.own_addrs,
+            routable: &*self.routable,
         };
         let r = f(&mut ctx);
         let (born, handovers) = (ctx.born, ctx.handovers);

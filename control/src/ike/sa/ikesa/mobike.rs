@@ -178,14 +178,15 @@ impl IkeSa {
                 }
             }
         }
-        // The current pair stays first, then the family in use; within it, pairs
-        // on one subnet (the longest common prefix) are likeliest to work: a lost
-        // address takes its routes with it.
+        // The current pair stays first, then those the host has a route for, the
+        // family in use, and pairs on one subnet (the longest common prefix): a
+        // lost address takes its routes with it.
         let current = (self.local, self.remote);
-        v.sort_by_key(|(l, r)| {
+        v.sort_by_cached_key(|(l, r)| {
             let here = (*l, *r) == current;
+            let routable = (ctx.routable)(l.ip(), r.ip());
             let family = l.is_ipv4() == current.0.is_ipv4();
-            std::cmp::Reverse((here, family, common_prefix(l.ip(), r.ip())))
+            std::cmp::Reverse((here, routable, family, common_prefix(l.ip(), r.ip())))
         });
         v
     }
