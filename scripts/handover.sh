@@ -509,7 +509,11 @@ trigger_run() { # CMD...: T_NS in TRIG_T
 trig_del() {
     TRIG_FROM="$(current_path)" || return 1
     [ -n "${PATH_CL_IF[$TRIG_FROM]:-}" ] || return 1
-    trigger_run ip -n "$NSC" addr del "${PATH_CL_CIDR[$TRIG_FROM]}" dev "${PATH_CL_IF[$TRIG_FROM]}"
+    ip netns exec "$NSC" "$PYTHON" "$PROBE" deladdr --out "$D/trigger" \
+        --dev "${PATH_CL_IF[$TRIG_FROM]}" --cidr "${PATH_CL_CIDR[$TRIG_FROM]}" >"$D/trigger.out" 2>&1
+    local rc=$?
+    TRIG_T="$(cat "$D/trigger" 2>/dev/null)"
+    return "$rc"
 }
 rest_del() { path_up "$TRIG_FROM"; }
 # Make before break: the operator moves the SA to the other of MOVE_PATHS.

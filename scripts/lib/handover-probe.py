@@ -4,6 +4,7 @@ the wait for the first tunnel packet on a new path, and the per-scenario summary
 
   handover-probe.py sniff --out FILE [--ifaces IF,IF] [--timeout S]
   handover-probe.py trigger --out FILE -- CMD [ARG...]
+  handover-probe.py deladdr --out FILE --dev IF --cidr ADDR/LEN
   handover-probe.py wait --events FILE --after NS [--timeout S] [--avoid IF,IF]
   handover-probe.py current --events FILE
   handover-probe.py settle --events FILE [--quiet-ms MS] [--timeout S]
@@ -29,6 +30,11 @@ last tunnel packet on the old pair and the first on the new one.
 
 trigger: writes the monotonic time to FILE, then replaces itself with CMD (exec), so the
 time is taken as close before the command as a script can get.
+
+deladdr: removes an address itself, over rtnetlink (RTM_DELADDR), with the message built
+and the socket open beforehand: the time is taken right before the one sendmsg(2) that
+removes the address (an exec of ip(8) would add its start-up, several milliseconds on a
+busy machine, to every break-before-make figure). Run it inside the namespace.
 
 wait: the path before the trigger is the pair of the last line at or before --after; the
 handover is the first later line on another pair (not one of --avoid's interfaces, where
@@ -138,6 +144,37 @@ def trigger(args):
         f.write(f"{t}\n")
     os.execvp(cmd[0], cmd)
     return 127  # not reached
+
+
+def deladdr(args):
+    import ipaddress
+    iface = ipaddress.ip_interface(args.cidr)
+    v6 = iface.version == 6
+    family = socket.AF_INET6 if v6 else socket.AF_INET
+    index = socket.if_nametoindex(args.dev)
+    addr = iface.ip.packed
+    # struct ifaddrmsg: family, prefixlen, flags, scope, index; then IFA_LOCAL (2) and
+    # IFA_ADDRESS (1) attributes (rtnetlink(7)).
+    body = struct.pack("=BBBBI", family, iface.network.prefixlen, 0, 0, index)
+    for ty in ((1,) if v6 else (2, 1)):
+        body += struct.pack("=HH", 4 + len(addr), ty) + addr
+    RTM_DELADDR, NLM_F_REQUEST, NLM_F_ACK = 21, 1, 4
+    msg = struct.pack("=IHHII", 16 + len(body), RTM_DELADDR, NLM_F_REQUEST | NLM_F_ACK, 1, 0) + body
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)  # NETLINK_ROUTE
+    sock.bind((0, 0))
+    t = time.monotonic_ns()
+    sock.send(msg)
+    reply = sock.recv(4096)
+    with open(args.out, "w") as f:
+        f.write(f"{t}\n")
+    # NLMSG_ERROR (2) with error 0 is the ack.
+    if len(reply) >= 20:
+        ty = struct.unpack_from("=H", reply, 4)[0]
+        err = struct.unpack_from("=i", reply, 16)[0]
+        if ty == 2 and err != 0:
+            print(f"deladdr: {args.cidr} dev {args.dev}: {os.strerror(-err)}", file=sys.stderr)
+            return 1
+    return 0
 
 
 def read_events(path, offset=0):
@@ -354,6 +391,10 @@ def main():
     s.add_argument("--out", required=True)
     s.add_argument("--ifaces")
     s.add_argument("--timeout", type=float, default=3600.0)
+    da = sub.add_parser("deladdr")
+    da.add_argument("--out", required=True)
+    da.add_argument("--dev", required=True)
+    da.add_argument("--cidr", required=True)
     t = sub.add_parser("trigger")
     t.add_argument("--out", required=True)
     t.add_argument("command", nargs=argparse.REMAINDER)
@@ -382,7 +423,7 @@ def main():
     sm.add_argument("--note")
     sm.add_argument("--json-out")
     args = p.parse_args()
-    return {"sniff": sniff, "trigger": trigger, "wait": wait, "current": current,
+    return {"sniff": sniff, "trigger": trigger, "deladdr": deladdr, "wait": wait, "current": current,
             "settle": settle, "gaps": gaps, "stream": stream, "summary": summary}[args.cmd](args)
 
 
