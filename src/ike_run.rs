@@ -777,6 +777,7 @@ fn ike_counters(c: &Counters) -> Vec<(String, u64)> {
         ("mobike_rr_failed", c.mobike_rr_failed),
         ("mobike_no_path", c.mobike_no_path),
         ("mobike_stale_responses", c.mobike_stale_responses),
+        ("mobike_early_switches", c.mobike_early_switches),
     ]
     .into_iter()
     .filter(|(_, v)| *v != 0)

@@ -195,6 +195,10 @@ fn break_before_make_moves_both_ends_in_one_round_trip() {
     let now = l.net.now;
     l.kill(A1);
     l.net.a.set_own_addrs(now, &[ip(A2), ip(A6)]);
+    // The outbound leaves the lost address at once, before the answer.
+    l.net.collect();
+    assert_eq!(l.path_changes(Side::A), 1);
+    assert_eq!(l.net.a.counters().mobike_early_switches, 1);
     // Latency 5 ms each way: one round trip.
     assert!(l
         .net

@@ -252,6 +252,9 @@ pub struct Counters {
     pub mobike_no_path: u64,
     /// Answers to updates overtaken by an address change (ignored, a new one sent).
     pub mobike_stale_responses: u64,
+    /// Our address in use went away: outbound moved to the pair being tried before
+    /// the answer came.
+    pub mobike_early_switches: u64,
 }
 
 /// The state shared by every IKE SA of an endpoint, lent to one SA at a time.

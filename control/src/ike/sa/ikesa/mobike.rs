@@ -44,6 +44,9 @@ pub(crate) struct Mobike {
     /// use: it lost it (a responder moving its clients with plain RFC 4555, as in the
     /// ipsec list thread of 2018); the pairs with it are out.
     pub peer_left: bool,
+    /// The path our outbound was switched to ahead of the answer (break-before-
+    /// make), so that the answer confirming it publishes nothing new.
+    pub early: Option<(SocketAddr, SocketAddr, bool)>,
 }
 
 /// NO_NATS_ALLOWED data: source and destination addresses and ports of the packet
@@ -254,8 +257,10 @@ impl IkeSa {
         if let Some(m) = self.mobike.as_mut() {
             m.nat = nat;
         }
+        let mut published = false;
         if let Some(m) = self.mobike.as_mut() {
             m.peer_left = false;
+            published = m.early.take() == Some((local, remote, encap));
         }
         if (self.local, self.remote, self.encap) == (local, remote, encap) {
             return;
@@ -264,6 +269,9 @@ impl IkeSa {
         self.remote = remote;
         self.encap = encap;
         ctx.counters.mobike_moves += 1;
+        if published {
+            return;
+        }
         ctx.events.push_back(Event::PathChanged {
             sa: self.id,
             local,
@@ -409,6 +417,27 @@ impl IkeSa {
             self.queue.push_back(Req::Addresses);
         }
         self.kick(ctx, now);
+        if decides && lost {
+            // Break-before-make: nothing can leave from the lost address, so our
+            // outbound ESP goes where the update went at once; the peer takes ESP
+            // by SPI whatever its source, and the answer confirms or corrects the
+            // pair (RFC 4555 3.5 keeps the SA's addresses until then).
+            let to = self
+                .pending
+                .as_ref()
+                .filter(|p| matches!(p.kind, Kind::Update { .. }))
+                .map(|p| (p.local, p.remote, self.encap));
+            if let (Some((local, remote, encap)), Some(m)) = (to, self.mobike.as_mut()) {
+                m.early = Some((local, remote, encap));
+                ctx.counters.mobike_early_switches += 1;
+                ctx.events.push_back(Event::PathChanged {
+                    sa: self.id,
+                    local,
+                    remote,
+                    encap,
+                });
+            }
+        }
     }
 
     /// The deciding end moves the SAs to `local` -> `remote` (an operator command or
