@@ -169,8 +169,11 @@ default_goal() { # SCENARIO KEY VALUE
     [ -n "${GOAL[$1:$2]:-}" ] || GOAL["$1:$2"]="$3"
 }
 default_goal swan-bbm median-ms 500
-default_goal break-before-make median-ms 50
-default_goal break-before-make p99-ms 200
+# Issue goals for mobiked <-> mobiked on veth: break-before-make median < 5 ms, p99 < 20 ms,
+# at most 5 packets lost at 1000 pps; make-before-break loses nothing.
+default_goal break-before-make median-ms 5
+default_goal break-before-make p99-ms 20
+default_goal break-before-make lost 5
 default_goal make-before-break median-ms 100
 default_goal make-before-break lost-total 0
 default_goal rotate median-ms 50
