@@ -7,10 +7,10 @@
 //! marker stripped, and IKE leaving there is injected into a worker with the marker put
 //! back.
 //!
-//! The main thread is the control plane: poll(2) on the IKE sockets for at most 1 ms
-//! (the punt queue has no descriptor, so it is drained every turn), feed the endpoint,
-//! send what it asks, install its events through [`Installer`] with one publication per
-//! turn, reclaim retired table versions, serve the control socket.
+//! The main thread is the control plane: poll(2) on the IKE sockets and on the punt
+//! queue's wakeup eventfd for at most 1 ms, feed the endpoint, send what it asks, install
+//! its events through [`Installer`] with one publication per turn, reclaim retired table
+//! versions, serve the control socket.
 
 use crate::addrwatch::AddrWatch;
 use crate::mobility::Mobility;
@@ -546,7 +546,7 @@ struct Io {
 }
 
 impl Io {
-    /// Waits up to `ms` for an IKE socket to become readable.
+    /// Waits up to `ms` for an IKE socket to become readable or the dataplane to punt.
     fn wait_readable(&self, ms: i32) {
         let mut fds: Vec<libc::pollfd> = self
             .sockets
@@ -557,21 +557,32 @@ impl Io {
                 revents: 0,
             })
             .collect();
-        if let Some(fd) = self.watch_fd {
+        for fd in [self.watch_fd, self.fabric.punt.wakeup_fd()]
+            .into_iter()
+            .flatten()
+        {
             fds.push(libc::pollfd {
                 fd,
                 events: libc::POLLIN,
                 revents: 0,
             });
         }
+        // IKE punted since the last drain must not wait for the timeout.
+        let ms = if self.fabric.punt.prepare_wait() {
+            ms
+        } else {
+            0
+        };
         if fds.is_empty() {
             std::thread::sleep(std::time::Duration::from_millis(ms as u64));
-            return;
+        } else {
+            // SAFETY: `fds` is a valid, initialised array of `fds.len()` pollfd
+            // structures that lives across the call; the descriptors belong to open
+            // sockets and eventfds we own. EINTR (a signal) and other errors just end
+            // the wait early.
+            let _ = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
         }
-        // SAFETY: `fds` is a valid, initialised array of `fds.len()` pollfd structures
-        // that lives across the call; the descriptors belong to open sockets we own.
-        // EINTR (a signal) and other errors just end the wait early.
-        let _ = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+        self.fabric.punt.finish_wait();
     }
 
     /// Feeds every datagram waiting on the IKE sockets to the endpoint.

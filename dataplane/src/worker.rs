@@ -120,7 +120,8 @@ pub enum WorkerEvent {
 pub struct Fabric {
     pub counters: Arc<CounterSet>,
     /// IKE packets from workers to the control plane: the UDP payload after the non-ESP
-    /// marker, with `meta.src` = peer and `meta.dst` = our address.
+    /// marker, with `meta.src` = peer and `meta.dst` = our address. Its wakeup fd lets
+    /// the control plane sleep in poll(2) and still see IKE at once.
     pub punt: Channel,
     /// Per worker: UDP payloads the control plane wants sent on the cipher side
     /// (`meta.src` = our address, `meta.dst` = peer, `meta.tag` = the path whose link
@@ -136,7 +137,7 @@ impl Fabric {
     pub fn new(workers: usize) -> Arc<Fabric> {
         Arc::new(Fabric {
             counters: CounterSet::new(workers),
-            punt: Channel::new(1024),
+            punt: Channel::with_wakeup(1024),
             inject: (0..workers).map(|_| Channel::new(256)).collect(),
             handoff: (0..workers).map(|_| Channel::new(1024)).collect(),
             events: ArrayQueue::new(4096),
@@ -218,6 +219,8 @@ struct Core {
     cnt: LocalCounters,
     cipher_layer: Layer,
     clear_layer: Layer,
+    /// Something was punted in this burst: notify the control plane once at its end.
+    punted: bool,
 }
 
 enum InVerdict {
@@ -252,6 +255,7 @@ impl Core {
             cfg,
             cipher_layer,
             clear_layer,
+            punted: false,
         }
     }
 
@@ -291,6 +295,7 @@ impl Core {
                 Udp4500::Ike => {
                     buf.pull_front(natt::NON_ESP_MARKER.len());
                     if fabric.punt.send_swap(buf) {
+                        self.punted = true;
                         self.cnt.inc(Counter::PuntIke);
                         return InVerdict::Consumed;
                     }
@@ -722,6 +727,11 @@ impl<C: BurstIo, L: BurstIo> Worker<C, L> {
             me,
         );
         core.cnt.flush(fabric.counters.worker(me));
+        if core.punted {
+            // Once per burst, and a syscall only if the control plane sleeps.
+            core.punted = false;
+            fabric.punt.notify();
+        }
         work
     }
 }
