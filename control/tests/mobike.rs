@@ -485,6 +485,34 @@ fn dpd_failure_on_the_current_path_tests_the_others() {
 }
 
 #[test]
+fn the_responders_own_dpd_follows_the_move_instead_of_dying_on_the_old_path() {
+    // Both ends run DPD; the path blackholes, so both start a liveness check on it.
+    // The client finds the other pair and moves the SA; the gateway's check, sent on
+    // the dead path before the move, must follow it rather than time out there.
+    let dpd = |c: &mut Conn| {
+        c.dpd.interval_s = 1;
+        c.dpd.timeout_s = 3;
+        c.retransmit.initial_ms = 200;
+    };
+    let mut l = lab(17, client(dpd), gateway(dpd));
+    let (ca, cb) = l.children();
+    let mut inner = l.net.filter.take().unwrap();
+    l.net.filter = Some(Box::new(move |from, t, now| {
+        let pair = [t.local.ip(), t.remote.ip()];
+        if pair.contains(&ip(A1)) && pair.contains(&ip(B1)) {
+            return false;
+        }
+        inner(from, t, now)
+    }));
+    assert!(l.net.run_until(5 * S, |n| n.b.counters().mobike_moves == 1));
+    l.net.run_for(10 * S);
+    assert_eq!((l.net.a.established(), l.net.b.established()), (1, 1));
+    assert_eq!(l.children(), (ca, cb));
+    l.assert_agree();
+    assert_ne!(l.path_a(), (at(A1, 4500), at(B1, 4500), false));
+}
+
+#[test]
 fn a_nat_rebinding_the_port_is_noticed_by_dpd_and_followed() {
     let mut l = lab(15, client(|c| c.dpd.interval_s = 1), gateway(|_| {}));
     let port = Rc::new(RefCell::new(40000));

@@ -2479,13 +2479,14 @@ impl IkeSa {
     fn handle_info_request(
         &mut self,
         ctx: &mut Ctx<'_>,
+        now: u64,
         id: u32,
         local: SocketAddr,
         remote: SocketAddr,
         p: &[Payload],
     ) {
         let mut resp = Vec::new();
-        self.mobike_info_request(ctx, p, local, remote, &mut resp);
+        self.mobike_info_request(ctx, now, p, local, remote, &mut resp);
         let mut delete_ike = false;
         for d in p.iter().filter_map(|x| match x {
             Payload::Delete(d) => Some(d),
@@ -2661,7 +2662,7 @@ impl IkeSa {
                 k @ Kind::RekeyIke { .. } => self.handle_rekey_ike_response(ctx, now, &p, k),
                 Kind::Dpd | Kind::Init | Kind::Addresses => {}
                 k @ Kind::Update { .. } => self.handle_update_response(ctx, now, &p, k, via),
-                k @ Kind::ReturnRoutability { .. } => self.handle_rr_response(ctx, &p, k),
+                k @ Kind::ReturnRoutability { .. } => self.handle_rr_response(ctx, now, &p, k),
                 Kind::DeleteChildren(ids) => self.remove_children(ctx, &ids),
                 Kind::DeleteIke => {
                     let reason = if self.state == State::Rekeyed {
@@ -2718,7 +2719,7 @@ impl IkeSa {
                     self.handle_child_request(ctx, now, h.message_id, local, remote, &p)
                 }
                 (ExchangeType::INFORMATIONAL, _) => {
-                    self.handle_info_request(ctx, h.message_id, local, remote, &p)
+                    self.handle_info_request(ctx, now, h.message_id, local, remote, &p)
                 }
                 _ => {
                     ctx.counters.ignored += 1;

@@ -10,7 +10,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use super::{nat_hash, notifies, notify, Ctx, Event, IkeSa, Kind, Payload, Req, State};
+use super::{nat_hash, notifies, notify, Ctx, Event, IkeSa, Kind, Payload, Req, State, NS_PER_MS};
 use crate::ike::wire::notify::{NotifyRepr, NotifyType};
 use crate::ike::wire::ExchangeType;
 
@@ -252,7 +252,14 @@ impl IkeSa {
         }
     }
 
-    fn move_to(&mut self, ctx: &mut Ctx<'_>, local: SocketAddr, remote: SocketAddr, nat: bool) {
+    fn move_to(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        now: u64,
+        local: SocketAddr,
+        remote: SocketAddr,
+        nat: bool,
+    ) {
         let encap = nat || self.conn(ctx).force_encap;
         if let Some(m) = self.mobike.as_mut() {
             m.nat = nat;
@@ -269,6 +276,7 @@ impl IkeSa {
         self.remote = remote;
         self.encap = encap;
         ctx.counters.mobike_moves += 1;
+        self.redirect_pending(ctx, now);
         if published {
             return;
         }
@@ -278,6 +286,34 @@ impl IkeSa {
             remote,
             encap,
         });
+    }
+
+    /// The path changed under a request of ours still unanswered (we took the peer's
+    /// UPDATE_SA_ADDRESSES, or its new address passed the return routability check):
+    /// the same bytes go the new way at once, and a DPD deadline counts from now, as
+    /// the peer has just shown it is alive. Left on the old path, a liveness check
+    /// sent just before the move would declare a peer dead that had only moved.
+    fn redirect_pending(&mut self, ctx: &mut Ctx<'_>, now: u64) {
+        let path = (self.local, self.remote);
+        let initial_ms = self.conn(ctx).retransmit.initial_ms;
+        let give_up = self.give_up_at(ctx, now);
+        let Some(p) = self.pending.as_mut() else {
+            return;
+        };
+        if (p.local, p.remote) == path {
+            return;
+        }
+        (p.local, p.remote) = path;
+        p.alt.clear();
+        p.first_sent = now;
+        p.tries = 1;
+        p.interval_ms = initial_ms;
+        p.next_at = now + initial_ms * NS_PER_MS;
+        if let Some(g) = give_up {
+            p.next_at = p.next_at.min(g);
+        }
+        ctx.counters.retransmits += 1;
+        ctx.send(path.0, path.1, p.data.clone());
     }
 
     // -----------------------------------------------------------------------------
@@ -668,12 +704,16 @@ impl IkeSa {
         if let Some(m) = self.mobike.as_mut() {
             m.mapped = notify(p, NotifyType::NAT_DETECTION_DESTINATION_IP).map(|n| n.data.clone());
         }
-        self.move_to(ctx, via.0, via.1, nat);
-        // A rekey the move makes worthwhile is the peer's to start; nothing to do.
-        let _ = now;
+        self.move_to(ctx, now, via.0, via.1, nat);
     }
 
-    pub(super) fn handle_rr_response(&mut self, ctx: &mut Ctx<'_>, p: &[Payload], kind: Kind) {
+    pub(super) fn handle_rr_response(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        now: u64,
+        p: &[Payload],
+        kind: Kind,
+    ) {
         let Kind::ReturnRoutability {
             cookie,
             local,
@@ -685,7 +725,7 @@ impl IkeSa {
         };
         if notify(p, NotifyType::COOKIE2).is_some_and(|n| n.data == cookie) {
             let nat = encap && !self.conn(ctx).force_encap;
-            self.move_to(ctx, local, remote, nat);
+            self.move_to(ctx, now, local, remote, nat);
         } else {
             ctx.counters.mobike_rr_failed += 1;
         }
@@ -730,6 +770,7 @@ impl IkeSa {
     pub(super) fn mobike_info_request(
         &mut self,
         ctx: &mut Ctx<'_>,
+        now: u64,
         p: &[Payload],
         local: SocketAddr,
         remote: SocketAddr,
@@ -792,7 +833,7 @@ impl IkeSa {
                     encap,
                 });
             } else {
-                self.move_to(ctx, local, remote, nat);
+                self.move_to(ctx, now, local, remote, nat);
             }
         }
         if nat_d.is_some() {
