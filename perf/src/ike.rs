@@ -92,11 +92,21 @@ fn conn_pair() -> (Conn, Conn) {
 }
 
 /// Brings up `n` IKE SAs between two in-memory endpoints; returns the seconds taken.
+/// Each tunnel is its own client (an identity of its own, as `instances` gives the
+/// processes): one identity for all would have each new IKE SA's INITIAL_CONTACT
+/// replace the ones before it.
 fn core_run(n: usize, seed: u64) -> f64 {
     let (a, b) = conn_pair();
+    let clients = (0..n)
+        .map(|i| {
+            let mut c = a.clone();
+            c.local_id = Identity::parse(&format!("client-{i}.bench")).unwrap();
+            c
+        })
+        .collect();
     let mut ea = Endpoint::new(
         EndpointConfig::default(),
-        vec![a],
+        clients,
         Box::new(SeededRandom::new(seed)),
     );
     let mut eb = Endpoint::new(
@@ -109,8 +119,8 @@ fn core_run(n: usize, seed: u64) -> f64 {
     );
     let t0 = Instant::now();
     let now = 1_000_000_000;
-    for _ in 0..n {
-        ea.initiate(now, 0, None);
+    for i in 0..n {
+        ea.initiate(now, i, None);
     }
     for _ in 0..8 {
         while let Some(t) = ea.poll_transmit() {
