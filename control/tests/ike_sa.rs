@@ -5,6 +5,9 @@
 mod common;
 
 use common::*;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
 #[test]
 fn ike_sa_init_and_auth_make_a_child_both_ends_agree_on() {
     let mut net = endpoints(client_conn(), gateway_conn(), 1);
@@ -884,4 +887,67 @@ fn initial_contact_drops_the_stale_sa_of_a_restarted_peer() {
     net.run_for(100 * MS);
     assert_eq!(net.b.sa_count(), 2);
     assert_eq!(net.b.counters().initial_contact_dropped, 1);
+}
+
+/// (message ID, response) of an IKE datagram.
+fn ike_msg(t: &Transmit) -> Option<(u32, bool)> {
+    let p = header::Packet::new_checked(&t.data[..]).ok()?;
+    let h = HeaderRepr::parse(&p).ok()?;
+    Some((h.message_id, h.response))
+}
+
+#[test]
+fn a_response_sharing_its_id_with_our_unanswered_request_is_sent_again_once_that_is_answered() {
+    // Some peers (strongSwan) drop any message whose ID is that of the request they
+    // are still processing, responses included. Here the link drops A's response to
+    // B's request when it leaves while A's request with the same ID is unanswered.
+    let mut net = endpoints(client_conn(), gateway_conn(), 31);
+    let sa_a = establish(&mut net);
+    let sa_b = net.b.sa_ids()[0];
+    let last_req = |net: &Net, side: Side| {
+        net.wire
+            .iter()
+            .filter(|(s, _)| *s == side)
+            .filter_map(|(_, t)| ike_msg(t))
+            .filter(|(_, resp)| !resp)
+            .map(|(id, _)| id)
+            .max()
+    };
+    // B's next request ID catches up with A's.
+    let a_next = last_req(&net, Side::A).unwrap() + 1;
+    while last_req(&net, Side::B).map_or(0, |i| i + 1) < a_next {
+        let now = net.now;
+        assert!(net.b.dpd(now, sa_b));
+        net.run_for(100 * MS);
+    }
+    assert_eq!(last_req(&net, Side::B).map_or(0, |i| i + 1), a_next);
+    let unanswered: Rc<RefCell<Vec<u32>>> = Rc::default();
+    let dropped = Rc::new(Cell::new(0));
+    let (u, d) = (unanswered.clone(), dropped.clone());
+    net.filter = Some(Box::new(move |from, t, _| {
+        let Some((id, resp)) = ike_msg(t) else {
+            return true;
+        };
+        match (from, resp) {
+            (Side::A, false) => u.borrow_mut().push(id),
+            (Side::B, true) => u.borrow_mut().retain(|x| *x != id),
+            (Side::A, true) if d.get() == 0 && u.borrow().contains(&id) => {
+                d.set(1);
+                return false;
+            }
+            _ => {}
+        }
+        true
+    }));
+    let before = (net.a.counters(), net.b.counters());
+    let now = net.now;
+    assert!(net.a.dpd(now, sa_a));
+    assert!(net.b.dpd(now, sa_b));
+    net.run_for(500 * MS);
+    assert_eq!(dropped.get(), 1, "the exchanges did not cross");
+    let (a, b) = (net.a.counters(), net.b.counters());
+    assert_eq!(a.resent_responses, before.0.resent_responses + 1);
+    // B had its answer without retransmitting (its timeout is 1 s).
+    assert_eq!(b.retransmits, before.1.retransmits);
+    assert_eq!(net.b.established(), 1);
 }

@@ -195,6 +195,13 @@ pub(crate) struct IkeSa {
     retry_at: Option<u64>,
     peer_next_id: u32,
     last_resp: Option<(u32, Vec<u8>)>,
+    /// The last response went out while our request with the same message ID was
+    /// unanswered, to (local, remote): sent again once that request is answered.
+    /// Some peers take any message whose ID equals the request they are still
+    /// processing for a retransmission of it and drop it (strongSwan does, which
+    /// costs its retransmission timeout, a second, e.g. in the child rekey it starts
+    /// while answering UPDATE_SA_ADDRESSES).
+    resp_twin: Option<(u32, SocketAddr, SocketAddr)>,
     children: Vec<Child>,
     rekey_at: Option<u64>,
     expire_at: Option<u64>,
@@ -378,6 +385,7 @@ impl IkeSa {
             retry_at: None,
             peer_next_id: 0,
             last_resp: None,
+            resp_twin: None,
             children: Vec::new(),
             rekey_at: None,
             expire_at: None,
@@ -610,6 +618,11 @@ impl IkeSa {
         if let Some(data) = self.seal(ctx, &h, payloads) {
             ctx.send(local, remote, data.clone());
             self.last_resp = Some((id, data));
+            self.resp_twin = self
+                .pending
+                .as_ref()
+                .filter(|p| p.id == id)
+                .map(|_| (id, local, remote));
         }
     }
 
@@ -2650,6 +2663,12 @@ impl IkeSa {
             let Some(pending) = self.pending.take() else {
                 return;
             };
+            if let (Some((id, l, r)), Some((rid, d))) = (self.resp_twin.take(), &self.last_resp) {
+                if id == pending.id && *rid == id {
+                    ctx.counters.resent_responses += 1;
+                    ctx.send(l, r, d.clone());
+                }
+            }
             let via = (local, remote);
             let was_update = matches!(pending.kind, Kind::Update { .. });
             match pending.kind {
