@@ -390,6 +390,38 @@ fn disallownat_refuses_the_nat_pair_and_the_sa_stays() {
 }
 
 #[test]
+fn an_unacceptable_pair_is_refused_and_the_next_one_taken() {
+    // The gateway's host has B2, but the connection serves only B1 and B6; the client
+    // knows B2 from its own configuration.
+    let mut l = lab(
+        18,
+        client(|c| c.peer_addrs = vec![at(B1, 500), at(B2, 500)]),
+        gateway(|c| c.local_addrs = vec![at(B1, 500), at(B6, 500)]),
+    );
+    let now = l.net.now;
+    assert!(l.net.a.migrate(now, l.sa_a, ip(A1), ip(B2)));
+    l.net.run_for(100 * MS);
+    assert_eq!(l.net.b.counters().mobike_refused, 1);
+    assert_eq!(l.net.a.counters().mobike_refused, 1);
+    assert_eq!(l.net.b.counters().mobike_moves, 0);
+    // The path in use still works: the SA stays.
+    assert_eq!(l.path_a(), (at(A1, 4500), at(B1, 4500), false));
+    l.assert_agree();
+    // A1 and B1 go: the update to (A2, B1) is lost, the probe on (A2, B2) is refused,
+    // and the SA ends on the pair left, IPv6.
+    let now = l.net.now;
+    l.kill(A1);
+    l.kill(B1);
+    l.net.a.set_own_addrs(now, &[ip(A2), ip(A6)]);
+    l.net.run_for(5 * S);
+    assert_eq!(l.path_a(), (at(A6, 4500), at(B6, 4500), false));
+    l.assert_agree();
+    assert_eq!(l.net.b.counters().mobike_refused, 2);
+    assert_eq!(l.net.b.counters().mobike_moves, 1);
+    assert_eq!(l.net.b.established(), 1);
+}
+
+#[test]
 fn a_nat_between_at_ike_auth_with_disallownat_fails_the_sa() {
     let mut net = endpoints(
         client(|c| {

@@ -818,9 +818,17 @@ impl IkeSa {
                 )));
                 return;
             }
+            let moving = (local, remote) != (self.local, self.remote);
+            if moving && self.unacceptable(ctx, local, remote) {
+                ctx.counters.mobike_refused += 1;
+                resp.push(Payload::Notify(NotifyRepr::new(
+                    NotifyType::UNACCEPTABLE_ADDRESSES,
+                    &[],
+                )));
+                return;
+            }
             let nat = nat_d.is_some_and(|(a, b)| a || b);
             ctx.counters.mobike_updates_received += 1;
-            let moving = (local, remote) != (self.local, self.remote);
             if moving && self.conn(ctx).mobike.rr_check {
                 // RFC 4555 5.2: the new address must answer before traffic goes
                 // there.
@@ -839,6 +847,19 @@ impl IkeSa {
         if nat_d.is_some() {
             resp.extend(self.nat_d(local, remote));
         }
+    }
+
+    /// RFC 4555 3.5: a pair our policy does not allow the SA to move to. The local
+    /// address must be one this connection serves (its own addresses that the host still
+    /// has, or any of the host's without a list; an address going away is refused), and
+    /// the peer's must be one a reply can go to.
+    fn unacceptable(&self, ctx: &Ctx<'_>, local: SocketAddr, remote: SocketAddr) -> bool {
+        let bad_remote = match remote.ip() {
+            IpAddr::V4(a) => a.is_unspecified() || a.is_multicast() || a.is_broadcast(),
+            IpAddr::V6(a) => a.is_unspecified() || a.is_multicast(),
+        };
+        let own = self.own_addrs(ctx);
+        bad_remote || (!own.is_empty() && !own.contains(&local.ip()))
     }
 
     /// Whether an IKE_AUTH request's NO_NATS_ALLOWED forbids what we see.
