@@ -73,6 +73,12 @@ fn common_prefix(a: IpAddr, b: IpAddr) -> u32 {
     }
 }
 
+/// A peer address a reply can go to: what an announced list may hold and an update may
+/// come from.
+fn usable_peer_addr(a: IpAddr) -> bool {
+    !a.is_unspecified() && !a.is_multicast()
+}
+
 fn push_unique(v: &mut Vec<IpAddr>, a: IpAddr) {
     if !v.contains(&a) {
         v.push(a);
@@ -240,7 +246,7 @@ impl IkeSa {
             _ => None,
         }) {
             if let Some(a) = n.address() {
-                if list.len() < MAX_PEER_ADDRS && !a.is_unspecified() && !a.is_multicast() {
+                if list.len() < MAX_PEER_ADDRS && usable_peer_addr(a) {
                     push_unique(&mut list, a);
                 }
             }
@@ -854,12 +860,8 @@ impl IkeSa {
     /// has, or any of the host's without a list; an address going away is refused), and
     /// the peer's must be one a reply can go to.
     fn unacceptable(&self, ctx: &Ctx<'_>, local: SocketAddr, remote: SocketAddr) -> bool {
-        let bad_remote = match remote.ip() {
-            IpAddr::V4(a) => a.is_unspecified() || a.is_multicast() || a.is_broadcast(),
-            IpAddr::V6(a) => a.is_unspecified() || a.is_multicast(),
-        };
         let own = self.own_addrs(ctx);
-        bad_remote || (!own.is_empty() && !own.contains(&local.ip()))
+        !usable_peer_addr(remote.ip()) || (!own.is_empty() && !own.contains(&local.ip()))
     }
 
     /// Whether an IKE_AUTH request's NO_NATS_ALLOWED forbids what we see.
