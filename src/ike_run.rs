@@ -15,14 +15,14 @@
 use crate::addrwatch::AddrWatch;
 use crate::mobility::Mobility;
 use crate::run::{self, Port};
+use control::client::Client;
 use control::config::{CipherBackend, StaticConfig};
 use control::ctl::{ChildSaInfo, CtlServer, IkeSaInfo, PathInfo, Request, Response};
-use control::engine::{Installer, L2Resolver};
+use control::engine::{InstallError, Installer, L2Resolver};
 use control::ike::conn::Conn;
 use control::ike::crypto::random::Random;
-use control::ike::sa::{
-    ConnId, Counters, DownReason, Endpoint, EndpointConfig, Event, SaId, Transmit,
-};
+use control::ike::sa::{ConnId, Counters, Endpoint, EndpointConfig, Event, SaId, Transmit};
+use control::shutdown::Shutdown;
 use dataplane::io::afpacket::{self, KernelShield};
 use dataplane::io::mem;
 use dataplane::io::{BurstIo, Layer};
@@ -31,7 +31,7 @@ use dataplane::PacketBuf;
 use shared::clock::now_ns;
 use shared::path::L2;
 use shared::table::TableWriter;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
@@ -41,20 +41,8 @@ use tracing::{debug, info, warn};
 
 /// RFC 3948 2.2: IKE on the NAT-T port starts with four zero bytes.
 const NON_ESP_MARKER: [u8; 4] = [0; 4];
-/// Client: first wait before initiating a connection again after a failure; doubles
-/// up to [`RETRY_MAX_NS`].
-const RETRY_FIRST_NS: u64 = 1_000_000_000;
-const RETRY_MAX_NS: u64 = 32_000_000_000;
-/// Client: initiations started per turn of the loop, so that thousands of instances do
-/// not all send IKE_SA_INIT in one burst.
-const INITIATE_PER_TURN: usize = 32;
-/// Client: IKE SAs being set up at once at most. More only queue up in the peer's
-/// socket and in ours and come back as retransmissions.
-const MAX_INITIATING: usize = 64;
 /// SO_RCVBUF/SO_SNDBUF of the IKE sockets.
 const IKE_SOCKET_BUFFER: libc::c_int = 4 << 20;
-/// On SIGINT/SIGTERM: how long deletions may take before the process ends anyway.
-const SHUTDOWN_NS: u64 = 2_000_000_000;
 /// Largest IKE datagram read (RFC 7296 2: at least 1280 must be accepted; 64 KiB is
 /// the UDP limit).
 const MAX_DATAGRAM: usize = 65_535;
@@ -88,98 +76,6 @@ impl Random for OsRandom {
         // nothing safe can run then.
         if self.0.fill(out).is_err() {
             panic!("the system random generator failed");
-        }
-    }
-}
-
-/// A client connection's initiation state.
-#[derive(Clone, Copy, Debug)]
-enum Attempt {
-    /// Waiting until this time to initiate.
-    Due(u64),
-    /// An IKE SA is being set up or is up.
-    Active,
-}
-
-struct Client {
-    attempts: Vec<Option<Attempt>>,
-    backoff: Vec<u64>,
-    /// Connections due to initiate, in order.
-    queue: VecDeque<ConnId>,
-    by_sa: HashMap<SaId, ConnId>,
-}
-
-impl Client {
-    fn new(conns: &[Conn], now: u64) -> Client {
-        let mut c = Client {
-            attempts: vec![None; conns.len()],
-            backoff: vec![RETRY_FIRST_NS; conns.len()],
-            queue: VecDeque::new(),
-            by_sa: HashMap::new(),
-        };
-        for (i, conn) in conns.iter().enumerate() {
-            if !conn.peer_addrs.is_empty() {
-                c.attempts[i] = Some(Attempt::Due(now));
-                c.queue.push_back(i);
-            }
-        }
-        c
-    }
-
-    fn start_due(&mut self, ep: &mut Endpoint, now: u64) {
-        let room = MAX_INITIATING.saturating_sub(ep.initiating());
-        for _ in 0..INITIATE_PER_TURN.min(room).min(self.queue.len()) {
-            let Some(i) = self.queue.pop_front() else {
-                break;
-            };
-            match self.attempts[i] {
-                Some(Attempt::Due(t)) if t <= now => {}
-                Some(Attempt::Due(_)) => {
-                    self.queue.push_back(i);
-                    continue;
-                }
-                _ => continue,
-            }
-            match ep.initiate(now, i, None) {
-                Some(sa) => {
-                    self.attempts[i] = Some(Attempt::Active);
-                    self.by_sa.insert(sa, i);
-                }
-                None => {
-                    warn!(conn = %ep.conns()[i].name, "cannot initiate: no peer or local address");
-                    self.retry(i, now);
-                }
-            }
-        }
-    }
-
-    fn retry(&mut self, i: ConnId, now: u64) {
-        let wait = self.backoff[i];
-        self.backoff[i] = (wait * 2).min(RETRY_MAX_NS);
-        self.attempts[i] = Some(Attempt::Due(now + wait));
-        self.queue.push_back(i);
-    }
-
-    fn on_event(&mut self, ev: &Event, now: u64, stopping: bool) {
-        match ev {
-            Event::IkeUp { sa, .. } => {
-                if let Some(&i) = self.by_sa.get(sa) {
-                    self.backoff[i] = RETRY_FIRST_NS;
-                }
-            }
-            Event::IkeRekeyed { old, new } => {
-                if let Some(i) = self.by_sa.remove(old) {
-                    self.by_sa.insert(*new, i);
-                }
-            }
-            Event::IkeDown { sa, reason } => {
-                if let Some(i) = self.by_sa.remove(sa) {
-                    if !stopping && *reason != DownReason::Rekeyed {
-                        self.retry(i, now);
-                    }
-                }
-            }
-            _ => {}
         }
     }
 }
@@ -256,6 +152,10 @@ pub fn main(args: &IkeArgs, role: Role) -> Result<(), String> {
         port: cfg.ike.port,
         port_nat_t: cfg.ike.port_nat_t,
         cookie_threshold: cfg.ike.cookie_threshold,
+        // What the dataplane can hold: beyond it new IKE SAs are not taken and new
+        // child SAs are refused (NO_ADDITIONAL_SAS) instead of never installed.
+        max_ike_sas: tc.max_paths,
+        max_child_sas: cfg.dataplane.max_sas,
         ..EndpointConfig::default()
     };
     let names: Vec<String> = conns.iter().map(|c| c.name.clone()).collect();
@@ -317,6 +217,9 @@ pub fn main(args: &IkeArgs, role: Role) -> Result<(), String> {
 
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second signal ends the process at once, without waiting for peers.
+        signal_hook::flag::register_conditional_shutdown(sig, 1, stop.clone())
+            .map_err(|e| format!("signal: {e}"))?;
         signal_hook::flag::register(sig, stop.clone()).map_err(|e| format!("signal: {e}"))?;
     }
     let mut ctl = match &cfg.control.socket {
@@ -339,21 +242,35 @@ pub fn main(args: &IkeArgs, role: Role) -> Result<(), String> {
     let mut rx = vec![0u8; MAX_DATAGRAM];
     let mut punted = PacketBuf::new();
     let mut sink = PacketBuf::alloc(64);
-    let mut stopping_since: Option<u64> = None;
+    let mut stopping: Option<Shutdown> = None;
+    let mut install_failed = 0u64;
+    let mut progress_at = start;
     loop {
         let now = now_ns();
-        if stopping_since.is_none() && stop.load(Ordering::Relaxed) {
-            // Delete every IKE SA so that peers do not keep sending into the void.
-            stopping_since = Some(now);
-            let ids = ep.sa_ids();
-            info!(sas = ids.len(), "stopping: deleting IKE SAs");
-            for sa in ids {
-                ep.delete(now, sa);
-            }
+        if stopping.is_none() && stop.load(Ordering::Relaxed) {
+            // Delete every IKE SA so that peers do not keep sending into the void,
+            // a window of deletions at a time (control::shutdown).
+            let s = Shutdown::start(&ep, now);
+            info!(
+                sas = s.total,
+                limit_s = (s.deadline - now) / 1_000_000_000,
+                "stopping: deleting IKE SAs (a second signal ends at once)"
+            );
+            stopping = Some(s);
         }
-        if let Some(t0) = stopping_since {
-            if ep.sa_count() == 0 || now.saturating_sub(t0) > SHUTDOWN_NS {
+        if let Some(s) = stopping.as_mut() {
+            if s.poll(&mut ep, now) {
+                if ep.sa_count() > 0 {
+                    warn!(
+                        left = ep.sa_count(),
+                        "stopping: time is up; IKE SAs whose peer did not confirm the DELETE are dropped"
+                    );
+                }
                 break;
+            }
+            if now.saturating_sub(progress_at) >= 1_000_000_000 {
+                progress_at = now;
+                info!(left = s.left(), "stopping: deleting IKE SAs");
             }
         }
         let deadline = [ep.poll_timeout(), mobility.next_deadline()]
@@ -377,7 +294,7 @@ pub fn main(args: &IkeArgs, role: Role) -> Result<(), String> {
             ep.handle_timeout(now);
         }
         mobility.poll(&mut ep, now);
-        if let (Some(c), None) = (client.as_mut(), stopping_since) {
+        if let (Some(c), None) = (client.as_mut(), &stopping) {
             c.start_due(&mut ep, now);
         }
         io.flush_inject();
@@ -388,10 +305,14 @@ pub fn main(args: &IkeArgs, role: Role) -> Result<(), String> {
         while let Some(ev) = ep.poll_event() {
             log_event(&ev, &names, &installer);
             if let Err(e) = installer.on_event(&mut writer, now, &ev) {
-                warn!(error = %e, event = ?ev, "dataplane install failed");
+                install_failed += 1;
+                refuse_uninstallable(&mut ep, now, &ev, &e);
             }
             if let Some(c) = client.as_mut() {
-                c.on_event(&ev, now, stopping_since.is_some());
+                c.on_event(&mut ep, &ev, now, stopping.is_some());
+            }
+            if let Some(s) = stopping.as_mut() {
+                s.on_event(&ev);
             }
             mobility.on_event(&ep, now, &ev);
         }
@@ -410,8 +331,19 @@ pub fn main(args: &IkeArgs, role: Role) -> Result<(), String> {
             let _ = far.rx_burst(&mut sink);
         }
         if let Some(server) = ctl.as_mut() {
-            let mob = (mobility.rotations, mobility.rotations_stuck);
-            server.poll(|req| handle(req, &mut ep, &installer, &names, &fabric, &writer, mob));
+            let cc = client.as_ref().map(|c| c.counters).unwrap_or_default();
+            let extra = [
+                ("mobike_rotations", mobility.rotations),
+                ("mobike_rotations_stuck", mobility.rotations_stuck),
+                ("install_failed", install_failed),
+                ("inject_dropped", io.inject_dropped),
+                ("ike_send_failed", io.send_failed),
+                ("client_initiated", cc.initiated),
+                ("client_retries", cc.retries),
+                ("client_setup_failed", cc.setup_failed),
+                ("client_childless_deleted", cc.childless),
+            ];
+            server.poll(|req| handle(req, &mut ep, &installer, &names, &fabric, &writer, &extra));
         }
     }
     // Whatever the deletions left (a peer that did not answer) leaves the tables too.
@@ -434,6 +366,26 @@ pub fn main(args: &IkeArgs, role: Role) -> Result<(), String> {
         info!(counter = name, value = v);
     }
     Ok(())
+}
+
+/// An event the dataplane could not take must not look established to the peer:
+/// an IKE SA without a path is deleted, a child SA without room is taken out and
+/// deleted at the peer (the responder refuses new children before this happens,
+/// `max_child_sas`; this covers the rest, such as a rekey finding the table full).
+fn refuse_uninstallable(ep: &mut Endpoint, now: u64, ev: &Event, e: &InstallError) {
+    match ev {
+        Event::IkeUp { sa, .. } => {
+            warn!(sa = %hex_spi(*sa), error = %e, "dataplane full: deleting the IKE SA");
+            ep.delete(now, *sa);
+        }
+        Event::ChildUp { sa, child } => {
+            warn!(sa = %hex_spi(*sa), child = child.id, error = %e, "dataplane full: deleting the child SA");
+            ep.drop_child(now, *sa, child.id);
+        }
+        // The child just taken out above was never installed.
+        Event::ChildDown { .. } if matches!(e, InstallError::UnknownChild(_)) => {}
+        _ => warn!(error = %e, event = ?ev, "dataplane install failed"),
+    }
 }
 
 /// The addresses MOBIKE may use and announce: not link-local (scoped to one link),
@@ -698,6 +650,7 @@ fn log_event(ev: &Event, names: &[String], inst: &Installer) {
             local,
             remote,
             encap,
+            behind_nat,
             peer_id,
             vip,
             suite,
@@ -709,6 +662,7 @@ fn log_event(ev: &Event, names: &[String], inst: &Installer) {
             %local,
             peer = %remote,
             encap = *encap || inst.udp_only(),
+            behind_nat,
             peer_id = %peer_id.as_ref().map(|i| i.to_string()).unwrap_or_default(),
             vip = %vip.map(|v| v.to_string()).unwrap_or_default(),
             suite = %format_args!(
@@ -754,7 +708,8 @@ fn log_event(ev: &Event, names: &[String], inst: &Installer) {
             local,
             remote,
             encap,
-        } => info!(sa = %hex_spi(*sa), %local, %remote, encap, "path changed"),
+            behind_nat,
+        } => info!(sa = %hex_spi(*sa), %local, %remote, encap, behind_nat, "path changed"),
         Event::IkeDown { sa, reason } => info!(sa = %hex_spi(*sa), ?reason, "IKE SA down"),
     }
 }
@@ -765,6 +720,7 @@ fn ike_counters(c: &Counters) -> Vec<(String, u64)> {
         ("ike_tx", c.tx),
         ("ike_malformed", c.malformed),
         ("ike_bad_version", c.bad_version),
+        ("ike_unsupported_critical", c.unsupported_critical),
         ("ike_unknown_spi", c.unknown_spi),
         ("ike_decrypt_failed", c.decrypt_failed),
         ("ike_msgid_out_of_window", c.msgid_out_of_window),
@@ -780,6 +736,7 @@ fn ike_counters(c: &Counters) -> Vec<(String, u64)> {
         ("ike_child_up", c.child_up),
         ("ike_child_down", c.child_down),
         ("ike_half_open_expired", c.half_open_expired),
+        ("ike_childless_deleted", c.childless_deleted),
         ("ike_initial_contact_dropped", c.initial_contact_dropped),
         ("mobike_moves", c.mobike_moves),
         ("mobike_updates_sent", c.mobike_updates_sent),
@@ -803,7 +760,7 @@ fn handle(
     names: &[String],
     fabric: &Fabric,
     writer: &TableWriter,
-    (rotations, rotations_stuck): (u64, u64),
+    extra: &[(&str, u64)],
 ) -> Response {
     match req {
         Request::Sas => {
@@ -855,8 +812,12 @@ fn handle(
             counters.push(("ike_half_open".into(), ep.half_open() as u64));
             counters.push(("child_sas".into(), ep.child_count() as u64));
             counters.push(("leased".into(), ep.leased() as u64));
-            counters.push(("mobike_rotations".into(), rotations));
-            counters.push(("mobike_rotations_stuck".into(), rotations_stuck));
+            counters.extend(
+                extra
+                    .iter()
+                    .filter(|(_, v)| *v != 0)
+                    .map(|(n, v)| (n.to_string(), *v)),
+            );
             Response::Stats { counters }
         }
         Request::Paths => {
@@ -935,90 +896,4 @@ fn ts_strings(ts: &[control::ike::conn::Selector]) -> Vec<String> {
             t
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use control::ike::conn::Identity;
-
-    fn conns() -> Vec<Conn> {
-        let mut a = Conn::new("a", Identity::Fqdn("a.test".into()), b"0123456789");
-        a.peer_addrs = vec!["192.0.2.1:500".parse().unwrap()];
-        // No peer: a responder-only connection is never initiated.
-        let b = Conn::new("b", Identity::Fqdn("b.test".into()), b"0123456789");
-        vec![a, b]
-    }
-
-    fn due(c: &Client, i: ConnId) -> Option<u64> {
-        match c.attempts[i] {
-            Some(Attempt::Due(t)) => Some(t),
-            _ => None,
-        }
-    }
-
-    #[test]
-    fn client_retries_with_doubling_backoff_reset_by_success() {
-        let mut c = Client::new(&conns(), 5);
-        assert_eq!(c.queue, VecDeque::from([0]));
-        assert_eq!(due(&c, 0), Some(5));
-        assert!(c.attempts[1].is_none());
-        // Pretend the initiation happened as SA 7.
-        c.queue.clear();
-        c.attempts[0] = Some(Attempt::Active);
-        c.by_sa.insert(7, 0);
-        let down = |sa| Event::IkeDown {
-            sa,
-            reason: DownReason::PeerDead,
-        };
-        c.on_event(&down(7), 100, false);
-        assert_eq!(due(&c, 0), Some(100 + RETRY_FIRST_NS));
-        c.by_sa.insert(8, 0);
-        c.on_event(&down(8), 200, false);
-        assert_eq!(due(&c, 0), Some(200 + 2 * RETRY_FIRST_NS));
-        // Success resets the backoff; an IKE rekey carries the SA over.
-        c.by_sa.insert(9, 0);
-        c.on_event(
-            &Event::IkeUp {
-                sa: 9,
-                conn: 0,
-                initiator: true,
-                local: "192.0.2.2:500".parse().unwrap(),
-                remote: "192.0.2.1:500".parse().unwrap(),
-                encap: false,
-                peer_id: None,
-                vip: None,
-                suite: control::ike::crypto::IkeSuite {
-                    encr: control::ike::crypto::Encr::AesGcm16_128,
-                    integ: None,
-                    prf: control::ike::crypto::Prf::HmacSha2_256,
-                    dh: control::ike::crypto::DhGroup::Curve25519,
-                },
-                setup_ns: 1,
-            },
-            300,
-            false,
-        );
-        c.on_event(&Event::IkeRekeyed { old: 9, new: 10 }, 300, false);
-        c.on_event(
-            &Event::IkeDown {
-                sa: 9,
-                reason: DownReason::Rekeyed,
-            },
-            300,
-            false,
-        );
-        assert_eq!(c.by_sa.get(&10), Some(&0));
-        c.on_event(&down(10), 400, false);
-        assert_eq!(due(&c, 0), Some(400 + RETRY_FIRST_NS));
-        // Backoff is bounded, and nothing is retried while stopping.
-        for k in 0..20 {
-            c.retry(0, k);
-        }
-        assert_eq!(c.backoff[0], RETRY_MAX_NS);
-        c.by_sa.insert(11, 0);
-        c.attempts[0] = Some(Attempt::Active);
-        c.on_event(&down(11), 500, true);
-        assert!(due(&c, 0).is_none());
-    }
 }

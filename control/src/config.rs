@@ -333,15 +333,25 @@ impl InstalledNames {
     }
 }
 
+/// Inbound SA slots and paths kept beyond `dataplane.max_sas`: a child rekey holds
+/// two inbound SAs for a while, and rekeys are spread by their jitter.
+pub fn rekey_room(max_sas: usize) -> usize {
+    (max_sas / 32).max(4)
+}
+
 impl StaticConfig {
-    /// Table sizes for this configuration.
+    /// Table sizes for this configuration: `max_sas` child SAs (tunnels), with
+    /// [`rekey_room`] more inbound SAs and paths so that rekeys (the old inbound SA
+    /// stays until the old child is deleted) and IKE SAs whose child is being
+    /// refused never find the table full.
     pub fn table_config(&self) -> TableConfig {
         let n = self.dataplane.max_sas;
+        let room = rekey_room(n);
         TableConfig {
             workers: self.dataplane.workers,
-            max_inbound: n,
+            max_inbound: n + room,
             max_outbound: n,
-            max_paths: n.max(self.paths.len()),
+            max_paths: (n + room).max(self.paths.len()),
             max_tunnels: n.max(self.tunnels.len()),
         }
     }

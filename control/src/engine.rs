@@ -34,8 +34,8 @@ use crate::ike::sa::{ChildId, ChildInfo, ConnId, DownReason, Event, SaId};
 /// reordering).
 pub const REPLACED_INBOUND_LINGER_NS: u64 = 500_000_000;
 
-/// RFC 3948 4: NAT keepalive interval on UDP-encapsulated paths we initiated (the end
-/// most likely behind a NAT).
+/// RFC 3948 4: NAT keepalive interval on UDP-encapsulated paths with a NAT in front
+/// of us (never without one: forced encapsulation alone needs no mapping kept alive).
 pub const KEEPALIVE_MS: u32 = 20_000;
 
 /// Why an event could not be installed. The table is left as it was for that event
@@ -271,10 +271,10 @@ impl Installer {
 
     fn path_spec(
         &mut self,
-        initiator: bool,
         local: SocketAddr,
         remote: SocketAddr,
         encap: bool,
+        behind_nat: bool,
     ) -> PathSpec {
         let udp = encap || self.udp_only;
         PathSpec {
@@ -282,7 +282,7 @@ impl Installer {
             remote,
             encap: if udp { Encap::Udp } else { Encap::Esp },
             l2: self.l2.as_mut().and_then(|f| f(local, remote)),
-            keepalive_ms: if udp && initiator { KEEPALIVE_MS } else { 0 },
+            keepalive_ms: if udp && behind_nat { KEEPALIVE_MS } else { 0 },
         }
     }
 
@@ -302,6 +302,7 @@ impl Installer {
                 local,
                 remote,
                 encap,
+                behind_nat,
                 peer_id,
                 vip,
                 ..
@@ -309,12 +310,12 @@ impl Installer {
                 if let Some(old) = self.sas.get(sa) {
                     // Up twice: treat as a path change.
                     let path = old.path;
-                    let spec = self.path_spec(*initiator, *local, *remote, *encap);
+                    let spec = self.path_spec(*local, *remote, *encap, *behind_nat);
                     w.set_path(path, spec)?;
                     return Ok(());
                 }
                 let path = self.paths.take().ok_or(InstallError::PathsFull)?;
-                let spec = self.path_spec(*initiator, *local, *remote, *encap);
+                let spec = self.path_spec(*local, *remote, *encap, *behind_nat);
                 if let Err(e) = w.set_path(path, spec) {
                     self.paths.put(path);
                     return Err(e.into());
@@ -357,10 +358,11 @@ impl Installer {
                 local,
                 remote,
                 encap,
+                behind_nat,
             } => {
                 let v = self.sas.get(sa).ok_or(InstallError::UnknownSa(*sa))?;
-                let (path, initiator) = (v.path, v.initiator);
-                let spec = self.path_spec(initiator, *local, *remote, *encap);
+                let path = v.path;
+                let spec = self.path_spec(*local, *remote, *encap, *behind_nat);
                 w.set_path(path, spec)?;
                 if let Some(v) = self.sas.get_mut(sa) {
                     v.local = *local;
@@ -648,6 +650,10 @@ mod tests {
     }
 
     fn ike_up(sa: SaId, encap: bool) -> Event {
+        ike_up_nat(sa, encap, false)
+    }
+
+    fn ike_up_nat(sa: SaId, encap: bool, behind_nat: bool) -> Event {
         Event::IkeUp {
             sa,
             conn: 0,
@@ -655,6 +661,7 @@ mod tests {
             local: addr("192.0.2.1:4500"),
             remote: addr("198.51.100.1:4500"),
             encap,
+            behind_nat,
             peer_id: Some(Identity::Fqdn("gw.test".into())),
             vip: Some("10.3.0.1".parse().unwrap()),
             suite: crate::ike::crypto::IkeSuite {
@@ -762,7 +769,33 @@ mod tests {
         let s = batch(&mut i, &mut w, &[ike_up(SA1, false)]);
         let p = s.path(0).unwrap().spec;
         assert_eq!(p.encap, Encap::Udp);
-        assert_eq!(p.keepalive_ms, KEEPALIVE_MS);
+        // Encapsulated, but no NAT in front of us: nothing to keep alive.
+        assert_eq!(p.keepalive_ms, 0);
+    }
+
+    #[test]
+    fn nat_keepalives_only_while_a_nat_is_in_front_of_us() {
+        // RFC 3948 4: the end behind a NAT sends keepalives, whichever role it has.
+        let mut w = writer(1);
+        let mut i = Installer::new(&w, true, 64);
+        let mut up = ike_up_nat(SA1, true, true);
+        if let Event::IkeUp { initiator, .. } = &mut up {
+            *initiator = false;
+        }
+        let s = batch(&mut i, &mut w, &[up]);
+        assert_eq!(s.path(0).unwrap().spec.keepalive_ms, KEEPALIVE_MS);
+        let moved = |behind_nat| Event::PathChanged {
+            sa: SA1,
+            local: addr("192.0.2.9:4500"),
+            remote: addr("198.51.100.1:4500"),
+            encap: true,
+            behind_nat,
+        };
+        // MOBIKE to a pair without a NAT: they stop; to one with a NAT again: back.
+        let s = batch(&mut i, &mut w, &[moved(false)]);
+        assert_eq!(s.path(0).unwrap().spec.keepalive_ms, 0);
+        let s = batch(&mut i, &mut w, &[moved(true)]);
+        assert_eq!(s.path(0).unwrap().spec.keepalive_ms, KEEPALIVE_MS);
     }
 
     #[test]
@@ -930,6 +963,7 @@ mod tests {
                 local: addr("192.0.2.7:4500"),
                 remote: addr("198.51.100.1:4500"),
                 encap: true,
+                behind_nat: false,
             }],
         );
         let p = s.path(0).unwrap();

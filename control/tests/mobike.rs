@@ -223,7 +223,8 @@ fn break_before_make_moves_both_ends_in_one_round_trip() {
             sa: l.sa_b,
             local: at(B1, 4500),
             remote: at(A2, 4500),
-            encap: false
+            encap: false,
+            behind_nat: false,
         }
     );
 }
@@ -357,10 +358,61 @@ fn a_nat_on_the_new_path_turns_encapsulation_on_and_off_again() {
     l.net.run_for(100 * MS);
     assert_eq!(l.path_a(), (at(A2, 4500), at(B1, 4500), true));
     assert_eq!(l.path_b(), (at(B1, 4500), at(NAT, 40000), true));
+    // Only the end behind the NAT keeps its mapping alive (RFC 3948 4).
+    assert_eq!(last_behind_nat(&l.net.ev_a), Some(true));
+    assert_eq!(last_behind_nat(&l.net.ev_b), Some(false));
     let now = l.net.now;
     assert!(l.net.a.migrate(now, l.sa_a, ip(A1), ip(B1)));
     l.net.run_for(100 * MS);
     assert_eq!(l.path_a(), (at(A1, 4500), at(B1, 4500), false));
+    assert_eq!(last_behind_nat(&l.net.ev_a), Some(false));
+    l.assert_agree();
+}
+
+/// `behind_nat` of the last path event (IkeUp or PathChanged).
+fn last_behind_nat(ev: &[Event]) -> Option<bool> {
+    ev.iter().rev().find_map(|e| match e {
+        Event::IkeUp { behind_nat, .. } | Event::PathChanged { behind_nat, .. } => {
+            Some(*behind_nat)
+        }
+        _ => None,
+    })
+}
+
+#[test]
+fn forced_encapsulation_holds_for_the_life_of_the_sa() {
+    // The client forces UDP encapsulation (a fake NAT_DETECTION_SOURCE_IP in
+    // IKE_SA_INIT), the gateway does not. Every later NAT-D from the client (DPD,
+    // UPDATE_SA_ADDRESSES) must say the same, or the gateway concludes the NAT went
+    // away and drops encapsulation (RFC 7296 2.23, RFC 4555 3.9).
+    let mut l = lab(
+        30,
+        client(|c| {
+            c.force_encap = true;
+            c.dpd.interval_s = 1;
+        }),
+        gateway(|_| {}),
+    );
+    assert_eq!(l.path_b(), (at(B1, 4500), at(A1, 4500), true));
+    // DPD with NAT-D, a few rounds.
+    l.net.run_for(5 * S);
+    assert!(l.net.a.counters().tx >= 4);
+    assert!(l.path_b().2);
+    let now = l.net.now;
+    assert!(l.net.a.migrate(now, l.sa_a, ip(A2), ip(B2)));
+    l.net.run_for(100 * MS);
+    assert_eq!(l.path_a(), (at(A2, 4500), at(B2, 4500), true));
+    assert_eq!(l.path_b(), (at(B2, 4500), at(A2, 4500), true));
+    // The gateway answers with real hashes: the client knows no NAT is in front of
+    // it, so it sends no keepalives, but keeps encapsulating.
+    assert_eq!(last_behind_nat(&l.net.ev_a), Some(false));
+    // And the gateway moves on the initiator's break-before-make too.
+    let now = l.net.now;
+    l.kill(A2);
+    l.net.a.set_own_addrs(now, &[ip(A1), ip(A6)]);
+    l.net.run_for(100 * MS);
+    assert_eq!(l.path_b().1.ip(), ip(A1));
+    assert!(l.path_b().2, "{:?}", l.path_b());
     l.assert_agree();
 }
 

@@ -104,7 +104,8 @@ enum Req {
     ReturnRoutability {
         local: SocketAddr,
         remote: SocketAddr,
-        encap: bool,
+        /// (NAT in front of us, in front of the peer) on that pair.
+        nat: (bool, bool),
     },
 }
 
@@ -140,7 +141,7 @@ enum Kind {
         cookie: Vec<u8>,
         local: SocketAddr,
         remote: SocketAddr,
-        encap: bool,
+        nat: (bool, bool),
     },
 }
 
@@ -179,6 +180,10 @@ pub(crate) struct IkeSa {
     local: SocketAddr,
     remote: SocketAddr,
     encap: bool,
+    /// A NAT is in front of us on the current path (the peer's
+    /// NAT_DETECTION_DESTINATION_IP did not match our address, RFC 7296 2.23): only
+    /// then do we send NAT keepalives (RFC 3948 4).
+    behind_nat: bool,
     suite: Option<IkeSuite>,
     keys: Option<IkeKeys>,
     sk_out: Option<SkKeys>,
@@ -207,6 +212,9 @@ pub(crate) struct IkeSa {
     expire_at: Option<u64>,
     half_open_until: Option<u64>,
     dpd_at: Option<u64>,
+    /// Established without any child SA: deleted at this time unless one comes
+    /// (see `Conn::childless_timeout_ms`).
+    childless_until: Option<u64>,
     last_rx: u64,
     peer_id: Option<Identity>,
     vip: Option<IpAddr>,
@@ -369,6 +377,7 @@ impl IkeSa {
             local,
             remote,
             encap: false,
+            behind_nat: false,
             suite: None,
             keys: None,
             sk_out: None,
@@ -391,6 +400,7 @@ impl IkeSa {
             expire_at: None,
             half_open_until: None,
             dpd_at: None,
+            childless_until: None,
             last_rx: 0,
             peer_id: None,
             vip: None,
@@ -486,6 +496,7 @@ impl IkeSa {
             self.expire_at,
             self.half_open_until,
             self.dpd_at,
+            self.childless_until,
         ]
         .into_iter()
         .flatten()
@@ -628,6 +639,7 @@ impl IkeSa {
 
     /// Sends the next queued request if none is outstanding.
     pub fn kick(&mut self, ctx: &mut Ctx<'_>, now: u64) {
+        self.arm_childless(ctx, now);
         while self.pending.is_none() && self.retry_at.is_none() {
             let ready = match self.state {
                 State::Established => true,
@@ -649,10 +661,23 @@ impl IkeSa {
         }
     }
 
+    /// RFC 7296 allows an IKE SA without child SAs (one refused at IKE_AUTH, or all
+    /// deleted), but nothing else would ever end one whose peer vanished without a
+    /// DELETE while DPD is off: it gets `childless_timeout` to gain a child.
+    fn arm_childless(&mut self, ctx: &Ctx<'_>, now: u64) {
+        let childless = self.state == State::Established && self.children.is_empty();
+        if !childless {
+            self.childless_until = None;
+        } else if self.childless_until.is_none() {
+            let ms = self.conn(ctx).childless_timeout_ms;
+            self.childless_until = (ms > 0).then(|| now.saturating_add(ms * NS_PER_MS));
+        }
+    }
+
     fn send_req(&mut self, ctx: &mut Ctx<'_>, now: u64, req: Req) {
         match req {
             Req::Dpd => {
-                let p = self.dpd_payloads();
+                let p = self.dpd_payloads(ctx);
                 self.send_request(ctx, now, ExchangeType::INFORMATIONAL, &p, Kind::Dpd)
             }
             Req::DeleteIke => {
@@ -725,11 +750,9 @@ impl IkeSa {
             Req::RekeyIke => self.send_rekey_ike(ctx, now, None),
             Req::Update(pairs) => self.send_update(ctx, now, pairs),
             Req::Addresses => self.send_addresses(ctx, now),
-            Req::ReturnRoutability {
-                local,
-                remote,
-                encap,
-            } => self.send_rr(ctx, now, local, remote, encap),
+            Req::ReturnRoutability { local, remote, nat } => {
+                self.send_rr(ctx, now, local, remote, nat)
+            }
         }
     }
 
@@ -761,15 +784,18 @@ impl IkeSa {
         sa
     }
 
-    fn nat_d_source(&self, ctx: &mut Ctx<'_>, spi_r: u64) -> Vec<u8> {
+    /// NAT_DETECTION_SOURCE_IP data for a message we send from `local`. With forced
+    /// encapsulation it is a hash that cannot match, which makes the peer believe we
+    /// are behind a NAT so that both ends encapsulate (as strongSwan's encap=yes
+    /// does); every NAT-D we send for the SA's life says the same (RFC 7296 2.23,
+    /// RFC 4555 3.9), or the peer would drop UDP encapsulation after a DPD or a move.
+    pub(super) fn nat_d_source(&self, ctx: &mut Ctx<'_>, spi_r: u64, local: SocketAddr) -> Vec<u8> {
         if self.conn(ctx).force_encap {
-            // A hash that cannot match makes the peer believe we are behind a NAT,
-            // so both ends encapsulate (as strongSwan's encap=yes does).
             let mut h = vec![0u8; 20];
             ctx.rng.fill(&mut h);
             h
         } else {
-            nat_hash(self.spi_i, spi_r, self.local)
+            nat_hash(self.spi_i, spi_r, local)
         }
     }
 
@@ -790,7 +816,7 @@ impl IkeSa {
         p.push(Payload::Nonce(NonceRepr {
             nonce: self.ni.clone(),
         }));
-        let src = self.nat_d_source(ctx, 0);
+        let src = self.nat_d_source(ctx, 0, self.local);
         p.push(Payload::Notify(NotifyRepr::new(
             NotifyType::NAT_DETECTION_SOURCE_IP,
             &src,
@@ -825,8 +851,20 @@ impl IkeSa {
         need_cookie: bool,
         secret: &[u8; 32],
     ) -> Option<IkeSa> {
+        let stateless = |ctx: &mut Ctx<'_>, n: NotifyRepr| {
+            if let Some(d) = super::stateless::response(&h.into(), n) {
+                ctx.send(local, remote, d);
+            }
+        };
         let msg = match Message::parse(data) {
             Ok(m) => m,
+            Err(WireError::UnsupportedCriticalPayload(ty)) => {
+                // RFC 7296 2.5: the whole message is rejected, and the initiator
+                // learns which payload it was.
+                ctx.counters.unsupported_critical += 1;
+                stateless(ctx, NotifyRepr::unsupported_critical_payload(ty));
+                return None;
+            }
             Err(_) => {
                 ctx.counters.malformed += 1;
                 return None;
@@ -837,26 +875,6 @@ impl IkeSa {
         else {
             ctx.counters.invalid_syntax += 1;
             return None;
-        };
-        let stateless = |ctx: &mut Ctx<'_>, n: NotifyRepr| {
-            let m = Message {
-                header: HeaderRepr {
-                    spi_i: h.spi_i,
-                    spi_r: 0,
-                    next_payload: PayloadType::NONE,
-                    minor_version: 0,
-                    exchange_type: ExchangeType::IKE_SA_INIT,
-                    initiator: false,
-                    higher_version: false,
-                    response: true,
-                    message_id: 0,
-                    length: 0,
-                },
-                payloads: vec![Payload::Notify(n)],
-            };
-            if let Ok(d) = m.to_vec() {
-                ctx.send(local, remote, d);
-            }
         };
         if need_cookie {
             let want = cookie_for(secret, ni, remote.ip(), h.spi_i);
@@ -937,7 +955,8 @@ impl IkeSa {
         // The request's hashes were made before SPIr existed: with SPIr = 0.
         let (nat_local, nat_remote) = sa.detect_nat(p, 0);
         sa.encap = nat_local || nat_remote || ctx.conns[conn].force_encap;
-        let src = sa.nat_d_source(ctx, spi);
+        sa.behind_nat = nat_local;
+        let src = sa.nat_d_source(ctx, spi, local);
         let resp = Message {
             header: sa.header(ExchangeType::IKE_SA_INIT, true, 0),
             payloads: vec![
@@ -1068,6 +1087,7 @@ impl IkeSa {
         self.pending = None;
         let (nat_local, nat_remote) = self.detect_nat(p, self.spi_r);
         self.encap = nat_local || nat_remote || self.conn(ctx).force_encap;
+        self.behind_nat = nat_local;
         // MOBIKE needs the NAT-T port from IKE_AUTH on, NAT or not, since a later
         // path may have one (RFC 4555 3.3); the peer's NAT-D say it speaks NAT-T.
         let nat_t = notify(p, NotifyType::NAT_DETECTION_SOURCE_IP).is_some();
@@ -1250,6 +1270,7 @@ impl IkeSa {
             local: self.local,
             remote: self.remote,
             encap: self.encap,
+            behind_nat: self.behind_nat,
             peer_id: self.peer_id.clone(),
             vip: self.vip,
             suite,
@@ -1472,6 +1493,9 @@ impl IkeSa {
                 }
             }
             if attrs.is_empty() && !c.pools.is_empty() {
+                // RFC 7296 3.15.4: no address for it, so no child SA either; the IKE
+                // SA stands and the client decides what to do.
+                ctx.counters.pool_exhausted += 1;
                 child_error = Some(NotifyType::INTERNAL_ADDRESS_FAILURE);
             } else if !attrs.is_empty() {
                 resp.push(Payload::Cp(CpRepr {
@@ -1479,6 +1503,9 @@ impl IkeSa {
                     attributes: attrs,
                 }));
             }
+        }
+        if child_error.is_none() && sa_payload(p).is_some() && !self.room_for_child(ctx) {
+            child_error = Some(NotifyType::NO_ADDITIONAL_SAS);
         }
         let mut child = None;
         if let (Some(props), None) = (sa_payload(p), child_error) {
@@ -1500,6 +1527,12 @@ impl IkeSa {
         }
         self.send_response(ctx, ExchangeType::IKE_AUTH, id, local, remote, &resp);
         self.establish(ctx, now);
+        if let Some(e) = child_error {
+            ctx.events.push_back(Event::ChildFailed {
+                sa: self.id,
+                reason: FailReason::Refused(e.0),
+            });
+        }
         if let Some((suite, spi_in, spi_out, l, r)) = child {
             let Some(keys) = self.keys.as_ref() else {
                 return;
@@ -1511,6 +1544,19 @@ impl IkeSa {
                 self.add_child(ctx, now, suite, spi_in, spi_out, ck, false, l, r, None);
             }
         }
+    }
+
+    /// Whether the dataplane can take one more child SA (`max_child_sas`, counted by
+    /// the inbound SPIs we hold: live children, rekeys and negotiations under way).
+    /// A new child beyond it is refused with NO_ADDITIONAL_SAS (RFC 7296 3.10.1)
+    /// rather than negotiated and then never installed; rekeys of existing children
+    /// use the room the table keeps beside it.
+    fn room_for_child(&self, ctx: &mut Ctx<'_>) -> bool {
+        if ctx.child_spis.len() < ctx.cfg.max_child_sas {
+            return true;
+        }
+        ctx.counters.child_refused_capacity += 1;
+        false
     }
 
     /// Responder side of a child negotiation: proposal and selectors. Returns the
@@ -2027,6 +2073,14 @@ impl IkeSa {
             Some(Some((cid, _, info))) => Some((cid, info)),
             None => None,
         };
+        if old.is_none() && !self.room_for_child(ctx) {
+            reply(self, ctx, NotifyType::NO_ADDITIONAL_SAS, &[]);
+            ctx.events.push_back(Event::ChildFailed {
+                sa: self.id,
+                reason: FailReason::Refused(NotifyType::NO_ADDITIONAL_SAS.0),
+            });
+            return;
+        }
         let c = self.conn(ctx);
         let kep = ke_payload(p);
         let res = self.negotiate_child_responder(
@@ -2286,6 +2340,7 @@ impl IkeSa {
         n.spi_r = spi_r;
         n.state = State::Established;
         n.encap = self.encap;
+        n.behind_nat = self.behind_nat;
         n.suite = Some(suite);
         n.keys = Some(keys);
         n.sk_out = Some(sk_out);
@@ -2551,6 +2606,26 @@ impl IkeSa {
         self.send_response(ctx, ExchangeType::INFORMATIONAL, id, local, remote, &resp);
     }
 
+    /// Takes child `child` out now (its [`Event::ChildDown`] follows) and tells the
+    /// peer with a DELETE (RFC 7296 1.4.1): for a child the dataplane could not
+    /// install, which must not look up to the peer. False if there is no such child.
+    pub fn drop_child(&mut self, ctx: &mut Ctx<'_>, now: u64, child: ChildId) -> bool {
+        let Some(spi) = self
+            .children
+            .iter()
+            .find(|c| c.info.id == child)
+            .map(|c| c.info.spi_in)
+        else {
+            return false;
+        };
+        self.remove_children(ctx, &[child]);
+        if self.state == State::Established {
+            self.queue.push_back(Req::DeleteSpis(vec![spi]));
+        }
+        self.kick(ctx, now);
+        true
+    }
+
     fn remove_children(&mut self, ctx: &mut Ctx<'_>, ids: &[ChildId]) {
         let sa = self.id;
         self.children.retain(|c| {
@@ -2710,7 +2785,7 @@ impl IkeSa {
             let p = match parse_payloads(opened.first_inner, &opened.plaintext) {
                 Ok(p) => p,
                 Err(WireError::UnsupportedCriticalPayload(ty)) => {
-                    ctx.counters.malformed += 1;
+                    ctx.counters.unsupported_critical += 1;
                     self.peer_next_id = self.peer_next_id.wrapping_add(1);
                     self.send_response(
                         ctx,
@@ -2860,6 +2935,13 @@ impl IkeSa {
         }
         if self.retry_at.is_some_and(|t| t <= now) {
             self.retry_at = None;
+        }
+        if self.childless_until.is_some_and(|t| t <= now) {
+            self.childless_until = None;
+            if self.state == State::Established && self.children.is_empty() {
+                ctx.counters.childless_deleted += 1;
+                self.start_delete(ctx, now);
+            }
         }
         if self.rekey_at.is_some_and(|t| t <= now) {
             self.rekey_at = None;

@@ -14,6 +14,7 @@
 mod ikesa;
 pub mod negotiate;
 pub mod pool;
+mod stateless;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
@@ -52,6 +53,9 @@ pub struct EndpointConfig {
     pub max_half_open: usize,
     /// IKE SAs in all, beyond which new ones are refused.
     pub max_ike_sas: usize,
+    /// Child SAs the dataplane can hold (our inbound SPIs in use): beyond it the
+    /// responder refuses new children with NO_ADDITIONAL_SAS.
+    pub max_child_sas: usize,
     /// How long a half-open SA waits for IKE_AUTH before it is dropped.
     pub half_open_timeout_ms: u64,
 }
@@ -64,6 +68,7 @@ impl Default for EndpointConfig {
             cookie_threshold: 1000,
             max_half_open: 20_000,
             max_ike_sas: 200_000,
+            max_child_sas: usize::MAX,
             half_open_timeout_ms: 30_000,
         }
     }
@@ -146,6 +151,9 @@ pub enum FailReason {
     InvalidResponse,
     /// No answer to IKE_SA_INIT or IKE_AUTH.
     Timeout,
+    /// We refused the peer's child SA with this error notification (no room in the
+    /// dataplane, the address pool exhausted, selectors or proposals unacceptable).
+    Refused(u16),
     /// Half-open for too long (responder).
     HalfOpenTimeout,
 }
@@ -162,6 +170,9 @@ pub enum Event {
         local: SocketAddr,
         remote: SocketAddr,
         encap: bool,
+        /// A NAT is in front of this end (RFC 7296 2.23): the dataplane sends NAT
+        /// keepalives on the path (RFC 3948 4), and only then.
+        behind_nat: bool,
         peer_id: Option<Identity>,
         vip: Option<IpAddr>,
         /// The negotiated IKE suite.
@@ -179,7 +190,9 @@ pub enum Event {
         spi_in: u32,
         spi_out: u32,
     },
-    /// A child could not be negotiated (the IKE SA stays up).
+    /// A child could not be negotiated (the IKE SA stays up): the peer refused ours
+    /// ([`FailReason::PeerError`] and others) or we refused the peer's
+    /// ([`FailReason::Refused`]).
     ChildFailed { sa: SaId, reason: FailReason },
     /// The IKE SA `old` was rekeyed into `new`: its children (and path) now belong to
     /// `new`.
@@ -190,6 +203,8 @@ pub enum Event {
         local: SocketAddr,
         remote: SocketAddr,
         encap: bool,
+        /// As in [`Event::IkeUp`].
+        behind_nat: bool,
     },
     /// The IKE SA is gone; its remaining children were reported down before this.
     IkeDown { sa: SaId, reason: DownReason },
@@ -202,8 +217,12 @@ pub struct Counters {
     pub tx: u64,
     /// Header or payload chain did not parse.
     pub malformed: u64,
-    /// Major version other than 2.
+    /// Major version other than 2 (requests of a later one are answered with
+    /// INVALID_MAJOR_VERSION, RFC 7296 2.5).
     pub bad_version: u64,
+    /// Requests refused for an unknown payload with the critical bit set, answered
+    /// with UNSUPPORTED_CRITICAL_PAYLOAD (RFC 7296 2.5).
+    pub unsupported_critical: u64,
     /// No IKE SA with that SPI (or the other SPI did not match).
     pub unknown_spi: u64,
     /// SK payload failed its integrity check or did not decrypt.
@@ -237,6 +256,15 @@ pub struct Counters {
     pub child_up: u64,
     pub child_down: u64,
     pub half_open_expired: u64,
+    /// New child SAs refused with NO_ADDITIONAL_SAS: the dataplane is full
+    /// (`max_child_sas`).
+    pub child_refused_capacity: u64,
+    /// Virtual IPs asked for when every pool of the connection was leased out
+    /// (answered with INTERNAL_ADDRESS_FAILURE, no child SA).
+    pub pool_exhausted: u64,
+    /// Established IKE SAs deleted for having had no child SA for
+    /// `childless_timeout`.
+    pub childless_deleted: u64,
     /// IKE SAs dropped because the peer came back with INITIAL_CONTACT.
     pub initial_contact_dropped: u64,
     /// MOBIKE: the SA's path changed (either end).
@@ -496,6 +524,13 @@ impl Endpoint {
             .unwrap_or(false)
     }
 
+    /// Takes child `child` of IKE SA `sa` out at once and deletes it at the peer (a
+    /// child the dataplane could not install).
+    pub fn drop_child(&mut self, now: u64, sa: SaId, child: ChildId) -> bool {
+        self.on_sa(now, sa, |s, ctx| s.drop_child(ctx, now, child))
+            .unwrap_or(false)
+    }
+
     /// Sends a liveness check now.
     pub fn dpd(&mut self, now: u64, sa: SaId) -> bool {
         self.on_sa(now, sa, |s, ctx| s.start_dpd(ctx, now))
@@ -632,6 +667,15 @@ impl Endpoint {
         };
         let Ok(h) = HeaderRepr::parse(&p) else {
             self.counters.bad_version += 1;
+            // RFC 7296 2.5: a request of a later major version learns ours.
+            if let Some(d) = stateless::invalid_major_version(&p) {
+                self.counters.tx += 1;
+                self.out.push_back(Transmit {
+                    local,
+                    remote,
+                    data: d,
+                });
+            }
             return;
         };
         let data = p.message();

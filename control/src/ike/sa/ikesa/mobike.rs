@@ -211,11 +211,13 @@ impl IkeSa {
         v
     }
 
-    fn nat_d(&self, local: SocketAddr, remote: SocketAddr) -> [Payload; 2] {
+    /// NAT-D for a message from `local` to `remote` (RFC 4555 3.5, 3.8); the
+    /// source hash is a fake one under forced encapsulation, as in IKE_SA_INIT.
+    fn nat_d(&self, ctx: &mut Ctx<'_>, local: SocketAddr, remote: SocketAddr) -> [Payload; 2] {
         [
             Payload::Notify(NotifyRepr::new(
                 NotifyType::NAT_DETECTION_SOURCE_IP,
-                &nat_hash(self.spi_i, self.spi_r, local),
+                &self.nat_d_source(ctx, self.spi_r, local),
             )),
             Payload::Notify(NotifyRepr::new(
                 NotifyType::NAT_DETECTION_DESTINATION_IP,
@@ -264,8 +266,9 @@ impl IkeSa {
         now: u64,
         local: SocketAddr,
         remote: SocketAddr,
-        nat: bool,
+        (nat_local, nat_remote): (bool, bool),
     ) {
+        let nat = nat_local || nat_remote;
         let encap = nat || self.conn(ctx).force_encap;
         if let Some(m) = self.mobike.as_mut() {
             m.nat = nat;
@@ -273,16 +276,21 @@ impl IkeSa {
         let mut published = false;
         if let Some(m) = self.mobike.as_mut() {
             m.peer_left = false;
-            published = m.early.take() == Some((local, remote, encap));
+            published =
+                m.early.take() == Some((local, remote, encap)) && self.behind_nat == nat_local;
         }
-        if (self.local, self.remote, self.encap) == (local, remote, encap) {
+        let moved = (self.local, self.remote, self.encap) != (local, remote, encap);
+        if !moved && self.behind_nat == nat_local {
             return;
         }
         self.local = local;
         self.remote = remote;
         self.encap = encap;
-        ctx.counters.mobike_moves += 1;
-        self.redirect_pending(ctx, now);
+        self.behind_nat = nat_local;
+        if moved {
+            ctx.counters.mobike_moves += 1;
+            self.redirect_pending(ctx, now);
+        }
         if published {
             return;
         }
@@ -291,6 +299,7 @@ impl IkeSa {
             local,
             remote,
             encap,
+            behind_nat: nat_local,
         });
     }
 
@@ -477,6 +486,7 @@ impl IkeSa {
                     local,
                     remote,
                     encap,
+                    behind_nat: self.behind_nat,
                 });
             }
         }
@@ -521,9 +531,9 @@ impl IkeSa {
 
     /// DPD of the deciding end carries NAT-D, so a changed NAT mapping shows in the
     /// answer (RFC 4555 3.8).
-    pub(super) fn dpd_payloads(&self) -> Vec<Payload> {
+    pub(super) fn dpd_payloads(&self, ctx: &mut Ctx<'_>) -> Vec<Payload> {
         if self.mobike.as_ref().is_some_and(|m| m.decides) {
-            self.nat_d(self.local, self.remote).to_vec()
+            self.nat_d(ctx, self.local, self.remote).to_vec()
         } else {
             Vec::new()
         }
@@ -544,7 +554,7 @@ impl IkeSa {
             NotifyType::UPDATE_SA_ADDRESSES,
             &[],
         ))];
-        p.extend(self.nat_d(first.0, first.1));
+        p.extend(self.nat_d(ctx, first.0, first.1));
         if c.mobike.disallow_nat {
             p.push(Payload::Notify(NotifyRepr::new(
                 NotifyType::NO_NATS_ALLOWED,
@@ -613,7 +623,7 @@ impl IkeSa {
         now: u64,
         local: SocketAddr,
         remote: SocketAddr,
-        encap: bool,
+        nat: (bool, bool),
     ) {
         let mut cookie = vec![0u8; 16];
         ctx.rng.fill(&mut cookie);
@@ -625,7 +635,7 @@ impl IkeSa {
             cookie,
             local,
             remote,
-            encap,
+            nat,
         };
         self.send_request_via(
             ctx,
@@ -697,9 +707,8 @@ impl IkeSa {
             self.queue.push_front(Req::Update(vec![via]));
             return;
         }
-        let (nat_local, nat_remote) = self.nat_of(p, via.0, via.1).unwrap_or((false, false));
-        let nat = nat_local || nat_remote;
-        if nat && self.conn(ctx).mobike.disallow_nat {
+        let nat = self.nat_of(p, via.0, via.1).unwrap_or((false, false));
+        if (nat.0 || nat.1) && self.conn(ctx).mobike.disallow_nat {
             // The responder should have refused; do not use the pair either way.
             ctx.counters.mobike_refused += 1;
             if let Some(m) = self.mobike.as_mut() {
@@ -724,13 +733,12 @@ impl IkeSa {
             cookie,
             local,
             remote,
-            encap,
+            nat,
         } = kind
         else {
             return;
         };
         if notify(p, NotifyType::COOKIE2).is_some_and(|n| n.data == cookie) {
-            let nat = encap && !self.conn(ctx).force_encap;
             self.move_to(ctx, now, local, remote, nat);
         } else {
             ctx.counters.mobike_rr_failed += 1;
@@ -833,25 +841,21 @@ impl IkeSa {
                 )));
                 return;
             }
-            let nat = nat_d.is_some_and(|(a, b)| a || b);
+            let nat = nat_d.unwrap_or((false, false));
             ctx.counters.mobike_updates_received += 1;
             if moving && self.conn(ctx).mobike.rr_check {
                 // RFC 4555 5.2: the new address must answer before traffic goes
                 // there.
-                let encap = nat || self.conn(ctx).force_encap;
                 self.queue
                     .retain(|r| !matches!(r, Req::ReturnRoutability { .. }));
-                self.queue.push_front(Req::ReturnRoutability {
-                    local,
-                    remote,
-                    encap,
-                });
+                self.queue
+                    .push_front(Req::ReturnRoutability { local, remote, nat });
             } else {
                 self.move_to(ctx, now, local, remote, nat);
             }
         }
         if nat_d.is_some() {
-            resp.extend(self.nat_d(local, remote));
+            resp.extend(self.nat_d(ctx, local, remote));
         }
     }
 

@@ -1,0 +1,236 @@
+//! The client's connection driver, sans-IO: which connections to initiate when, and
+//! what to do when a tunnel cannot be had.
+//!
+//! - A bounded setup window: at most [`MAX_INITIATING`] IKE SAs being set up at once
+//!   and [`INITIATE_PER_TURN`] started per call, so that thousands of instances do
+//!   not send IKE_SA_INIT in one burst (more would only queue in sockets and come
+//!   back as retransmissions).
+//! - Retries with exponential backoff ([`RETRY_FIRST_NS`] doubling up to
+//!   [`RETRY_MAX_NS`]) after a failed setup, a lost IKE SA, or an IKE SA left without
+//!   any child SA: the gateway refused it (NO_ADDITIONAL_SAS when its dataplane is
+//!   full, INTERNAL_ADDRESS_FAILURE when its pool is exhausted, RFC 7296 3.10.1,
+//!   3.15.4), deleted it, or it expired. Such an IKE SA carries nothing, so it is
+//!   deleted and the connection set up again later. The backoff resets only once a
+//!   child SA is up: an IKE SA alone is no success.
+//!
+//! Connections wait in a heap by due time, so a turn costs O(started · log n), not
+//! O(connections).
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+
+use tracing::warn;
+
+use crate::ike::conn::Conn;
+use crate::ike::sa::{ConnId, DownReason, Endpoint, Event, FailReason, SaId};
+
+/// First wait before initiating a connection again after a failure.
+pub const RETRY_FIRST_NS: u64 = 1_000_000_000;
+/// The longest wait between retries.
+pub const RETRY_MAX_NS: u64 = 32_000_000_000;
+/// Initiations started per call of [`Client::start_due`].
+pub const INITIATE_PER_TURN: usize = 32;
+/// IKE SAs being set up at once at most.
+pub const MAX_INITIATING: usize = 64;
+
+/// What the client counted (reported by `mobiked ctl stats`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ClientCounters {
+    /// Connections initiated (first attempts and retries).
+    pub initiated: u64,
+    /// Retries scheduled after a failure.
+    pub retries: u64,
+    /// IKE SA setups that failed (no answer, authentication, no proposal...).
+    pub setup_failed: u64,
+    /// IKE SAs deleted because they were left without any child SA.
+    pub childless: u64,
+}
+
+/// Initiation state of the client's connections (see the module documentation).
+pub struct Client {
+    /// Per connection: whether it is due (then its time is in `due`) or active.
+    active: Vec<bool>,
+    backoff: Vec<u64>,
+    /// Connections waiting to initiate, by due time.
+    due: BinaryHeap<Reverse<(u64, ConnId)>>,
+    by_sa: HashMap<SaId, ConnId>,
+    pub counters: ClientCounters,
+}
+
+impl Client {
+    /// Every connection with a peer address is due at `now`.
+    pub fn new(conns: &[Conn], now: u64) -> Client {
+        let mut c = Client {
+            active: vec![false; conns.len()],
+            backoff: vec![RETRY_FIRST_NS; conns.len()],
+            due: BinaryHeap::new(),
+            by_sa: HashMap::new(),
+            counters: ClientCounters::default(),
+        };
+        for (i, conn) in conns.iter().enumerate() {
+            if !conn.peer_addrs.is_empty() {
+                c.due.push(Reverse((now, i)));
+            }
+        }
+        c
+    }
+
+    /// Starts the connections that are due, within the setup window.
+    pub fn start_due(&mut self, ep: &mut Endpoint, now: u64) {
+        let room = MAX_INITIATING.saturating_sub(ep.initiating());
+        for _ in 0..INITIATE_PER_TURN.min(room) {
+            let Some(Reverse((t, i))) = self.due.peek().copied() else {
+                break;
+            };
+            if t > now {
+                break;
+            }
+            self.due.pop();
+            self.counters.initiated += 1;
+            match ep.initiate(now, i, None) {
+                Some(sa) => {
+                    self.active[i] = true;
+                    self.by_sa.insert(sa, i);
+                }
+                None => {
+                    warn!(conn = %ep.conns()[i].name, "cannot initiate: no peer or local address");
+                    self.retry(i, now);
+                }
+            }
+        }
+    }
+
+    /// When [`Self::start_due`] has something to do next (if the window has room).
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.due.peek().map(|Reverse((t, _))| *t)
+    }
+
+    /// Connections waiting for their (re)try.
+    pub fn waiting(&self) -> usize {
+        self.due.len()
+    }
+
+    fn retry(&mut self, i: ConnId, now: u64) {
+        let wait = self.backoff[i];
+        self.backoff[i] = (wait * 2).min(RETRY_MAX_NS);
+        self.active[i] = false;
+        self.counters.retries += 1;
+        self.due.push(Reverse((now + wait, i)));
+    }
+
+    /// Follows the endpoint's events. `stopping`: the process is shutting down, so
+    /// nothing is retried.
+    pub fn on_event(&mut self, ep: &mut Endpoint, ev: &Event, now: u64, stopping: bool) {
+        match ev {
+            Event::ChildUp { sa, .. } => {
+                if let Some(&i) = self.by_sa.get(sa) {
+                    self.backoff[i] = RETRY_FIRST_NS;
+                }
+            }
+            Event::ChildFailed { sa, reason } => self.if_childless(ep, *sa, now, stopping, reason),
+            Event::ChildDown { sa, .. } => {
+                self.if_childless(ep, *sa, now, stopping, &FailReason::PeerError(0))
+            }
+            Event::IkeRekeyed { old, new } => {
+                if let Some(i) = self.by_sa.remove(old) {
+                    self.by_sa.insert(*new, i);
+                }
+            }
+            Event::IkeDown { sa, reason } => {
+                if let Some(i) = self.by_sa.remove(sa) {
+                    if matches!(reason, DownReason::Failed(_)) {
+                        self.counters.setup_failed += 1;
+                    }
+                    if !stopping && *reason != DownReason::Rekeyed {
+                        let name = &ep.conns()[i].name;
+                        warn!(conn = %name, ?reason, retry_in_s = self.backoff[i] / 1_000_000_000, "IKE SA down; setting it up again");
+                        self.retry(i, now);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// An IKE SA of ours with no child SA left carries nothing: delete it (its
+    /// IkeDown schedules the retry).
+    fn if_childless(
+        &mut self,
+        ep: &mut Endpoint,
+        sa: SaId,
+        now: u64,
+        stopping: bool,
+        why: &FailReason,
+    ) {
+        if stopping || !self.by_sa.contains_key(&sa) || !ep.children(sa).is_empty() {
+            return;
+        }
+        if ep.delete(now, sa) {
+            self.counters.childless += 1;
+            let conn = self.by_sa.get(&sa).map(|&i| ep.conns()[i].name.as_str());
+            warn!(conn = ?conn, sa = format_args!("{sa:016x}"), reason = ?why, "no child SA: deleting the IKE SA to try again later");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ike::conn::Identity;
+    use crate::ike::crypto::random::SeededRandom;
+    use crate::ike::sa::EndpointConfig;
+
+    fn endpoint() -> Endpoint {
+        let mut a = Conn::new("a", Identity::Fqdn("a.test".into()), b"0123456789");
+        a.peer_addrs = vec!["192.0.2.1:500".parse().unwrap()];
+        a.local_addrs = vec!["192.0.2.2:500".parse().unwrap()];
+        // No peer: a responder-only connection is never initiated.
+        let b = Conn::new("b", Identity::Fqdn("b.test".into()), b"0123456789");
+        Endpoint::new(
+            EndpointConfig::default(),
+            vec![a, b],
+            Box::new(SeededRandom::new(1)),
+        )
+    }
+
+    #[test]
+    fn retries_back_off_and_only_a_child_sa_resets_the_backoff() {
+        let mut ep = endpoint();
+        let mut c = Client::new(ep.conns(), 5);
+        assert_eq!(c.next_deadline(), Some(5));
+        assert_eq!(c.waiting(), 1, "only the connection with a peer");
+        c.start_due(&mut ep, 5);
+        assert_eq!(c.waiting(), 0);
+        let sa = ep.sa_ids()[0];
+        let down = |sa| Event::IkeDown {
+            sa,
+            reason: DownReason::PeerDead,
+        };
+        c.on_event(&mut ep, &down(sa), 100, false);
+        assert_eq!(c.next_deadline(), Some(100 + RETRY_FIRST_NS));
+        // Not due yet: nothing starts.
+        c.start_due(&mut ep, 99 + RETRY_FIRST_NS);
+        assert_eq!(c.waiting(), 1);
+        c.start_due(&mut ep, 100 + RETRY_FIRST_NS);
+        let sa2 = *ep.sa_ids().iter().find(|s| **s != sa).unwrap();
+        // An IKE SA up does not reset the backoff (its child may still be refused).
+        c.on_event(
+            &mut ep,
+            &Event::IkeRekeyed { old: sa2, new: 77 },
+            200,
+            false,
+        );
+        c.on_event(&mut ep, &down(77), 300, false);
+        assert_eq!(c.next_deadline(), Some(300 + 2 * RETRY_FIRST_NS));
+        assert_eq!(c.counters.retries, 2);
+        // Bounded, and nothing is retried while stopping.
+        for k in 0..20 {
+            c.retry(0, k);
+        }
+        assert_eq!(c.backoff[0], RETRY_MAX_NS);
+        c.due.clear();
+        c.by_sa.insert(78, 0);
+        c.on_event(&mut ep, &down(78), 500, true);
+        assert_eq!(c.next_deadline(), None);
+    }
+}
