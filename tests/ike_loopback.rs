@@ -108,8 +108,12 @@ fn all_up(v: &[Value], n: usize) -> bool {
 }
 
 fn config(me: &str, sock: &Path, conn: &str) -> String {
+    config_sized(me, sock, conn, 64)
+}
+
+fn config_sized(me: &str, sock: &Path, conn: &str, max_sas: usize) -> String {
     format!(
-        "dataplane:\n  workers: 1\n  max_sas: 64\n  mode: esp\n\
+        "dataplane:\n  workers: 1\n  max_sas: {max_sas}\n  mode: esp\n\
          cipher:\n  backend: udp\n  bind: [\"{me}:{NAT_T_PORT}\"]\n\
          clear:\n  backend: tun\n  name: unused0\n\
          control:\n  socket: {}\n\
@@ -151,6 +155,11 @@ impl Pair {
     /// Writes and checks both configurations. `index` keeps the addresses of the tests
     /// of one run apart; `client_extra` is added to the client's connection.
     fn new(index: u32, instances: usize, client_extra: &str) -> Pair {
+        Pair::sized(index, instances, client_extra, 64)
+    }
+
+    /// The same with the gateway's `dataplane.max_sas`.
+    fn sized(index: u32, instances: usize, client_extra: &str, gw_max_sas: usize) -> Pair {
         let pid = std::process::id();
         // Addresses of our own in 127/8, so parallel runs and other daemons do not collide.
         let (x, y) = (10 + pid % 200, (pid / 200) % 50 + 1 + index % 4 * 50);
@@ -166,7 +175,7 @@ impl Pair {
         let cl_cfg = dir.join("cl.yaml");
         fs::write(
             &gw_cfg,
-            config(
+            config_sized(
                 &gw_ip,
                 &gw_sock,
                 &format!(
@@ -174,6 +183,7 @@ impl Pair {
                      connections:\n  - name: rw\n    local_id: gw.mobiked.test\n    remote_id: \"%any\"\n\
                      \x20   psk: {psk}\n    local_ts: [10.1.0.0/24]\n    remote_ts: [10.3.0.0/24]\n    pools: [vpn4]\n"
                 ),
+                gw_max_sas,
             ),
         )
         .unwrap();
@@ -544,5 +554,74 @@ fn the_rotation_policy_moves_the_client_every_lifetime() {
     wait_exit(procs.get("cl"), Duration::from_secs(10)).expect("client exits");
     sigterm(procs.get("gw"));
     wait_exit(procs.get("gw"), Duration::from_secs(10)).expect("gateway exits");
+    let _ = fs::remove_dir_all(&pair.dir);
+}
+
+/// `mobiked ctl stats` as name -> value.
+fn stats(sock: &Path) -> std::collections::HashMap<String, u64> {
+    let out = Command::new(BIN)
+        .args(["ctl", "-s"])
+        .arg(sock)
+        .arg("stats")
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    v["counters"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| Some((p[0].as_str()?.to_string(), p[1].as_u64()?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_full_gateway_refuses_the_surplus_children_and_the_client_keeps_trying() {
+    // 12 client instances, room for 8 child SAs on the gateway: 8 tunnels, and the
+    // other 4 refused with NO_ADDITIONAL_SAS (not negotiated and then never
+    // installed), their IKE SAs deleted by the client, which retries with backoff.
+    let pair = Pair::sized(3, 12, "", 8);
+    let logs = [pair.gw_log.as_path(), pair.cl_log.as_path()];
+    let mut procs = Procs(Vec::new());
+    procs.0.push(spawn("gw", "gateway", &pair.gw_cfg, &pair.gw_log));
+    wait_sas(&pair.gw_sock, Duration::from_secs(10), &logs, |v| v.is_empty());
+    procs.0.push(spawn("cl", "client", &pair.cl_cfg, &pair.cl_log));
+    let with_child = |v: &[Value]| {
+        v.iter()
+            .filter(|s| s["children"].as_array().is_some_and(|c| !c.is_empty()))
+            .count()
+    };
+    wait_sas(&pair.cl_sock, Duration::from_secs(20), &logs, |v| {
+        with_child(v) == 8
+    });
+    // Long enough for every surplus instance to have been refused and retried.
+    let t0 = Instant::now();
+    let (mut gw, mut cl) = (stats(&pair.gw_sock), stats(&pair.cl_sock));
+    while t0.elapsed() < Duration::from_secs(20) {
+        gw = stats(&pair.gw_sock);
+        cl = stats(&pair.cl_sock);
+        if gw.get("ike_child_refused_capacity").copied().unwrap_or(0) >= 8
+            && cl.get("client_retries").copied().unwrap_or(0) >= 8
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let get = |m: &std::collections::HashMap<String, u64>, k: &str| m.get(k).copied().unwrap_or(0);
+    assert_eq!(get(&gw, "child_sas"), 8, "gateway {gw:?}");
+    assert_eq!(get(&cl, "child_sas"), 8, "client {cl:?}");
+    assert!(get(&gw, "ike_child_refused_capacity") >= 8, "gateway {gw:?}");
+    assert!(get(&cl, "client_childless_deleted") >= 8, "client {cl:?}");
+    assert_eq!(get(&gw, "install_failed"), 0, "gateway {gw:?}");
+    // What the gateway lists is what it counts: no tunnel it cannot carry.
+    let listed = sas(&pair.gw_sock).unwrap();
+    assert_eq!(with_child(&listed), 8);
+    assert!(listed.len() <= 12);
+    let gw_text = fs::read_to_string(&pair.gw_log).unwrap();
+    assert!(!gw_text.contains("install failed"), "{gw_text}");
+    assert!(gw_text.contains("Refused(35)"), "the refusal is logged:\n{gw_text}");
+    let cl_text = fs::read_to_string(&pair.cl_log).unwrap();
+    assert!(cl_text.contains("PeerError(35)"), "{cl_text}");
     let _ = fs::remove_dir_all(&pair.dir);
 }

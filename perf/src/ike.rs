@@ -11,6 +11,12 @@
 //!   `tunnels` at once (one client connection with that many instances, each with its
 //!   own identity and virtual IP from the gateway's pool).
 //!
+//! With the many tunnels up, it also measures what they cost idle (CPU of both
+//! processes over `idle_s`, from /proc: utime + stime), and what stopping costs: the
+//! client is sent SIGTERM, deletes its IKE SAs, and the time until the gateway holds
+//! no IKE SA and no address lease is "stop to empty". The gateway's idle CPU with no
+//! tunnel at all is measured before the client starts.
+//!
 //! The report gives medians and the processes/core ratio of the setup rate.
 
 use crate::report::{table, Figure};
@@ -33,6 +39,8 @@ pub struct IkeBenchConfig {
     pub tunnels: usize,
     /// Rounds of the many-tunnel measurement.
     pub bulk_rounds: usize,
+    /// Seconds over which idle CPU is measured (0: not measured).
+    pub idle_s: f64,
 }
 
 impl Default for IkeBenchConfig {
@@ -42,6 +50,7 @@ impl Default for IkeBenchConfig {
             rounds: 10,
             tunnels: 1000,
             bulk_rounds: 3,
+            idle_s: 5.0,
         }
     }
 }
@@ -64,6 +73,17 @@ pub struct IkeReport {
     pub proc_rate: Option<Figure>,
     /// Processes: seconds until all `tunnels` were up.
     pub proc_bulk_s: Option<Figure>,
+    /// Processes: % of one core, the gateway alone with no tunnel.
+    pub proc_idle_empty_gw_pct: Option<Figure>,
+    /// Processes: % of one core with `tunnels` up and no traffic: gateway, client.
+    pub proc_idle_gw_pct: Option<Figure>,
+    pub proc_idle_cl_pct: Option<Figure>,
+    /// Processes: seconds from SIGTERM to the client until the gateway has no IKE SA
+    /// and no lease left.
+    pub proc_stop_s: Option<Figure>,
+    /// Processes: IKE SAs the gateway still held when the stop measurement gave up
+    /// (should be 0 in every round).
+    pub proc_stop_left: Option<Figure>,
     pub tunnels: usize,
 }
 
@@ -211,25 +231,56 @@ fn spawn(bin: &Path, role: &str, cfg: &Path, log: &Path) -> Result<Child, String
         .map_err(|e| format!("{}: {e}", bin.display()))
 }
 
-/// IKE SAs with a child, as `mobiked ctl sas` reports them.
-fn established(bin: &Path, sock: &Path) -> Option<usize> {
+/// `mobiked ctl stats`, as name -> value (absent counters are zero).
+fn stats(bin: &Path, sock: &Path) -> Option<std::collections::HashMap<String, u64>> {
     let out = Command::new(bin)
         .args(["ctl", "-s"])
         .arg(sock)
-        .arg("sas")
+        .arg("stats")
         .output()
         .ok()?;
     if !out.status.success() {
         return None;
     }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    Some(
-        v.get("sas")?
-            .as_array()?
-            .iter()
-            .filter(|s| s["children"].as_array().is_some_and(|c| !c.is_empty()))
-            .count(),
-    )
+    v.get("counters")?
+        .as_array()?
+        .iter()
+        .map(|p| Some((p.get(0)?.as_str()?.to_string(), p.get(1)?.as_u64()?)))
+        .collect()
+}
+
+/// Child SAs installed, as `mobiked ctl stats` counts them (cheap to ask even with
+/// tens of thousands of SAs, unlike listing them).
+fn established(bin: &Path, sock: &Path) -> Option<usize> {
+    let s = stats(bin, sock)?;
+    Some(s.get("child_sas").copied().unwrap_or(0) as usize)
+}
+
+/// CPU time (user + system) of a process so far, in seconds.
+fn cpu_s(pid: u32) -> Option<f64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start after ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    // /proc reports in USER_HZ, which Linux fixes at 100 for user space.
+    Some(ticks / 100.0)
+}
+
+/// % of one core each process used over `secs` (processes idle meanwhile).
+fn idle_cpu(pids: &[u32], secs: f64) -> Vec<f64> {
+    let t0 = Instant::now();
+    let before: Vec<Option<f64>> = pids.iter().map(|p| cpu_s(*p)).collect();
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    let wall = t0.elapsed().as_secs_f64();
+    pids.iter()
+        .zip(before)
+        .map(|(p, b)| match (b, cpu_s(*p)) {
+            (Some(b), Some(a)) => (a - b) / wall * 100.0,
+            _ => f64::NAN,
+        })
+        .collect()
 }
 
 /// Polls `f` every `every` until it holds, at most `limit`.
@@ -256,15 +307,31 @@ fn logged_setup_ms(log: &Path) -> Vec<f64> {
         .collect()
 }
 
-/// One gateway/client pair bringing up `tunnels`; returns the seconds from the
-/// client's start until both ends report all of them, and the setup times the client
-/// logged (first IKE_SA_INIT to IKE_AUTH done, in ms).
+/// What one gateway/client round measured.
+struct Round {
+    /// Seconds from the client's start until both ends report every tunnel.
+    took: f64,
+    /// The client's logged setup times (first IKE_SA_INIT to IKE_AUTH done), ms.
+    setup_ms: Vec<f64>,
+    /// % of a core: the gateway alone; then gateway and client with the tunnels up.
+    idle_empty_gw: f64,
+    idle_gw: f64,
+    idle_cl: f64,
+    /// Seconds from SIGTERM to the client until the gateway is empty, and the IKE
+    /// SAs it still held if that never happened.
+    stop_s: f64,
+    stop_left: u64,
+}
+
+/// One gateway/client pair bringing up `tunnels`; with `idle_s` > 0 it measures
+/// idle CPU and the stop (see the module documentation).
 fn proc_run(
     bin: &Path,
     dir: &Path,
     round: usize,
     tunnels: usize,
-) -> Result<(f64, Vec<f64>), String> {
+    idle_s: f64,
+) -> Result<Round, String> {
     let pid = std::process::id();
     let (x, y) = (20 + pid % 200, (round % 250) + 1);
     let gw = format!("127.{x}.{y}.1");
@@ -286,13 +353,20 @@ fn proc_run(
             rdir.join("gw.log").display()
         ));
     }
+    let gw_pid = procs.0[0].id();
+    let idle_empty_gw = if idle_s > 0.0 {
+        idle_cpu(&[gw_pid], idle_s)[0]
+    } else {
+        f64::NAN
+    };
     let t0 = Instant::now();
     procs
         .0
         .push(spawn(bin, "client", &cl_cfg, &rdir.join("cl.log"))?);
+    let cl_pid = procs.0[1].id();
     let limit = Duration::from_secs(30 + tunnels as u64 / 10);
-    // Each poll makes both processes list every SA: poll a large run seldom, so the
-    // measurement does not load what it measures (50 ms is 2 % of a 2.5 s run).
+    // Each poll costs both processes a little: poll a large run seldom, so the
+    // measurement does not load what it measures.
     let every = Duration::from_millis(if tunnels > 10 { 50 } else { 2 });
     let ok = wait_for(limit, every, || {
         established(bin, &cl_sock) == Some(tunnels) && established(bin, &gw_sock) == Some(tunnels)
@@ -306,7 +380,43 @@ fn proc_run(
             rdir.display()
         ));
     }
-    Ok((took, logged_setup_ms(&rdir.join("cl.log"))))
+    let setup_ms = logged_setup_ms(&rdir.join("cl.log"));
+    let mut r = Round {
+        took,
+        setup_ms,
+        idle_empty_gw,
+        idle_gw: f64::NAN,
+        idle_cl: f64::NAN,
+        stop_s: f64::NAN,
+        stop_left: 0,
+    };
+    if idle_s <= 0.0 {
+        return Ok(r);
+    }
+    let idle = idle_cpu(&[gw_pid, cl_pid], idle_s);
+    (r.idle_gw, r.idle_cl) = (idle[0], idle[1]);
+    // Stop the client as an operator would (SIGTERM, by PID): it deletes its IKE
+    // SAs; the gateway must end with none and no lease.
+    let t_stop = Instant::now();
+    // SAFETY: kill(2) with the PID of a child process this function started and has
+    // not reaped yet, so the PID cannot belong to another process.
+    unsafe {
+        libc::kill(cl_pid as libc::pid_t, libc::SIGTERM);
+    }
+    let stop_limit = Duration::from_secs(60 + tunnels as u64 / 200);
+    let empty = |s: &std::collections::HashMap<String, u64>| {
+        s.get("ike_sas").copied().unwrap_or(0) == 0 && s.get("leased").copied().unwrap_or(0) == 0
+    };
+    let done = wait_for(stop_limit, Duration::from_millis(20), || {
+        stats(bin, &gw_sock).is_some_and(|s| empty(&s))
+    });
+    r.stop_s = t_stop.elapsed().as_secs_f64();
+    if !done {
+        r.stop_left = stats(bin, &gw_sock)
+            .and_then(|s| s.get("ike_sas").copied())
+            .unwrap_or(u64::MAX);
+    }
+    Ok(r)
 }
 
 pub fn run(cfg: &IkeBenchConfig) -> Result<IkeReport, String> {
@@ -325,6 +435,11 @@ pub fn run(cfg: &IkeBenchConfig) -> Result<IkeReport, String> {
         proc_bulk_ike_ms: None,
         proc_rate: None,
         proc_bulk_s: None,
+        proc_idle_empty_gw_pct: None,
+        proc_idle_gw_pct: None,
+        proc_idle_cl_pct: None,
+        proc_stop_s: None,
+        proc_stop_left: None,
         tunnels: cfg.tunnels,
     };
     if let Some(bin) = &cfg.bin {
@@ -336,16 +451,26 @@ pub fn run(cfg: &IkeBenchConfig) -> Result<IkeReport, String> {
         let mut one = Vec::new();
         let mut logged = Vec::new();
         for r in 0..cfg.rounds {
-            let (took, ms) = proc_run(bin, &dir, r, 1)?;
-            one.push(took * 1e3);
-            logged.extend(ms);
+            let round = proc_run(bin, &dir, r, 1, 0.0)?;
+            one.push(round.took * 1e3);
+            logged.extend(round.setup_ms);
         }
         let mut many = Vec::new();
         let mut bulk_logged = Vec::new();
+        let mut rounds = Vec::new();
         for r in 0..cfg.bulk_rounds.max(1) {
-            let (took, ms) = proc_run(bin, &dir, 100 + r, cfg.tunnels)?;
-            many.push(took);
-            bulk_logged.extend(ms);
+            let round = proc_run(bin, &dir, 100 + r, cfg.tunnels, cfg.idle_s)?;
+            many.push(round.took);
+            bulk_logged.extend(round.setup_ms.iter().copied());
+            rounds.push(round);
+        }
+        if cfg.idle_s > 0.0 {
+            let of = |f: fn(&Round) -> f64| Some(Figure::of(&rounds.iter().map(f).collect::<Vec<_>>()));
+            report.proc_idle_empty_gw_pct = of(|r| r.idle_empty_gw);
+            report.proc_idle_gw_pct = of(|r| r.idle_gw);
+            report.proc_idle_cl_pct = of(|r| r.idle_cl);
+            report.proc_stop_s = of(|r| r.stop_s);
+            report.proc_stop_left = of(|r| r.stop_left as f64);
         }
         report.proc_setup_ms = Some(Figure::of(&one));
         report.proc_ike_ms = Some(Figure::of(&logged));
@@ -401,6 +526,29 @@ pub fn render_table(r: &IkeReport) -> String {
         rows.push(vec![
             "ratio processes / core (rate)".into(),
             format!("{:.2}", rate.median / r.core_rate.median),
+        ]);
+    }
+    let cpu = [
+        ("idle CPU, gateway with no tunnel (% of a core)", r.proc_idle_empty_gw_pct),
+        ("idle CPU, gateway with the tunnels up (%)", r.proc_idle_gw_pct),
+        ("idle CPU, client with the tunnels up (%)", r.proc_idle_cl_pct),
+    ];
+    for (name, f) in cpu {
+        if let Some(f) = f {
+            rows.push(vec![name.to_string(), f.show(2)]);
+        }
+    }
+    if let (Some(stop), Some(left)) = (r.proc_stop_s, r.proc_stop_left) {
+        rows.push(vec![
+            format!(
+                "client with {} tunnels stops -> gateway empty (s)",
+                r.tunnels
+            ),
+            stop.show(2),
+        ]);
+        rows.push(vec![
+            "IKE SAs left on the gateway after the stop".into(),
+            left.show(0),
         ]);
     }
     table(

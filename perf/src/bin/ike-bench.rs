@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 const USAGE: &str =
-    "usage: ike-bench [--bin PATH/TO/mobiked] [--json FILE] [--rounds N] [--tunnels N] [--bulk-rounds N]";
+    "usage: ike-bench [--bin PATH/TO/mobiked] [--json FILE] [--rounds N] [--tunnels N] [--bulk-rounds N] [--idle-s S (0: no idle CPU or stop measurement)]";
 
 fn parse() -> Result<(IkeBenchConfig, Option<String>), String> {
     let mut cfg = IkeBenchConfig::default();
@@ -31,6 +31,13 @@ fn parse() -> Result<(IkeBenchConfig, Option<String>), String> {
             "--rounds" => cfg.rounds = num("--rounds")?,
             "--tunnels" => cfg.tunnels = num("--tunnels")?,
             "--bulk-rounds" => cfg.bulk_rounds = num("--bulk-rounds")?,
+            "--idle-s" => {
+                cfg.idle_s = v
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|x| x.is_finite() && *x >= 0.0)
+                    .ok_or_else(|| format!("--idle-s `{v}`: expected seconds >= 0"))?
+            }
             _ => return Err(format!("unknown option {a}\n{USAGE}")),
         }
     }
