@@ -123,6 +123,26 @@ enum BenchCmd {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// IKE SA setup, the core in memory and this binary's gateway and client processes
+    /// over loopback; with many tunnels up, idle CPU of both and the time from the
+    /// client's SIGTERM until the gateway is empty (no privileges needed).
+    Ike {
+        /// Also write the report as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Tunnels brought up at once (one client connection with that many instances).
+        #[arg(long, default_value_t = 1000)]
+        tunnels: usize,
+        /// Single-tunnel setups to time.
+        #[arg(long, default_value_t = 10)]
+        rounds: usize,
+        /// Rounds of the many-tunnel measurement.
+        #[arg(long, default_value_t = 3)]
+        bulk_rounds: usize,
+        /// Seconds of each idle CPU window (0: neither idle CPU nor the stop measured).
+        #[arg(long, default_value_t = 5.0)]
+        idle_s: f64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -238,6 +258,25 @@ fn bench(which: BenchCmd) -> Result<(), String> {
             };
             let report = perf::fwd::run(&cfg)?;
             println!("{}", perf::fwd::render_table(&report));
+            write_json(json, &report)
+        }
+        BenchCmd::Ike {
+            json,
+            tunnels,
+            rounds,
+            bulk_rounds,
+            idle_s,
+        } => {
+            let bin = std::env::current_exe().map_err(|e| format!("this binary's path: {e}"))?;
+            let cfg = perf::ike::IkeBenchConfig {
+                bin: Some(bin),
+                rounds,
+                tunnels: tunnels.max(1),
+                bulk_rounds: bulk_rounds.max(1),
+                idle_s: idle_s.max(0.0),
+            };
+            let report = perf::ike::run(&cfg)?;
+            println!("{}", perf::ike::render_table(&report));
             write_json(json, &report)
         }
     }

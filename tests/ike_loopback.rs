@@ -584,9 +584,15 @@ fn a_full_gateway_refuses_the_surplus_children_and_the_client_keeps_trying() {
     let pair = Pair::sized(3, 12, "", 8);
     let logs = [pair.gw_log.as_path(), pair.cl_log.as_path()];
     let mut procs = Procs(Vec::new());
-    procs.0.push(spawn("gw", "gateway", &pair.gw_cfg, &pair.gw_log));
-    wait_sas(&pair.gw_sock, Duration::from_secs(10), &logs, |v| v.is_empty());
-    procs.0.push(spawn("cl", "client", &pair.cl_cfg, &pair.cl_log));
+    procs
+        .0
+        .push(spawn("gw", "gateway", &pair.gw_cfg, &pair.gw_log));
+    wait_sas(&pair.gw_sock, Duration::from_secs(10), &logs, |v| {
+        v.is_empty()
+    });
+    procs
+        .0
+        .push(spawn("cl", "client", &pair.cl_cfg, &pair.cl_log));
     let with_child = |v: &[Value]| {
         v.iter()
             .filter(|s| s["children"].as_array().is_some_and(|c| !c.is_empty()))
@@ -611,7 +617,10 @@ fn a_full_gateway_refuses_the_surplus_children_and_the_client_keeps_trying() {
     let get = |m: &std::collections::HashMap<String, u64>, k: &str| m.get(k).copied().unwrap_or(0);
     assert_eq!(get(&gw, "child_sas"), 8, "gateway {gw:?}");
     assert_eq!(get(&cl, "child_sas"), 8, "client {cl:?}");
-    assert!(get(&gw, "ike_child_refused_capacity") >= 8, "gateway {gw:?}");
+    assert!(
+        get(&gw, "ike_child_refused_capacity") >= 8,
+        "gateway {gw:?}"
+    );
     assert!(get(&cl, "client_childless_deleted") >= 8, "client {cl:?}");
     assert_eq!(get(&gw, "install_failed"), 0, "gateway {gw:?}");
     // What the gateway lists is what it counts: no tunnel it cannot carry.
@@ -620,7 +629,10 @@ fn a_full_gateway_refuses_the_surplus_children_and_the_client_keeps_trying() {
     assert!(listed.len() <= 12);
     let gw_text = fs::read_to_string(&pair.gw_log).unwrap();
     assert!(!gw_text.contains("install failed"), "{gw_text}");
-    assert!(gw_text.contains("Refused(35)"), "the refusal is logged:\n{gw_text}");
+    assert!(
+        gw_text.contains("Refused(35)"),
+        "the refusal is logged:\n{gw_text}"
+    );
     let cl_text = fs::read_to_string(&pair.cl_log).unwrap();
     assert!(cl_text.contains("PeerError(35)"), "{cl_text}");
     let _ = fs::remove_dir_all(&pair.dir);

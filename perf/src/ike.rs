@@ -465,7 +465,8 @@ pub fn run(cfg: &IkeBenchConfig) -> Result<IkeReport, String> {
             rounds.push(round);
         }
         if cfg.idle_s > 0.0 {
-            let of = |f: fn(&Round) -> f64| Some(Figure::of(&rounds.iter().map(f).collect::<Vec<_>>()));
+            let of =
+                |f: fn(&Round) -> f64| Some(Figure::of(&rounds.iter().map(f).collect::<Vec<_>>()));
             report.proc_idle_empty_gw_pct = of(|r| r.idle_empty_gw);
             report.proc_idle_gw_pct = of(|r| r.idle_gw);
             report.proc_idle_cl_pct = of(|r| r.idle_cl);
@@ -529,9 +530,18 @@ pub fn render_table(r: &IkeReport) -> String {
         ]);
     }
     let cpu = [
-        ("idle CPU, gateway with no tunnel (% of a core)", r.proc_idle_empty_gw_pct),
-        ("idle CPU, gateway with the tunnels up (%)", r.proc_idle_gw_pct),
-        ("idle CPU, client with the tunnels up (%)", r.proc_idle_cl_pct),
+        (
+            "idle CPU, gateway with no tunnel (% of a core)",
+            r.proc_idle_empty_gw_pct,
+        ),
+        (
+            "idle CPU, gateway with the tunnels up (%)",
+            r.proc_idle_gw_pct,
+        ),
+        (
+            "idle CPU, client with the tunnels up (%)",
+            r.proc_idle_cl_pct,
+        ),
     ];
     for (name, f) in cpu {
         if let Some(f) = f {
