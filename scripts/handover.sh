@@ -870,7 +870,14 @@ scenario_mk_client_move() {
         fail_setup "no traffic through the tunnel 10 s after the start (client SAs: $(mk_sa_pair cl || echo none))"
     else
         measure_two A B
-        report "mobiked client, strongSwan gateway, trigger $TRIGGER"
+        # The client forces UDP encapsulation (the udp backend cannot send plain ESP)
+        # with a fake NAT_DETECTION_SOURCE_IP: every NAT-D it sends later (DPD,
+        # UPDATE_SA_ADDRESSES) must say the same, or charon decides the NAT went away
+        # and would switch a kernel-ESP SA to plain ESP (RFC 7296 2.23, RFC 4555 3.9).
+        local flips
+        flips="$(grep -c 'not behind NAT anymore' "$D/g/charon.log" 2>/dev/null)"
+        report "mobiked client, strongSwan gateway, trigger $TRIGGER" \
+            "$([ "${flips:-0}" -gt 0 ] && echo "charon saw the client's NAT disappear $flips times (inconsistent NAT-D)")"
     fi
     scen_end
 }
