@@ -2,7 +2,10 @@
 //! swanctl.conf or MyIKEv2 user knows: `proposals`, `local_ts`, `rekey_time`, `pools`,
 //! `vips`. Validated into the runtime types of [`crate::ike::conn`].
 
-use super::{parse_uint, suggest, validate_name, CipherBackend, CipherConf, Ctx, S};
+use super::{
+    disjoint_families, parse_uint, suggest, validate_name, CipherBackend, CipherConf, Ctx,
+    FAMILY_FIX, S,
+};
 use crate::ike::conn::{
     ChangeType, Conn, Dpd, EspProposal, Identity, IkeProposal, Lifetimes, Mobike, PoolConf,
     Retransmit, Selector,
@@ -346,13 +349,46 @@ fn parse_duration_ms(s: &str) -> Result<u64, String> {
         .find(|c: char| !c.is_ascii_digit() && c != '_')
         .unwrap_or(s.len());
     let (num, unit) = s.split_at(digits);
-    let n = parse_uint(num).ok_or_else(|| format!("`{s}` is not a duration"))?;
+    let Some(n) = parse_uint(num) else {
+        return Err(if s.starts_with('-') {
+            format!("`{s}` is negative")
+        } else {
+            format!("`{s}` is not a duration")
+        });
+    };
     let scale: u64 = match unit.trim() {
         "" | "s" => 1000,
         "ms" => 1,
         "m" => 60_000,
         "h" => 3_600_000,
         "d" => 86_400_000,
+        other if other.starts_with(['.', ',']) => {
+            return Err(format!(
+                "`{s}` has a fraction; durations are whole numbers of a unit (1500ms, not 1.5s)"
+            ))
+        }
+        other if matches!(other, "S" | "MS" | "Ms" | "M" | "H" | "D") => {
+            return Err(format!(
+                "unknown unit `{other}` in `{s}`: units are lower case (`{num}{}`)",
+                other.to_ascii_lowercase()
+            ))
+        }
+        other if other.starts_with(['x', 'X']) => {
+            return Err(format!("`{s}` is hexadecimal; durations are decimal"))
+        }
+        other
+            if other.starts_with(['e', 'E'])
+                && other[1..].starts_with(|c: char| c.is_ascii_digit()) =>
+        {
+            return Err(format!(
+                "`{s}` has an exponent; write the number out (1000s, not 1e3s)"
+            ))
+        }
+        other if other.contains(|c: char| c.is_ascii_digit()) => {
+            return Err(format!(
+                "`{s}` combines units; write one number and one unit (e.g. 90m, not 1h30m)"
+            ))
+        }
         other => return Err(format!("unknown unit `{other}` in `{s}`")),
     };
     n.checked_mul(scale)
@@ -435,6 +471,9 @@ fn addr_port(s: &str, default_port: u16) -> Result<SocketAddr, String> {
         if let Ok(ip) = inner.parse::<Ipv6Addr>() {
             return Ok(SocketAddr::new(IpAddr::V6(ip), default_port));
         }
+    }
+    if let Some(hint) = super::address_hint(s) {
+        return Err(format!("`{s}` is not an address: {hint}"));
     }
     if s.chars().any(|c| c.is_ascii_alphabetic()) && !s.contains("::") {
         return Err(format!(
@@ -535,6 +574,12 @@ fn pool_range(s: &str) -> Result<(IpAddr, u64), (String, String)> {
         let ip: IpAddr = s.parse().map_err(|_| bad_addr(s))?;
         (ip, ip)
     };
+    if let Some((a, b)) = mapped(first, last) {
+        return Err((
+            format!("{first}-{last} are IPv4-mapped IPv6 addresses; a client asking for IPv4 gets an IPv4 address"),
+            format!("write the IPv4 range: {a}-{b}"),
+        ));
+    }
     let size = u128_of(last) - u128_of(first) + 1;
     if size > u128::from(POOL_SIZE_MAX) {
         return Err(too_big(size.to_string()));
@@ -1134,6 +1179,32 @@ fn validate_conn(
             }
         }
     }
+    if r.local_addrs.is_none() && !ike.listen.is_empty() {
+        // IKE has one socket per listen address: no socket of a peer's family, no way
+        // to reach the peer.
+        for (a, p, loc) in &peer_addrs {
+            if !ike.listen.iter().any(|l| l.is_ipv4() == a.is_ipv4()) {
+                let (fam, other) = if a.is_ipv4() {
+                    ("IPv4", "IPv6")
+                } else {
+                    ("IPv6", "IPv4")
+                };
+                let known = ike
+                    .listen
+                    .iter()
+                    .map(|l| l.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                cx.err(
+                    p,
+                    *loc,
+                    format!("{} is {fam}, and IKE listens on no {fam} address (ike.listen: {known})", a.ip()),
+                    format!("listen on an {fam} address as well (cipher.bind, and ike.listen if given), or give the peer's {other} address"),
+                );
+                ok = false;
+            }
+        }
+    }
     if r.local_addrs.is_none() {
         // The addresses IKE listens on, in the family of a peer when one is known; a
         // wildcard is left to the runtime, which picks the source per route.
@@ -1361,7 +1432,23 @@ fn validate_conn(
         }
         let known: Vec<&str> = pool_names.iter().flatten().map(String::as_str).collect();
         let mut seen: Vec<String> = Vec::new();
-        for (p, s, loc) in items(&at("pools"), m) {
+        let list = items(&at("pools"), m);
+        if list.is_empty() {
+            cx.err(
+                &at("pools"),
+                m.referenced,
+                "no pool named",
+                match known.first() {
+                    Some(k) => format!(
+                        "name the pools to lease from, e.g. `pools: [{k}]`, or remove the key"
+                    ),
+                    None => "define a pool under `pools:` and name it here, or remove the key"
+                        .to_string(),
+                },
+            );
+            ok = false;
+        }
+        for (p, s, loc) in list {
             if seen.contains(&s) {
                 cx.err(
                     &p,
@@ -1426,6 +1513,30 @@ fn validate_conn(
         None => Some(any),
         Some(m) => selectors(cx, &at("remote_ts"), m),
     };
+    if let (Some(l), Some(rm)) = (&local_ts, &remote_ts) {
+        let fams = |v: &[Selector]| {
+            (
+                v.iter().any(|s| !s.is_ipv6()),
+                v.iter().any(|s| s.is_ipv6()),
+            )
+        };
+        // Without local_ts a client's local selector is its virtual IP.
+        let local = if l.is_empty() { (vip4, vip6) } else { fams(l) };
+        if let Some(problem) = disjoint_families(local, fams(rm)) {
+            let (key, m) = match (&r.remote_ts, &r.local_ts) {
+                (Some(m), _) => ("remote_ts", Some(m)),
+                (None, Some(m)) => ("local_ts", Some(m)),
+                (None, None) => ("vips", r.vips.as_ref()),
+            };
+            cx.err(
+                &at(key),
+                m.map_or(here, |m| m.referenced),
+                problem,
+                FAMILY_FIX,
+            );
+            ok = false;
+        }
+    }
 
     // Lifetimes (swanctl.conf semantics).
     let ike_lifetime = ike_lifetimes(cx, &at(""), r);
@@ -1955,6 +2066,14 @@ fn proposals<T>(
     out
 }
 
+/// The IPv4 forms of two IPv4-mapped IPv6 addresses (a range's ends).
+fn mapped(a: IpAddr, b: IpAddr) -> Option<(Ipv4Addr, Ipv4Addr)> {
+    match (a, b) {
+        (IpAddr::V6(a), IpAddr::V6(b)) => Some((a.to_ipv4_mapped()?, b.to_ipv4_mapped()?)),
+        _ => None,
+    }
+}
+
 fn selectors(cx: &mut Ctx<'_>, path: &str, m: &Many) -> Option<Vec<Selector>> {
     let list = items(path, m);
     if list.is_empty() {
@@ -1970,8 +2089,21 @@ fn selectors(cx: &mut Ctx<'_>, path: &str, m: &Many) -> Option<Vec<Selector>> {
     for (p, s, loc) in list {
         match Selector::parse(&s) {
             Ok(sel) => {
-                if let Some(o) = out.as_mut() {
-                    o.push(sel);
+                match mapped(sel.start, sel.end) {
+                    Some((a, b)) => {
+                        cx.err(
+                        &p,
+                        loc,
+                        format!("`{s}` is an IPv4-mapped IPv6 selector, which no IPv4 packet matches"),
+                        format!("write it in IPv4 (it covers {a} to {b})"),
+                    );
+                        out = None;
+                    }
+                    None => {
+                        if let Some(o) = out.as_mut() {
+                            o.push(sel);
+                        }
+                    }
                 }
             }
             Err(e) => {
