@@ -1023,6 +1023,18 @@ fn connection_defaults_follow_swanctl() {
     );
     assert_eq!((k.conn.retransmit, k.conn.dpd), (d.retransmit, d.dpd));
     assert_eq!(k.instances, 1);
+    assert_eq!(
+        k.conn.childless_timeout_ms, 60_000,
+        "childless IKE SAs: 60s"
+    );
+    assert_eq!(d.childless_timeout_ms, 60_000);
+    // childless_timeout: seconds, a unit, or 0 to keep childless IKE SAs.
+    for (written, ms) in [("0", 0), ("90", 90_000), ("5m", 300_000), ("1500ms", 1500)] {
+        let c = parse_ok(&format!(
+            "{MINIMAL}connections:\n  - name: c\n    psk: a long secret\n    childless_timeout: {written}\n"
+        ));
+        assert_eq!(c.connections[0].conn.childless_timeout_ms, ms, "{written}");
+    }
 
     // Forms a swanctl.conf user writes: remote_addrs, comma lists, `default`, durations
     // in plain seconds, rekey_time 0, IPv6, a pool range, explicit ports.
@@ -1417,6 +1429,49 @@ const BROKEN_IKE: &[(&str, &str, &str, &str, &str)] = &[
         "    peeraddr: \"[::1]:99999\" ",
         "connections[0].peeraddr",
         "port 99999 is out of range",
+    ),
+    // childless_timeout
+    (
+        "gateway.yaml",
+        "    dpd_timeout: 60s",
+        "    dpd_timeout: 60s\n    childless_timeout: -5",
+        "connections[0].childless_timeout",
+        "`-5` is negative",
+    ),
+    (
+        "gateway.yaml",
+        "    dpd_timeout: 60s",
+        "    dpd_timeout: 60s\n    childless_timeout: 5min",
+        "connections[0].childless_timeout",
+        "unknown unit `min` in `5min`: write seconds (30) or a number with a unit",
+    ),
+    (
+        "gateway.yaml",
+        "    dpd_timeout: 60s",
+        "    dpd_timeout: 60s\n    childless_timeout: [60s]",
+        "connections[0].childless_timeout",
+        "`childless_timeout` must be a single value, not a list: write one value: `childless_timeout: 60s`",
+    ),
+    (
+        "gateway.yaml",
+        "    dpd_timeout: 60s",
+        "    dpd_timeout: 60s\n    childless_timeout: 500ms",
+        "connections[0].childless_timeout",
+        "give at least 1s (the default is 60s), or 0 to keep childless IKE SAs",
+    ),
+    (
+        "gateway.yaml",
+        "    dpd_timeout: 60s",
+        "    dpd_timeout: 60s\n    childless_timeout: 400d",
+        "connections[0].childless_timeout",
+        "longer than 365 days",
+    ),
+    (
+        "gateway.yaml",
+        "    dpd_timeout: 60s",
+        "    dpd_timeout: 60s\n    childless_timout: 60s",
+        "connections[0].childless_timout",
+        "did you mean `childless_timeout`?",
     ),
     // ike:
     (

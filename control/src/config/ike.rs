@@ -144,6 +144,7 @@ impl PartialEq for ConnConf {
             && a.child_lifetime == b.child_lifetime
             && a.retransmit == b.retransmit
             && a.dpd == b.dpd
+            && a.childless_timeout_ms == b.childless_timeout_ms
             && a.cookie_threshold == b.cookie_threshold
             && a.force_encap == b.force_encap
             && a.mobike == b.mobike
@@ -177,6 +178,7 @@ impl fmt::Debug for ConnConf {
             .field("child_lifetime", &c.child_lifetime)
             .field("retransmit", &c.retransmit)
             .field("dpd", &c.dpd)
+            .field("childless_timeout_ms", &c.childless_timeout_ms)
             .field("cookie_threshold", &c.cookie_threshold)
             .field("force_encap", &c.force_encap)
             .field("mobike", &c.mobike)
@@ -308,6 +310,7 @@ pub(super) struct RawConn {
     children: Option<Spanned<RawChildren>>,
     dpd_delay: Option<S>,
     dpd_timeout: Option<S>,
+    childless_timeout: Option<S>,
     retransmit: Option<Spanned<RawRetransmit>>,
     encap: Option<S>,
     instances: Option<S>,
@@ -1583,6 +1586,8 @@ fn validate_conn(
         },
     };
 
+    let childless_timeout_ms =
+        childless_timeout(cx, &at("childless_timeout"), r.childless_timeout.as_ref());
     let retransmit = validate_retransmit(cx, &at("retransmit"), r.retransmit.as_ref());
     let force_encap = match &r.encap {
         None => Some(false),
@@ -1655,6 +1660,7 @@ fn validate_conn(
     conn.child_lifetime = child_lifetime?;
     conn.retransmit = retransmit?;
     conn.dpd = dpd?;
+    conn.childless_timeout_ms = childless_timeout_ms?;
     conn.cookie_threshold = ike.cookie_threshold;
     conn.force_encap = force_encap?;
     conn.mobike = mobike?;
@@ -2268,6 +2274,30 @@ fn child_lifetimes(
         life_s: life,
         jitter_s: jitter,
     })
+}
+
+/// `childless_timeout`: how long an established IKE SA may have no child SA, in ms (0 =
+/// for ever). RFC 7296 allows childless IKE SAs; one left so by a peer that vanished
+/// without a DELETE (and with DPD off) must not stay for ever.
+fn childless_timeout(cx: &mut Ctx<'_>, path: &str, v: Option<&S>) -> Option<u64> {
+    let Some(v) = v else {
+        return Some(Conn::new("", Identity::Fqdn(String::new()), &[]).childless_timeout_ms);
+    };
+    match cx.duration_ms(path, v, 0..=DURATION_MAX_S * 1000)? {
+        ms @ 1..=999 => {
+            cx.err(
+                path,
+                v.referenced,
+                format!(
+                    "{ms}ms would delete an IKE SA in the moment between a child SA's \
+                     deletion and its replacement"
+                ),
+                "give at least 1s (the default is 60s), or 0 to keep childless IKE SAs",
+            );
+            None
+        }
+        ms => Some(ms),
+    }
 }
 
 /// `retransmit: { timeout, tries, max }`: the first wait, the transmissions in all, the

@@ -369,6 +369,7 @@ fn example(section: &str, key: &str) -> &'static str {
         ("connection", "children") => "{ rekey_time: 1h, life_time: 66m }",
         ("connection", "dpd_delay") => "30s",
         ("connection", "dpd_timeout") => "60s",
+        ("connection", "childless_timeout") => "60s",
         ("connection", "retransmit") => "{ timeout: 1s, tries: 6, max: 16s }",
         ("connection", "encap") => "false",
         ("connection", "instances") => "1",
