@@ -95,9 +95,23 @@ const QUOTE_MAX: usize = 60;
 /// Longest part of a message (path, problem, fix), in characters.
 const PART_MAX: usize = 600;
 
-/// A message part with every long quoted value (and any long run of text) cut short, so
-/// that a pasted blob shows as its start and its length, not as a screenful.
+/// A message part on one line, with every long quoted value (and any long run of text)
+/// cut short, so that a pasted blob shows as its start and its length, not as a
+/// screenful; a line break inside a value shows as `\n`.
 fn shorten(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains(char::is_control) {
+        let escaped: String = s
+            .chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect();
+        return std::borrow::Cow::Owned(shorten(&escaped).into_owned());
+    }
     let long_word = s.split(['.', ' ']).any(|w| w.chars().count() > QUOTE_MAX);
     if !long_word && s.chars().count() <= PART_MAX {
         return std::borrow::Cow::Borrowed(s);

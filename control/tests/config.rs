@@ -585,6 +585,11 @@ fn long_values_are_cut_short_in_messages() {
     assert!(shown.len() < 400, "{} bytes", shown.len());
     assert!(shown.contains("(100000 characters)"), "{shown}");
     assert!(shown.contains("is not a usable name"), "{shown}");
+    // One line per error, whatever the value holds.
+    let errs = parse_err(&base.replace("  - name: t1", "  - name: |\n      t1\n      t2"));
+    let shown = errs.at("tunnels[0].name").unwrap().to_string();
+    assert!(!shown.contains('\n'), "{shown}");
+    assert!(shown.contains("`t1\\nt2\\n`"), "{shown}");
 }
 
 #[test]
