@@ -3,9 +3,12 @@
 //!
 //! Loading has three stages, each reporting every problem it finds, with the key path
 //! (`tunnels[0].outbound.key`), the line and column, what is wrong and how to fix it:
-//! 1. YAML syntax, under a budget that stops alias bombs and oversized input;
-//! 2. unknown keys, with a did-you-mean suggestion (the accepted keys come from the serde
-//!    structs themselves, so the two cannot drift apart);
+//! 1. the text and its YAML syntax (`yaml.rs`): one document, no invisible or control
+//!    characters, parsed under a budget that stops alias bombs and oversized input into a
+//!    located tree (`tree.rs`); parser errors are put in the words of a configuration;
+//! 2. keys and the shape of values (`keys.rs`): unknown keys with a did-you-mean, lists
+//!    where mappings belong and the like, keys without a value (the accepted keys and
+//!    shapes come from the serde structs themselves, so the two cannot drift apart);
 //! 3. types and meaning: numbers, ranges, addresses, keys, references between sections.
 //!
 //! Stage 3 runs only once stage 2 is clean: a misspelt key usually also leaves a required
