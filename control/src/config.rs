@@ -3,9 +3,12 @@
 //!
 //! Loading has three stages, each reporting every problem it finds, with the key path
 //! (`tunnels[0].outbound.key`), the line and column, what is wrong and how to fix it:
-//! 1. YAML syntax, under a budget that stops alias bombs and oversized input;
-//! 2. unknown keys, with a did-you-mean suggestion (the accepted keys come from the serde
-//!    structs themselves, so the two cannot drift apart);
+//! 1. the text and its YAML syntax (`yaml.rs`): one document, no invisible or control
+//!    characters, parsed under a budget that stops alias bombs and oversized input into a
+//!    located tree (`tree.rs`); parser errors are put in the words of a configuration;
+//! 2. keys and the shape of values (`keys.rs`): unknown keys with a did-you-mean, lists
+//!    where mappings belong and the like, keys without a value (the accepted keys and
+//!    shapes come from the serde structs themselves, so the two cannot drift apart);
 //! 3. types and meaning: numbers, ranges, addresses, keys, references between sections.
 //!
 //! Stage 3 runs only once stage 2 is clean: a misspelt key usually also leaves a required
@@ -16,6 +19,9 @@
 //! sections serve either.
 
 mod ike;
+mod keys;
+mod tree;
+mod yaml;
 
 pub use ike::{
     ConnConf, IkeListenConf, COOKIE_THRESHOLD_MAX, DURATION_MAX_S, INSTANCES_MAX,
@@ -23,7 +29,6 @@ pub use ike::{
 };
 
 use dataplane::io::afpacket::{RxRing, MAX_BLOCK_TIMEOUT_MS};
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::{Location, Spanned};
 use shared::path::{Encap, PathId, PathSpec, L2};
 use shared::policy::{Prefix, Tunnel, TunnelId};
@@ -35,6 +40,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use crate::ike::conn::PoolConf;
+use keys::suggest;
 
 /// Largest configuration file accepted (a static configuration is a few KiB).
 pub const MAX_FILE_BYTES: u64 = 4 << 20;
@@ -77,14 +83,60 @@ impl fmt::Display for ConfigError {
             write!(f, "line {}, column {}: ", self.line, self.column)?;
         }
         if !self.path.is_empty() {
-            write!(f, "{}: ", self.path)?;
+            write!(f, "{}: ", shorten(&self.path))?;
         }
-        f.write_str(&self.problem)?;
+        f.write_str(&shorten(&self.problem))?;
         if !self.fix.is_empty() {
-            write!(f, ": {}", self.fix)?;
+            write!(f, ": {}", shorten(&self.fix))?;
         }
         Ok(())
     }
+}
+
+/// Longest value quoted in full in a message, in characters.
+const QUOTE_MAX: usize = 60;
+/// Longest part of a message (path, problem, fix), in characters.
+const PART_MAX: usize = 600;
+
+/// A message part on one line, with every long quoted value (and any long run of text)
+/// cut short, so that a pasted blob shows as its start and its length, not as a
+/// screenful; a line break inside a value shows as `\n`.
+fn shorten(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains(char::is_control) {
+        let escaped: String = s
+            .chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect();
+        return std::borrow::Cow::Owned(shorten(&escaped).into_owned());
+    }
+    let long_word = s.split(['.', ' ']).any(|w| w.chars().count() > QUOTE_MAX);
+    if !long_word && s.chars().count() <= PART_MAX {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let cut = |w: &str| -> String {
+        if w.chars().count() <= QUOTE_MAX {
+            return w.to_string();
+        }
+        let n = w.trim_matches(['`', ':', ',', '(', ')']).chars().count();
+        let head: String = w.chars().take(QUOTE_MAX - 12).collect();
+        let closing = w.len() - w.trim_end_matches(['`', ':', ',', ')']).len();
+        format!("{head}... ({n} characters){}", &w[w.len() - closing..])
+    };
+    let mut out = s
+        .split(' ')
+        .map(|w| w.split('.').map(cut).collect::<Vec<_>>().join("."))
+        .collect::<Vec<_>>()
+        .join(" ");
+    if out.chars().count() > PART_MAX {
+        out = out.chars().take(PART_MAX).collect::<String>() + "...";
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Every problem found in a configuration, in file order.
@@ -476,16 +528,7 @@ pub fn load(path: impl AsRef<Path>) -> Result<StaticConfig, ConfigErrors> {
             "check the path and its permissions",
         )
     })?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        doc(
-            format!(
-                "{} is not UTF-8 (invalid byte at offset {})",
-                path.display(),
-                e.utf8_error().valid_up_to()
-            ),
-            "save the file as UTF-8",
-        )
-    })?;
+    let text = yaml::decode(&path.display().to_string(), bytes)?;
     parse(&text)
 }
 
@@ -500,40 +543,34 @@ pub fn parse(text: &str) -> Result<StaticConfig, ConfigErrors> {
                 "configuration is {} bytes, more than {MAX_FILE_BYTES}",
                 text.len()
             ),
-            "",
+            "a configuration is a few KiB; check the file",
         );
         return Err(e);
     }
-    // Stage 1: syntax, into a generic tree that remembers where every key is.
-    let tree: Spanned<Node> =
-        serde_saphyr::from_str_with_options(text, options()).map_err(yaml_error)?;
-    if matches!(tree.value, Node::Null) {
+    // Stage 1: the text (one document, no invisible characters), then the syntax, into a
+    // generic tree that remembers where every key is.
+    yaml::check_text(text)?;
+    let tree = yaml::parse_tree(text)?;
+    if matches!(tree.value, tree::Node::Null) {
         let mut e = ConfigErrors::default();
         e.push(
             "",
             None,
-            "the configuration is empty",
-            "see examples/static-a.yaml for a complete example",
+            "the configuration is empty: it needs `connections` (IKE) or `tunnels` (static SAs)",
+            yaml::WHAT_TO_ADD,
         );
         return Err(e);
     }
-    // Stage 2: unknown keys.
+    // Stage 2: every key and the shape of every value.
     let mut errs = ConfigErrors::default();
-    check_keys(&tree, &mut Vec::new(), &mut errs);
+    keys::check(&tree, &mut errs);
     if !errs.is_empty() {
         errs.sort();
         return Err(errs);
     }
     // Stage 3: into the serde structs, then meaning.
-    let raw: RawConfig = serde_saphyr::from_str_with_options(text, options()).map_err(|e| {
-        let mut errs = yaml_error(e);
-        for err in &mut errs.0 {
-            if err.path.is_empty() && err.line > 0 {
-                err.path = path_at(&tree, err.line, err.column);
-            }
-        }
-        errs
-    })?;
+    let raw: RawConfig = serde_saphyr::from_str_with_options(text, tree::options())
+        .map_err(|e| yaml::value_error(text, &tree, &e))?;
     let mut errs = ConfigErrors::default();
     let cfg = validate(&raw, &mut errs);
     errs.sort();
@@ -577,377 +614,6 @@ fn plural(n: usize, what: &str) -> String {
     } else {
         format!("{n} {what}s")
     }
-}
-
-/// Parser limits: a configuration has no reason for many aliases, deep nesting or large
-/// scalars, and the limits make an alias bomb fail in microseconds.
-fn options() -> serde_saphyr::Options {
-    let budget = serde_saphyr::Budget {
-        max_reader_input_bytes: Some(MAX_FILE_BYTES as usize),
-        max_events: 100_000,
-        max_aliases: 1_000,
-        max_anchors: 1_000,
-        max_depth: 64,
-        max_documents: 1,
-        max_nodes: 50_000,
-        max_total_scalar_bytes: 1 << 20,
-        max_merge_keys: 1_000,
-        ..Default::default()
-    };
-    let alias_limits = serde_saphyr::options::AliasLimits {
-        max_total_replayed_events: 10_000,
-        max_replay_stack_depth: 16,
-        max_alias_expansions_per_anchor: 100,
-    };
-    serde_saphyr::Options {
-        budget: Some(budget),
-        alias_limits,
-        duplicate_keys: serde_saphyr::DuplicateKeyPolicy::Error,
-        with_snippet: false,
-        crop_radius: 0,
-        ..Default::default()
-    }
-}
-
-fn yaml_error(e: serde_saphyr::Error) -> ConfigErrors {
-    let e = e.without_snippet();
-    let loc = e.location();
-    let (problem, fix) = match e {
-        serde_saphyr::Error::Budget { breach, .. } => (
-            format!("the document exceeds the parser's limits ({breach:?})"),
-            "a configuration needs no deep nesting, large values or many aliases; \
-             an alias that expands to thousands of nodes is refused"
-                .to_string(),
-        ),
-        serde_saphyr::Error::AliasError { msg, .. } => {
-            (msg.clone(), "check the anchor and its aliases".to_string())
-        }
-        serde_saphyr::Error::Message { msg, .. } if msg.contains("alias") => (
-            msg.clone(),
-            "a configuration needs no alias that expands to thousands of nodes; write the values out"
-                .to_string(),
-        ),
-        serde_saphyr::Error::Message { msg, .. } => describe_serde_message(msg),
-        serde_saphyr::Error::Unexpected { expected, .. } => match *expected {
-            "sequence start" => (
-                "expected a list here".to_string(),
-                "write a list, e.g. [a, b] or one `- item` per line".to_string(),
-            ),
-            "mapping start" => (
-                "expected a mapping here".to_string(),
-                "write `key: value` lines (or { key: value, ... })".to_string(),
-            ),
-            "string scalar" => (
-                "expected a single value here".to_string(),
-                "write one value, not a list or mapping".to_string(),
-            ),
-            other => (
-                format!("unexpected YAML structure (expected {other})"),
-                String::new(),
-            ),
-        },
-        other => {
-            let s = other.to_string();
-            // Drop the " at line X column Y" the library appends; we print our own.
-            let s = s.split(" at line ").next().unwrap_or(&s).to_string();
-            (s, String::new())
-        }
-    };
-    let mut errs = ConfigErrors::default();
-    errs.push("", loc, problem, fix);
-    errs
-}
-
-fn describe_serde_message(msg: &str) -> (String, String) {
-    if msg.contains("duplicate") {
-        return (msg.to_string(), "remove one of the two entries".to_string());
-    }
-    if msg.contains("expected a sequence") {
-        return (
-            msg.to_string(),
-            "write a list, e.g. [a, b] or one `- item` per line".to_string(),
-        );
-    }
-    if msg.contains("expected a string") {
-        return (msg.to_string(), "write a single value here".to_string());
-    }
-    if msg.contains("expected struct") || msg.contains("expected a map") {
-        return (
-            msg.to_string(),
-            "write a mapping of `key: value` lines here".to_string(),
-        );
-    }
-    (msg.to_string(), String::new())
-}
-
-// ---------------------------------------------------------------------------------------
-// Stage 1/2: the generic tree and the key check
-// ---------------------------------------------------------------------------------------
-
-/// Any YAML node, with the location of every key and value.
-#[derive(Debug)]
-enum Node {
-    Null,
-    Scalar,
-    Seq(Vec<Spanned<Node>>),
-    Map(Vec<(Spanned<String>, Spanned<Node>)>),
-}
-
-impl<'de> Deserialize<'de> for Node {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Node, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Node;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("any YAML value")
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Node, E> {
-                Ok(Node::Scalar)
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Node, E> {
-                Ok(Node::Scalar)
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Node, E> {
-                Ok(Node::Scalar)
-            }
-            fn visit_i128<E: de::Error>(self, _: i128) -> Result<Node, E> {
-                Ok(Node::Scalar)
-            }
-            fn visit_u128<E: de::Error>(self, _: u128) -> Result<Node, E> {
-                Ok(Node::Scalar)
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Node, E> {
-                Ok(Node::Scalar)
-            }
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<Node, E> {
-                Ok(Node::Scalar)
-            }
-            fn visit_bytes<E: de::Error>(self, _: &[u8]) -> Result<Node, E> {
-                Ok(Node::Scalar)
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Node, E> {
-                Ok(Node::Null)
-            }
-            fn visit_none<E: de::Error>(self) -> Result<Node, E> {
-                Ok(Node::Null)
-            }
-            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Node, D::Error> {
-                Node::deserialize(d)
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Node, A::Error> {
-                let mut v = Vec::new();
-                while let Some(n) = a.next_element::<Spanned<Node>>()? {
-                    v.push(n);
-                }
-                Ok(Node::Seq(v))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Node, A::Error> {
-                let mut v = Vec::new();
-                while let Some(k) = a.next_key::<Spanned<String>>()? {
-                    let n = a.next_value::<Spanned<Node>>()?;
-                    v.push((k, n));
-                }
-                Ok(Node::Map(v))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-#[derive(Clone, Debug)]
-enum Seg {
-    Key(String),
-    Index(usize),
-}
-
-fn render_path(path: &[Seg]) -> String {
-    let mut s = String::new();
-    for seg in path {
-        match seg {
-            Seg::Key(k) => {
-                if !s.is_empty() {
-                    s.push('.');
-                }
-                s.push_str(k);
-            }
-            Seg::Index(i) => s.push_str(&format!("[{i}]")),
-        }
-    }
-    s
-}
-
-/// The accepted keys of the mapping at `path`, taken from the serde structs.
-fn fields_at(path: &[Seg]) -> Option<&'static [&'static str]> {
-    use Seg::*;
-    let k = |s: &Seg, name: &str| matches!(s, Key(x) if x == name);
-    match path {
-        [] => Some(fields_of::<RawConfig>()),
-        [a] if k(a, "dataplane") => Some(fields_of::<RawDataplane>()),
-        [a] if k(a, "cipher") => Some(fields_of::<RawCipher>()),
-        [a] if k(a, "clear") => Some(fields_of::<RawClear>()),
-        [a] if k(a, "control") => Some(fields_of::<RawControl>()),
-        [a, Index(_)] if k(a, "paths") => Some(fields_of::<RawPath>()),
-        [a, Index(_)] if k(a, "tunnels") => Some(fields_of::<RawTunnel>()),
-        [a, Index(_), b] if k(a, "tunnels") && (k(b, "outbound") || k(b, "inbound")) => {
-            Some(fields_of::<RawSa>())
-        }
-        [a] if k(a, "ike") => Some(fields_of::<ike::RawIke>()),
-        [a, Index(_)] if k(a, "pools") => Some(fields_of::<ike::RawPool>()),
-        [a, Index(_)] if k(a, "connections") => Some(fields_of::<ike::RawConn>()),
-        [a, Index(_), b] if k(a, "connections") && k(b, "children") => {
-            Some(fields_of::<ike::RawChildren>())
-        }
-        [a, Index(_), b] if k(a, "connections") && k(b, "retransmit") => {
-            Some(fields_of::<ike::RawRetransmit>())
-        }
-        _ => None,
-    }
-}
-
-fn check_keys(node: &Spanned<Node>, path: &mut Vec<Seg>, errs: &mut ConfigErrors) {
-    match &node.value {
-        Node::Map(entries) => {
-            let allowed = fields_at(path);
-            for (k, v) in entries {
-                if let Some(allowed) = allowed {
-                    if !allowed.contains(&k.value.as_str()) {
-                        path.push(Seg::Key(k.value.clone()));
-                        let fix = match suggest(&k.value, allowed) {
-                            Some(s) => format!("did you mean `{s}`?"),
-                            None => format!("accepted keys here: {}", allowed.join(", ")),
-                        };
-                        errs.push(
-                            render_path(path),
-                            Some(k.referenced),
-                            format!("unknown key `{}`", k.value),
-                            fix,
-                        );
-                        path.pop();
-                        continue;
-                    }
-                }
-                path.push(Seg::Key(k.value.clone()));
-                check_keys(v, path, errs);
-                path.pop();
-            }
-        }
-        Node::Seq(items) => {
-            for (i, item) in items.iter().enumerate() {
-                path.push(Seg::Index(i));
-                check_keys(item, path, errs);
-                path.pop();
-            }
-        }
-        Node::Null | Node::Scalar => {}
-    }
-}
-
-/// The key path of the node (key or value) at `line:column`, or of the last node before it.
-fn path_at(tree: &Spanned<Node>, line: u64, column: u64) -> String {
-    fn walk(
-        n: &Spanned<Node>,
-        path: &mut Vec<Seg>,
-        target: (u64, u64),
-        best: &mut Option<((u64, u64), String)>,
-    ) {
-        let here = (n.referenced.line(), n.referenced.column());
-        if here <= target && best.as_ref().is_none_or(|(b, _)| *b <= here) {
-            *best = Some((here, render_path(path)));
-        }
-        match &n.value {
-            Node::Map(entries) => {
-                for (k, v) in entries {
-                    path.push(Seg::Key(k.value.clone()));
-                    let kl = (k.referenced.line(), k.referenced.column());
-                    if kl <= target && best.as_ref().is_none_or(|(b, _)| *b <= kl) {
-                        *best = Some((kl, render_path(path)));
-                    }
-                    walk(v, path, target, best);
-                    path.pop();
-                }
-            }
-            Node::Seq(items) => {
-                for (i, item) in items.iter().enumerate() {
-                    path.push(Seg::Index(i));
-                    walk(item, path, target, best);
-                    path.pop();
-                }
-            }
-            Node::Null | Node::Scalar => {}
-        }
-    }
-    let mut best = None;
-    walk(tree, &mut Vec::new(), (line, column), &mut best);
-    best.map(|(_, p)| p).unwrap_or_default()
-}
-
-/// The field names a derived `Deserialize` struct accepts, read from the derive itself by
-/// a deserializer that records what `deserialize_struct` is asked for.
-fn fields_of<T: for<'de> Deserialize<'de>>() -> &'static [&'static str] {
-    struct Probe<'a>(&'a mut &'static [&'static str]);
-    impl<'de> Deserializer<'de> for Probe<'_> {
-        type Error = de::value::Error;
-        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
-            Err(de::Error::custom("probe"))
-        }
-        fn deserialize_struct<V: Visitor<'de>>(
-            self,
-            _: &'static str,
-            fields: &'static [&'static str],
-            _: V,
-        ) -> Result<V::Value, Self::Error> {
-            *self.0 = fields;
-            Err(de::Error::custom("probe"))
-        }
-        serde::forward_to_deserialize_any! {
-            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
-            option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
-            ignored_any
-        }
-    }
-    let mut fields: &'static [&'static str] = &[];
-    let _ = T::deserialize(Probe(&mut fields));
-    fields
-}
-
-/// The closest candidate to `word`, if close enough to be a likely typo.
-fn suggest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
-    let w = word.to_ascii_lowercase().replace('-', "_");
-    candidates
-        .iter()
-        .map(|c| (edit_distance(&w, c), *c))
-        .filter(|(d, c)| *d <= (c.len().max(w.len()) / 3).max(1))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
-}
-
-/// Edit distance counting a swap of two neighbours as one edit (optimal string alignment):
-/// `kye` is one typo away from `key`.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    // d[i][j]: distance between a[..i] and b[..j].
-    let w = b.len() + 1;
-    let mut d = vec![0usize; (a.len() + 1) * w];
-    for i in 0..=a.len() {
-        d[i * w] = i;
-    }
-    for (j, v) in d.iter_mut().enumerate().take(w) {
-        *v = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut v = (d[(i - 1) * w + j] + 1)
-                .min(d[i * w + j - 1] + 1)
-                .min(d[(i - 1) * w + j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                v = v.min(d[(i - 2) * w + j - 2] + 1);
-            }
-            d[i * w + j] = v;
-        }
-    }
-    d[a.len() * w + b.len()]
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1090,7 +756,7 @@ impl Ctx<'_> {
                 self.err(
                     path,
                     v.referenced,
-                    format!("`{}` is not a whole number ({what})", v.value),
+                    format!("{} ({what})", not_a_number(&v.value)),
                     format!("give a value from {} to {}", range.start(), range.end()),
                 );
                 None
@@ -1138,7 +804,9 @@ impl Ctx<'_> {
         if let Ok(a) = s.parse::<SocketAddr>() {
             return Some(a);
         }
-        let fix = if let Ok(ip) = s.parse::<IpAddr>() {
+        let fix = if let Some(fix) = address_hint(s) {
+            fix
+        } else if let Ok(ip) = s.parse::<IpAddr>() {
             match ip {
                 IpAddr::V4(_) => format!("add the port, e.g. {ip}:4500"),
                 IpAddr::V6(_) => format!("add the port with brackets, e.g. [{ip}]:4500 (a bare IPv6 address is ambiguous)"),
@@ -1204,6 +872,35 @@ impl Ctx<'_> {
             );
         }
     }
+}
+
+/// Why `s` is not what [`parse_uint`] reads.
+fn not_a_number(s: &str) -> String {
+    let t = s.trim().replace('_', "");
+    let digits = |d: &str| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit());
+    if digits(&t) {
+        format!("`{}` is too large", s.trim())
+    } else if t.strip_prefix('-').is_some_and(digits) {
+        format!("`{}` is negative", s.trim())
+    } else if t.split_once('#').is_some_and(|(n, _)| digits(n)) {
+        format!("`{s}` is not a whole number (a comment starts with a space and `#`)")
+    } else {
+        format!("`{s}` is not a whole number")
+    }
+}
+
+/// What is wrong with an address and port that do not parse, when it is more than the
+/// form: a port past 65535, or an IPv6 zone (`%eth0`), which no address here takes.
+fn address_hint(s: &str) -> Option<String> {
+    if s.contains('%') {
+        return Some(
+            "scoped IPv6 addresses (`%eth0`) are not supported: use a global or unique-local address"
+                .to_string(),
+        );
+    }
+    let (_, port) = s.rsplit_once(':')?;
+    let n: u64 = port.parse().ok()?;
+    (n > 65535).then(|| format!("port {n} is out of range: ports go from 1 to 65535"))
 }
 
 /// Decimal or `0x` hexadecimal, `_` allowed between digits.
@@ -1298,11 +995,22 @@ fn validate(raw: &RawConfig, errs: &mut ConfigErrors) -> Option<StaticConfig> {
     let n_tunnels = raw.tunnels.as_ref().map_or(0, |t| t.value.len());
     let n_conns = raw.connections.as_ref().map_or(0, |c| c.value.len());
     if n_tunnels == 0 && n_conns == 0 {
+        // An empty list written out is where to add the entries.
+        let written = [
+            ("tunnels", raw.tunnels.as_ref().map(|t| t.referenced)),
+            (
+                "connections",
+                raw.connections.as_ref().map(|c| c.referenced),
+            ),
+        ]
+        .into_iter()
+        .find_map(|(k, loc)| Some((k, loc?)));
+        let (path, loc) = written.map_or(("", None), |(k, l)| (k, Some(l)));
         cx.errs.push(
-            "",
-            None,
+            path,
+            loc,
             "nothing to run: there are no `tunnels` (static SAs) and no `connections` (IKE)",
-            "add `connections:` (see examples/gateway.yaml and examples/client.yaml) or `tunnels:` (see examples/static-a.yaml)",
+            yaml::WHAT_TO_ADD,
         );
     }
     // Every client instance holds at least one child SA: a slot in each direction.
@@ -2085,6 +1793,18 @@ fn validate_tunnels(
         };
         let local_ts = selectors(cx, &at("local_ts"), &r.local_ts, item.referenced);
         let remote_ts = selectors(cx, &at("remote_ts"), &r.remote_ts, item.referenced);
+        if let (Some(l), Some(rm), Some(loc)) = (&local_ts, &remote_ts, &r.remote_ts) {
+            let fams = |v: &[Prefix]| {
+                (
+                    v.iter().any(|p| p.addr().is_ipv4()),
+                    v.iter().any(|p| p.addr().is_ipv6()),
+                )
+            };
+            if let Some(problem) = disjoint_families(fams(l), fams(rm)) {
+                cx.err(&at("remote_ts"), loc.referenced, problem, FAMILY_FIX);
+                ok = false;
+            }
+        }
         let sa = |cx: &mut Ctx<'_>, dir: &str, raw: &Option<Spanned<RawSa>>| -> Option<SaConf> {
             let Some(raw) = raw else {
                 cx.missing(
@@ -2202,11 +1922,25 @@ fn selectors(
     for (i, v) in list.value.iter().enumerate() {
         let p = format!("{path}[{i}]");
         match v.value.parse::<Prefix>() {
-            Ok(pfx) => {
-                if let Some(o) = out.as_mut() {
-                    o.push(pfx);
+            Ok(pfx) => match mapped_v4(pfx.addr(), pfx.prefix_len()) {
+                Some((a, len)) => {
+                    cx.err(
+                        &p,
+                        v.referenced,
+                        format!(
+                            "`{}` is an IPv4-mapped IPv6 prefix, which no IPv4 packet matches",
+                            v.value
+                        ),
+                        format!("write the IPv4 prefix: {a}/{len}"),
+                    );
+                    out = None;
                 }
-            }
+                None => {
+                    if let Some(o) = out.as_mut() {
+                        o.push(pfx);
+                    }
+                }
+            },
             Err(e) => {
                 cx.err(
                     &p,
@@ -2220,6 +1954,32 @@ fn selectors(
     }
     out
 }
+
+/// The IPv4 form of an IPv4-mapped IPv6 prefix (`::ffff:10.1.0.0/120` is 10.1.0.0/24).
+fn mapped_v4(addr: IpAddr, len: u8) -> Option<(std::net::Ipv4Addr, u8)> {
+    match addr {
+        IpAddr::V6(a) if len >= 96 => a.to_ipv4_mapped().map(|v4| (v4, len - 96)),
+        _ => None,
+    }
+}
+
+/// Local and remote selectors with no address family in common: no packet matches both,
+/// so the tunnel would carry nothing. Families as (IPv4, IPv6).
+fn disjoint_families(local: (bool, bool), remote: (bool, bool)) -> Option<String> {
+    let fam = |f: (bool, bool)| if f.0 { "IPv4" } else { "IPv6" };
+    let meet = (local.0 && remote.0) || (local.1 && remote.1);
+    let known = local != (false, false) && remote != (false, false);
+    (known && !meet).then(|| {
+        format!(
+            "the local selectors are {} only and the remote ones {} only: no packet matches both",
+            fam(local),
+            fam(remote)
+        )
+    })
+}
+
+const FAMILY_FIX: &str = "give both sides a prefix of one family: IPv4 packets go between \
+     IPv4 prefixes, IPv6 packets between IPv6 prefixes";
 
 const CIPHERS: [&str; 2] = ["aes128gcm16", "aes256gcm16"];
 
@@ -2246,8 +2006,8 @@ fn validate_sa(
                 cx.err(
                     &key_path("spi"),
                     v.referenced,
-                    format!("`{}` is not a number", v.value),
-                    "write the SPI in hex (0x00001001) or decimal",
+                    not_a_number(&v.value),
+                    "write the SPI in hex (0x00001001) or decimal, from 0x100 to 0xffffffff",
                 );
                 None
             }
@@ -2438,26 +2198,6 @@ fn parse_key(cx: &mut Ctx<'_>, path: &str, v: &S, c: EspCipher) -> Option<Vec<u8
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fields_come_from_the_derive() {
-        assert_eq!(
-            fields_of::<RawSa>(),
-            &["spi", "enc", "key", "esn", "replay_window"]
-        );
-        assert!(fields_of::<RawConfig>().contains(&"tunnels"));
-    }
-
-    #[test]
-    fn suggestions() {
-        assert_eq!(suggest("kye", &["spi", "enc", "key"]), Some("key"));
-        assert_eq!(
-            suggest("replay-window", &["replay_window", "esn"]),
-            Some("replay_window")
-        );
-        assert_eq!(suggest("zzzzzz", &["spi", "enc", "key"]), None);
-        assert_eq!(suggest("aes128gcm", &CIPHERS), Some("aes128gcm16"));
-    }
 
     #[test]
     fn numbers_and_macs() {

@@ -226,6 +226,54 @@ const BROKEN: &[(&str, &str, &str, &str)] = &[
     ("    local_ts: [10.1.0.0/24]\n", "", "tunnels[0].local_ts", "required key is missing"),
     ("bind: [\"10.0.1.1:4500\", \"10.0.2.1:4500\"]", "bind: \"10.0.1.1:4500\"", "cipher.bind", "write a list"),
     ("bind: [\"10.0.1.1:4500\", \"10.0.2.1:4500\"]", "bind: [\"10.0.1.1:4500\", \"10.0.1.1:4500\"]", "cipher.bind[1]", "remove the duplicate"),
+    // One document per file: what follows `---` (or `...`) would be ignored.
+    ("  socket: /run/mobiked-a.sock\n", "  socket: /run/mobiked-a.sock\n---\n", "", "`---` starts a second YAML document: mobiked reads one document per file"),
+    ("tunnels:", "...\ntunnels:", "", "a second YAML document starts here"),
+    // Tabs: the key, its line and column, and the fix.
+    ("  burst: 64", "\tburst: 64", "dataplane.burst", "a tab in the indentation of `burst`: indent with spaces"),
+    ("    path: main", "  \tpath: main", "tunnels[0].path", "a tab in the indentation of `path`: indent with spaces"),
+    ("  burst: 64", "  burst:\t64", "dataplane.burst", "a tab after `burst:`: put a space after the colon"),
+    ("tunnels:\n  - name: t1", "tunnels:\n\t- name: t1", "tunnels[0].name", "indent with spaces"),
+    // Values of the wrong shape: the key, and the accepted form.
+    ("local_ts: [10.1.0.0/24]", "local_ts: { net: 10.1.0.0/24 }", "tunnels[0].local_ts", "`local_ts` must be a list, not a mapping: write a list: `local_ts: [10.1.0.0/24]`"),
+    ("    remote_ts: [10.2.0.0/24]", "    remote_ts:\n      a: 10.2.0.0/24", "tunnels[0].remote_ts", "`remote_ts` must be a list, not a mapping"),
+    ("  workers: 1", "  workers: 1\n  cores: 3", "dataplane.cores", "`cores` must be a list, not a single value: write a list: `cores: [0, 1]`"),
+    ("bind: [\"10.0.1.1:4500\", \"10.0.2.1:4500\"]", "bind: { a: \"10.0.1.1:4500\" }", "cipher.bind", "must be a list, not a mapping"),
+    ("  workers: 1", "  workers: [1, 2]", "dataplane.workers", "`workers` must be a single value, not a list: write one value: `workers: 1`"),
+    ("  socket: /run/mobiked-a.sock", "  - /run/mobiked-a.sock", "control", "`control` must be a mapping, not a list"),
+    ("clear:\n  backend: tun\n  name: mtun0\n", "clear: tun\n", "clear", "`clear` must be a mapping, not a single value: write its keys below it"),
+    ("outbound: { spi: 0x00001001, enc: aes128gcm16, key: 0xe173505d16b84838f81f43c1ce12e7f697b40202, esn: false }", "outbound: 0x00001001", "tunnels[0].outbound", "`outbound` must be a mapping"),
+    ("tunnels:\n  - name: t1", "tunnels:\n    name: t1", "tunnels", "one entry per tunnel, starting with `- name: NAME`"),
+    ("local_ts: [10.1.0.0/24]", "local_ts: [[10.1.0.0/24]]", "tunnels[0].local_ts[0]", "each entry of `local_ts` is a single value"),
+    // Keys without a value, empty entries.
+    ("  backend: udp", "  backend:", "cipher.backend", "`backend` is present but has no value: write one value: `backend: udp`"),
+    ("spi: 0x00001001", "spi: ~", "tunnels[0].outbound.spi", "`spi` is present but has no value"),
+    ("control:\n  socket: /run/mobiked-a.sock\n", "control:\n", "control", "`control` is present but empty"),
+    ("local_ts: [10.1.0.0/24]", "local_ts: [~]", "tunnels[0].local_ts[0]", "entry 0 of `local_ts` is empty"),
+    ("tunnels:\n", "tunnels:\n  -\n", "tunnels[0]", "entry 0 of `tunnels` is empty"),
+    // Keys given twice, anchors, odd keys.
+    ("paths:", "cipher:\n  backend: udp\npaths:", "cipher", "given twice in one mapping (first at line 15)"),
+    ("spi: 0x00001001,", "spi: 0x00001001, spi: 0x00001002,", "tunnels[0].outbound", "duplicate"),
+    ("  burst: 64", "  burst: *nope", "dataplane.burst", "the alias `*nope` names no anchor: define `&nope`"),
+    ("  burst: 64", "  ? [a, b]\n  : 64", "dataplane", "keys are plain names"),
+    ("  burst: 64", "  ~: 64", "dataplane.~", "a key is empty"),
+    ("  burst: 64", "  burst:64", "dataplane.burst", "write `burst: 64`"),
+    ("  - name: t1", "  - name: \"t1", "tunnels[0].name", "opens a quote (\") that is never closed"),
+    // Characters YAML does not allow, or no one can see.
+    ("  burst: 64", "  burst: 6\u{0}4", "dataplane.burst", "a NUL byte (U+0000)"),
+    ("  burst: 64", "  burst: 6\u{7}4", "dataplane.burst", "a control character (U+0007): delete it"),
+    ("  burst: 64", "  \u{feff}burst: 64", "dataplane.burst", "an invisible character (U+FEFF"),
+    ("  burst: 64", "\u{a0}\u{a0}burst: 64", "dataplane.burst", "a non-ASCII space (U+00A0) in the indentation"),
+    // Numbers.
+    ("  workers: 1", "  workers: 99999999999999999999999999", "dataplane.workers", "is too large (worker threads): give a value from 1 to 256"),
+    ("    keepalive: 20", "    keepalive: -1", "paths[0].keepalive", "`-1` is negative"),
+    ("spi: 0x00001001", "spi: -4097", "tunnels[0].outbound.spi", "`-4097` is negative"),
+    // Address families.
+    ("    remote_ts: [10.2.0.0/24]", "    remote_ts: [\"2001:db8::/64\"]", "tunnels[0].remote_ts", "local selectors are IPv4 only and the remote ones IPv6 only: no packet matches both"),
+    ("local_ts: [10.1.0.0/24]", "local_ts: [\"::ffff:10.1.0.0/120\"]", "tunnels[0].local_ts[0]", "write the IPv4 prefix: 10.1.0.0/24"),
+    ("bind: [\"10.0.1.1:4500\", \"10.0.2.1:4500\"]", "bind: [\"10.0.1.1:70000\", \"10.0.2.1:4500\"]", "cipher.bind[0]", "port 70000 is out of range"),
+    ("    remote: 10.0.1.2:4500", "    remote: \"[fe80::1%eth0]:4500\"", "paths[0].remote", "scoped IPv6 addresses (`%eth0`) are not supported"),
+    ("  burst: 64", "  burst: 64#comment", "dataplane.burst", "a comment starts with a space and `#`"),
 ];
 
 #[test]
@@ -417,8 +465,18 @@ fn afpacket_specific_checks() {
 
 #[test]
 fn yaml_level_problems() {
-    let errs = parse_err("");
-    assert!(errs.0[0].fix.contains("examples/static-a.yaml"), "{errs}");
+    // An empty file: what every mode needs, for `mobiked check` serves them all.
+    for empty in ["", "# only a comment\n", "---\n", "\u{feff}"] {
+        let errs = parse_err(empty);
+        let e = &errs.0[0];
+        assert!(
+            e.problem.contains("`connections`") && e.problem.contains("`tunnels`"),
+            "{errs}"
+        );
+        for example in ["gateway.yaml", "client.yaml", "static-a.yaml"] {
+            assert!(e.fix.contains(example), "{example}: {errs}");
+        }
+    }
     let errs = parse_err("dataplane:\n  burst: 1\n  burst: 2\ncipher: {}\n");
     assert!(errs.0[0].problem.contains("duplicate"), "{errs}");
     assert!(errs.0[0].line > 0, "{errs}");
@@ -429,13 +487,214 @@ fn yaml_level_problems() {
         errs.at("cipher").unwrap().fix.contains("backend: udp"),
         "{errs}"
     );
+    // More than one document: the line of the second, whatever the first holds.
     let errs = parse_err("a: 1\n---\nb: 2\n");
-    assert!(!errs.is_empty());
+    assert_eq!((errs.0[0].line, errs.0[0].column), (2, 1), "{errs}");
+    assert!(errs.0[0].fix.contains("one document per file"), "{errs}");
+    let base = example_text("static-a.yaml");
+    for tail in [
+        "---\n",
+        "--- # second\n",
+        "---\ndataplane: { burst: 9999 }\n",
+    ] {
+        let errs = parse_err(&format!("{base}{tail}"));
+        let line = base.lines().count() as u64 + 1;
+        assert_eq!(errs.0[0].line, line, "{tail}: {errs}");
+        assert!(errs.0[0].problem.contains("second YAML document"), "{errs}");
+    }
+    // A lone `---` (or a directive) before the only document is one document; so is a
+    // document closed by `...`.
+    parse_ok(&format!("---\n{base}"));
+    parse_ok(&format!("%YAML 1.2\n---\n{base}"));
+    parse_ok(&format!("{base}...\n"));
     // A mapping where a list of paths belongs.
     let errs = parse_err(
         "cipher: { backend: udp, bind: ['127.0.0.1:4500'] }\nclear: { backend: tun, name: t0 }\npaths: { name: x }\n",
     );
     assert_eq!(errs.0[0].path, "paths", "{errs}");
+}
+
+#[test]
+fn deep_nesting_says_what_it_means() {
+    // Flow nesting past the scanner's own limit, within the budget's, and block nesting.
+    for text in [
+        format!("dataplane: {}{}\n", "[".repeat(300), "]".repeat(300)),
+        format!("dataplane: {}{}\n", "[".repeat(100), "]".repeat(100)),
+        format!("dataplane: {}1{}\n", "{a: ".repeat(100), "}".repeat(100)),
+        (0..100)
+            .map(|i| format!("{}k{i}:\n", "  ".repeat(i)))
+            .collect(),
+    ] {
+        let errs = parse_err(&text);
+        let e = &errs.0[0];
+        assert!(
+            e.problem.contains("nest deeper than 64 levels at line")
+                && e.problem.contains("no mobiked key nests deeper than 4"),
+            "{errs}"
+        );
+        assert!(e.line > 0 && !e.path.is_empty(), "{errs}");
+        assert!(e.fix.contains("never closed"), "{errs}");
+    }
+}
+
+#[test]
+fn the_file_is_a_mapping() {
+    for (text, given) in [
+        ("- cipher\n- clear\n", "a list"),
+        ("hello\n", "a single value"),
+    ] {
+        let errs = parse_err(text);
+        assert!(errs.0[0].problem.contains(given), "{errs}");
+        assert!(errs.0[0].fix.contains("examples/gateway.yaml"), "{errs}");
+        assert_eq!(errs.0[0].line, 1, "{errs}");
+    }
+}
+
+#[test]
+fn line_endings_and_byte_order_marks() {
+    let base = example_text("static-a.yaml");
+    let gw = example_text("gateway.yaml");
+    for text in [
+        base.replace('\n', "\r\n"),
+        base.replace('\n', "\r"),
+        format!("\u{feff}{base}"),
+        format!("\u{feff}{}", gw.replace('\n', "\r\n")),
+    ] {
+        parse_ok(&text);
+    }
+    // Lines count the same with CR LF.
+    let text = base
+        .replace("  burst: 64", "  burst: 640")
+        .replace('\n', "\r\n");
+    let errs = parse_err(&text);
+    let line = base.lines().position(|l| l == "  burst: 64").unwrap() as u64 + 1;
+    assert_eq!(errs.at("dataplane.burst").unwrap().line, line, "{errs}");
+    let text = base
+        .replace("  burst: 64", "\tburst: 64")
+        .replace('\n', "\r\n");
+    let errs = parse_err(&text);
+    assert_eq!(errs.at("dataplane.burst").unwrap().line, line, "{errs}");
+}
+
+#[test]
+fn long_values_are_cut_short_in_messages() {
+    let base = example_text("static-a.yaml");
+    let long = "x".repeat(100_000);
+    let errs = parse_err(&base.replace("  - name: t1", &format!("  - name: {long}")));
+    let shown = errs.at("tunnels[0].name").unwrap().to_string();
+    assert!(shown.len() < 400, "{} bytes", shown.len());
+    assert!(shown.contains("(100000 characters)"), "{shown}");
+    assert!(shown.contains("is not a usable name"), "{shown}");
+    // One line per error, whatever the value holds.
+    let errs = parse_err(&base.replace("  - name: t1", "  - name: |\n      t1\n      t2"));
+    let shown = errs.at("tunnels[0].name").unwrap().to_string();
+    assert!(!shown.contains('\n'), "{shown}");
+    assert!(shown.contains("`t1\\nt2\\n`"), "{shown}");
+}
+
+#[test]
+fn nothing_to_run_points_at_the_empty_list() {
+    let base = example_text("static-a.yaml");
+    let text = format!("{}tunnels: []\n", base.split("tunnels:").next().unwrap());
+    let errs = parse_err(&text);
+    let e = errs.at("tunnels").unwrap_or_else(|| panic!("{errs}"));
+    assert_eq!(e.line, text.lines().count() as u64, "{errs}");
+    assert!(e.fix.contains("examples/client.yaml"), "{errs}");
+}
+
+/// Garbage never panics the loader, and every error it reports says what is wrong.
+#[test]
+fn garbage_never_panics() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    let bases = [
+        example_text("static-a.yaml"),
+        example_text("gateway.yaml"),
+        example_text("client.yaml"),
+    ];
+    // Edits that make YAML and configurations go wrong: structural characters,
+    // whitespace of every kind, line breaks, quotes, anchors, numbers, invisible
+    // characters; at random places, with deletions and duplicated spans.
+    let piece = prop_oneof![
+        Just("\t".to_string()),
+        Just(" ".to_string()),
+        Just("\n".to_string()),
+        Just("\r\n".to_string()),
+        Just("- ".to_string()),
+        Just(": ".to_string()),
+        Just(":".to_string()),
+        Just("---\n".to_string()),
+        Just("...\n".to_string()),
+        Just("[".to_string()),
+        Just("]".to_string()),
+        Just("{".to_string()),
+        Just("}".to_string()),
+        Just(",".to_string()),
+        Just("\"".to_string()),
+        Just("'".to_string()),
+        Just("&a ".to_string()),
+        Just("*a".to_string()),
+        Just("<<: *a\n".to_string()),
+        Just("!!binary ".to_string()),
+        Just("? ".to_string()),
+        Just("~".to_string()),
+        Just("#".to_string()),
+        Just("|\n".to_string()),
+        Just("-1".to_string()),
+        Just("99999999999999999999999".to_string()),
+        Just("::ffff:".to_string()),
+        Just("\u{0}".to_string()),
+        Just("\u{feff}".to_string()),
+        Just("\u{a0}".to_string()),
+        "[a-z_]{1,12}".prop_map(|s| s),
+        any::<char>().prop_map(|c| c.to_string()),
+    ];
+    let edit = (0usize..3, 0.0f64..1.0, 0usize..40, piece);
+    let mut runner = TestRunner::new(Config {
+        cases: 400,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(
+            &(0usize..bases.len(), prop::collection::vec(edit, 1..6)),
+            |(b, edits)| {
+                let mut text = bases[b].clone();
+                for (kind, at, len, piece) in edits {
+                    let mut i = (at * text.len() as f64) as usize;
+                    while !text.is_char_boundary(i) {
+                        i -= 1;
+                    }
+                    match kind {
+                        0 => text.insert_str(i, &piece),
+                        1 => {
+                            let mut j = (i + len).min(text.len());
+                            while !text.is_char_boundary(j) {
+                                j -= 1;
+                            }
+                            text.replace_range(i..j, "");
+                        }
+                        _ => {
+                            let mut j = (i + len).min(text.len());
+                            while !text.is_char_boundary(j) {
+                                j -= 1;
+                            }
+                            let span = text[i..j].to_string();
+                            text.insert_str(j, &span);
+                        }
+                    }
+                }
+                if let Err(errs) = config::parse(&text) {
+                    prop_assert!(!errs.is_empty());
+                    for e in errs.iter() {
+                        prop_assert!(!e.problem.is_empty(), "{text:?}: {e}");
+                        prop_assert!(!e.to_string().is_empty());
+                    }
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
 }
 
 #[test]
@@ -769,21 +1028,35 @@ fn connection_defaults_follow_swanctl() {
     );
     assert_eq!((k.conn.retransmit, k.conn.dpd), (d.retransmit, d.dpd));
     assert_eq!(k.instances, 1);
+    assert_eq!(
+        k.conn.childless_timeout_ms, 60_000,
+        "childless IKE SAs: 60s"
+    );
+    assert_eq!(d.childless_timeout_ms, 60_000);
+    // childless_timeout: seconds, a unit, or 0 to keep childless IKE SAs.
+    for (written, ms) in [("0", 0), ("90", 90_000), ("5m", 300_000), ("1500ms", 1500)] {
+        let c = parse_ok(&format!(
+            "{MINIMAL}connections:\n  - name: c\n    psk: a long secret\n    childless_timeout: {written}\n"
+        ));
+        assert_eq!(c.connections[0].conn.childless_timeout_ms, ms, "{written}");
+    }
 
     // Forms a swanctl.conf user writes: remote_addrs, comma lists, `default`, durations
     // in plain seconds, rekey_time 0, IPv6, a pool range, explicit ports.
-    let c = parse_ok(&format!(
-        "{MINIMAL}ike: {{ listen: ['192.0.2.1', '0.0.0.0'], cookie_threshold: 0 }}\n\
-         pools:\n  - {{ name: r, addrs: 10.9.0.10-10.9.0.19 }}\n  - {{ name: six, addrs: 'fd00::/112' }}\n\
+    let c = parse_ok(
+        "cipher: { backend: udp, bind: ['192.0.2.1:4500', '[::]:4500'] }\n\
+         clear: { backend: tun, name: t0 }\n\
+         ike: { listen: ['192.0.2.1', '0.0.0.0', '::'], cookie_threshold: 0 }\n\
+         pools:\n  - { name: r, addrs: 10.9.0.10-10.9.0.19 }\n  - { name: six, addrs: 'fd00::/112' }\n\
          connections:\n  - name: c\n    psk: 0x0011223344556677\n    remote_addrs: '192.0.2.2:4501, 192.0.2.3'\n    \
          local_addrs: 192.0.2.1\n    proposals: 'aes256-sha384-ecp256, default'\n    esp_proposals: aes256gcm16-x25519-esn\n    \
-         rekey_time: 0\n    children: {{ rekey_time: 0, life_time: 3600 }}\n    dpd_delay: 0\n    \
-         retransmit: {{ timeout: 500ms, tries: 3 }}\n    encap: true\n    local_ts: '10.1.0.0/24[tcp/443]'\n    \
+         rekey_time: 0\n    children: { rekey_time: 0, life_time: 3600 }\n    dpd_delay: 0\n    \
+         retransmit: { timeout: 500ms, tries: 3 }\n    encap: true\n    local_ts: '10.1.0.0/24[tcp/443]'\n    \
          pools: [r, six]\n  - name: v6\n    psk: a long secret\n    peeraddr: '[2001:db8::2]:500'\n    \
          local_id: '@#0a0b'\n    vips: ['::', 0.0.0.0]\n"
-    ))
+    )
     .clone();
-    assert_eq!(c.ike.listen, vec![ip("192.0.2.1"), ip("0.0.0.0")]);
+    assert_eq!(c.ike.listen, vec![ip("192.0.2.1"), ip("0.0.0.0"), ip("::")]);
     assert_eq!(c.ike.cookie_threshold, 0);
     assert_eq!(
         (
@@ -853,7 +1126,7 @@ fn connection_defaults_follow_swanctl() {
     assert!(v.request_vip4 && v.request_vip6);
     assert!(
         v.local_addrs.is_empty(),
-        "no IPv6 address to listen on: the runtime picks the source"
+        "IPv6 only on the wildcard: the runtime picks the source"
     );
     assert_eq!(v.remote_ts, vec![Selector::any(false), Selector::any(true)]);
 }
@@ -991,6 +1264,219 @@ const BROKEN_IKE: &[(&str, &str, &str, &str, &str)] = &[
         "connection:",
         "connection",
         "did you mean `connections`?",
+    ),
+    // Shapes, empty values and text problems in the IKE sections.
+    (
+        "gateway.yaml",
+        "    psk: 0x6d6f62696b65642d6c61622d70736b2d2d6e6f742d666f722d616e792d757365",
+        "    psk:",
+        "connections[0].psk",
+        "`psk` is present but has no value: give the pre-shared key after `psk:` on the same line",
+    ),
+    (
+        "gateway.yaml",
+        "    local_ts: [10.1.0.0/24]",
+        "    local_ts:\n      net: 10.1.0.0/24",
+        "connections[0].local_ts",
+        "`local_ts` must be a value or a list, not a mapping: write one value or a list: `local_ts: [10.1.0.0/24]`",
+    ),
+    (
+        "gateway.yaml",
+        "    proposals: [aes128gcm16-prfsha256-x25519, aes256gcm16-prfsha384-ecp384]",
+        "    proposals: { ike: aes128gcm16-prfsha256-x25519 }",
+        "connections[0].proposals",
+        "`proposals: [aes128gcm16-prfsha256-x25519]`",
+    ),
+    (
+        "gateway.yaml",
+        "    dns: [10.1.0.53]",
+        "    dns: { primary: 10.1.0.53 }",
+        "pools[0].dns",
+        "`dns: [10.1.0.53]`",
+    ),
+    (
+        "client.yaml",
+        "    vips: [0.0.0.0]",
+        "    vips: { v4: 0.0.0.0 }",
+        "connections[0].vips",
+        "`vips: [0.0.0.0]`",
+    ),
+    (
+        "client.yaml",
+        "    vips: [0.0.0.0]",
+        "    vips:",
+        "connections[0].vips",
+        "`vips` is present but has no value",
+    ),
+    (
+        "gateway.yaml",
+        "    children:\n      rekey_time: 1h\n      life_time: 66m\n      rand_time: 6m\n",
+        "    children: 1h\n",
+        "connections[0].children",
+        "`children` must be a mapping, not a single value",
+    ),
+    (
+        "gateway.yaml",
+        "{ timeout: 1s, tries: 6, max: 16s }",
+        "[1s, 6, 16s]",
+        "connections[0].retransmit",
+        "`retransmit: { timeout: 1s, tries: 6, max: 16s }`",
+    ),
+    (
+        "gateway.yaml",
+        "    dpd_delay: 30s",
+        "    dpd_delay:",
+        "connections[0].dpd_delay",
+        "`dpd_delay` is present but has no value: write one value: `dpd_delay: 30s`",
+    ),
+    (
+        "gateway.yaml",
+        "pools:\n  - name: vpn4",
+        "pools: vpn4\nx_pools:\n  - name: vpn4",
+        "pools",
+        "`pools` must be a list, not a single value",
+    ),
+    (
+        "gateway.yaml",
+        "    rekey_time: 4h\n",
+        "    rekey_time: 4h\n    rekey_time: 2h\n",
+        "connections[0].rekey_time",
+        "given twice in one mapping (first at line 41)",
+    ),
+    (
+        "gateway.yaml",
+        "    psk: 0x6d6f",
+        "\t\tpsk: 0x6d6f",
+        "connections[0].psk",
+        "a tab in the indentation of `psk`: indent with spaces",
+    ),
+    (
+        "gateway.yaml",
+        "    dpd_delay: 30s",
+        "    dpd_delay: 1.5s",
+        "connections[0].dpd_delay",
+        "has a fraction; durations are whole numbers of a unit (1500ms, not 1.5s)",
+    ),
+    (
+        "gateway.yaml",
+        "    dpd_delay: 30s",
+        "    dpd_delay: 30S",
+        "connections[0].dpd_delay",
+        "units are lower case (`30s`)",
+    ),
+    (
+        "gateway.yaml",
+        "    rekey_time: 4h",
+        "    rekey_time: 3h30m",
+        "connections[0].rekey_time",
+        "write one number and one unit (e.g. 90m, not 1h30m)",
+    ),
+    (
+        "gateway.yaml",
+        "    dpd_delay: 30s",
+        "    dpd_delay: -5",
+        "connections[0].dpd_delay",
+        "`-5` is negative",
+    ),
+    (
+        "gateway.yaml",
+        "    dpd_delay: 30s",
+        "    dpd_delay: 0x1e",
+        "connections[0].dpd_delay",
+        "durations are decimal",
+    ),
+    // Address families.
+    (
+        "gateway.yaml",
+        "    local_ts: [10.1.0.0/24]",
+        "    local_ts: [\"fd01::/64\"]",
+        "connections[0].remote_ts",
+        "local selectors are IPv6 only and the remote ones IPv4 only: no packet matches both",
+    ),
+    (
+        "client.yaml",
+        "    remote_ts: [10.1.0.0/24]",
+        "    remote_ts: [\"fd01::/64\"]",
+        "connections[0].remote_ts",
+        "local selectors are IPv4 only",
+    ),
+    (
+        "gateway.yaml",
+        "    local_ts: [10.1.0.0/24]",
+        "    local_ts: [\"::ffff:10.1.0.0/120\"]",
+        "connections[0].local_ts[0]",
+        "IPv4-mapped IPv6 selector",
+    ),
+    (
+        "gateway.yaml",
+        "    addrs: 10.3.0.0/24",
+        "    addrs: \"::ffff:10.3.0.0/120\"",
+        "pools[0].addrs",
+        "write the IPv4 range: 10.3.0.1-10.3.0.255",
+    ),
+    (
+        "client.yaml",
+        "    peeraddr: 127.0.0.1 ",
+        "    peeraddr: \"::1\" ",
+        "connections[0].peeraddr",
+        "::1 is IPv6, and IKE listens on no IPv6 address (ike.listen: 127.0.0.2)",
+    ),
+    (
+        "gateway.yaml",
+        "    pools: [vpn4]",
+        "    pools: []",
+        "connections[0].pools",
+        "`pools: [vpn4]`",
+    ),
+    (
+        "client.yaml",
+        "    peeraddr: 127.0.0.1 ",
+        "    peeraddr: \"[::1]:99999\" ",
+        "connections[0].peeraddr",
+        "port 99999 is out of range",
+    ),
+    // childless_timeout
+    (
+        "gateway.yaml",
+        "    dpd_timeout: 60s",
+        "    dpd_timeout: 60s\n    childless_timeout: -5",
+        "connections[0].childless_timeout",
+        "`-5` is negative",
+    ),
+    (
+        "gateway.yaml",
+        "    dpd_timeout: 60s",
+        "    dpd_timeout: 60s\n    childless_timeout: 5min",
+        "connections[0].childless_timeout",
+        "unknown unit `min` in `5min`: write seconds (30) or a number with a unit",
+    ),
+    (
+        "gateway.yaml",
+        "    dpd_timeout: 60s",
+        "    dpd_timeout: 60s\n    childless_timeout: [60s]",
+        "connections[0].childless_timeout",
+        "`childless_timeout` must be a single value, not a list: write one value: `childless_timeout: 60s`",
+    ),
+    (
+        "gateway.yaml",
+        "    dpd_timeout: 60s",
+        "    dpd_timeout: 60s\n    childless_timeout: 500ms",
+        "connections[0].childless_timeout",
+        "give at least 1s (the default is 60s), or 0 to keep childless IKE SAs",
+    ),
+    (
+        "gateway.yaml",
+        "    dpd_timeout: 60s",
+        "    dpd_timeout: 60s\n    childless_timeout: 400d",
+        "connections[0].childless_timeout",
+        "longer than 365 days",
+    ),
+    (
+        "gateway.yaml",
+        "    dpd_timeout: 60s",
+        "    dpd_timeout: 60s\n    childless_timout: 60s",
+        "connections[0].childless_timout",
+        "did you mean `childless_timeout`?",
     ),
     // ike:
     (

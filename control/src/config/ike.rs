@@ -2,12 +2,17 @@
 //! swanctl.conf or MyIKEv2 user knows: `proposals`, `local_ts`, `rekey_time`, `pools`,
 //! `vips`. Validated into the runtime types of [`crate::ike::conn`].
 
-use super::{parse_uint, suggest, validate_name, CipherBackend, CipherConf, Ctx, S};
+mod mobike;
+
+use super::{
+    disjoint_families, parse_uint, suggest, validate_name, CipherBackend, CipherConf, Ctx,
+    FAMILY_FIX, S,
+};
 use crate::ike::conn::{
-    ChangeType, Conn, Dpd, EspProposal, Identity, IkeProposal, Lifetimes, Mobike, PoolConf,
-    Retransmit, Selector,
+    Conn, Dpd, EspProposal, Identity, IkeProposal, Lifetimes, PoolConf, Retransmit, Selector,
 };
 use crate::ike::crypto::{DhGroup, Encr, EspEncr, Integ, Prf};
+use mobike::{client_block, client_block_fits, mobike_gate, mobike_settings};
 use serde::de::{self, Deserialize, Deserializer, SeqAccess, Visitor};
 use serde_saphyr::{Location, Spanned};
 use std::collections::HashMap;
@@ -141,6 +146,7 @@ impl PartialEq for ConnConf {
             && a.child_lifetime == b.child_lifetime
             && a.retransmit == b.retransmit
             && a.dpd == b.dpd
+            && a.childless_timeout_ms == b.childless_timeout_ms
             && a.cookie_threshold == b.cookie_threshold
             && a.force_encap == b.force_encap
             && a.mobike == b.mobike
@@ -174,6 +180,7 @@ impl fmt::Debug for ConnConf {
             .field("child_lifetime", &c.child_lifetime)
             .field("retransmit", &c.retransmit)
             .field("dpd", &c.dpd)
+            .field("childless_timeout_ms", &c.childless_timeout_ms)
             .field("cookie_threshold", &c.cookie_threshold)
             .field("force_encap", &c.force_encap)
             .field("mobike", &c.mobike)
@@ -305,6 +312,7 @@ pub(super) struct RawConn {
     children: Option<Spanned<RawChildren>>,
     dpd_delay: Option<S>,
     dpd_timeout: Option<S>,
+    childless_timeout: Option<S>,
     retransmit: Option<Spanned<RawRetransmit>>,
     encap: Option<S>,
     instances: Option<S>,
@@ -346,13 +354,46 @@ fn parse_duration_ms(s: &str) -> Result<u64, String> {
         .find(|c: char| !c.is_ascii_digit() && c != '_')
         .unwrap_or(s.len());
     let (num, unit) = s.split_at(digits);
-    let n = parse_uint(num).ok_or_else(|| format!("`{s}` is not a duration"))?;
+    let Some(n) = parse_uint(num) else {
+        return Err(if s.starts_with('-') {
+            format!("`{s}` is negative")
+        } else {
+            format!("`{s}` is not a duration")
+        });
+    };
     let scale: u64 = match unit.trim() {
         "" | "s" => 1000,
         "ms" => 1,
         "m" => 60_000,
         "h" => 3_600_000,
         "d" => 86_400_000,
+        other if other.starts_with(['.', ',']) => {
+            return Err(format!(
+                "`{s}` has a fraction; durations are whole numbers of a unit (1500ms, not 1.5s)"
+            ))
+        }
+        other if matches!(other, "S" | "MS" | "Ms" | "M" | "H" | "D") => {
+            return Err(format!(
+                "unknown unit `{other}` in `{s}`: units are lower case (`{num}{}`)",
+                other.to_ascii_lowercase()
+            ))
+        }
+        other if other.starts_with(['x', 'X']) => {
+            return Err(format!("`{s}` is hexadecimal; durations are decimal"))
+        }
+        other
+            if other.starts_with(['e', 'E'])
+                && other[1..].starts_with(|c: char| c.is_ascii_digit()) =>
+        {
+            return Err(format!(
+                "`{s}` has an exponent; write the number out (1000s, not 1e3s)"
+            ))
+        }
+        other if other.contains(|c: char| c.is_ascii_digit()) => {
+            return Err(format!(
+                "`{s}` combines units; write one number and one unit (e.g. 90m, not 1h30m)"
+            ))
+        }
         other => return Err(format!("unknown unit `{other}` in `{s}`")),
     };
     n.checked_mul(scale)
@@ -435,6 +476,9 @@ fn addr_port(s: &str, default_port: u16) -> Result<SocketAddr, String> {
         if let Ok(ip) = inner.parse::<Ipv6Addr>() {
             return Ok(SocketAddr::new(IpAddr::V6(ip), default_port));
         }
+    }
+    if let Some(hint) = super::address_hint(s) {
+        return Err(format!("`{s}` is not an address: {hint}"));
     }
     if s.chars().any(|c| c.is_ascii_alphabetic()) && !s.contains("::") {
         return Err(format!(
@@ -535,6 +579,12 @@ fn pool_range(s: &str) -> Result<(IpAddr, u64), (String, String)> {
         let ip: IpAddr = s.parse().map_err(|_| bad_addr(s))?;
         (ip, ip)
     };
+    if let Some((a, b)) = mapped(first, last) {
+        return Err((
+            format!("{first}-{last} are IPv4-mapped IPv6 addresses; a client asking for IPv4 gets an IPv4 address"),
+            format!("write the IPv4 range: {a}-{b}"),
+        ));
+    }
     let size = u128_of(last) - u128_of(first) + 1;
     if size > u128::from(POOL_SIZE_MAX) {
         return Err(too_big(size.to_string()));
@@ -1134,6 +1184,32 @@ fn validate_conn(
             }
         }
     }
+    if r.local_addrs.is_none() && !ike.listen.is_empty() {
+        // IKE has one socket per listen address: no socket of a peer's family, no way
+        // to reach the peer.
+        for (a, p, loc) in &peer_addrs {
+            if !ike.listen.iter().any(|l| l.is_ipv4() == a.is_ipv4()) {
+                let (fam, other) = if a.is_ipv4() {
+                    ("IPv4", "IPv6")
+                } else {
+                    ("IPv6", "IPv4")
+                };
+                let known = ike
+                    .listen
+                    .iter()
+                    .map(|l| l.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                cx.err(
+                    p,
+                    *loc,
+                    format!("{} is {fam}, and IKE listens on no {fam} address (ike.listen: {known})", a.ip()),
+                    format!("listen on an {fam} address as well (cipher.bind, and ike.listen if given), or give the peer's {other} address"),
+                );
+                ok = false;
+            }
+        }
+    }
     if r.local_addrs.is_none() {
         // The addresses IKE listens on, in the family of a peer when one is known; a
         // wildcard is left to the runtime, which picks the source per route.
@@ -1361,7 +1437,23 @@ fn validate_conn(
         }
         let known: Vec<&str> = pool_names.iter().flatten().map(String::as_str).collect();
         let mut seen: Vec<String> = Vec::new();
-        for (p, s, loc) in items(&at("pools"), m) {
+        let list = items(&at("pools"), m);
+        if list.is_empty() {
+            cx.err(
+                &at("pools"),
+                m.referenced,
+                "no pool named",
+                match known.first() {
+                    Some(k) => format!(
+                        "name the pools to lease from, e.g. `pools: [{k}]`, or remove the key"
+                    ),
+                    None => "define a pool under `pools:` and name it here, or remove the key"
+                        .to_string(),
+                },
+            );
+            ok = false;
+        }
+        for (p, s, loc) in list {
             if seen.contains(&s) {
                 cx.err(
                     &p,
@@ -1426,6 +1518,30 @@ fn validate_conn(
         None => Some(any),
         Some(m) => selectors(cx, &at("remote_ts"), m),
     };
+    if let (Some(l), Some(rm)) = (&local_ts, &remote_ts) {
+        let fams = |v: &[Selector]| {
+            (
+                v.iter().any(|s| !s.is_ipv6()),
+                v.iter().any(|s| s.is_ipv6()),
+            )
+        };
+        // Without local_ts a client's local selector is its virtual IP.
+        let local = if l.is_empty() { (vip4, vip6) } else { fams(l) };
+        if let Some(problem) = disjoint_families(local, fams(rm)) {
+            let (key, m) = match (&r.remote_ts, &r.local_ts) {
+                (Some(m), _) => ("remote_ts", Some(m)),
+                (None, Some(m)) => ("local_ts", Some(m)),
+                (None, None) => ("vips", r.vips.as_ref()),
+            };
+            cx.err(
+                &at(key),
+                m.map_or(here, |m| m.referenced),
+                problem,
+                FAMILY_FIX,
+            );
+            ok = false;
+        }
+    }
 
     // Lifetimes (swanctl.conf semantics).
     let ike_lifetime = ike_lifetimes(cx, &at(""), r);
@@ -1472,6 +1588,8 @@ fn validate_conn(
         },
     };
 
+    let childless_timeout_ms =
+        childless_timeout(cx, &at("childless_timeout"), r.childless_timeout.as_ref());
     let retransmit = validate_retransmit(cx, &at("retransmit"), r.retransmit.as_ref());
     let force_encap = match &r.encap {
         None => Some(false),
@@ -1544,6 +1662,7 @@ fn validate_conn(
     conn.child_lifetime = child_lifetime?;
     conn.retransmit = retransmit?;
     conn.dpd = dpd?;
+    conn.childless_timeout_ms = childless_timeout_ms?;
     conn.cookie_threshold = ike.cookie_threshold;
     conn.force_encap = force_encap?;
     conn.mobike = mobike?;
@@ -1554,362 +1673,6 @@ fn validate_conn(
         client_start: client.as_ref().map(|b| b.start),
         client_prefix_len: client.as_ref().map(|b| b.prefix_len),
         addrs_per_tunnel: client.as_ref().map_or(0, |b| b.per_tunnel),
-    })
-}
-
-/// The seed's client address block: `startclntaddr` (first address/prefix) and
-/// `mobikeaddrpertunnel` (addresses per copy).
-struct ClientBlock {
-    start: IpAddr,
-    prefix_len: u8,
-    per_tunnel: u32,
-    /// The prefix's network address, and its last address a host may use.
-    net: u128,
-    last_usable: u128,
-}
-
-/// Keys only a client's address rotation reads.
-const ROTATION_KEYS: [&str; 4] = [
-    "mobikeiplifetime",
-    "mobikechangeaddrtype",
-    "mobikeaddrpertunnel",
-    "startclntaddr",
-];
-
-/// `mobike` itself, and whether every other MOBIKE key may appear on this connection:
-/// all of them need `mobike: true`; the rotation keys belong to an initiator, and
-/// `mobikeaddrpergw` to a responder. `initiates` is `None` when `peeraddr` was
-/// unreadable (the role is unknown; no role errors then). Returns `mobike`'s value;
-/// a misplaced key clears `ok` (the values are still checked, to report every error).
-fn mobike_gate(
-    cx: &mut Ctx<'_>,
-    prefix: &str,
-    r: &RawConn,
-    initiates: Option<bool>,
-    ok: &mut bool,
-) -> Option<bool> {
-    let at = |k: &str| format!("{prefix}{k}");
-    let enabled = match &r.mobike {
-        None => Some(false),
-        Some(v) => cx.boolean(&at("mobike"), v),
-    };
-    let keys: [(&str, &Option<S>); 8] = [
-        ("disallownat", &r.disallownat),
-        ("mobikerrcheck", &r.mobikerrcheck),
-        ("mobikeiplifetime", &r.mobikeiplifetime),
-        ("mobikechangeaddrtype", &r.mobikechangeaddrtype),
-        ("mobikeaddrpergw", &r.mobikeaddrpergw),
-        ("mobikedebounce", &r.mobikedebounce),
-        ("mobikeaddrpertunnel", &r.mobikeaddrpertunnel),
-        ("startclntaddr", &r.startclntaddr),
-    ];
-    for (key, v) in keys {
-        let Some(v) = v else { continue };
-        if enabled == Some(false) {
-            cx.err(
-                &at(key),
-                v.referenced,
-                "MOBIKE is off for this connection (`mobike` is false or absent)",
-                format!("add `mobike: true`, or remove `{key}`"),
-            );
-            *ok = false;
-        } else if initiates == Some(false) && ROTATION_KEYS.contains(&key) {
-            cx.err(
-                &at(key),
-                v.referenced,
-                format!("`{key}` belongs to a client's address rotation, and this connection only responds (it has no peeraddr)"),
-                format!("add `peeraddr: GATEWAY-IP` to initiate, or remove `{key}`: a responder follows the moves its peer makes (RFC 4555 3.5)"),
-            );
-            *ok = false;
-        } else if initiates == Some(true) && key == "mobikeaddrpergw" {
-            cx.err(
-                &at(key),
-                v.referenced,
-                "`mobikeaddrpergw` is a gateway's setting, and this connection initiates (it has a peeraddr)",
-                "remove it: a client's own addresses come from startclntaddr with mobikeaddrpertunnel, or local_addrs",
-            );
-            *ok = false;
-        }
-    }
-    enabled
-}
-
-/// `startclntaddr: ADDRESS/LENGTH`: the first address, the prefix length, the
-/// network address and the last usable address (not the IPv4 broadcast address).
-fn start_prefix(s: &str) -> Result<(IpAddr, u8, u128, u128), (String, String)> {
-    let fix = "write the first address with its prefix length, e.g. 192.168.1.1/24".to_string();
-    let Some((a, l)) = s.trim().split_once('/') else {
-        return Err((format!("`{s}` has no prefix length"), fix));
-    };
-    let ip: IpAddr = a
-        .trim()
-        .parse()
-        .map_err(|_| (format!("`{a}` is not an IP address"), fix.clone()))?;
-    let bits: u8 = if ip.is_ipv4() { 32 } else { 128 };
-    let len: u8 = l
-        .trim()
-        .parse()
-        .ok()
-        .filter(|n| *n <= bits)
-        .ok_or_else(|| {
-            (
-                format!("`{l}` is not a prefix length"),
-                format!("give 0 to {bits}"),
-            )
-        })?;
-    if ip.is_unspecified() || ip.is_multicast() {
-        return Err((
-            format!("{ip} cannot be a host's address"),
-            "give a unicast address, e.g. 192.168.1.1/24".to_string(),
-        ));
-    }
-    let host_bits = u32::from(bits - len);
-    let host: u128 = if host_bits >= 128 {
-        u128::MAX
-    } else {
-        (1u128 << host_bits) - 1
-    };
-    let base = u128_of(ip);
-    let net = base & !host;
-    // RFC 3021: a /31 (and a /32) has no network or broadcast address; IPv6 has no
-    // broadcast, and its network address is the Subnet-Router anycast (RFC 4291 2.6.1).
-    if host_bits >= 2 && base == net {
-        let first = ip_of(ip.is_ipv6(), net + 1);
-        return Err((
-            format!("{ip} is the network address of {ip}/{len}"),
-            format!("start at a host address, e.g. {first}/{len}"),
-        ));
-    }
-    let last_usable = if ip.is_ipv4() && host_bits >= 2 {
-        (net | host) - 1
-    } else {
-        net | host
-    };
-    Ok((ip, len, net, last_usable))
-}
-
-/// `startclntaddr` with `mobikeaddrpertunnel`: both or neither, not with `local_addrs`,
-/// of a peer's family. `Some(None)`: neither key; `None`: an error.
-fn client_block(
-    cx: &mut Ctx<'_>,
-    prefix: &str,
-    r: &RawConn,
-    (peer_v4, peer_v6): (bool, bool),
-) -> Option<Option<ClientBlock>> {
-    let at = |k: &str| format!("{prefix}{k}");
-    match (&r.mobikeaddrpertunnel, &r.startclntaddr) {
-        (None, None) => Some(None),
-        (Some(v), None) => {
-            cx.err(
-                &at("mobikeaddrpertunnel"),
-                v.referenced,
-                "`mobikeaddrpertunnel` counts addresses from `startclntaddr`, and there is none",
-                "add `startclntaddr: 192.168.1.1/24` (the first address and its prefix), or remove `mobikeaddrpertunnel`",
-            );
-            None
-        }
-        (None, Some(v)) => {
-            cx.err(
-                &at("startclntaddr"),
-                v.referenced,
-                "`startclntaddr` needs `mobikeaddrpertunnel`: how many addresses each tunnel gets",
-                "add `mobikeaddrpertunnel: N` (1 or more), or remove `startclntaddr`",
-            );
-            None
-        }
-        (Some(n), Some(v)) => {
-            let n = cx.uint(
-                &at("mobikeaddrpertunnel"),
-                n,
-                1..=MOBIKE_ADDRS_MAX,
-                "own addresses of each tunnel",
-            );
-            if r.local_addrs.is_some() {
-                cx.err(
-                    &at("startclntaddr"),
-                    v.referenced,
-                    "`startclntaddr` allocates this connection's own addresses, and `local_addrs` lists them as well",
-                    "keep one: startclntaddr with mobikeaddrpertunnel (N addresses per instance), or local_addrs",
-                );
-                return None;
-            }
-            let (start, prefix_len, net, last_usable) = match start_prefix(&v.value) {
-                Ok(x) => x,
-                Err((problem, fix)) => {
-                    cx.err(&at("startclntaddr"), v.referenced, problem, fix);
-                    return None;
-                }
-            };
-            let (v6, fam) = (
-                start.is_ipv6(),
-                if start.is_ipv6() { "IPv6" } else { "IPv4" },
-            );
-            if (peer_v4 || peer_v6) && !(if v6 { peer_v6 } else { peer_v4 }) {
-                cx.err(
-                    &at("startclntaddr"),
-                    v.referenced,
-                    format!("{start} is {fam}, and no peeraddr is"),
-                    "give a startclntaddr of the peer's address family",
-                );
-                return None;
-            }
-            Some(Some(ClientBlock {
-                start,
-                prefix_len,
-                per_tunnel: n? as u32,
-                net,
-                last_usable,
-            }))
-        }
-    }
-}
-
-/// Every copy's block inside the prefix, and every address one IKE listens on.
-fn client_block_fits(
-    cx: &mut Ctx<'_>,
-    path: &str,
-    r: &RawConn,
-    b: &ClientBlock,
-    instances: u32,
-    ike: &IkeListenConf,
-) -> bool {
-    let Some(v) = &r.startclntaddr else {
-        return false;
-    };
-    let v6 = b.start.is_ipv6();
-    let per = u128::from(b.per_tunnel);
-    let total = u128::from(instances) * per;
-    let first = u128_of(b.start);
-    if first + total - 1 > b.last_usable {
-        let fit = (b.last_usable - first + 1) / per;
-        let net = ip_of(v6, b.net);
-        let len = b.prefix_len;
-        cx.err(
-            path,
-            v.referenced,
-            format!(
-                "instances ({instances}) x mobikeaddrpertunnel ({per}) = {total} addresses from {} run past the end of {net}/{len} (last usable: {})",
-                b.start,
-                ip_of(v6, b.last_usable)
-            ),
-            format!(
-                "{fit} instance(s) fit: lower instances or mobikeaddrpertunnel, start lower in the prefix, or give a shorter prefix in startclntaddr"
-            ),
-        );
-        return false;
-    }
-    let wildcard = ike
-        .listen
-        .iter()
-        .any(|l| l.is_unspecified() && l.is_ipv6() == v6);
-    // Without a wildcard only listed addresses are covered, so an uncovered one shows
-    // up within the first listen.len() + 1 of the block.
-    let uncovered = (!wildcard)
-        .then(|| {
-            (0..total)
-                .map(|k| ip_of(v6, first + k))
-                .find(|a| !ike.listen.contains(a))
-        })
-        .flatten();
-    if let Some(a) = uncovered {
-        let known = ike
-            .listen
-            .iter()
-            .map(|l| l.to_string())
-            .collect::<Vec<_>>()
-            .join(", ");
-        let any = if v6 { "'::'" } else { "0.0.0.0" };
-        cx.err(
-            path,
-            v.referenced,
-            format!("{a}, allocated by startclntaddr, is not an address IKE listens on (ike.listen: {known})"),
-            format!("listen on the wildcard, `ike: {{ listen: [{any}] }}` (with the udp backend bind the dataplane there too), or list every allocated address"),
-        );
-        return false;
-    }
-    true
-}
-
-/// The values of the MOBIKE keys (their placement was checked by [`mobike_gate`]).
-/// `own_addrs`: how many own addresses one copy of the connection has.
-fn mobike_settings(
-    cx: &mut Ctx<'_>,
-    prefix: &str,
-    r: &RawConn,
-    enabled: bool,
-    own_addrs: usize,
-) -> Option<Mobike> {
-    let at = |k: &str| format!("{prefix}{k}");
-    let d = Mobike::default();
-    let flag = |cx: &mut Ctx<'_>, key: &str, v: &Option<S>, d: bool| match v {
-        None => Some(d),
-        Some(v) => cx.boolean(&at(key), v),
-    };
-    let disallow_nat = flag(cx, "disallownat", &r.disallownat, d.disallow_nat);
-    let rr_check = flag(cx, "mobikerrcheck", &r.mobikerrcheck, d.rr_check);
-    let ip_lifetime_ms = match &r.mobikeiplifetime {
-        None => Some(d.ip_lifetime_ms),
-        Some(v) => cx.duration_ms(&at("mobikeiplifetime"), v, 0..=DURATION_MAX_S * 1000),
-    };
-    let change_type = match &r.mobikechangeaddrtype {
-        None => Some(d.change_type),
-        Some(v) => cx
-            .choice(
-                &at("mobikechangeaddrtype"),
-                v,
-                &["own-only", "peer-only", "both"],
-            )
-            .map(|c| match c {
-                "peer-only" => ChangeType::PeerOnly,
-                "both" => ChangeType::Both,
-                _ => ChangeType::OwnOnly,
-            }),
-    };
-    let addrs_per_gw = match &r.mobikeaddrpergw {
-        None => Some(d.addrs_per_gw),
-        Some(v) => match cx.uint(
-            &at("mobikeaddrpergw"),
-            v,
-            0..=MOBIKE_ADDRS_MAX,
-            "own addresses the gateway announces, 0 = all",
-        ) {
-            Some(n) if own_addrs > 0 && n as usize > own_addrs => {
-                cx.err(
-                    &at("mobikeaddrpergw"),
-                    v.referenced,
-                    format!("{n} addresses to announce, and the connection has {own_addrs} (local_addrs, else ike.listen)"),
-                    format!("give at most {own_addrs} (0 = all), or add local addresses"),
-                );
-                None
-            }
-            n => n.map(|n| n as u32),
-        },
-    };
-    let debounce_ms = match &r.mobikedebounce {
-        None => Some(d.debounce_ms),
-        Some(v) => cx.duration_ms(&at("mobikedebounce"), v, 0..=MOBIKE_DEBOUNCE_MAX_MS),
-    };
-    if let (Some(v), Some(1..), Some(ChangeType::OwnOnly)) =
-        (&r.mobikeiplifetime, ip_lifetime_ms, change_type)
-    {
-        if own_addrs < 2 {
-            cx.err(
-                &at("mobikeiplifetime"),
-                v.referenced,
-                format!("own-only rotation (the default mobikechangeaddrtype) moves between own addresses, and each tunnel has {own_addrs}"),
-                "give each tunnel two or more (mobikeaddrpertunnel with startclntaddr, or local_addrs), or set mobikechangeaddrtype: peer-only or both",
-            );
-            return None;
-        }
-    }
-    Some(Mobike {
-        enabled,
-        disallow_nat: disallow_nat?,
-        rr_check: rr_check?,
-        ip_lifetime_ms: ip_lifetime_ms?,
-        change_type: change_type?,
-        addrs_per_gw: addrs_per_gw?,
-        debounce_ms: debounce_ms?,
     })
 }
 
@@ -1955,6 +1718,14 @@ fn proposals<T>(
     out
 }
 
+/// The IPv4 forms of two IPv4-mapped IPv6 addresses (a range's ends).
+fn mapped(a: IpAddr, b: IpAddr) -> Option<(Ipv4Addr, Ipv4Addr)> {
+    match (a, b) {
+        (IpAddr::V6(a), IpAddr::V6(b)) => Some((a.to_ipv4_mapped()?, b.to_ipv4_mapped()?)),
+        _ => None,
+    }
+}
+
 fn selectors(cx: &mut Ctx<'_>, path: &str, m: &Many) -> Option<Vec<Selector>> {
     let list = items(path, m);
     if list.is_empty() {
@@ -1970,8 +1741,21 @@ fn selectors(cx: &mut Ctx<'_>, path: &str, m: &Many) -> Option<Vec<Selector>> {
     for (p, s, loc) in list {
         match Selector::parse(&s) {
             Ok(sel) => {
-                if let Some(o) = out.as_mut() {
-                    o.push(sel);
+                match mapped(sel.start, sel.end) {
+                    Some((a, b)) => {
+                        cx.err(
+                        &p,
+                        loc,
+                        format!("`{s}` is an IPv4-mapped IPv6 selector, which no IPv4 packet matches"),
+                        format!("write it in IPv4 (it covers {a} to {b})"),
+                    );
+                        out = None;
+                    }
+                    None => {
+                        if let Some(o) = out.as_mut() {
+                            o.push(sel);
+                        }
+                    }
                 }
             }
             Err(e) => {
@@ -2136,6 +1920,30 @@ fn child_lifetimes(
         life_s: life,
         jitter_s: jitter,
     })
+}
+
+/// `childless_timeout`: how long an established IKE SA may have no child SA, in ms (0 =
+/// for ever). RFC 7296 allows childless IKE SAs; one left so by a peer that vanished
+/// without a DELETE (and with DPD off) must not stay for ever.
+fn childless_timeout(cx: &mut Ctx<'_>, path: &str, v: Option<&S>) -> Option<u64> {
+    let Some(v) = v else {
+        return Some(Conn::new("", Identity::Fqdn(String::new()), &[]).childless_timeout_ms);
+    };
+    match cx.duration_ms(path, v, 0..=DURATION_MAX_S * 1000)? {
+        ms @ 1..=999 => {
+            cx.err(
+                path,
+                v.referenced,
+                format!(
+                    "{ms}ms would delete an IKE SA in the moment between a child SA's \
+                     deletion and its replacement"
+                ),
+                "give at least 1s (the default is 60s), or 0 to keep childless IKE SAs",
+            );
+            None
+        }
+        ms => Some(ms),
+    }
 }
 
 /// `retransmit: { timeout, tries, max }`: the first wait, the transmissions in all, the

@@ -557,6 +557,10 @@ pub struct Conn {
     pub child_lifetime: Lifetimes,
     pub retransmit: Retransmit,
     pub dpd: Dpd,
+    /// Delete an established IKE SA that has had no child SA for this long, in
+    /// milliseconds; 0 = keep it. RFC 7296 allows childless IKE SAs, but one left by a
+    /// peer that vanished without a DELETE (and with DPD off) must not stay forever.
+    pub childless_timeout_ms: u64,
     /// Half-open IKE SAs above which the responder demands a COOKIE (RFC 7296 2.6).
     pub cookie_threshold: usize,
     /// Use NAT-T (move to port 4500, UDP-encapsulate ESP) even without a NAT.
@@ -641,6 +645,7 @@ impl Conn {
                 interval_s: 30,
                 timeout_s: 60,
             },
+            childless_timeout_ms: 60_000,
             cookie_threshold: 1000,
             force_encap: false,
             mobike: Mobike::default(),
