@@ -567,10 +567,6 @@ pub struct Conn {
     pub force_encap: bool,
     /// MOBIKE (RFC 4555) and the address rotation policy.
     pub mobike: Mobike,
-    /// Delete an established IKE SA that has had no child SA for this long, 0 =
-    /// never (`childless_timeout`). RFC 7296 allows childless IKE SAs, but one whose
-    /// peer vanished without a DELETE must not stay forever when DPD is off.
-    pub childless_timeout_ms: u64,
 }
 
 /// Which address a client's rotation policy changes every `ip_lifetime_ms`.
@@ -649,7 +645,6 @@ impl Conn {
             cookie_threshold: 1000,
             force_encap: false,
             mobike: Mobike::default(),
-            childless_timeout_ms: 60_000,
         }
     }
 }
