@@ -21,7 +21,9 @@ use control::ctl::{ChildSaInfo, CtlServer, IkeSaInfo, PathInfo, Request, Respons
 use control::engine::{InstallError, Installer, L2Resolver};
 use control::ike::conn::Conn;
 use control::ike::crypto::random::Random;
-use control::ike::sa::{ConnId, Counters, Endpoint, EndpointConfig, Event, SaId, Transmit};
+use control::ike::sa::{
+    ConnId, Counters, Endpoint, EndpointConfig, Event, FailReason, SaId, Transmit,
+};
 use control::shutdown::Shutdown;
 use dataplane::io::afpacket::{self, KernelShield};
 use dataplane::io::mem;
@@ -698,7 +700,19 @@ fn log_event(ev: &Event, names: &[String], inst: &Installer) {
             "child SA down"
         ),
         Event::ChildFailed { sa, reason } => {
-            warn!(sa = %hex_spi(*sa), ?reason, "child SA failed")
+            let code = match reason {
+                FailReason::Refused(c) | FailReason::PeerError(c) => *c,
+                _ => 0,
+            };
+            // The refusals an operator acts on, in words (RFC 7296 3.10.1).
+            let detail = match code {
+                35 => "no room for more child SAs (NO_ADDITIONAL_SAS: the gateway's dataplane.max_sas)",
+                36 => "address pool exhausted (INTERNAL_ADDRESS_FAILURE)",
+                38 => "traffic selectors not acceptable (TS_UNACCEPTABLE)",
+                14 => "no common ESP proposal (NO_PROPOSAL_CHOSEN)",
+                _ => "",
+            };
+            warn!(sa = %hex_spi(*sa), ?reason, detail, "child SA failed")
         }
         Event::IkeRekeyed { old, new } => {
             info!(old = %hex_spi(*old), new = %hex_spi(*new), "IKE SA rekeyed")
