@@ -65,8 +65,9 @@ const MAX_DATAGRAM: usize = 65_535;
 /// (at least; as many as the punt queue holds when that is larger, so that answering a
 /// full punt queue loses nothing).
 const INJECT_BACKLOG_MAX: usize = 8192;
-/// Client: with initiations due but none allowed yet, look again this soon.
-const RETRY_POLL_NS: u64 = 1_000_000;
+/// While NAT-T messages wait for room in a worker's inject queue, look again this soon
+/// (the worker empties its queue within a burst).
+const INJECT_RETRY_NS: u64 = 1_000_000;
 
 #[derive(clap::Args)]
 pub struct IkeArgs {
@@ -392,7 +393,7 @@ pub fn main(args: &IkeArgs, role: Role) -> Result<(), String> {
                 starting,
                 installer.next_expiry(),
                 stopping_since.map(|t0| t0 + SHUTDOWN_NS + 1),
-                (!io.backlog.is_empty()).then_some(now + RETRY_POLL_NS),
+                (!io.backlog.is_empty()).then_some(now + INJECT_RETRY_NS),
                 (writer.pending_reclaim() > 0).then_some(now + wait::RECLAIM_NS),
             ],
             wait::IDLE_CAP_MS,
