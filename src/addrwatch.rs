@@ -213,10 +213,12 @@ struct State {
 }
 
 impl State {
+    /// Linear in the addresses known (a traffic generator's host has thousands).
     fn usable(&self) -> Vec<IpAddr> {
+        let mut seen = std::collections::HashSet::with_capacity(self.addrs.len());
         let mut out: Vec<IpAddr> = Vec::new();
         for (a, i) in &self.addrs {
-            if self.links.get(i).copied().unwrap_or(false) && !out.contains(a) {
+            if self.links.get(i).copied().unwrap_or(false) && seen.insert(*a) {
                 out.push(*a);
             }
         }
@@ -277,6 +279,11 @@ pub struct AddrWatch {
     pub malformed: u64,
     /// Times the kernel dropped events for a full receive buffer.
     pub overruns: u64,
+    /// The usable list as last returned by `dump` or `addresses_changed`.
+    reported: Vec<IpAddr>,
+    /// Times the usable list was computed (once per batch of notifications, never on a
+    /// turn without any).
+    pub recomputes: u64,
 }
 
 fn netlink_socket(groups: u32) -> io::Result<OwnedFd> {
@@ -378,6 +385,8 @@ impl AddrWatch {
             resync: false,
             malformed: 0,
             overruns: 0,
+            reported: Vec::new(),
+            recomputes: 0,
         };
         w.dump()?;
         Ok(w)
@@ -396,8 +405,15 @@ impl AddrWatch {
     }
 
     /// Asks the kernel for every link and address, replaces what was known, and
-    /// returns the usable addresses.
+    /// returns the usable addresses (from then on the list changes are reported against).
     pub fn dump(&mut self) -> io::Result<Vec<IpAddr>> {
+        let now = self.dump_state()?;
+        self.reported = now.clone();
+        Ok(now)
+    }
+
+    /// `dump` without touching the list reported last.
+    fn dump_state(&mut self) -> io::Result<Vec<IpAddr>> {
         let mut last = io::Error::other("netlink dump interrupted");
         for _ in 0..DUMP_TRIES {
             let mut fresh = State::default();
@@ -408,7 +424,7 @@ impl AddrWatch {
                 Ok(()) => {
                     self.state = fresh;
                     self.resync = false;
-                    return Ok(self.state.usable());
+                    return Ok(self.recompute());
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => last = e,
                 Err(e) => return Err(e),
@@ -530,17 +546,36 @@ impl AddrWatch {
     }
 
     /// Drains the notifications; if anything changed, the usable addresses now (fresh
-    /// from a dump when notifications were lost).
+    /// from a dump when notifications were lost). A turn without news from the kernel
+    /// costs one `recv` and no list: the list is computed only after notifications, and
+    /// compared with the one reported last.
     pub fn addresses_changed(&mut self) -> Option<Vec<IpAddr>> {
-        let before = self.state.usable();
         let events = self.drain();
         if self.resync {
-            if let Ok(now) = self.dump() {
-                return (now != before).then_some(now);
+            if let Ok(now) = self.dump_state() {
+                return self.report(now);
             }
         }
-        let now = self.state.usable();
-        (!events.is_empty() && now != before).then_some(now)
+        if events.is_empty() {
+            return None;
+        }
+        let now = self.recompute();
+        self.report(now)
+    }
+
+    /// The usable list from the state, counted.
+    fn recompute(&mut self) -> Vec<IpAddr> {
+        self.recomputes += 1;
+        self.state.usable()
+    }
+
+    /// `now` if it differs from the list reported last (which it then becomes).
+    fn report(&mut self, now: Vec<IpAddr>) -> Option<Vec<IpAddr>> {
+        if now == self.reported {
+            return None;
+        }
+        self.reported = now.clone();
+        Some(now)
     }
 }
 
@@ -708,6 +743,98 @@ mod tests {
             [AddrEvent::LinkDown(3)]
         );
         assert_eq!(s, State::default());
+    }
+
+    /// A watcher whose event socket is one end of a unix datagram socket pair: the test
+    /// writes netlink datagrams into the other end as the kernel would.
+    fn fed_watch() -> (AddrWatch, OwnedFd) {
+        let mut fds = [0; 2];
+        // SAFETY: socketpair(2) writes two descriptors into `fds`, checked below.
+        let rc = unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+                fds.as_mut_ptr(),
+            )
+        };
+        assert_eq!(rc, 0, "socketpair: {}", io::Error::last_os_error());
+        // SAFETY: both descriptors are new and owned by nobody else.
+        let (events, kernel) =
+            unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let w = AddrWatch {
+            events,
+            query: netlink_socket(0).expect("netlink socket"),
+            state: State::default(),
+            seq: 0,
+            buf: vec![0; RECV_BUF],
+            resync: false,
+            malformed: 0,
+            overruns: 0,
+            reported: Vec::new(),
+            recomputes: 0,
+        };
+        (w, kernel)
+    }
+
+    fn send(fd: &OwnedFd, datagram: &[u8]) {
+        // SAFETY: `datagram` is valid for reads of its length.
+        let n = unsafe { libc::send(fd.as_raw_fd(), datagram.as_ptr().cast(), datagram.len(), 0) };
+        assert_eq!(n, datagram.len() as isize, "{}", io::Error::last_os_error());
+    }
+
+    #[test]
+    fn usable_list_is_computed_only_when_the_kernel_reports_a_change() {
+        let (mut w, kernel) = fed_watch();
+        // Turns without news cost no list (the control loop calls this every turn).
+        for _ in 0..100 {
+            assert_eq!(w.addresses_changed(), None);
+        }
+        assert_eq!(w.recomputes, 0, "recomputed without news from the kernel");
+
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let mut d = link(libc::RTM_NEWLINK, 3, UP);
+        d.extend(addr(
+            libc::RTM_NEWADDR,
+            V4,
+            0,
+            3,
+            &[attr(libc::IFA_LOCAL, &[10, 0, 0, 1])],
+        ));
+        send(&kernel, &d);
+        assert_eq!(w.addresses_changed(), Some(vec![a]));
+        assert_eq!(w.recomputes, 1);
+        for _ in 0..100 {
+            assert_eq!(w.addresses_changed(), None);
+        }
+        assert_eq!(w.recomputes, 1);
+
+        // News that changes nothing (a tentative address, a link that stays up): no
+        // events, nothing computed.
+        let tentative: Ipv6Addr = "2001:db8::2".parse().unwrap();
+        send(
+            &kernel,
+            &addr(
+                libc::RTM_NEWADDR,
+                V6,
+                libc::IFA_F_TENTATIVE as u8,
+                3,
+                &[attr(libc::IFA_ADDRESS, &tentative.octets())],
+            ),
+        );
+        send(&kernel, &link(libc::RTM_NEWLINK, 3, UP));
+        assert_eq!(w.addresses_changed(), None);
+        assert_eq!(w.recomputes, 1);
+        // A link without addresses going up: an event, one list, the same as before.
+        send(&kernel, &link(libc::RTM_NEWLINK, 4, UP));
+        assert_eq!(w.addresses_changed(), None);
+        assert_eq!(w.recomputes, 2);
+
+        send(&kernel, &link(libc::RTM_NEWLINK, 3, libc::IFF_UP as u32));
+        assert_eq!(w.addresses_changed(), Some(vec![]));
+        assert_eq!(w.recomputes, 3);
+        assert_eq!(w.addresses_changed(), None);
+        assert_eq!(w.recomputes, 3);
     }
 
     #[test]

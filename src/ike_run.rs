@@ -7,14 +7,16 @@
 //! marker stripped, and IKE leaving there is injected into a worker with the marker put
 //! back.
 //!
-//! The main thread is the control plane: poll(2) on the IKE sockets and on the punt
-//! queue's wakeup eventfd for at most 1 ms, feed the endpoint, send what it asks, install
-//! its events through [`Installer`] with one publication per turn, reclaim retired table
-//! versions, serve the control socket.
+//! The main thread is the control plane: poll(2) on the IKE sockets, netlink, the punt
+//! queues' wakeup eventfds, the control socket and the stop signal until the next timer
+//! is due (`wait`), feed the endpoint, send what it asks, install its events through
+//! [`Installer`] with one publication per turn, reclaim retired table versions, serve the
+//! control socket.
 
 use crate::addrwatch::AddrWatch;
 use crate::mobility::Mobility;
 use crate::run::{self, Port};
+use crate::wait::{self, PollSet, StopSignal};
 use control::client::Client;
 use control::config::{CipherBackend, StaticConfig};
 use control::ctl::{ChildSaInfo, CtlServer, IkeSaInfo, PathInfo, Request, Response};
@@ -25,9 +27,10 @@ use control::ike::sa::{
     ConnId, Counters, Endpoint, EndpointConfig, Event, FailReason, SaId, Transmit,
 };
 use control::shutdown::Shutdown;
+use dataplane::buf::{LARGE_FRAME, MAX_FRAME};
 use dataplane::io::afpacket::{self, KernelShield};
-use dataplane::io::mem;
-use dataplane::io::{BurstIo, Layer};
+use dataplane::io::null::NullPort;
+use dataplane::io::Layer;
 use dataplane::worker::{Fabric, Worker, WorkerEvent};
 use dataplane::PacketBuf;
 use shared::clock::now_ns;
@@ -37,7 +40,7 @@ use std::collections::VecDeque;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tracing::{debug, info, warn};
 
@@ -48,8 +51,13 @@ const IKE_SOCKET_BUFFER: libc::c_int = 4 << 20;
 /// Largest IKE datagram read (RFC 7296 2: at least 1280 must be accepted; 64 KiB is
 /// the UDP limit).
 const MAX_DATAGRAM: usize = 65_535;
-/// IKE messages held for the dataplane's inject channels before new ones are dropped.
+/// IKE messages held for the dataplane's inject channels before new ones are dropped
+/// (at least; as many as the punt queue holds when that is larger, so that answering a
+/// full punt queue loses nothing).
 const INJECT_BACKLOG_MAX: usize = 8192;
+/// While NAT-T messages wait for room in a worker's inject queue, look again this soon
+/// (the worker empties its queue within a burst).
+const INJECT_RETRY_NS: u64 = 1_000_000;
 
 #[derive(clap::Args)]
 pub struct IkeArgs {
@@ -110,17 +118,15 @@ pub fn main(args: &IkeArgs, role: Role) -> Result<(), String> {
     if let CipherBackend::AfPacket { interface, .. } = &cfg.cipher.backend {
         installer = installer.with_l2(l2_resolver(interface)?);
     }
-    let fabric = Fabric::new(cfg.dataplane.workers);
+    let fabric = Fabric::with_config(run::fabric_config(&cfg));
     let _shields = shields(&cfg)?;
 
-    let mut far_ends: Vec<mem::MemPort> = Vec::new();
     let mut handles = Vec::new();
     for w in 0..cfg.dataplane.workers {
         let cipher = run::open_cipher(&cfg, w)?;
         let clear: Port = if args.no_clear {
-            let (near, far) = mem::pair(64, Layer::Ip);
-            far_ends.push(far);
-            Box::new(near)
+            // Whatever the workers decrypt is dropped.
+            Box::new(NullPort::new(Layer::Ip))
         } else {
             run::open_clear(&cfg, w)?
         };
@@ -217,13 +223,8 @@ pub fn main(args: &IkeArgs, role: Role) -> Result<(), String> {
         "running"
     );
 
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        // A second signal ends the process at once, without waiting for peers.
-        signal_hook::flag::register_conditional_shutdown(sig, 1, stop.clone())
-            .map_err(|e| format!("signal: {e}"))?;
-        signal_hook::flag::register(sig, stop.clone()).map_err(|e| format!("signal: {e}"))?;
-    }
+    let signals = StopSignal::register().map_err(|e| format!("signal: {e}"))?;
+    let stop = signals.flag();
     let mut ctl = match &cfg.control.socket {
         Some(p) => {
             Some(CtlServer::bind(p).map_err(|e| format!("control.socket {}: {e}", p.display()))?)
@@ -236,17 +237,21 @@ pub fn main(args: &IkeArgs, role: Role) -> Result<(), String> {
         fabric: fabric.clone(),
         port_nat_t: cfg.ike.port_nat_t,
         scratch: PacketBuf::new(),
+        scratch_large: PacketBuf::with_frame(LARGE_FRAME),
         backlog: VecDeque::new(),
+        backlog_max: cfg.dataplane.punt_queue.max(INJECT_BACKLOG_MAX),
+        notify: vec![false; cfg.dataplane.workers],
         inject_dropped: 0,
         send_failed: 0,
         watch_fd: watch.as_ref().map(AddrWatch::fd),
+        set: PollSet::default(),
     };
     let mut rx = vec![0u8; MAX_DATAGRAM];
     let mut punted = PacketBuf::new();
-    let mut sink = PacketBuf::alloc(64);
     let mut stopping: Option<Shutdown> = None;
     let mut install_failed = 0u64;
     let mut progress_at = start;
+    let mut punted_large = PacketBuf::with_frame(LARGE_FRAME);
     loop {
         let now = now_ns();
         if stopping.is_none() && stop.load(Ordering::Relaxed) {
@@ -275,15 +280,25 @@ pub fn main(args: &IkeArgs, role: Role) -> Result<(), String> {
                 info!(left = s.left(), "stopping: deleting IKE SAs");
             }
         }
-        let deadline = [ep.poll_timeout(), mobility.next_deadline()]
-            .into_iter()
-            .flatten()
-            .min();
-        let wait_ms = match deadline {
-            Some(t) if t <= now => 0,
-            _ => 1,
-        };
-        io.wait_readable(wait_ms);
+        // Sleep until the first timer is due or a descriptor has work.
+        let starting = client
+            .as_ref()
+            .filter(|_| stopping.is_none())
+            .and_then(|c| c.next_due(&ep));
+        let timeout = wait::timeout_ms(
+            now,
+            [
+                ep.poll_timeout(),
+                mobility.next_deadline(),
+                starting,
+                installer.next_expiry(),
+                stopping.as_ref().map(Shutdown::next_deadline),
+                (!io.backlog.is_empty()).then_some(now + INJECT_RETRY_NS),
+                (writer.pending_reclaim() > 0).then_some(now + wait::RECLAIM_NS),
+            ],
+            wait::IDLE_CAP_MS,
+        );
+        io.wait_readable(timeout, ctl.as_ref(), &signals);
         let now = now_ns();
         io.receive(&mut ep, now, &mut rx);
         if let Some(addrs) = watch.as_mut().and_then(AddrWatch::addresses_changed) {
@@ -291,6 +306,10 @@ pub fn main(args: &IkeArgs, role: Role) -> Result<(), String> {
         }
         while fabric.punt.recv_swap(&mut punted) {
             ep.handle_datagram(now, punted.meta.dst, punted.meta.src, punted.data());
+        }
+        while fabric.punt_large.recv_swap(&mut punted_large) {
+            let p = &punted_large;
+            ep.handle_datagram(now, p.meta.dst, p.meta.src, p.data());
         }
         if ep.poll_timeout().is_some_and(|t| t <= now) {
             ep.handle_timeout(now);
@@ -327,10 +346,6 @@ pub fn main(args: &IkeArgs, role: Role) -> Result<(), String> {
             if let WorkerEvent::PeerMoved { spi, from, to, .. } = ev {
                 debug!(spi = format_args!("{spi:#010x}"), %from, %to, "peer sends from a new address");
             }
-        }
-        for far in far_ends.iter_mut() {
-            // --no-clear: whatever the workers decrypt is dropped here.
-            let _ = far.rx_burst(&mut sink);
         }
         if let Some(server) = ctl.as_mut() {
             let cc = client.as_ref().map(|c| c.counters).unwrap_or_default();
@@ -490,53 +505,46 @@ struct Io {
     fabric: Arc<Fabric>,
     port_nat_t: u16,
     scratch: PacketBuf,
+    /// For messages longer than a packet buffer (the workers' large inject queues).
+    scratch_large: PacketBuf,
     /// IKE messages for the NAT-T port waiting for room in a worker's inject channel,
     /// in order (a burst of IKE_AUTH exchanges can outrun one worker's burst).
     backlog: VecDeque<(Transmit, u32)>,
+    backlog_max: usize,
+    /// Workers whose inject queues got something since they were last notified.
+    notify: Vec<bool>,
     inject_dropped: u64,
     send_failed: u64,
     /// The address watch (netlink), polled with the sockets.
     watch_fd: Option<std::os::fd::RawFd>,
+    set: PollSet,
 }
 
 impl Io {
-    /// Waits up to `ms` for an IKE socket to become readable or the dataplane to punt.
-    fn wait_readable(&self, ms: i32) {
-        let mut fds: Vec<libc::pollfd> = self
-            .sockets
-            .iter()
-            .map(|s| libc::pollfd {
-                fd: s.sock.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            })
-            .collect();
-        for fd in [self.watch_fd, self.fabric.punt.wakeup_fd()]
-            .into_iter()
-            .flatten()
-        {
-            fds.push(libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            });
+    /// Waits up to `ms` for an IKE socket, netlink, the dataplane's punt queues, the
+    /// control socket or a stop signal.
+    fn wait_readable(&mut self, ms: i32, ctl: Option<&CtlServer>, signals: &StopSignal) {
+        let set = &mut self.set;
+        set.clear();
+        for s in &self.sockets {
+            set.add(s.sock.as_raw_fd(), libc::POLLIN);
+        }
+        if let Some(fd) = self.watch_fd {
+            set.add(fd, libc::POLLIN);
+        }
+        let signal = set.add(signals.fd(), libc::POLLIN);
+        for (fd, events) in ctl.into_iter().flat_map(CtlServer::wait_fds) {
+            set.add(fd, events);
         }
         // IKE punted since the last drain must not wait for the timeout.
-        let ms = if self.fabric.punt.prepare_wait() {
-            ms
-        } else {
-            0
-        };
-        if fds.is_empty() {
-            std::thread::sleep(std::time::Duration::from_millis(ms as u64));
-        } else {
-            // SAFETY: `fds` is a valid, initialised array of `fds.len()` pollfd
-            // structures that lives across the call; the descriptors belong to open
-            // sockets and eventfds we own. EINTR (a signal) and other errors just end
-            // the wait early.
-            let _ = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+        let (punt, punt_empty) = wait::arm_punt(set, &self.fabric.punt);
+        let (large, large_empty) = wait::arm_punt(set, &self.fabric.punt_large);
+        set.wait(if punt_empty && large_empty { ms } else { 0 });
+        wait::finish_punt(set, &self.fabric.punt, punt);
+        wait::finish_punt(set, &self.fabric.punt_large, large);
+        if set.ready(signal) {
+            signals.drain();
         }
-        self.fabric.punt.finish_wait();
     }
 
     /// Feeds every datagram waiting on the IKE sockets to the endpoint.
@@ -566,7 +574,7 @@ impl Io {
     /// the non-ESP marker (RFC 3948 2.2). `tag`: the path whose link header to use.
     fn send(&mut self, t: Transmit, tag: u32) {
         if t.local.port() == self.port_nat_t {
-            if self.backlog.len() >= INJECT_BACKLOG_MAX {
+            if self.backlog.len() >= self.backlog_max {
                 // The retransmission timers recover what is dropped here.
                 self.inject_dropped += 1;
                 return;
@@ -579,16 +587,23 @@ impl Io {
     }
 
     /// Moves queued NAT-T messages into the workers' inject channels while there is
-    /// room.
+    /// room (messages longer than a packet buffer into their large inject channels), then
+    /// wakes the workers that got something.
     fn flush_inject(&mut self) {
         let workers = self.fabric.inject.len().max(1);
         while let Some((t, tag)) = self.backlog.front() {
-            let Some(ch) = self.fabric.inject.get(*tag as usize % workers) else {
+            let w = *tag as usize % workers;
+            let large = NON_ESP_MARKER.len() + t.data.len() > MAX_FRAME;
+            let (queue, b) = if large {
+                (self.fabric.inject_large.get(w), &mut self.scratch_large)
+            } else {
+                (self.fabric.inject.get(w), &mut self.scratch)
+            };
+            let Some(ch) = queue else {
                 self.inject_dropped += 1;
                 self.backlog.pop_front();
                 continue;
             };
-            let b = &mut self.scratch;
             let fits = b.fill(&NON_ESP_MARKER)
                 && match b.push_back(t.data.len()) {
                     Some(room) => {
@@ -609,9 +624,20 @@ impl Io {
             if !ch.send_swap(b) {
                 // Full: the worker drains it in its next burst; try again next turn.
                 b.reset();
-                return;
+                break;
+            }
+            if let Some(n) = self.notify.get_mut(w) {
+                *n = true;
             }
             self.backlog.pop_front();
+        }
+        // Once per worker and flush; a syscall only for a worker that sleeps.
+        for (w, n) in self.notify.iter_mut().enumerate() {
+            if std::mem::take(n) {
+                if let Some(ch) = self.fabric.inject.get(w) {
+                    ch.notify();
+                }
+            }
         }
     }
 

@@ -5,6 +5,7 @@ mod ike_run;
 mod lab;
 mod mobility;
 mod run;
+mod wait;
 
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;

@@ -2,22 +2,26 @@
 //!
 //! The main thread is the control plane: it installs the configuration into the shared
 //! tables, starts one worker per configured core, and then serves the control socket,
-//! drains the punt queue and worker events, and reclaims retired table versions.
+//! drains the punt queues and worker events, and reclaims retired table versions,
+//! sleeping in poll(2) in between (`wait`).
 
+use crate::wait::{self, PollSet, StopSignal};
 use control::config::{CipherBackend, ClearBackend, Mode, NextHop, PathConf, Poll, StaticConfig};
 use control::ctl::{CtlServer, PathInfo, Request, Response};
+use dataplane::buf::LARGE_FRAME;
 use dataplane::io::afpacket::{self, AfPacketConfig, AfPacketPort, KernelShield};
 use dataplane::io::pcap::Pcap;
 use dataplane::io::tun::{TunConfig, TunPort};
 use dataplane::io::udp::{UdpConfig, UdpPort};
 use dataplane::io::BurstIo;
-use dataplane::worker::{Fabric, ForwardMode, Idle, Worker, WorkerConfig, WorkerEvent};
+use dataplane::worker::{
+    Fabric, FabricConfig, ForwardMode, Idle, Worker, WorkerConfig, WorkerEvent,
+};
 use dataplane::PacketBuf;
+use shared::clock::now_ns;
 use shared::path::{Encap, L2};
 use shared::table::TableWriter;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 use tracing::{info, warn};
 
@@ -34,7 +38,7 @@ pub fn main(config: &Path) -> Result<(), String> {
     let names = cfg
         .install(&mut writer, |p| resolve_l2(&cfg, p))
         .map_err(|e| format!("installing the configuration: {e}"))?;
-    let fabric = Fabric::new(cfg.dataplane.workers);
+    let fabric = Fabric::with_config(fabric_config(&cfg));
 
     // Keep the host stack from answering our outer packets with ICMP errors when it sees
     // them too (AF_PACKET is a tap, not a diversion).
@@ -61,10 +65,7 @@ pub fn main(config: &Path) -> Result<(), String> {
         "running"
     );
 
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone()).map_err(|e| format!("signal: {e}"))?;
-    }
+    let signals = StopSignal::register().map_err(|e| format!("signal: {e}"))?;
     let mut ctl = match &cfg.control.socket {
         Some(p) => {
             Some(CtlServer::bind(p).map_err(|e| format!("control.socket {}: {e}", p.display()))?)
@@ -72,13 +73,18 @@ pub fn main(config: &Path) -> Result<(), String> {
         None => None,
     };
     let mut punted = PacketBuf::new();
+    let mut punted_large = PacketBuf::with_frame(LARGE_FRAME);
     let mut ike_dropped = 0u64;
-    while !stop.load(Ordering::Relaxed) {
+    let mut set = PollSet::default();
+    while !signals.requested() {
         if let Some(server) = ctl.as_mut() {
             server.poll(|req| handle(req, &cfg, &names, &mut writer, &fabric));
         }
         // There is no IKE in static mode: count what peers send and let it go.
         while fabric.punt.recv_swap(&mut punted) {
+            ike_dropped += 1;
+        }
+        while fabric.punt_large.recv_swap(&mut punted_large) {
             ike_dropped += 1;
         }
         while let Some(ev) = fabric.events.pop() {
@@ -101,7 +107,29 @@ pub fn main(config: &Path) -> Result<(), String> {
             }
         }
         writer.reclaim();
-        std::thread::sleep(Duration::from_millis(5));
+
+        // Sleep until a request, punted IKE or a signal; reclaim soon after a publication.
+        let now = now_ns();
+        let reclaim = (writer.pending_reclaim() > 0).then_some(now + wait::RECLAIM_NS);
+        let mut timeout = wait::timeout_ms(now, [reclaim], wait::IDLE_CAP_MS);
+        set.clear();
+        let signal = set.add(signals.fd(), libc::POLLIN);
+        if let Some(server) = ctl.as_ref() {
+            for (fd, events) in server.wait_fds() {
+                set.add(fd, events);
+            }
+        }
+        let (punt_i, punt_empty) = wait::arm_punt(&mut set, &fabric.punt);
+        let (large_i, large_empty) = wait::arm_punt(&mut set, &fabric.punt_large);
+        if !(punt_empty && large_empty) {
+            timeout = 0;
+        }
+        set.wait(timeout);
+        wait::finish_punt(&set, &fabric.punt, punt_i);
+        wait::finish_punt(&set, &fabric.punt_large, large_i);
+        if set.ready(signal) {
+            signals.drain();
+        }
     }
     info!(ike_dropped, "stopping");
     fabric.stop();
@@ -112,6 +140,16 @@ pub fn main(config: &Path) -> Result<(), String> {
         info!(counter = name, value = v);
     }
     Ok(())
+}
+
+/// The queues between the planes as the `dataplane` section sizes them: the punt queue
+/// by `punt_queue` (which follows `max_sas`), wakeups for workers that may sleep.
+pub(crate) fn fabric_config(cfg: &StaticConfig) -> FabricConfig {
+    FabricConfig {
+        workers: cfg.dataplane.workers,
+        punt_queue: cfg.dataplane.punt_queue,
+        sleeping_workers: cfg.dataplane.poll == Poll::Adaptive,
+    }
 }
 
 /// A worker's configuration from the `dataplane` and `clear` sections.
@@ -371,4 +409,64 @@ pub(crate) fn open_clear(cfg: &StaticConfig, w: usize) -> Result<Port, String> {
         ),
     };
     with_pcap(clear, &cfg.clear.pcap, w, workers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dataplane::io::mem;
+    use dataplane::io::null::NullPort;
+    use dataplane::io::Layer;
+    use shared::counters::Counter;
+
+    /// A burst of IKE larger than the punt queue used to be (every peer of a gateway
+    /// deleting its SAs at once) reaches the control plane whole when the control plane
+    /// drains only after the burst: the queue follows `max_sas`.
+    #[test]
+    fn a_burst_of_ike_as_large_as_max_sas_is_punted_whole() {
+        const BURST: usize = 5000;
+        let cfg = control::config::parse(
+            "dataplane: { max_sas: 6000 }\n\
+             cipher: { backend: udp, bind: ['127.0.0.1:4500'] }\n\
+             clear: { backend: tun, name: t0 }\n\
+             connections: [{ name: c, psk: 'a long secret' }]\n",
+        )
+        .expect("configuration");
+        let tc = cfg.table_config();
+        let mut writer = TableWriter::new(tc);
+        writer.publish();
+        let fabric = Fabric::with_config(fabric_config(&cfg));
+        let (port, mut wire) = mem::pair(256, Layer::Datagram);
+        let mut wc = worker_config(&cfg, 0, &tc).unwrap();
+        wc.idle = Idle::Busy;
+        let reader = writer.reader(0).unwrap();
+        let mut w = Worker::new(wc, port, NullPort::new(Layer::Ip), reader, fabric.clone());
+        let peer: std::net::SocketAddr = "192.0.2.7:4500".parse().unwrap();
+        let me: std::net::SocketAddr = "127.0.0.1:4500".parse().unwrap();
+        let mut sent = 0;
+        let mut bufs = PacketBuf::alloc(256);
+        while sent < BURST {
+            let k = (BURST - sent).min(bufs.len());
+            for (i, b) in bufs[..k].iter_mut().enumerate() {
+                // Non-ESP marker, then an IKE header's worth of bytes numbered by message.
+                let mut m = [0u8; 32];
+                m[4..12].copy_from_slice(&((sent + i) as u64).to_be_bytes());
+                assert!(b.fill(&m));
+                b.meta.src = peer;
+                b.meta.dst = me;
+            }
+            assert_eq!(wire.tx_burst(&mut bufs[..k]).unwrap(), k);
+            sent += k;
+            while w.poll_once() > 0 {}
+        }
+        assert_eq!(fabric.counters.total(Counter::DropPuntFull), 0);
+        assert_eq!(fabric.counters.total(Counter::PuntIke), BURST as u64);
+        let mut got = PacketBuf::new();
+        for i in 0..BURST {
+            assert!(fabric.punt.recv_swap(&mut got), "message {i} missing");
+            assert_eq!(got.data()[..8], (i as u64).to_be_bytes());
+            assert_eq!((got.meta.src, got.meta.dst), (peer, me));
+        }
+        assert!(!fabric.punt.recv_swap(&mut got));
+    }
 }

@@ -100,9 +100,19 @@ impl Client {
         }
     }
 
-    /// When [`Self::start_due`] has something to do next (if the window has room).
+    /// The earliest due initiation, whether or not the window has room.
     pub fn next_deadline(&self) -> Option<u64> {
         self.due.peek().map(|Reverse((t, _))| *t)
+    }
+
+    /// When [`Self::start_due`] has something to start: the earliest due initiation,
+    /// if the window has room for one (otherwise an IKE SA coming up or failing makes
+    /// room, and that arrives as a datagram or a timer of its own).
+    pub fn next_due(&self, ep: &Endpoint) -> Option<u64> {
+        if ep.initiating() >= MAX_INITIATING {
+            return None;
+        }
+        self.next_deadline()
     }
 
     /// Connections waiting for their (re)try.

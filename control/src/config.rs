@@ -52,6 +52,11 @@ pub const REPLAY_WINDOW_MAX: u64 = 8192;
 pub const WORKERS_MAX: u64 = 256;
 /// SA slots per direction.
 pub const MAX_SAS_MAX: u64 = 1 << 20;
+/// IKE messages the dataplane holds for the control plane (`dataplane.punt_queue`); the
+/// default follows `max_sas` within `PUNT_QUEUE_MIN..=PUNT_QUEUE_DEFAULT_MAX`.
+pub const PUNT_QUEUE_RANGE: std::ops::RangeInclusive<u64> = 64..=(1 << 20);
+pub const PUNT_QUEUE_MIN: usize = 1024;
+pub const PUNT_QUEUE_DEFAULT_MAX: usize = 65_536;
 /// `sun_path` holds 108 bytes including the terminating NUL (unix(7)).
 pub const SOCKET_PATH_MAX: usize = 107;
 /// IFNAMSIZ is 16 including the terminating NUL (netdevice(7)).
@@ -237,6 +242,10 @@ pub struct DataplaneConf {
     pub max_sas: usize,
     pub mode: Mode,
     pub poll: Poll,
+    /// IKE messages the dataplane queues for the control plane (each in a 2 KiB
+    /// buffer): `dataplane.punt_queue`, else `max_sas` (one message per SA: every peer
+    /// deleting at once) within `PUNT_QUEUE_MIN..=PUNT_QUEUE_DEFAULT_MAX`.
+    pub punt_queue: usize,
 }
 
 /// What a worker does when its ports are idle.
@@ -244,7 +253,8 @@ pub struct DataplaneConf {
 pub enum Poll {
     /// Spin: the lowest latency, one core at 100 % per worker.
     Busy,
-    /// Spin a while, then sleep briefly between empty polls (shared machines).
+    /// Spin a while, then sleep until a packet or a queued message arrives (idle
+    /// costs next to nothing).
     Adaptive,
 }
 
@@ -648,6 +658,7 @@ struct RawDataplane {
     max_sas: Option<S>,
     mode: Option<S>,
     poll: Option<S>,
+    punt_queue: Option<S>,
 }
 
 #[derive(serde::Deserialize)]
@@ -1066,8 +1077,12 @@ fn validate_dataplane(
         max_sas: 4096,
         mode: Mode::Esp,
         poll: Poll::Adaptive,
+        punt_queue: 0,
     };
-    let Some(raw) = raw else { return Some(dp) };
+    let Some(raw) = raw else {
+        dp.punt_queue = default_punt_queue(dp.max_sas);
+        return Some(dp);
+    };
     let r = &raw.value;
     let mut ok = true;
     if let Some(v) = &r.workers {
@@ -1147,7 +1162,25 @@ fn validate_dataplane(
         }
         dp.cores = Some(cores);
     }
+    dp.punt_queue = default_punt_queue(dp.max_sas);
+    if let Some(v) = &r.punt_queue {
+        match cx.uint(
+            "dataplane.punt_queue",
+            v,
+            PUNT_QUEUE_RANGE,
+            "IKE messages queued for the control plane, 2 KiB each; the default follows max_sas",
+        ) {
+            Some(n) => dp.punt_queue = n as usize,
+            None => ok = false,
+        }
+    }
     ok.then_some(dp)
+}
+
+/// The punt queue for `max_sas` SA slots: room for one IKE message per SA (a peer that
+/// deletes all its SAs at once sends that many), bounded both ways.
+pub fn default_punt_queue(max_sas: usize) -> usize {
+    max_sas.clamp(PUNT_QUEUE_MIN, PUNT_QUEUE_DEFAULT_MAX)
 }
 
 fn validate_cipher(cx: &mut Ctx<'_>, raw: Option<&Spanned<RawCipher>>) -> Option<CipherConf> {

@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -194,6 +195,24 @@ impl CtlServer {
     /// Clients currently connected.
     pub fn clients(&self) -> usize {
         self.clients.len()
+    }
+
+    /// The descriptors to poll(2) before the next [`CtlServer::poll`], with the events
+    /// that make it worth calling: the listener for new connections, every client for
+    /// requests (unless its unread answers are backed up) and, with answers pending, for
+    /// room to write them.
+    pub fn wait_fds(&self) -> impl Iterator<Item = (RawFd, libc::c_short)> + '_ {
+        let listener = std::iter::once((self.listener.as_raw_fd(), libc::POLLIN));
+        listener.chain(self.clients.iter().map(|c| {
+            let mut events = 0;
+            if !c.eof && c.wbuf.len() < MAX_PENDING_OUT {
+                events |= libc::POLLIN;
+            }
+            if !c.wbuf.is_empty() {
+                events |= libc::POLLOUT;
+            }
+            (c.stream.as_raw_fd(), events)
+        }))
     }
 
     /// Does whatever is ready without blocking: accepts connections, answers every
@@ -440,5 +459,64 @@ mod tests {
         )
         .is_err());
         assert!(serde_json::from_str::<Request>(r#"{"cmd":"path_set","name":"m"}"#).is_err());
+    }
+
+    /// poll(2) on the server's descriptors, `ms` at most; the ready (fd, revents).
+    fn ready(server: &CtlServer, ms: i32) -> Vec<(RawFd, libc::c_short)> {
+        let mut fds: Vec<libc::pollfd> = server
+            .wait_fds()
+            .map(|(fd, events)| libc::pollfd {
+                fd,
+                events,
+                revents: 0,
+            })
+            .collect();
+        // SAFETY: `fds` is a valid array of `fds.len()` initialised pollfd structures
+        // that outlives the call.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+        assert!(n >= 0, "poll: {}", io::Error::last_os_error());
+        fds.iter()
+            .filter(|p| p.revents != 0)
+            .map(|p| (p.fd, p.revents))
+            .collect()
+    }
+
+    #[test]
+    fn wait_fds_become_ready_for_connections_and_requests() {
+        let dir = std::env::temp_dir().join(format!("mobiked-ctl-wait-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("ctl.sock");
+        let mut server = CtlServer::bind(&path).unwrap();
+        assert_eq!(server.wait_fds().count(), 1, "the listener alone");
+        assert!(ready(&server, 0).is_empty(), "nothing to do yet");
+
+        // A connection makes the listener readable; after the accept the client's
+        // stream is polled for requests.
+        let mut client = UnixStream::connect(&path).unwrap();
+        let listener = server.listener.as_raw_fd();
+        assert_eq!(ready(&server, 5000), [(listener, libc::POLLIN)]);
+        assert_eq!(server.poll(|_| Response::Ok), 0);
+        let fds: Vec<_> = server.wait_fds().collect();
+        assert_eq!(fds.len(), 2);
+        assert_eq!(fds[1].1, libc::POLLIN);
+        assert!(ready(&server, 0).is_empty());
+
+        // A request line makes it readable; the answer goes out in the same poll.
+        client.write_all(b"{\"cmd\":\"stats\"}\n").unwrap();
+        let r = ready(&server, 5000);
+        assert_eq!(r, [(fds[1].0, libc::POLLIN)]);
+        assert_eq!(server.poll(|_| Response::Ok), 1);
+        let mut line = [0u8; 64];
+        let n = client.read(&mut line).unwrap();
+        assert_eq!(&line[..n], b"{\"status\":\"ok\"}\n");
+
+        // An answer the client does not read yet is waited on for writing.
+        server.clients[0].wbuf.extend_from_slice(b"pending\n");
+        assert_eq!(
+            server.wait_fds().nth(1).unwrap().1,
+            libc::POLLIN | libc::POLLOUT
+        );
+        drop(server);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -606,6 +606,12 @@ impl Installer {
         });
     }
 
+    /// When [`Self::expire`] next has something to remove (the control loop sleeps until
+    /// then at most).
+    pub fn next_expiry(&self) -> Option<u64> {
+        self.lingering.iter().map(|l| l.until).min()
+    }
+
     /// Inbound SAs of replaced children still installed.
     pub fn lingering(&self) -> usize {
         self.lingering.len()
@@ -851,12 +857,17 @@ mod tests {
         let s = batch(&mut i, &mut w, &[down(SA1, 1, 0x1000, 0x2000)]);
         assert!(s.inbound(0x1000).is_some());
         assert_eq!(i.lingering(), 1);
+        // The control loop sleeps until the expiry: nothing goes before it, all at it.
+        let due = i.next_expiry().expect("a lingering SA has an expiry");
+        i.expire(&mut w, due - 1);
+        assert_eq!(i.lingering(), 1);
         i.expire(&mut w, REPLACED_INBOUND_LINGER_NS);
         i.commit(&mut w);
         assert!(w.published().inbound(0x1000).is_some());
         i.expire(&mut w, 1 + REPLACED_INBOUND_LINGER_NS);
         let s = batch(&mut i, &mut w, &[]);
         assert_eq!(i.lingering(), 0);
+        assert_eq!(i.next_expiry(), None);
         assert!(s.inbound(0x1000).is_none());
         assert!(s.inbound(0x1001).is_some());
         assert_eq!(out_spi(&s, 0), Some(0x2001));

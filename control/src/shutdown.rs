@@ -91,6 +91,17 @@ impl Shutdown {
         }
     }
 
+    /// When [`Self::poll`] must run again at the latest: the end of the stop, or the
+    /// next look for IKE SAs born meanwhile (answers to our DELETEs arrive as
+    /// datagrams and need no timer).
+    pub fn next_deadline(&self) -> u64 {
+        if self.todo.is_empty() && self.in_flight.is_empty() {
+            self.deadline.min(self.scanned.saturating_add(RESCAN_NS))
+        } else {
+            self.deadline
+        }
+    }
+
     /// Deletions not finished yet (sent or still to send).
     pub fn left(&self) -> usize {
         self.todo.len() + self.in_flight.len()

@@ -139,6 +139,49 @@ fn defaults_for_optional_sections() {
     assert_eq!(c.control.socket, None);
     assert!(c.paths.is_empty() && c.tunnels.is_empty());
     assert_eq!(c.connections.len(), 1);
+    assert_eq!(c.dataplane.punt_queue, 4096);
+}
+
+#[test]
+fn punt_queue_follows_max_sas_unless_given() {
+    let with = |dataplane: &str| {
+        format!(
+            "dataplane:\n{dataplane}\n\
+             cipher: {{ backend: udp, bind: ['127.0.0.1:4500'] }}\n\
+             clear: {{ backend: tun, name: t0 }}\n\
+             connections: [{{ name: c, psk: 'a long secret' }}]\n"
+        )
+    };
+    // One IKE message per SA (every peer deleting at once), never below 1024.
+    assert_eq!(
+        parse_ok(&with("  max_sas: 20000")).dataplane.punt_queue,
+        20000
+    );
+    assert_eq!(parse_ok(&with("  max_sas: 100")).dataplane.punt_queue, 1024);
+    assert_eq!(
+        parse_ok(&with("  max_sas: 1000000")).dataplane.punt_queue,
+        65_536
+    );
+    assert_eq!(
+        parse_ok(&with("  max_sas: 20000\n  punt_queue: 300"))
+            .dataplane
+            .punt_queue,
+        300
+    );
+    for (value, fix) in [
+        ("10", "give a value from 64 to 1048576"),
+        ("2000000", "give a value from 64 to 1048576"),
+        ("many", "`many` is not a whole number"),
+    ] {
+        let text = with(&format!("  punt_queue: {value}"));
+        let errs = parse_err(&text);
+        let e = errs
+            .at("dataplane.punt_queue")
+            .unwrap_or_else(|| panic!("punt_queue: {value}: no error at the key: {errs}"));
+        let shown = e.to_string();
+        assert!(shown.contains(fix), "`{shown}` lacks `{fix}`");
+        assert_eq!(e.line, 2, "{shown}");
+    }
 }
 
 /// (replace this, with this, expected key path, text the error must contain)

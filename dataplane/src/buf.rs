@@ -11,6 +11,10 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 pub const HEADROOM: usize = 128;
 /// Largest frame or datagram a port may deliver; longer ones are dropped (`drop_oversize`).
 pub const MAX_FRAME: usize = 2048;
+/// Frame size of the large buffers that carry IKE datagrams longer than `MAX_FRAME`
+/// between the `udp` port and the control plane: any UDP payload (IPv4 65,507 and IPv6
+/// 65,527 bytes at most) fits.
+pub const LARGE_FRAME: usize = 65_536;
 /// Room behind the largest frame: padding (3) + pad length + next header + ICV (16).
 pub const TAILROOM: usize = 64;
 /// Total size of one buffer.
@@ -72,12 +76,26 @@ impl std::fmt::Debug for PacketBuf {
 impl PacketBuf {
     /// Allocates a buffer (start-up only; never on the packet path).
     pub fn new() -> PacketBuf {
+        PacketBuf::with_frame(MAX_FRAME)
+    }
+
+    /// Allocates a buffer for frames of up to `frame` bytes (at least `MAX_FRAME`): the
+    /// few large buffers that carry IKE messages longer than a packet buffer between a
+    /// port and the control plane. Ports receive into standard buffers only.
+    pub fn with_frame(frame: usize) -> PacketBuf {
+        let frame = frame.max(MAX_FRAME);
         PacketBuf {
-            data: vec![0u8; BUF_SIZE].into_boxed_slice(),
+            data: vec![0u8; HEADROOM + frame + TAILROOM].into_boxed_slice(),
             start: HEADROOM,
             end: HEADROOM,
             meta: Meta::default(),
         }
+    }
+
+    /// The longest frame this buffer holds: `MAX_FRAME`, or more for a large buffer.
+    #[inline]
+    pub fn frame_capacity(&self) -> usize {
+        self.data.len() - HEADROOM - TAILROOM
     }
 
     /// Allocates `n` buffers.
@@ -108,16 +126,26 @@ impl PacketBuf {
     }
 
     /// Copies `bytes` in as the whole data (at the standard head room). Returns false and
-    /// leaves the buffer empty if longer than `MAX_FRAME`.
+    /// leaves the buffer empty if longer than `frame_capacity()`.
     #[inline]
     pub fn fill(&mut self, bytes: &[u8]) -> bool {
+        self.fill_parts(bytes, &[])
+    }
+
+    /// Copies `head` followed by `tail` in as the whole data (a datagram a port received
+    /// in two pieces). Returns false and leaves the buffer empty if longer than
+    /// `frame_capacity()`.
+    #[inline]
+    pub fn fill_parts(&mut self, head: &[u8], tail: &[u8]) -> bool {
         self.start = HEADROOM;
-        if bytes.len() > MAX_FRAME {
+        let len = head.len() + tail.len();
+        if len > self.frame_capacity() {
             self.end = HEADROOM;
             return false;
         }
-        self.data[HEADROOM..HEADROOM + bytes.len()].copy_from_slice(bytes);
-        self.end = HEADROOM + bytes.len();
+        self.data[HEADROOM..HEADROOM + head.len()].copy_from_slice(head);
+        self.data[HEADROOM + head.len()..HEADROOM + len].copy_from_slice(tail);
+        self.end = HEADROOM + len;
         true
     }
 
@@ -236,5 +264,26 @@ mod tests {
         assert!(b.push_back(b.tailroom() + 1).is_none());
         assert!(!b.set_window(10, 5));
         assert!(!b.set_window(0, BUF_SIZE + 1));
+    }
+
+    #[test]
+    fn large_buffers_hold_what_standard_ones_refuse() {
+        let big = vec![7u8; 9000];
+        let mut b = PacketBuf::new();
+        assert_eq!(b.frame_capacity(), MAX_FRAME);
+        assert!(!b.fill_parts(&big[..MAX_FRAME], &big[MAX_FRAME..]));
+        assert!(b.is_empty());
+        let mut l = PacketBuf::with_frame(65_536);
+        assert_eq!(l.frame_capacity(), 65_536);
+        assert!(l.fill_parts(&big[..MAX_FRAME], &big[MAX_FRAME..]));
+        assert_eq!(l.data(), &big[..]);
+        assert!(l.fill(&[1, 2, 3]));
+        assert_eq!(l.data(), &[1, 2, 3]);
+        assert!(!l.fill(&vec![0u8; 65_537]));
+        assert!(l.is_empty());
+        // Room behind the data grows with the buffer (IKE appended after the marker).
+        assert!(l.fill(&[0; 4]));
+        assert!(l.push_back(9000).is_some());
+        assert_eq!(l.len(), 9004);
     }
 }

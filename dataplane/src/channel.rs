@@ -12,22 +12,25 @@
 //! The packet path so pays one atomic swap per such burst and a syscall only when the
 //! consumer actually sleeps.
 
-use crate::buf::PacketBuf;
+use crate::buf::{PacketBuf, MAX_FRAME};
 use crossbeam_queue::ArrayQueue;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{fence, AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// A bounded, lock-free channel of packet buffers.
 pub struct Channel {
     full: ArrayQueue<PacketBuf>,
     empty: ArrayQueue<PacketBuf>,
-    wakeup: Option<Wakeup>,
+    wakeup: Option<Arc<Wakeup>>,
 }
 
-/// An eventfd plus the consumer's "going to sleep" flag.
-struct Wakeup {
+/// An eventfd plus the consumer's "going to sleep" flag. One consumer may share a wakeup
+/// among all the channels it reads (a worker: its inject and handoff channels), so that
+/// one descriptor in its poll(2) set covers them all.
+pub struct Wakeup {
     /// Non-blocking eventfd, used through `File`'s read(2) and write(2).
     fd: File,
     /// Set by the consumer before it blocks; taken (swapped to false) by the producer
@@ -36,7 +39,7 @@ struct Wakeup {
 }
 
 impl Wakeup {
-    fn new() -> std::io::Result<Wakeup> {
+    pub fn new() -> std::io::Result<Wakeup> {
         // SAFETY: eventfd(2) takes no pointers; the flags are valid constants.
         let raw = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
         if raw < 0 {
@@ -50,15 +53,67 @@ impl Wakeup {
             armed: AtomicBool::new(false),
         })
     }
+
+    /// The descriptor that becomes readable when a producer notifies an armed consumer.
+    pub fn fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Consumer: announces that it is about to block on `fd`. Check every source the
+    /// wakeup covers *after* this call, and block only if all are empty: any packet sent
+    /// from now on is followed by a write to the eventfd.
+    pub fn arm(&self) {
+        self.armed.store(true, Ordering::SeqCst);
+        // Pairs with the fence in `notify`: either the producer sees `armed` or we see
+        // its packet (a lost wakeup would need both to miss).
+        fence(Ordering::SeqCst);
+    }
+
+    /// Consumer: done waiting (woken or timed out). Disarms, and clears the eventfd if a
+    /// producer took the arm or poll(2) reported it `readable` (a producer that took an
+    /// earlier arm may write only after that wait ended), so the next wait blocks again.
+    pub fn disarm(&self, readable: bool) {
+        let taken = !self.armed.swap(false, Ordering::SeqCst);
+        if taken || readable {
+            // EAGAIN: nothing written yet (then the next wait returns at once, sees the
+            // descriptor readable and clears it).
+            let mut v = [0u8; 8];
+            let _ = (&self.fd).read(&mut v);
+        }
+    }
+
+    /// Producer: call once after a burst that queued something for this consumer.
+    /// Writes the eventfd only if the consumer announced a sleep, and then only once.
+    #[inline]
+    pub fn notify(&self) {
+        fence(Ordering::SeqCst);
+        if self.armed.swap(false, Ordering::SeqCst) {
+            self.wake();
+        }
+    }
+
+    /// Makes the descriptor readable whether or not the consumer sleeps (stop requests).
+    pub fn wake(&self) {
+        // An eventfd write of 8 bytes cannot be short; EAGAIN (counter at its maximum)
+        // means the consumer is already readable.
+        let _ = (&self.fd).write(&1u64.to_ne_bytes());
+    }
 }
 
 impl Channel {
     /// A channel holding up to `capacity` packets, with `capacity` spare buffers.
     pub fn new(capacity: usize) -> Channel {
+        Channel::with_buffers(capacity, MAX_FRAME)
+    }
+
+    /// A channel of `capacity` buffers that each hold a frame of up to `frame` bytes
+    /// (at least `MAX_FRAME`): the large punt and inject queues. Its senders and
+    /// receivers swap buffers of that same size in and out.
+    pub fn with_buffers(capacity: usize, frame: usize) -> Channel {
         let capacity = capacity.max(1);
         let empty = ArrayQueue::new(capacity);
-        for b in PacketBuf::alloc(capacity) {
-            let _ = empty.push(b);
+        for _ in 0..capacity {
+            let _ = empty.push(PacketBuf::with_frame(frame));
         }
         Channel {
             full: ArrayQueue::new(capacity),
@@ -71,40 +126,42 @@ impl Channel {
     /// (an error creating it), `wakeup_fd` is `None` and the consumer must poll.
     pub fn with_wakeup(capacity: usize) -> Channel {
         let mut ch = Channel::new(capacity);
-        ch.wakeup = Wakeup::new().ok();
+        ch.wakeup = Wakeup::new().ok().map(Arc::new);
         ch
+    }
+
+    /// This channel with `wakeup` (shared with the consumer's other channels, or none).
+    pub fn woken_by(mut self, wakeup: Option<Arc<Wakeup>>) -> Channel {
+        self.wakeup = wakeup;
+        self
     }
 
     /// The descriptor that becomes readable when a producer notifies an armed consumer.
     pub fn wakeup_fd(&self) -> Option<RawFd> {
-        self.wakeup.as_ref().map(|w| w.fd.as_raw_fd())
+        self.wakeup.as_ref().map(|w| w.fd())
     }
 
     /// Consumer: announces that it is about to block on `wakeup_fd`. Returns false if
     /// packets are already waiting (do not block), true if blocking is safe: any packet
     /// sent from now on is followed by a write to the eventfd.
     pub fn prepare_wait(&self) -> bool {
-        let Some(w) = &self.wakeup else {
-            return self.is_empty();
-        };
-        w.armed.store(true, Ordering::SeqCst);
-        // Pairs with the fence in `notify`: either the producer sees `armed` or we see
-        // its packet (a lost wakeup would need both to miss).
-        fence(Ordering::SeqCst);
+        if let Some(w) = &self.wakeup {
+            w.arm();
+        }
         self.is_empty()
     }
 
     /// Consumer: done waiting (woken or timed out). Disarms and clears the eventfd if a
     /// producer took the arm, so the next wait blocks again.
     pub fn finish_wait(&self) {
-        let Some(w) = &self.wakeup else {
-            return;
-        };
-        if !w.armed.swap(false, Ordering::SeqCst) {
-            // A producer took the arm and wrote, or is about to (then the next wait
-            // returns at once and its finish clears the count). EAGAIN: nothing yet.
-            let mut v = [0u8; 8];
-            let _ = (&w.fd).read(&mut v);
+        self.finish_wait_readable(false);
+    }
+
+    /// `finish_wait` for a consumer that knows whether poll(2) saw the eventfd readable
+    /// (then it is cleared in any case; see [`Wakeup::disarm`]).
+    pub fn finish_wait_readable(&self, readable: bool) {
+        if let Some(w) = &self.wakeup {
+            w.disarm(readable);
         }
     }
 
@@ -112,14 +169,8 @@ impl Channel {
     /// eventfd only if the consumer announced a sleep, and then only once.
     #[inline]
     pub fn notify(&self) {
-        let Some(w) = &self.wakeup else {
-            return;
-        };
-        fence(Ordering::SeqCst);
-        if w.armed.swap(false, Ordering::SeqCst) {
-            // An eventfd write of 8 bytes cannot be short; EAGAIN (counter at its
-            // maximum) means the consumer is already readable.
-            let _ = (&w.fd).write(&1u64.to_ne_bytes());
+        if let Some(w) = &self.wakeup {
+            w.notify();
         }
     }
 

@@ -9,22 +9,28 @@
 //! another worker are handed to that worker so sequence numbers and replay windows need
 //! no atomics.
 
-use crate::buf::PacketBuf;
+use crate::buf::{PacketBuf, LARGE_FRAME};
 use crate::channel::Channel;
 use crate::esp;
+pub use crate::fabric::{Fabric, FabricConfig, WorkerEvent};
 use crate::io::{BurstIo, Layer};
 use crate::ip;
 use crate::natt::{self, Udp4500};
 use crate::replay::ReplayWindow;
-use crossbeam_queue::ArrayQueue;
+pub use idle::IdleWait;
 use shared::clock::now_ns;
-use shared::counters::{Counter, CounterSet, LocalCounters};
+use shared::counters::{Counter, LocalCounters};
 use shared::path::{Encap, PathId, PathRecord, PathSpec, L2};
 use shared::table::{Snapshot, TableReader};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+
+mod housekeeping;
+mod idle;
+
+use housekeeping::{keepalives, Housekeeping, HOUSEKEEPING_NS};
+use idle::{Sleep, SPIN_BEFORE_SLEEP};
 
 /// Largest burst a worker processes at once.
 pub const MAX_BURST: usize = 256;
@@ -48,7 +54,9 @@ pub enum ForwardMode {
 pub enum Idle {
     /// Spin: lowest latency, one core at 100% (a dedicated gateway core).
     Busy,
-    /// Spin for a while, then sleep briefly between empty polls (shared machines, tests).
+    /// Spin for a while, then sleep until a packet arrives on a port, another worker or
+    /// the control plane queues something for this one, or a keepalive is due (ports
+    /// that cannot be waited on, like `mem`: short naps between polls instead).
     Adaptive,
 }
 
@@ -90,68 +98,6 @@ impl WorkerConfig {
             natt_port: 4500,
             clear_l2: None,
         }
-    }
-}
-
-/// Something a worker tells the control plane (bounded queue; dropped when full).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WorkerEvent {
-    /// The first packet carrying a new path generation left through the port.
-    PathOnWire {
-        worker: u16,
-        path: PathId,
-        generation: u64,
-        published_ns: u64,
-        wire_ns: u64,
-    },
-    /// An authenticated ESP packet of an inbound SA arrived from a new outer source
-    /// (the receiving side of a handover; observed only, never acted on: RFC 4555 3.8
-    /// forbids following an address change that is not signalled).
-    PeerMoved {
-        worker: u16,
-        spi: u32,
-        from: std::net::SocketAddr,
-        to: std::net::SocketAddr,
-        rx_ns: u64,
-    },
-}
-
-/// What all workers and the control plane share: queues, counters, the stop flag.
-pub struct Fabric {
-    pub counters: Arc<CounterSet>,
-    /// IKE packets from workers to the control plane: the UDP payload after the non-ESP
-    /// marker, with `meta.src` = peer and `meta.dst` = our address. Its wakeup fd lets
-    /// the control plane sleep in poll(2) and still see IKE at once.
-    pub punt: Channel,
-    /// Per worker: UDP payloads the control plane wants sent on the cipher side
-    /// (`meta.src` = our address, `meta.dst` = peer, `meta.tag` = the path whose link
-    /// header to use on Ethernet-layer ports).
-    pub inject: Box<[Channel]>,
-    /// Per worker: packets handed over by other workers.
-    pub handoff: Box<[Channel]>,
-    pub events: ArrayQueue<WorkerEvent>,
-    pub stop: AtomicBool,
-}
-
-impl Fabric {
-    pub fn new(workers: usize) -> Arc<Fabric> {
-        Arc::new(Fabric {
-            counters: CounterSet::new(workers),
-            punt: Channel::with_wakeup(1024),
-            inject: (0..workers).map(|_| Channel::new(256)).collect(),
-            handoff: (0..workers).map(|_| Channel::new(1024)).collect(),
-            events: ArrayQueue::new(4096),
-            stop: AtomicBool::new(false),
-        })
-    }
-
-    pub fn workers(&self) -> usize {
-        self.handoff.len()
-    }
-
-    /// Asks every worker to finish its current burst and return.
-    pub fn stop(&self) {
-        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -221,6 +167,9 @@ struct Core {
     clear_layer: Layer,
     /// Something was punted in this burst: notify the control plane once at its end.
     punted: bool,
+    /// Workers this burst handed packets to (notified once at its end), and whether any.
+    handed_to: Vec<bool>,
+    handed: bool,
 }
 
 enum InVerdict {
@@ -256,6 +205,8 @@ impl Core {
             cipher_layer,
             clear_layer,
             punted: false,
+            handed_to: vec![false; workers],
+            handed: false,
         }
     }
 
@@ -493,6 +444,10 @@ impl Core {
         buf.meta.tag = tag;
         if ch.send_swap(buf) {
             self.cnt.inc(Counter::HandoffOut);
+            if let Some(f) = self.handed_to.get_mut(owner as usize) {
+                *f = true;
+                self.handed = true;
+            }
             InVerdict::Consumed
         } else {
             InVerdict::Drop(Counter::DropHandoffFull)
@@ -534,21 +489,10 @@ pub struct Worker<C: BurstIo, L: BurstIo> {
     to_clear: Stage,
     to_cipher: Stage,
     housekeeping: Housekeeping,
+    /// Large IKE messages from the control plane pass through here.
+    large: PacketBuf,
+    sleep: Sleep,
 }
-
-/// When the worker last scanned its paths for keepalives.
-struct Housekeeping {
-    last_ns: u64,
-}
-
-/// How often an idle-or-busy worker scans paths for keepalives.
-const HOUSEKEEPING_NS: u64 = 10_000_000;
-/// Empty polls before an adaptive worker starts sleeping: about 100 µs of spinning with the
-/// `udp` backend. Longer spins kept the workers of a lightly loaded machine on the CPU
-/// between packets of a 1000 pps stream and delayed the IKE thread sharing their cores;
-/// `poll: busy` is the mode for cores dedicated to the workers.
-const SPIN_BEFORE_SLEEP: u32 = 64;
-const IDLE_SLEEP: Duration = Duration::from_micros(50);
 
 impl<C: BurstIo, L: BurstIo> Worker<C, L> {
     pub fn new(
@@ -561,6 +505,11 @@ impl<C: BurstIo, L: BurstIo> Worker<C, L> {
         let burst = cfg.burst.clamp(1, MAX_BURST);
         let mut cfg = cfg;
         cfg.burst = burst;
+        let mut cipher = cipher;
+        // Only the cipher side carries IKE (RFC 3948 on the NAT-T port).
+        cipher.attach_large_punt(fabric.punt_large.clone());
+        let wakeup = fabric.wakeups.get(cfg.id as usize).cloned().flatten();
+        let sleep = Sleep::new(cfg.idle, &cipher, &clear, wakeup);
         let core = Core::new(cfg, fabric.workers(), cipher.layer(), clear.layer());
         Worker {
             core,
@@ -571,8 +520,19 @@ impl<C: BurstIo, L: BurstIo> Worker<C, L> {
             rx: PacketBuf::alloc(burst),
             to_clear: Stage::new(burst),
             to_cipher: Stage::new(burst),
-            housekeeping: Housekeeping { last_ns: 0 },
+            housekeeping: Housekeeping {
+                last_ns: 0,
+                next_keepalive_ns: None,
+            },
+            large: PacketBuf::with_frame(LARGE_FRAME),
+            sleep,
         }
+    }
+
+    /// Whether this worker sleeps in poll(2) when idle (false: it spins, or naps
+    /// between polls because a port cannot be waited on).
+    pub fn sleeps_in_poll(&self) -> bool {
+        matches!(self.sleep, Sleep::Poll { .. })
     }
 
     /// Runs until the fabric's stop flag is set; returns the ports.
@@ -585,8 +545,8 @@ impl<C: BurstIo, L: BurstIo> Worker<C, L> {
             let work = self.poll_once();
             if work == 0 {
                 idle_polls = idle_polls.saturating_add(1);
-                if self.core.cfg.idle == Idle::Adaptive && idle_polls > SPIN_BEFORE_SLEEP {
-                    std::thread::sleep(IDLE_SLEEP);
+                if idle_polls > SPIN_BEFORE_SLEEP {
+                    self.idle_wait();
                 }
             } else {
                 idle_polls = 0;
@@ -597,6 +557,15 @@ impl<C: BurstIo, L: BurstIo> Worker<C, L> {
             .flush(self.fabric.counters.worker(self.core.cfg.id as usize));
         self.reader.offline();
         (self.cipher, self.clear)
+    }
+
+    /// The wait of an idle worker (see [`Sleep`]). Sleeping in poll(2), the worker is
+    /// offline for QSBR, so table reclamation does not wait for it; its next burst comes
+    /// online again. Public so tests can drive a worker step by step.
+    pub fn idle_wait(&mut self) -> IdleWait {
+        let me = self.core.cfg.id as usize;
+        self.sleep
+            .wait(&mut self.reader, &self.fabric, &self.housekeeping, me)
     }
 
     /// Spawns the worker on its own thread.
@@ -629,6 +598,8 @@ impl<C: BurstIo, L: BurstIo> Worker<C, L> {
             to_clear,
             to_cipher,
             housekeeping,
+            large,
+            ..
         } = self;
         let fabric: &Fabric = fabric;
         let snap = reader.begin_burst();
@@ -638,6 +609,8 @@ impl<C: BurstIo, L: BurstIo> Worker<C, L> {
 
         // Cipher side -> clear side.
         let n = rx_from(cipher, &mut rx[..burst], &mut core.cnt, Counter::RxCipher);
+        // Datagrams the port dropped or punted itself (oversize, large IKE).
+        cipher.take_counts(&mut core.cnt);
         work += n;
         for b in rx[..n].iter_mut() {
             let v = core.cipher_rx(snap, b, fabric);
@@ -676,14 +649,7 @@ impl<C: BurstIo, L: BurstIo> Worker<C, L> {
             let k = recv_from(inject, &mut rx[..burst]);
             work += k;
             for b in rx[..k].iter_mut() {
-                let path = snap.path(b.meta.tag);
-                let spec = PathSpec {
-                    local: b.meta.src,
-                    remote: b.meta.dst,
-                    encap: Encap::Udp,
-                    l2: path.and_then(|p| p.spec.l2),
-                    keepalive_ms: 0,
-                };
+                let spec = inject_spec(snap, b);
                 match frame_for(core.cipher_layer, b, &spec) {
                     Ok(()) => {
                         if to_cipher.is_full() {
@@ -706,9 +672,19 @@ impl<C: BurstIo, L: BurstIo> Worker<C, L> {
             }
         }
 
+        // Large control-plane packets, one at a time (rare: IKE with certificates).
+        if let Some(inject) = fabric.inject_large.get(me) {
+            while inject.recv_swap(large) {
+                work += 1;
+                inject_large(core, snap, large, cipher);
+                large.reset();
+            }
+        }
+
         if now.saturating_sub(housekeeping.last_ns) >= HOUSEKEEPING_NS {
             housekeeping.last_ns = now;
-            keepalives(core, snap, now, &mut rx[0], cipher, to_cipher, fabric, me);
+            housekeeping.next_keepalive_ns =
+                keepalives(core, snap, now, &mut rx[0], cipher, to_cipher, fabric, me);
         }
 
         flush(
@@ -734,6 +710,17 @@ impl<C: BurstIo, L: BurstIo> Worker<C, L> {
             // Once per burst, and a syscall only if the control plane sleeps.
             core.punted = false;
             fabric.punt.notify();
+        }
+        if core.handed {
+            // Once per burst per receiving worker, a syscall only if it sleeps.
+            core.handed = false;
+            for (w, f) in core.handed_to.iter_mut().enumerate() {
+                if std::mem::take(f) {
+                    if let Some(ch) = fabric.handoff.get(w) {
+                        ch.notify();
+                    }
+                }
+            }
         }
         work
     }
@@ -838,49 +825,32 @@ fn stage_out<C: BurstIo>(
     }
 }
 
-/// RFC 3948 4: a keepalive on every UDP-encapsulated path this worker is responsible for
-/// that has been quiet for its keepalive interval.
-#[allow(clippy::too_many_arguments)]
-fn keepalives<C: BurstIo>(
-    core: &mut Core,
-    snap: &Snapshot,
-    now: u64,
-    scratch: &mut PacketBuf,
-    cipher: &mut C,
-    to_cipher: &mut Stage,
-    fabric: &Fabric,
-    me: usize,
-) {
-    let end = snap.paths_len().min(core.paths.len());
-    let mut id = me;
-    while id < end {
-        if let Some(rec) = snap.path(id as PathId) {
-            let ka = rec.spec.keepalive_ms as u64 * 1_000_000;
-            let ps = &mut core.paths[id];
-            if ka != 0 && rec.spec.encap == Encap::Udp && now.saturating_sub(ps.last_tx_ns) >= ka {
-                ps.last_tx_ns = now;
-                scratch.reset();
-                if scratch.fill(&[natt::KEEPALIVE])
-                    && frame_for(core.cipher_layer, scratch, &rec.spec).is_ok()
-                {
-                    if to_cipher.is_full() {
-                        flush(
-                            cipher,
-                            to_cipher,
-                            &mut core.cnt,
-                            Counter::TxCipher,
-                            snap,
-                            fabric,
-                            me,
-                        );
-                    }
-                    to_cipher.take(scratch);
-                    core.cnt.inc(Counter::KeepaliveTx);
-                }
-            }
-        }
-        id += core.workers.max(1);
+/// The outer header of a control-plane packet: its own addresses, UDP, and the link
+/// header of the path named by its tag.
+#[inline]
+fn inject_spec(snap: &Snapshot, b: &PacketBuf) -> PathSpec {
+    PathSpec {
+        local: b.meta.src,
+        remote: b.meta.dst,
+        encap: Encap::Udp,
+        l2: snap.path(b.meta.tag).and_then(|p| p.spec.l2),
+        keepalive_ms: 0,
     }
+}
+
+/// Frames and sends one large control-plane packet (IKE longer than a packet buffer)
+/// on its own: it never joins a staged burst of standard buffers.
+#[inline(never)]
+fn inject_large<C: BurstIo>(core: &mut Core, snap: &Snapshot, b: &mut PacketBuf, cipher: &mut C) {
+    let spec = inject_spec(snap, b);
+    if let Err(c) = frame_for(core.cipher_layer, b, &spec) {
+        core.cnt.inc(c);
+        return;
+    }
+    core.cnt.inc(Counter::InjectTx);
+    let sent = cipher.tx_burst(std::slice::from_mut(b)).unwrap_or(0).min(1);
+    core.cnt.add(Counter::TxCipher, sent as u64);
+    core.cnt.add(Counter::DropTxFail, 1 - sent as u64);
 }
 
 /// Sends everything staged; counts what the port refused; reports path-on-wire events.

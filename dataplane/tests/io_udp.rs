@@ -1,13 +1,17 @@
 //! The UDP burst port over loopback: round trips with and without GSO/GRO, source
-//! selection, wildcard binds with pktinfo, IPv6, oversize datagrams, and a bounded
-//! throughput smoke run.
+//! selection, wildcard binds with pktinfo, IPv6, oversize datagrams, IKE longer than a
+//! packet buffer (to the large punt queue, and sent), and a bounded throughput smoke run.
 
 extern crate mobiked_dataplane as dataplane;
 
-use dataplane::buf::{PacketBuf, MAX_FRAME};
+use dataplane::buf::{PacketBuf, LARGE_FRAME, MAX_FRAME};
+use dataplane::channel::{Channel, Wakeup};
+use dataplane::io::sys;
 use dataplane::io::udp::{UdpConfig, UdpPort};
 use dataplane::io::{BurstIo, Layer};
+use shared::counters::{Counter, LocalCounters};
 use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn port(bind: &[&str], gso: bool, gro: bool) -> UdpPort {
@@ -213,6 +217,115 @@ fn oversize_datagrams_are_dropped_and_counted() {
         assert_eq!(got[0], (lp, la, vec![0xbb; MAX_FRAME]));
         assert_eq!(got[1], (lp, la, b"small".to_vec()));
         assert_eq!(a.stats().rx_oversize, 2, "gro={gro}");
+    }
+}
+
+/// An IKE message of `len` bytes behind the non-ESP marker (RFC 3948 2.2), its content
+/// derived from `len` so that each size is told apart.
+fn marked_ike(len: usize) -> Vec<u8> {
+    let mut d: Vec<u8> = (0..len).map(|i| (i * 31 + len) as u8).collect();
+    d[..4].fill(0);
+    d[4] |= 1;
+    d
+}
+
+#[test]
+fn large_ike_reaches_the_control_plane_whole() {
+    let sizes = [MAX_FRAME + 1, 3000, 8000, 65_000];
+    for gro in [false, true] {
+        let mut a = port(&["127.0.0.1:0"], false, gro);
+        let queue = Arc::new(
+            Channel::with_buffers(8, LARGE_FRAME).woken_by(Wakeup::new().ok().map(Arc::new)),
+        );
+        a.attach_large_punt(queue.clone());
+        let la = a.local_addrs()[0];
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let lp = peer.local_addr().unwrap();
+        assert!(queue.prepare_wait(), "the consumer sleeps");
+        // Back to back, so that one receive call may see several.
+        for &n in &sizes {
+            peer.send_to(&marked_ike(n), la).unwrap();
+        }
+        // Too long for a packet buffer and not IKE: dropped and counted.
+        peer.send_to(&vec![0xcc; 5000], la).unwrap();
+        peer.send_to(b"small", la).unwrap();
+        let got = recv_n(&mut a, 1, 8);
+        assert_eq!(got, vec![(lp, la, b"small".to_vec())], "gro={gro}");
+        let mut cnt = LocalCounters::default();
+        a.take_counts(&mut cnt);
+        assert_eq!(cnt.get(Counter::PuntIkeLarge), 4, "gro={gro}");
+        assert_eq!(cnt.get(Counter::DropOversize), 1, "gro={gro}");
+        assert_eq!(cnt.get(Counter::DropPuntLargeFull), 0, "gro={gro}");
+        // The counts move once.
+        let mut again = LocalCounters::default();
+        a.take_counts(&mut again);
+        assert_eq!(again.get(Counter::PuntIkeLarge), 0);
+
+        // The consumer was woken, and finds every message intact, marker stripped.
+        let fd = queue.wakeup_fd().unwrap();
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        assert_eq!(sys::poll(std::slice::from_mut(&mut p), 0).unwrap(), 1);
+        queue.finish_wait_readable(true);
+        let mut b = PacketBuf::with_frame(LARGE_FRAME);
+        for &n in &sizes {
+            assert!(queue.recv_swap(&mut b), "gro={gro}: {n} bytes missing");
+            assert_eq!(b.data(), &marked_ike(n)[4..], "gro={gro}: {n} bytes");
+            assert_eq!((b.meta.src, b.meta.dst), (lp, la));
+        }
+        assert!(!queue.recv_swap(&mut b));
+        assert_eq!(a.stats().rx_oversize, 1);
+    }
+}
+
+#[test]
+fn large_ike_beyond_the_large_buffers_is_counted() {
+    let mut a = port(&["127.0.0.1:0"], false, false);
+    let queue = Arc::new(Channel::with_buffers(2, LARGE_FRAME));
+    a.attach_large_punt(queue.clone());
+    let la = a.local_addrs()[0];
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for _ in 0..3 {
+        peer.send_to(&marked_ike(4000), la).unwrap();
+    }
+    peer.send_to(b"small", la).unwrap();
+    assert_eq!(recv_n(&mut a, 1, 8).len(), 1);
+    let mut cnt = LocalCounters::default();
+    a.take_counts(&mut cnt);
+    assert_eq!(cnt.get(Counter::PuntIkeLarge), 2);
+    assert_eq!(cnt.get(Counter::DropPuntLargeFull), 1);
+    assert_eq!(queue.len(), 2);
+}
+
+#[test]
+fn a_large_buffer_is_sent_as_one_datagram_never_in_a_gso_run() {
+    let mut a = port(&["127.0.0.1:0"], true, true);
+    let la = a.local_addrs()[0];
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let lp = peer.local_addr().unwrap();
+    let big = marked_ike(9000);
+    let mut bufs = vec![
+        PacketBuf::with_frame(LARGE_FRAME),
+        PacketBuf::new(),
+        PacketBuf::new(),
+    ];
+    assert!(bufs[0].fill(&big));
+    assert!(bufs[1].fill(&[7; 1000]));
+    assert!(bufs[2].fill(&[7; 1000]));
+    for b in &mut bufs {
+        b.meta.src = la;
+        b.meta.dst = lp;
+    }
+    assert_eq!(a.tx_burst(&mut bufs).unwrap(), 3);
+    let mut got = vec![0u8; 70_000];
+    let n = peer.recv(&mut got).unwrap();
+    assert_eq!(&got[..n], &big[..]);
+    for _ in 0..2 {
+        assert_eq!(peer.recv(&mut got).unwrap(), 1000);
     }
 }
 

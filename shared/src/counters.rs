@@ -45,6 +45,9 @@ counters! {
     DecapPackets = "decap_packets",
     /// IKE packets (non-ESP marker on UDP 4500) handed to the control plane.
     PuntIke = "punt_ike",
+    /// IKE datagrams longer than a packet buffer handed to the control plane through the
+    /// large punt queue.
+    PuntIkeLarge = "punt_ike_large",
     /// NAT keepalives received and absorbed (RFC 3948 2.3).
     KeepaliveRx = "keepalive_rx",
     /// NAT keepalives sent.
@@ -77,7 +80,8 @@ counters! {
     DropNoSa = "drop_no_sa",
     /// Not enough head or tail room in the buffer for the ESP and outer headers.
     DropNoTailroom = "drop_no_tailroom",
-    /// Frame longer than the configured maximum.
+    /// Datagram or frame longer than a packet buffer (`MAX_FRAME`) that is not IKE on
+    /// the NAT-T port, or longer than the port can receive at all.
     DropOversize = "drop_oversize",
     /// Outer packet is not for us (wrong protocol, port, or not IP).
     DropNotForUs = "drop_not_for_us",
@@ -85,6 +89,8 @@ counters! {
     DropSeqOverflow = "drop_seq_overflow",
     /// Punt queue to the control plane full, or no free buffer.
     DropPuntFull = "drop_punt_full",
+    /// IKE datagram longer than a packet buffer while every large punt buffer was taken.
+    DropPuntLargeFull = "drop_punt_large_full",
     /// Handoff queue to the owning worker full, or no free buffer.
     DropHandoffFull = "drop_handoff_full",
     /// The backend refused or failed to transmit.

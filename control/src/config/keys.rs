@@ -316,6 +316,7 @@ fn example(section: &str, key: &str) -> &'static str {
         ("dataplane", "burst") => "64",
         ("dataplane" | "sa", "replay_window") => "1024",
         ("dataplane", "max_sas") => "4096",
+        ("dataplane", "punt_queue") => "8192",
         ("dataplane", "mode") => "esp",
         ("dataplane", "poll") => "adaptive",
         ("cipher", "backend") => "udp",

@@ -729,6 +729,13 @@ impl BurstIo for AfPacketPort {
     fn name(&self) -> &str {
         &self.label
     }
+
+    /// The RX socket: with a ring, poll(2) reports it readable once the kernel handed a
+    /// V2 frame or a V3 block (full, or retired after `rx_block_timeout_ms`) to us.
+    fn wait_fds(&self, out: &mut Vec<RawFd>) -> bool {
+        out.push(self.fd.as_raw_fd());
+        true
+    }
 }
 
 impl Drop for AfPacketPort {

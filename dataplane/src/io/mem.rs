@@ -10,7 +10,7 @@
 //! queue can never overflow, and a sender that outruns its receiver runs out of spares and
 //! sees a short `tx_burst` (the caller counts the rest as drops).
 
-use crate::buf::PacketBuf;
+use crate::buf::{PacketBuf, MAX_FRAME};
 use crate::io::{BurstIo, Layer};
 use crossbeam_queue::ArrayQueue;
 use std::io;
@@ -111,6 +111,11 @@ impl BurstIo for MemPort {
     fn tx_burst(&mut self, bufs: &mut [PacketBuf]) -> io::Result<usize> {
         let mut n = 0;
         for slot in bufs.iter_mut() {
+            if slot.frame_capacity() != MAX_FRAME {
+                // A large buffer exchanged for a spare would leave its owner (a queue of
+                // large buffers) with a standard one: not taken.
+                break;
+            }
             let Some(mut spare) = self.tx.spare.pop() else {
                 break;
             };

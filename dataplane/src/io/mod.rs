@@ -11,9 +11,13 @@
 //! - Neither allocates nor locks, and a backend makes at most a small constant number of
 //!   syscalls per burst, never one per packet where the kernel offers batching.
 //! - What the bytes are depends on `layer()`.
+//! - `wait_fds` names the descriptors that poll(2) reports readable whenever `rx_burst`
+//!   has something to return, so an idle worker can sleep until a packet arrives; a port
+//!   that cannot be waited on says so and its worker naps briefly between polls instead.
 
 pub mod afpacket;
 pub mod mem;
+pub mod null;
 pub mod pcap;
 pub mod sys;
 pub mod traffic;
@@ -21,7 +25,11 @@ pub mod tun;
 pub mod udp;
 
 use crate::buf::PacketBuf;
+use crate::channel::Channel;
+use shared::counters::LocalCounters;
 use std::io;
+use std::os::fd::RawFd;
+use std::sync::Arc;
 
 /// What a port's packets contain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,6 +57,25 @@ pub trait BurstIo: Send {
 
     /// Short name for logs and reports (`udp`, `afpacket:veth0`, ...).
     fn name(&self) -> &str;
+
+    /// Appends the descriptors an idle worker can block on: each becomes readable
+    /// (POLLIN) when `rx_burst` has packets to return. Returns false if the port cannot
+    /// be waited on (packets arrive without a descriptor: `mem`, the traffic generator).
+    /// Asked once, when the worker starts.
+    fn wait_fds(&self, _out: &mut Vec<RawFd>) -> bool {
+        false
+    }
+
+    /// Adds what the port counted itself since the last call (datagrams it dropped or
+    /// punted on its own) to the worker's counters. Called once per burst; cheap when
+    /// there is nothing to add.
+    #[inline]
+    fn take_counts(&mut self, _cnt: &mut LocalCounters) {}
+
+    /// Gives the port the control plane's queue for IKE datagrams longer than a packet
+    /// buffer (large buffers; the datagram after the RFC 3948 non-ESP marker). Ports that
+    /// never see datagrams longer than `MAX_FRAME` ignore it.
+    fn attach_large_punt(&mut self, _queue: Arc<Channel>) {}
 }
 
 impl<T: BurstIo + ?Sized> BurstIo for Box<T> {
@@ -63,5 +90,15 @@ impl<T: BurstIo + ?Sized> BurstIo for Box<T> {
     }
     fn name(&self) -> &str {
         (**self).name()
+    }
+    fn wait_fds(&self, out: &mut Vec<RawFd>) -> bool {
+        (**self).wait_fds(out)
+    }
+    #[inline]
+    fn take_counts(&mut self, cnt: &mut LocalCounters) {
+        (**self).take_counts(cnt)
+    }
+    fn attach_large_punt(&mut self, queue: Arc<Channel>) {
+        (**self).attach_large_punt(queue)
     }
 }

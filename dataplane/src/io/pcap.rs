@@ -271,6 +271,20 @@ impl<P: BurstIo> BurstIo for Pcap<P> {
     fn name(&self) -> &str {
         &self.name
     }
+
+    fn wait_fds(&self, out: &mut Vec<std::os::fd::RawFd>) -> bool {
+        self.inner.wait_fds(out)
+    }
+
+    #[inline]
+    fn take_counts(&mut self, cnt: &mut shared::counters::LocalCounters) {
+        self.inner.take_counts(cnt)
+    }
+
+    /// Large IKE datagrams go to the control plane from the inner port, unrecorded.
+    fn attach_large_punt(&mut self, queue: std::sync::Arc<crate::channel::Channel>) {
+        self.inner.attach_large_punt(queue)
+    }
 }
 
 impl<P: BurstIo> Drop for Pcap<P> {

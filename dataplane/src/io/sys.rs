@@ -61,6 +61,22 @@ pub fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
+/// poll(2) on `fds` for up to `timeout_ms` (-1: no limit); the number of descriptors
+/// with events. EINTR counts as a wakeup without events.
+pub fn poll(fds: &mut [libc::pollfd], timeout_ms: libc::c_int) -> io::Result<usize> {
+    // SAFETY: `fds` is a valid, initialised slice of pollfd structures that outlives the
+    // call, and its length is passed with it.
+    let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        return match e.kind() {
+            io::ErrorKind::Interrupted => Ok(0),
+            _ => Err(e),
+        };
+    }
+    Ok(r as usize)
+}
+
 /// `socket(2)` returning an owned descriptor.
 pub fn socket(domain: libc::c_int, ty: libc::c_int, proto: libc::c_int) -> io::Result<OwnedFd> {
     // SAFETY: plain syscall with integer arguments.

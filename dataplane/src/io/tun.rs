@@ -157,4 +157,9 @@ impl BurstIo for TunPort {
     fn name(&self) -> &str {
         &self.label
     }
+
+    fn wait_fds(&self, out: &mut Vec<std::os::fd::RawFd>) -> bool {
+        out.push(self.fd.as_raw_fd());
+        true
+    }
 }

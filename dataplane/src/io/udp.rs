@@ -14,15 +14,24 @@
 //! hands us coalesced super-datagrams, which are split into the caller's buffers, the rest
 //! carried to the next burst. A kernel without GSO or GRO (or a route that refuses them)
 //! is detected, remembered, and served datagram by datagram.
+//!
+//! IKE longer than a packet buffer (behind the RFC 3948 non-ESP marker) goes to the
+//! control plane through the large punt queue; see `rx`. On transmit, a buffer longer than
+//! `MAX_FRAME` (large IKE from the control plane) is always sent as a datagram of its own.
+
+mod rx;
 
 use super::sys;
 use super::{BurstIo, Layer};
 use crate::buf::{PacketBuf, BUF_SIZE, MAX_FRAME};
+use crate::channel::Channel;
+use shared::counters::LocalCounters;
 use std::io;
 use std::mem;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::ptr;
+use std::sync::Arc;
 
 /// Most packets one burst handles; longer bursts are served up to this count.
 pub const MAX_BURST: usize = 256;
@@ -68,7 +77,8 @@ impl Default for UdpConfig {
 /// Drops and fallbacks seen by a port (plain counters: the port is owned by one worker).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct UdpStats {
-    /// Received datagrams (or GRO segments) longer than `MAX_FRAME`, dropped.
+    /// Received datagrams (or GRO segments) longer than `MAX_FRAME` that did not go to
+    /// the large punt queue (not IKE, no queue attached, or all its buffers taken).
     pub rx_oversize: u64,
     /// Datagrams the kernel refused as too long (`EMSGSIZE`).
     pub tx_oversize: u64,
@@ -119,6 +129,11 @@ pub struct UdpPort {
     next_rx: usize,
     hdrs: Vec<libc::mmsghdr>,
     iovs: Vec<libc::iovec>,
+    /// Receive iovecs per message: the buffer, then its overflow slot.
+    rx_iovs: Vec<[libc::iovec; 2]>,
+    /// Where datagrams longer than a packet buffer continue (sockets without GRO).
+    overflow: Option<rx::Overflow>,
+    large: rx::LargeRx,
     names: Vec<libc::sockaddr_storage>,
     ctrl: Vec<[u64; CMSG_WORDS]>,
     gro_stage: Vec<u8>,
@@ -171,11 +186,19 @@ impl UdpPort {
             iov_len: 0,
         };
         let gro_on = socks.iter().any(|s| s.gro);
+        let overflow = if socks.iter().all(|s| s.gro) {
+            None
+        } else {
+            Some(rx::Overflow::map()?)
+        };
         Ok(UdpPort {
             socks,
             next_rx: 0,
             hdrs: vec![zero_hdr; MAX_BURST],
             iovs: vec![zero_iov; MAX_BURST],
+            rx_iovs: vec![[zero_iov; 2]; MAX_BURST],
+            overflow,
+            large: rx::LargeRx::new(),
             names: vec![zero_name; MAX_BURST],
             ctrl: vec![[0u64; CMSG_WORDS]; MAX_BURST],
             gro_stage: if gro_on {
@@ -249,179 +272,6 @@ impl UdpPort {
                 .map(|i| (i, false));
         }
         None
-    }
-
-    /// Copies segments waiting in GRO staging into `bufs`; returns how many.
-    fn drain_gro(&mut self, bufs: &mut [PacketBuf]) -> usize {
-        let mut n = 0;
-        while self.gro_cur < self.gro_count && n < bufs.len() {
-            let Some(msg) = self.gro_msgs.get(self.gro_cur).copied() else {
-                break;
-            };
-            // No UDP_GRO cmsg: one plain datagram (possibly empty).
-            let seg = if msg.seg == 0 || msg.seg > msg.len {
-                msg.len
-            } else {
-                msg.seg
-            };
-            let take = seg.min(msg.len.saturating_sub(self.gro_off));
-            let base = self.gro_cur * GRO_SLOT_BYTES + self.gro_off;
-            if take > MAX_FRAME {
-                self.stats.rx_oversize += 1;
-            } else if let (Some(src), Some(b)) =
-                (self.gro_stage.get(base..base + take), bufs.get_mut(n))
-            {
-                b.rx_space()[..take].copy_from_slice(src);
-                b.set_len(take);
-                b.meta.src = msg.src;
-                b.meta.dst = msg.dst;
-                n += 1;
-            }
-            self.gro_off += take;
-            if self.gro_off >= msg.len {
-                self.gro_cur += 1;
-                self.gro_off = 0;
-            }
-        }
-        n
-    }
-
-    /// Points message `j` at `base..base+len` with room for the name and control data.
-    fn prepare_rx(&mut self, j: usize, base: *mut u8, len: usize) {
-        self.iovs[j] = libc::iovec {
-            iov_base: base as *mut libc::c_void,
-            iov_len: len,
-        };
-        let h = &mut self.hdrs[j];
-        h.msg_hdr.msg_name = &mut self.names[j] as *mut libc::sockaddr_storage as *mut libc::c_void;
-        h.msg_hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        h.msg_hdr.msg_iov = &mut self.iovs[j];
-        h.msg_hdr.msg_iovlen = 1;
-        h.msg_hdr.msg_control = self.ctrl[j].as_mut_ptr() as *mut libc::c_void;
-        h.msg_hdr.msg_controllen = mem::size_of::<[u64; CMSG_WORDS]>() as _;
-        h.msg_hdr.msg_flags = 0;
-        h.msg_len = 0;
-    }
-
-    /// One `recvmmsg` on socket `s` for `count` prepared messages; `Ok(0)` when empty.
-    fn recv(&mut self, s: usize, count: usize) -> io::Result<usize> {
-        let fd = self.socks[s].fd.as_raw_fd();
-        // SAFETY: hdrs[..count] point at live buffers prepared by `prepare_rx` (caller
-        // buffers borrowed for this call, or staging owned by the port).
-        let r = unsafe {
-            libc::recvmmsg(
-                fd,
-                self.hdrs.as_mut_ptr(),
-                count as libc::c_uint,
-                libc::MSG_DONTWAIT,
-                ptr::null_mut(),
-            )
-        };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            return match e.raw_os_error() {
-                Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(0),
-                _ => Err(e),
-            };
-        }
-        Ok(r as usize)
-    }
-
-    /// The addresses and GRO segment size of received message `j` on socket `s`.
-    fn rx_meta(&self, s: usize, j: usize) -> (SocketAddr, SocketAddr, usize) {
-        let sock = &self.socks[s];
-        let src = sys::sockaddr_to(&self.names[j]).unwrap_or(UNSPEC4);
-        let mut dst = sock.local;
-        let mut seg = 0usize;
-        let h = &self.hdrs[j].msg_hdr;
-        // SAFETY: `h` describes the control buffer the kernel just filled
-        // (msg_controllen was updated by recvmmsg); CMSG_* walk it within that length.
-        unsafe {
-            let mut c = libc::CMSG_FIRSTHDR(h);
-            while !c.is_null() {
-                let level = (*c).cmsg_level;
-                let ty = (*c).cmsg_type;
-                let data = libc::CMSG_DATA(c);
-                if level == libc::IPPROTO_IP && ty == libc::IP_PKTINFO {
-                    let pi = ptr::read_unaligned(data as *const libc::in_pktinfo);
-                    let ip = Ipv4Addr::from(pi.ipi_addr.s_addr.to_ne_bytes());
-                    dst = SocketAddr::V4(SocketAddrV4::new(ip, sock.local.port()));
-                } else if level == libc::IPPROTO_IPV6 && ty == libc::IPV6_PKTINFO {
-                    let pi = ptr::read_unaligned(data as *const libc::in6_pktinfo);
-                    let ip = Ipv6Addr::from(pi.ipi6_addr.s6_addr);
-                    dst = SocketAddr::V6(SocketAddrV6::new(ip, sock.local.port(), 0, 0));
-                } else if level == libc::SOL_UDP && ty == sys::UDP_GRO {
-                    let v = ptr::read_unaligned(data as *const libc::c_int);
-                    seg = usize::try_from(v).unwrap_or(0);
-                }
-                c = libc::CMSG_NXTHDR(h, c);
-            }
-        }
-        (src, dst, seg)
-    }
-
-    /// Receives straight into the caller's buffers (no GRO on this socket).
-    fn rx_direct(&mut self, s: usize, bufs: &mut [PacketBuf]) -> io::Result<usize> {
-        let count = bufs.len().min(MAX_BURST);
-        for (j, b) in bufs.iter_mut().take(count).enumerate() {
-            let space = b.rx_space();
-            let (p, l) = (space.as_mut_ptr(), space.len());
-            self.prepare_rx(j, p, l);
-        }
-        let got = self.recv(s, count)?;
-        let mut w = 0;
-        for j in 0..got {
-            let h = self.hdrs[j];
-            if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
-                self.stats.rx_oversize += 1;
-                continue;
-            }
-            let (src, dst, _) = self.rx_meta(s, j);
-            bufs.swap(w, j);
-            let b = &mut bufs[w];
-            b.set_len(h.msg_len as usize);
-            b.meta.src = src;
-            b.meta.dst = dst;
-            w += 1;
-        }
-        Ok(w)
-    }
-
-    /// Receives super-datagrams into staging and splits them into `bufs`.
-    fn rx_gro(&mut self, s: usize, bufs: &mut [PacketBuf]) -> io::Result<usize> {
-        let count = bufs.len().min(GRO_SLOTS);
-        let stage = self.gro_stage.as_mut_ptr();
-        for j in 0..count {
-            // SAFETY: j < GRO_SLOTS and the staging area holds GRO_SLOTS slots.
-            let p = unsafe { stage.add(j * GRO_SLOT_BYTES) };
-            self.prepare_rx(j, p, GRO_SLOT_BYTES);
-        }
-        let got = self.recv(s, count)?;
-        let mut kept = 0;
-        for j in 0..got {
-            let h = self.hdrs[j];
-            let (src, dst, seg) = self.rx_meta(s, j);
-            let len = h.msg_len as usize;
-            if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
-                self.stats.rx_oversize += 1;
-                continue;
-            }
-            if kept != j {
-                self.gro_stage.copy_within(
-                    j * GRO_SLOT_BYTES..j * GRO_SLOT_BYTES + len,
-                    kept * GRO_SLOT_BYTES,
-                );
-            }
-            if seg > 0 && len > seg {
-                self.stats.rx_coalesced += 1;
-            }
-            self.gro_msgs[kept] = GroMsg { len, seg, src, dst };
-            kept += 1;
-        }
-        self.gro_count = kept;
-        self.gro_cur = 0;
-        self.gro_off = 0;
-        Ok(self.drain_gro(bufs))
     }
 
     /// Writes the control messages of group `g` (pktinfo source, GSO size); returns
@@ -636,27 +486,21 @@ impl BurstIo for UdpPort {
     }
 
     fn rx_burst(&mut self, bufs: &mut [PacketBuf]) -> io::Result<usize> {
-        let mut n = self.drain_gro(bufs);
-        let nsock = self.socks.len();
-        let first = self.next_rx;
-        self.next_rx = (self.next_rx + 1) % nsock;
-        for k in 0..nsock {
-            if n >= bufs.len() || self.gro_cur < self.gro_count {
-                break;
-            }
-            let s = (first + k) % nsock;
-            let r = if self.socks[s].gro {
-                self.rx_gro(s, &mut bufs[n..])
-            } else {
-                self.rx_direct(s, &mut bufs[n..])
-            };
-            match r {
-                Ok(got) => n += got,
-                Err(e) if n == 0 => return Err(e),
-                Err(_) => break,
-            }
-        }
-        Ok(n)
+        self.receive(bufs)
+    }
+
+    fn wait_fds(&self, out: &mut Vec<std::os::fd::RawFd>) -> bool {
+        out.extend(self.socks.iter().map(|s| s.fd.as_raw_fd()));
+        true
+    }
+
+    #[inline]
+    fn take_counts(&mut self, cnt: &mut LocalCounters) {
+        self.large.take_counts(cnt);
+    }
+
+    fn attach_large_punt(&mut self, queue: Arc<Channel>) {
+        self.large.attach(queue);
     }
 
     fn tx_burst(&mut self, bufs: &mut [PacketBuf]) -> io::Result<usize> {
@@ -678,7 +522,8 @@ impl BurstIo for UdpPort {
             };
             let mut j = i + 1;
             let sock = &self.socks[s];
-            if sock.gso && seg > 0 && seg <= sock.gso_max_seg {
+            // A large buffer never joins a run: the staging area holds standard ones.
+            if sock.gso && seg > 0 && seg <= sock.gso_max_seg && seg <= MAX_FRAME {
                 while j < total && j - i < MAX_GSO_SEGMENTS && (j - i + 1) * seg <= MAX_GSO_BYTES {
                     let c = &bufs[j];
                     let l = c.len();
