@@ -505,7 +505,7 @@ fn install_into_real_tables() {
     );
     assert_eq!(inb.key.cipher(), EspCipher::AesGcm16_128);
     assert_eq!(
-        &inb.key.salt()[..],
+        &inb.key.as_aead().unwrap().salt()[..],
         &cfg.tunnels[0].inbound.key[16..],
         "RFC 4106 salt: the last 4 bytes"
     );
