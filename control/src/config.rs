@@ -2213,17 +2213,15 @@ fn selectors(
 }
 
 /// Every transform name `enc` takes.
-const CIPHERS: [&str; 9] = [
-    EspCipher::ALL[0].name(),
-    EspCipher::ALL[1].name(),
-    EspCipher::ALL[2].name(),
-    EspCipher::ALL[3].name(),
-    EspCipher::ALL[4].name(),
-    EspCipher::ALL[5].name(),
-    EspCipher::ALL[6].name(),
-    EspCipher::ALL[7].name(),
-    EspCipher::ALL[8].name(),
-];
+const CIPHERS: [&str; EspCipher::ALL.len()] = {
+    let mut names = [""; EspCipher::ALL.len()];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = EspCipher::ALL[i].name();
+        i += 1;
+    }
+    names
+};
 
 fn validate_sa(
     cx: &mut Ctx<'_>,
