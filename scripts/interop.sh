@@ -8,8 +8,12 @@
 # Scenarios (each starts both daemons afresh; one line each, then `N passed, M failed`):
 #   mk-initiator   mobiked client -> strongSwan responder, IKE aes128gcm16-prfsha256-x25519,
 #                  ESP aes128gcm16: ping both ways and a 2000-packet stream (loss reported)
-#   suites         mobiked initiates with AES-CBC/HMAC-SHA2 and AES-GCM suites over groups
-#                  19, 20 and 31 against strongSwan's default proposals: ping passes
+#   suites         mobiked initiates with AES-CBC/HMAC-SHA2 and AES-GCM IKE suites over
+#                  groups 19, 20 and 31 against strongSwan's default proposals; then each
+#                  ESP suite (AES-CBC-128/256 with HMAC-SHA-256/384/512, ChaCha20-Poly1305)
+#                  alone on both ends, both ways (mobiked initiating, and strongSwan
+#                  initiating a CBC-only or chacha-only child against mobiked's default
+#                  esp_proposals): the suite both ends report, ping both ways
 #   sw-default     strongSwan initiator with its default proposals -> mobiked gateway:
 #                  the negotiated suite, ping both ways
 #   sw-vip         strongSwan asks mobiked's pool for a virtual IP and pings from it
@@ -109,7 +113,8 @@ sw_start() { # writes strongswan.conf, starts charon in its namespace with a pri
 charon {
     # kernel-libipsec first: the first kernel-ipsec interface registered wins, and the
     # kernel here has no ESP.
-    load = random nonce openssl aes sha1 sha2 hmac gcm curve25519 x509 pubkey pem pkcs1 kdf kernel-libipsec kernel-netlink socket-default vici updown attr
+    # chapoly: ChaCha20-Poly1305 for ESP (RFC 7634) in libipsec.
+    load = random nonce openssl aes sha1 sha2 hmac gcm chapoly curve25519 x509 pubkey pem pkcs1 kdf kernel-libipsec kernel-netlink socket-default vici updown attr
     install_routes = yes
     retransmit_timeout = 1
     retransmit_tries = 3
@@ -390,6 +395,44 @@ if wanted suites; then
         fi
         finish
     done
+    # Each ESP suite alone on both ends, mobiked initiating: the child both ends report
+    # and ping both ways through strongSwan's userspace ESP (libipsec).
+    for esp in aes128-sha256 aes128-sha512 aes256-sha384 aes256-sha512 chacha20poly1305; do
+        sw_start && swan_conf "esp_proposals = $esp" "" |
+            sed -e 's|proposals = aes128gcm16-prfsha256-x25519|proposals = default|' \
+                -e '/esp_proposals = aes128gcm16$/d' | sw_load
+        mk_client_conf "" | sed "s|esp_proposals: \[aes128gcm16\]|esp_proposals: [$esp]|" >"$DIR/mk.yaml"
+        mk_start client
+        if netns_wait 15 mk_up && netns_wait 5 test "$(sw_child_count)" -ge 1 &&
+            ping_ok "$NSM" 10.1.0.1 10.2.0.1 && ping_ok "$NSS" 10.2.0.1 10.1.0.1 &&
+            mk_sas | grep -q "\"encr\": *\"$esp\""; then
+            sw_esp="$(swanctl_ --list-sas 2>/dev/null | grep -o 'ESP:[^ ]*' | head -n 1)"
+            detail+="ESP $esp ok ($sw_esp); "
+        else
+            ok=0
+            detail+="ESP $esp FAILED; "
+            dump_logs
+        fi
+        finish
+    done
+    # strongSwan initiating with only CBC+HMAC (as OpenIKED and Windows propose) or only
+    # ChaCha20-Poly1305, against a mobiked gateway with no esp_proposals configured.
+    for esp in aes256-sha256 aes128-sha384 chacha20poly1305; do
+        mk_gateway_conf "10.2.0.0/24" "" >"$DIR/mk.yaml"
+        mk_start gateway
+        sw_start && sw_initiator_conf "" "" | sed "s|esp_proposals = default|esp_proposals = $esp|" | sw_load
+        swanctl_ --initiate --child net >"$DIR/initiate-$SCEN.out" 2>&1 &
+        if netns_wait 15 mk_up && netns_wait 5 test "$(sw_child_count)" -ge 1 &&
+            ping_ok "$NSS" 10.2.0.1 10.1.0.1 && ping_ok "$NSM" 10.1.0.1 10.2.0.1 &&
+            mk_sas | grep -q "\"encr\": *\"$esp\""; then
+            detail+="gateway accepts $esp; "
+        else
+            ok=0
+            detail+="gateway with $esp FAILED; "
+            dump_logs
+        fi
+        finish
+    done
     if [ "$ok" -eq 1 ]; then report PASS "$SCEN" "$detail"; else report FAIL "$SCEN" "$detail"; fi
 fi
 
@@ -488,6 +531,44 @@ if wanted rekeys; then
         if [ "$lost" = "?" ] || [ "$crekeys" -lt 1 ] || [ "$irekeys" -lt 1 ] || [ "$counts" != "1 1" ] ||
             [ "$swc" != "1/1" ] || [ "${gap%.*}" = "?" ] || [ "${gap%.*}" -ge 1000 ]; then
             ok=0
+            dump_logs
+        fi
+        finish
+    done
+    # Each ESP suite alone on both ends, mobiked initiating: the child both ends report
+    # and ping both ways through strongSwan's userspace ESP (libipsec).
+    for esp in aes128-sha256 aes128-sha512 aes256-sha384 aes256-sha512 chacha20poly1305; do
+        sw_start && swan_conf "esp_proposals = $esp" "" |
+            sed -e 's|proposals = aes128gcm16-prfsha256-x25519|proposals = default|' \
+                -e '/esp_proposals = aes128gcm16$/d' | sw_load
+        mk_client_conf "" | sed "s|esp_proposals: \[aes128gcm16\]|esp_proposals: [$esp]|" >"$DIR/mk.yaml"
+        mk_start client
+        if netns_wait 15 mk_up && netns_wait 5 test "$(sw_child_count)" -ge 1 &&
+            ping_ok "$NSM" 10.1.0.1 10.2.0.1 && ping_ok "$NSS" 10.2.0.1 10.1.0.1 &&
+            mk_sas | grep -q "\"encr\": *\"$esp\""; then
+            sw_esp="$(swanctl_ --list-sas 2>/dev/null | grep -o 'ESP:[^ ]*' | head -n 1)"
+            detail+="ESP $esp ok ($sw_esp); "
+        else
+            ok=0
+            detail+="ESP $esp FAILED; "
+            dump_logs
+        fi
+        finish
+    done
+    # strongSwan initiating with only CBC+HMAC (as OpenIKED and Windows propose) or only
+    # ChaCha20-Poly1305, against a mobiked gateway with no esp_proposals configured.
+    for esp in aes256-sha256 aes128-sha384 chacha20poly1305; do
+        mk_gateway_conf "10.2.0.0/24" "" >"$DIR/mk.yaml"
+        mk_start gateway
+        sw_start && sw_initiator_conf "" "" | sed "s|esp_proposals = default|esp_proposals = $esp|" | sw_load
+        swanctl_ --initiate --child net >"$DIR/initiate-$SCEN.out" 2>&1 &
+        if netns_wait 15 mk_up && netns_wait 5 test "$(sw_child_count)" -ge 1 &&
+            ping_ok "$NSS" 10.2.0.1 10.1.0.1 && ping_ok "$NSM" 10.1.0.1 10.2.0.1 &&
+            mk_sas | grep -q "\"encr\": *\"$esp\""; then
+            detail+="gateway accepts $esp; "
+        else
+            ok=0
+            detail+="gateway with $esp FAILED; "
             dump_logs
         fi
         finish

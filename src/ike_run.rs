@@ -708,7 +708,7 @@ fn log_event(ev: &Event, names: &[String], inst: &Installer) {
             child = child.id,
             spi_in = format_args!("{:#010x}", child.spi_in),
             spi_out = format_args!("{:#010x}", child.spi_out),
-            encr = child.encr.name(),
+            encr = child.cipher.name(),
             esn = child.esn,
             rekey_of = ?child.replaces,
             "child SA up"
@@ -835,7 +835,7 @@ fn handle(
                                 id: c.id,
                                 spi_in: format!("{:08x}", c.spi_in),
                                 spi_out: format!("{:08x}", c.spi_out),
-                                encr: c.encr.name().to_string(),
+                                encr: c.cipher.name().to_string(),
                                 esn: c.esn,
                                 local_ts: ts_strings(&c.local_ts),
                                 remote_ts: ts_strings(&c.remote_ts),

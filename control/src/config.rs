@@ -359,7 +359,8 @@ pub struct TunnelConf {
 pub struct SaConf {
     pub spi: u32,
     pub cipher: EspCipher,
-    /// Key followed by the 4-byte RFC 4106 salt.
+    /// Key followed by the 4-byte salt for the AEAD transforms (RFC 4106, RFC 7634);
+    /// encryption key followed by integrity key for AES-CBC + HMAC-SHA2.
     pub key: Vec<u8>,
     pub esn: bool,
     /// Inbound only: the anti-replay window (the dataplane default unless overridden).
@@ -2014,7 +2015,16 @@ fn disjoint_families(local: (bool, bool), remote: (bool, bool)) -> Option<String
 const FAMILY_FIX: &str = "give both sides a prefix of one family: IPv4 packets go between \
      IPv4 prefixes, IPv6 packets between IPv6 prefixes";
 
-const CIPHERS: [&str; 2] = ["aes128gcm16", "aes256gcm16"];
+/// Every transform name `enc` takes.
+const CIPHERS: [&str; EspCipher::ALL.len()] = {
+    let mut names = [""; EspCipher::ALL.len()];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = EspCipher::ALL[i].name();
+        i += 1;
+    }
+    names
+};
 
 fn validate_sa(
     cx: &mut Ctx<'_>,
@@ -2079,7 +2089,7 @@ fn validate_sa(
             cx.missing(
                 &key_path("enc"),
                 Some(raw.referenced),
-                "add `enc: aes128gcm16` or `enc: aes256gcm16`",
+                "add `enc:` with one of aes128gcm16, aes256gcm16, chacha20poly1305, aes128-sha256, aes256-sha384, ...",
             );
             None
         }
@@ -2087,6 +2097,7 @@ fn validate_sa(
             Some(c) => Some(c),
             None => {
                 let lower = v.value.to_ascii_lowercase();
+                let all = EspCipher::names();
                 let fix = if lower.contains("gcm8")
                     || lower.contains("gcm12")
                     || lower.contains("gcm64")
@@ -2094,11 +2105,13 @@ fn validate_sa(
                 {
                     "only the 16-octet ICV is supported: use aes128gcm16 or aes256gcm16".to_string()
                 } else if lower.contains("192") {
-                    "AES-192 is not supported: use aes128gcm16 or aes256gcm16".to_string()
+                    format!("AES-192 is not supported: use one of {all}")
+                } else if lower.contains("sha1") || lower.contains("md5") {
+                    format!("HMAC-SHA1 and MD5 are not supported (RFC 8221): use one of {all}")
                 } else if let Some(s) = suggest(&lower, &CIPHERS) {
                     format!("did you mean `{s}`?")
                 } else {
-                    "only AES-GCM with a 16-octet ICV (RFC 4106) is supported: use aes128gcm16 or aes256gcm16".to_string()
+                    format!("use one of {all}")
                 };
                 cx.err(
                     &key_path("enc"),
@@ -2115,7 +2128,7 @@ fn validate_sa(
             cx.missing(
                 &key_path("key"),
                 Some(raw.referenced),
-                "add `key: 0x...`: the key followed by the 4-byte salt, in hex",
+                "add `key: 0x...`: the key followed by the 4-byte salt (AES-GCM, ChaCha20-Poly1305), or the AES key followed by the HMAC key (aesNNN-shaNNN), in hex",
             );
             None
         }
@@ -2158,13 +2171,22 @@ fn validate_sa(
 fn parse_key(cx: &mut Ctx<'_>, path: &str, v: &S, c: EspCipher) -> Option<Vec<u8>> {
     let s = v.value.trim();
     let want = c.keymat_len() * 2;
+    // What the key is made of, briefly: "16-byte key + 4-byte salt".
+    let parts = match c.integ() {
+        None => format!("{}-byte key + 4-byte salt", c.key_len()),
+        Some(i) => format!(
+            "{}-byte AES key + {}-byte HMAC-{} key",
+            c.key_len(),
+            i.key_len(),
+            i.name().to_ascii_uppercase()
+        ),
+    };
     let Some(hex) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) else {
         let fix = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit()) {
             format!("prefix the hex digits with 0x (0x{s})")
         } else {
             format!(
-                "write 0x followed by {want} hex digits ({}-byte key + 4-byte salt) for {}",
-                c.key_len(),
+                "write 0x followed by {want} hex digits ({parts}) for {}",
                 c.name()
             )
         };
@@ -2181,36 +2203,49 @@ fn parse_key(cx: &mut Ctx<'_>, path: &str, v: &S, c: EspCipher) -> Option<Vec<u8
         return None;
     }
     if hex.len() != want {
-        let other = if c == EspCipher::AesGcm16_128 {
-            EspCipher::AesGcm16_256
-        } else {
-            EspCipher::AesGcm16_128
-        };
+        // Transforms whose keying material has this length.
+        let same: Vec<&str> = EspCipher::ALL
+            .iter()
+            .filter(|o| **o != c && o.keymat_len() * 2 == hex.len())
+            .map(|o| o.name())
+            .collect();
+        // AEAD keys of this length without their salt.
+        let unsalted: Vec<&str> = EspCipher::ALL
+            .iter()
+            .filter(|o| **o != c && o.is_aead() && o.key_len() * 2 == hex.len())
+            .map(|o| o.name())
+            .collect();
         let fix = if hex.len() == c.key_len() * 2 {
-            "append the 4-byte salt (8 more hex digits)".to_string()
-        } else if hex.len() == other.keymat_len() * 2 {
+            match c.integ() {
+                None => "append the 4-byte salt (8 more hex digits)".to_string(),
+                Some(i) => format!(
+                    "append the {}-byte HMAC-{} key ({} more hex digits): the AES key comes first",
+                    i.key_len(),
+                    i.name().to_ascii_uppercase(),
+                    i.key_len() * 2
+                ),
+            }
+        } else if let Some(first) = same.first() {
             format!(
-                "this is the length of an {} key: set `enc: {}`, or use a {}-byte key + salt",
-                other.name(),
-                other.name(),
+                "this is the length of an {} key: set `enc: {first}`, or use a {parts}",
+                same.join(" or ")
+            )
+        } else if c.is_aead() && !unsalted.is_empty() {
+            format!(
+                "this is the length of an {} key without salt: use a {}-byte key and append the 4-byte salt",
+                unsalted.join(" or "),
                 c.key_len()
             )
-        } else if hex.len() == other.key_len() * 2 {
-            format!("this is the length of an {} key without salt: use a {}-byte key and append the 4-byte salt", other.name(), c.key_len())
         } else if hex.len() % 2 == 1 {
             "an odd number of digits: every byte takes two hex digits".to_string()
         } else {
-            format!(
-                "give {want} hex digits: the {}-byte key followed by the 4-byte salt",
-                c.key_len()
-            )
+            format!("give {want} hex digits: the {}", c.keymat_layout())
         };
         cx.err(
             path,
             v.referenced,
             format!(
-                "expected {want} hex digits ({}-byte key + 4-byte salt) for {}, got {}",
-                c.key_len(),
+                "expected {want} hex digits ({parts}) for {}, got {}",
                 c.name(),
                 hex.len()
             ),

@@ -79,7 +79,7 @@ pub struct ChildSaInfo {
     pub id: u64,
     pub spi_in: String,
     pub spi_out: String,
-    /// The ESP transform, e.g. `aes128gcm16`.
+    /// The ESP transform, e.g. `aes128gcm16`, `chacha20poly1305`, `aes256-sha384`.
     pub encr: String,
     pub esn: bool,
     pub local_ts: Vec<String>,

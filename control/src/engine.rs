@@ -20,11 +20,10 @@ use std::net::{IpAddr, SocketAddr};
 
 use shared::path::{Encap, PathId, PathSpec, L2};
 use shared::policy::{Prefix, Tunnel, TunnelId};
-use shared::sa::{EspKey, InboundSpec, OutboundSpec};
+use shared::sa::{EspCipher, EspKey, InboundSpec, OutboundSpec};
 use shared::table::{Publication, TableError, TableWriter};
 
 use crate::ike::conn::{Identity, Selector};
-use crate::ike::crypto::EspEncr;
 use crate::ike::sa::{ChildId, ChildInfo, ConnId, DownReason, Event, SaId};
 
 /// How long the inbound SA of a child replaced by a rekey stays installed after the
@@ -104,7 +103,7 @@ pub struct ChildView {
     pub tunnel: TunnelId,
     pub spi_in: u32,
     pub spi_out: u32,
-    pub encr: EspEncr,
+    pub cipher: EspCipher,
     pub esn: bool,
     pub local_ts: Vec<Selector>,
     pub remote_ts: Vec<Selector>,
@@ -385,7 +384,7 @@ impl Installer {
         if self.children.contains_key(&c.id) {
             return Ok(());
         }
-        let cipher = c.encr.cipher();
+        let cipher = c.cipher;
         let key_in =
             EspKey::new(cipher, &c.key_in).map_err(|e| InstallError::Key(e.to_string()))?;
         let key_out =
@@ -474,7 +473,7 @@ impl Installer {
                     tunnel,
                     spi_in: c.spi_in,
                     spi_out: c.spi_out,
-                    encr: c.encr,
+                    cipher: c.cipher,
                     esn: c.esn,
                     local_ts: c.local_ts.clone(),
                     remote_ts: c.remote_ts.clone(),
@@ -540,7 +539,7 @@ impl Installer {
             t.out = next;
             if let Some(n) = self.children.get_mut(&next) {
                 n.view.outbound = true;
-                let key = EspKey::new(n.view.encr.cipher(), &n.key_out)
+                let key = EspKey::new(n.view.cipher, &n.key_out)
                     .map_err(|e| InstallError::Key(e.to_string()))?;
                 let path = self
                     .sas
@@ -686,7 +685,7 @@ mod tests {
             id,
             spi_in,
             spi_out,
-            encr: EspEncr::AesGcm16_128,
+            cipher: EspCipher::AesGcm16_128,
             esn: false,
             key_in: key(spi_in as u8),
             key_out: key(spi_out as u8),

@@ -218,7 +218,36 @@ const BROKEN: &[(&str, &str, &str, &str)] = &[
     ),
     ("enc: aes128gcm16, key: 0xe1", "enc: aes128-gcm16, key: 0xe1", "tunnels[0].outbound.enc", "did you mean `aes128gcm16`?"),
     ("enc: aes128gcm16, key: 0xe1", "enc: aes128gcm8, key: 0xe1", "tunnels[0].outbound.enc", "only the 16-octet ICV"),
-    ("enc: aes128gcm16, key: 0xe1", "enc: 3des, key: 0xe1", "tunnels[0].outbound.enc", "use aes128gcm16 or aes256gcm16"),
+    ("enc: aes128gcm16, key: 0xe1", "enc: 3des, key: 0xe1", "tunnels[0].outbound.enc", "use one of aes128gcm16, aes256gcm16, chacha20poly1305, aes128-sha256, aes128-sha384"),
+    ("enc: aes128gcm16, key: 0xe1", "enc: aes128-sha1, key: 0xe1", "tunnels[0].outbound.enc", "HMAC-SHA1 and MD5 are not supported"),
+    ("enc: aes128gcm16, key: 0xe1", "enc: aes192-sha256, key: 0xe1", "tunnels[0].outbound.enc", "AES-192 is not supported"),
+    ("enc: aes128gcm16, key: 0xe1", "enc: aes128-sha265, key: 0xe1", "tunnels[0].outbound.enc", "did you mean `aes128-sha256`?"),
+    ("enc: aes128gcm16, key: 0xe1", "enc: chacha20-poly1305, key: 0xe1", "tunnels[0].outbound.enc", "did you mean `chacha20poly1305`?"),
+    (
+        "spi: 0x00001001, enc: aes128gcm16",
+        "spi: 0x00001001, enc: aes128-sha256",
+        "tunnels[0].outbound.key",
+        "expected 96 hex digits (16-byte AES key + 32-byte HMAC-SHA256 key) for aes128-sha256, got 40: \
+         this is the length of an aes128gcm16 key: set `enc: aes128gcm16`",
+    ),
+    (
+        "key: 0xe173505d16b84838f81f43c1ce12e7f697b40202",
+        "key: 0xe173505d16b84838f81f43c1ce12e7f697b40202e173505d16b84838f81f43c1",
+        "tunnels[0].outbound.key",
+        "got 64: this is the length of an aes256gcm16 or chacha20poly1305 key without salt",
+    ),
+    (
+        "spi: 0x00001001, enc: aes128gcm16, key: 0xe173505d16b84838f81f43c1ce12e7f697b40202",
+        "spi: 0x00001001, enc: aes256-sha512, key: 0xe173505d16b84838f81f43c1ce12e7f697b40202e173505d16b84838f81f43c1",
+        "tunnels[0].outbound.key",
+        "append the 64-byte HMAC-SHA512 key (128 more hex digits): the AES key comes first",
+    ),
+    (
+        "spi: 0x00001001, enc: aes128gcm16, key: 0xe173505d16b84838f81f43c1ce12e7f697b40202",
+        "spi: 0x00001001, enc: chacha20poly1305, key: 0xe173505d16b84838f81f43c1ce12e7f697b40202e173505d16b84838f81f43c1",
+        "tunnels[0].outbound.key",
+        "expected 72 hex digits (32-byte key + 4-byte salt) for chacha20poly1305, got 64: append the 4-byte salt",
+    ),
     ("spi: 0x00001001", "spi: 0x10", "tunnels[0].outbound.spi", "reserved by IANA"),
     ("spi: 0x00001001", "spi: 0", "tunnels[0].outbound.spi", "SPI 0 is reserved"),
     ("spi: 0x00001001", "spi: 0x100000000", "tunnels[0].outbound.spi", "does not fit in 32 bits"),
@@ -807,7 +836,7 @@ fn install_into_real_tables() {
     );
     assert_eq!(inb.key.cipher(), EspCipher::AesGcm16_128);
     assert_eq!(
-        &inb.key.salt()[..],
+        &inb.key.as_aead().unwrap().salt()[..],
         &cfg.tunnels[0].inbound.key[16..],
         "RFC 4106 salt: the last 4 bytes"
     );
@@ -937,13 +966,30 @@ fn ike_examples_load_and_pair_up() {
                 prf: vec![Prf::HmacSha2_384],
                 dh: vec![DhGroup::Ecp384],
             },
+            IkeProposal {
+                encr: vec![Encr::AesCbc256],
+                integ: vec![Integ::HmacSha2_256_128],
+                prf: vec![Prf::HmacSha2_256],
+                dh: vec![DhGroup::Curve25519, DhGroup::Ecp256],
+            },
         ]
     );
     assert_eq!(
         c.esp_proposals,
         vec![
             EspProposal::parse("aes128gcm16").unwrap(),
-            EspProposal::parse("aes256gcm16").unwrap()
+            EspProposal::parse("aes256gcm16").unwrap(),
+            EspProposal::parse("chacha20poly1305").unwrap(),
+            EspProposal {
+                encr: vec![EspEncr::AesCbc256, EspEncr::AesCbc128],
+                integ: vec![
+                    Integ::HmacSha2_256_128,
+                    Integ::HmacSha2_384_192,
+                    Integ::HmacSha2_512_256
+                ],
+                esn: vec![false],
+                dh: vec![],
+            },
         ]
     );
     assert_eq!(c.local_ts, vec![sel("10.1.0.0/24")]);
@@ -1325,7 +1371,7 @@ const BROKEN_IKE: &[(&str, &str, &str, &str, &str)] = &[
     ),
     (
         "gateway.yaml",
-        "    proposals: [aes128gcm16-prfsha256-x25519, aes256gcm16-prfsha384-ecp384]",
+        "    proposals: [aes128gcm16-prfsha256-x25519, aes256gcm16-prfsha384-ecp384, aes256-sha256-x25519-ecp256]",
         "    proposals: { ike: aes128gcm16-prfsha256-x25519 }",
         "connections[0].proposals",
         "`proposals: [aes128gcm16-prfsha256-x25519]`",
@@ -1384,7 +1430,7 @@ const BROKEN_IKE: &[(&str, &str, &str, &str, &str)] = &[
         "    rekey_time: 4h\n",
         "    rekey_time: 4h\n    rekey_time: 2h\n",
         "connections[0].rekey_time",
-        "given twice in one mapping (first at line 41)",
+        "given twice in one mapping (first at line 44)",
     ),
     (
         "gateway.yaml",
@@ -1715,17 +1761,45 @@ const BROKEN_IKE: &[(&str, &str, &str, &str, &str)] = &[
     ),
     (
         "gateway.yaml",
-        "    esp_proposals: [aes128gcm16, aes256gcm16]",
+        "    esp_proposals: [aes128gcm16, aes256gcm16, chacha20poly1305, aes256-aes128-sha256-sha384-sha512]",
         "    esp_proposals: [aes128gcm12]",
         "connections[0].esp_proposals[0]",
         "did you mean `aes128gcm16`?",
     ),
     (
         "gateway.yaml",
-        "    esp_proposals: [aes128gcm16, aes256gcm16]",
+        "    esp_proposals: [aes128gcm16, aes256gcm16, chacha20poly1305, aes256-aes128-sha256-sha384-sha512]",
         "    esp_proposals: []",
         "connections[0].esp_proposals",
         "no proposal",
+    ),
+    (
+        "gateway.yaml",
+        "    esp_proposals: [aes128gcm16, aes256gcm16, chacha20poly1305, aes256-aes128-sha256-sha384-sha512]",
+        "    esp_proposals: [aes128gcm16-sha256]",
+        "connections[0].esp_proposals[0]",
+        "aes128gcm16 carries its own integrity; remove the integrity algorithm",
+    ),
+    (
+        "gateway.yaml",
+        "    esp_proposals: [aes128gcm16, aes256gcm16, chacha20poly1305, aes256-aes128-sha256-sha384-sha512]",
+        "    esp_proposals: [aes256]",
+        "connections[0].esp_proposals[0]",
+        "AES-CBC needs an integrity algorithm (e.g. aes128-sha256)",
+    ),
+    (
+        "gateway.yaml",
+        "    esp_proposals: [aes128gcm16, aes256gcm16, chacha20poly1305, aes256-aes128-sha256-sha384-sha512]",
+        "    esp_proposals: [aes256-sha265]",
+        "connections[0].esp_proposals[0]",
+        "did you mean `sha256`?",
+    ),
+    (
+        "gateway.yaml",
+        "    esp_proposals: [aes128gcm16, aes256gcm16, chacha20poly1305, aes256-aes128-sha256-sha384-sha512]",
+        "    esp_proposals: [aes128-md5]",
+        "connections[0].esp_proposals[0]",
+        "unknown ESP algorithm `md5` (known: encryption aes128gcm16 aes256gcm16 chacha20poly1305 aes128 aes256; integrity sha256 sha384 sha512",
     ),
     (
         "gateway.yaml",
@@ -2641,4 +2715,41 @@ fn ctl_request_times_out_on_a_silent_server() {
     assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
     assert!(t0.elapsed() < Duration::from_secs(3));
     drop(server);
+}
+
+#[test]
+fn static_sas_take_every_transform_with_its_key_length() {
+    let base = example_text("static-a.yaml");
+    for cipher in EspCipher::ALL {
+        let hex = |seed: u8| -> String {
+            (0..cipher.keymat_len())
+                .map(|i| format!("{:02x}", (i as u8).wrapping_mul(seed) ^ seed))
+                .collect()
+        };
+        let text = base
+            .replacen(
+                "enc: aes128gcm16, key: 0xe173505d16b84838f81f43c1ce12e7f697b40202",
+                &format!("enc: {}, key: 0x{}", cipher.name(), hex(3)),
+                1,
+            )
+            .replacen(
+                "enc: aes128gcm16, key: 0x5705f7b50b5a70aa4e11a99e18b6d56e20bd93f6",
+                &format!("enc: {}, key: 0x{}", cipher.name(), hex(5)),
+                1,
+            );
+        let cfg = config::parse(&text).unwrap_or_else(|e| panic!("{cipher}: {e}"));
+        let t = &cfg.tunnels[0];
+        assert_eq!(t.outbound.cipher, cipher);
+        assert_eq!(t.inbound.cipher, cipher);
+        assert_eq!(t.outbound.key.len(), cipher.keymat_len());
+        // And the keys expand into the tables the workers read.
+        let mut writer = TableWriter::new(cfg.table_config());
+        let mut reader = writer.reader(0).unwrap();
+        cfg.install(&mut writer, |_| Ok(None))
+            .unwrap_or_else(|e| panic!("{cipher}: {e}"));
+        let snap = reader.begin_burst();
+        let inb = snap.inbound(0x2001).expect("inbound SA by SPI");
+        assert_eq!(inb.key.cipher(), cipher);
+        assert_eq!(inb.key.as_cbc().is_some(), !cipher.is_aead());
+    }
 }

@@ -11,9 +11,7 @@ use mobiked_control::ike::crypto::random::{Random, SeededRandom, SystemRandom};
 use mobiked_control::ike::crypto::sk::{
     aes_cbc_decrypt, aes_cbc_encrypt, open_message, seal_message, SkKeys,
 };
-use mobiked_control::ike::crypto::{
-    CryptoError, DhGroup, Encr, EspEncr, EspSuite, IkeSuite, Integ, Prf,
-};
+use mobiked_control::ike::crypto::{CryptoError, DhGroup, Encr, EspSuite, IkeSuite, Integ, Prf};
 use mobiked_control::ike::wire::{ExchangeType, HeaderRepr, PayloadType, HEADER_LEN};
 use proptest::prelude::*;
 
@@ -944,15 +942,25 @@ fn child_keys_initiator_to_responder_first() {
     let ni = [1u8; 32];
     let nr = [2u8; 32];
     let g = [3u8; 32];
-    for encr in EspEncr::ALL {
+    for cipher in shared::sa::EspCipher::ALL {
         for pfs in [None, Some(&g[..])] {
             let suite = EspSuite {
-                encr,
+                cipher,
                 esn: false,
                 dh: pfs.map(|_| DhGroup::Curve25519),
             };
             let c = ChildKeys::derive(&suite, Prf::HmacSha2_384, &sk_d, pfs, &ni, &nr).unwrap();
-            let n = encr.keymat_len();
+            let n = cipher.keymat_len();
+            // AEAD: key || 4-octet salt; CBC: encryption key || integrity key.
+            assert_eq!(
+                n,
+                cipher.key_len()
+                    + if cipher.is_aead() {
+                        4
+                    } else {
+                        cipher.integ_key_len()
+                    }
+            );
             assert_eq!(c.i_to_r.len(), n);
             assert_eq!(c.r_to_i.len(), n);
             // KEYMAT = prf+(SK_d, [g^ir (new)] | Ni | Nr).
@@ -964,9 +972,9 @@ fn child_keys_initiator_to_responder_first() {
                 child_keymat(Prf::HmacSha2_384, &sk_d, pfs, &ni, &nr, 2 * n).unwrap(),
                 km
             );
-            // What the dataplane takes: key || 4-octet salt.
-            shared::sa::EspKey::new(encr.cipher(), &c.i_to_r).unwrap();
-            shared::sa::EspKey::new(encr.cipher(), &c.r_to_i).unwrap();
+            // What the dataplane takes.
+            shared::sa::EspKey::new(cipher, &c.i_to_r).unwrap();
+            shared::sa::EspKey::new(cipher, &c.r_to_i).unwrap();
         }
     }
 }

@@ -11,9 +11,7 @@ use mobiked_control::ike::crypto::dh::KeyShare;
 use mobiked_control::ike::crypto::keys::{psk_auth, skeyseed, ChildKeys, IkeKeys};
 use mobiked_control::ike::crypto::random::SeededRandom;
 use mobiked_control::ike::crypto::sk::{aes_cbc_decrypt, open_message, seal_message, SkKeys};
-use mobiked_control::ike::crypto::{
-    CryptoError, DhGroup, Encr, EspEncr, EspSuite, IkeSuite, Integ, Prf,
-};
+use mobiked_control::ike::crypto::{CryptoError, DhGroup, Encr, EspSuite, IkeSuite, Integ, Prf};
 use mobiked_control::ike::wire::header::Packet;
 use mobiked_control::ike::wire::{ExchangeType, HeaderRepr, PayloadIter, PayloadType, HEADER_LEN};
 
@@ -700,29 +698,33 @@ fn child_keys_match_ring() {
     let g = key_bytes(48, 17);
     for prf in Prf::ALL {
         let sk_d = key_bytes(prf.out_len(), 18);
-        for encr in EspEncr::ALL {
+        for cipher in shared::sa::EspCipher::ALL {
             for pfs in [None, Some(&g[..])] {
                 let suite = EspSuite {
-                    encr,
+                    cipher,
                     esn: true,
                     dh: pfs.map(|_| DhGroup::Ecp384),
                 };
                 let c = ChildKeys::derive(&suite, prf, &sk_d, pfs, &ni, &nr).unwrap();
-                let n = encr.keymat_len();
-                assert_eq!(
-                    n,
-                    if encr == EspEncr::AesGcm16_128 {
-                        20
-                    } else {
-                        36
-                    }
-                );
+                let n = cipher.keymat_len();
+                // RFC 4106 8.1, RFC 7634 2: key || salt; RFC 7296 2.17 with RFC 3602 and
+                // RFC 4868 2.1.1: AES key || HMAC key as long as the hash.
+                use shared::sa::{EspCipher as C, EspInteg as I};
+                let want = match cipher {
+                    C::AesGcm16_128 => 20,
+                    C::AesGcm16_256 | C::ChaCha20Poly1305 => 36,
+                    C::AesCbc128(I::HmacSha256_128) => 48,
+                    C::AesCbc128(I::HmacSha384_192) | C::AesCbc256(I::HmacSha256_128) => 64,
+                    C::AesCbc128(I::HmacSha512_256) | C::AesCbc256(I::HmacSha384_192) => 80,
+                    C::AesCbc256(I::HmacSha512_256) => 96,
+                };
+                assert_eq!(n, want, "{cipher}");
                 // RFC 7296 2.17: KEYMAT = prf+(SK_d, [g^ir (new)] | Ni | Nr), the
                 // initiator-to-responder keys first.
                 let seed = [pfs.unwrap_or_default(), &ni[..], &nr].concat();
                 let km = prf_plus_ring(prf, &sk_d, &seed, 2 * n);
-                assert_eq!(c.i_to_r, km[..n], "{prf:?} {encr:?} {}", pfs.is_some());
-                assert_eq!(c.r_to_i, km[n..], "{prf:?} {encr:?} {}", pfs.is_some());
+                assert_eq!(c.i_to_r, km[..n], "{prf:?} {cipher} {}", pfs.is_some());
+                assert_eq!(c.r_to_i, km[n..], "{prf:?} {cipher} {}", pfs.is_some());
             }
         }
     }
@@ -914,10 +916,11 @@ fn check_swan(path: &std::path::Path) {
     }
 
     // The child SA created with IKE_AUTH: KEYMAT from SK_d, Ni, Nr (no PFS).
-    let esp = by_name(&EspEncr::ALL, EspEncr::name, &s("esp"));
+    let esp = shared::sa::EspCipher::from_name(&s("esp"))
+        .unwrap_or_else(|| panic!("{path:?}: unknown ESP transform {}", s("esp")));
     let child = ChildKeys::derive(
         &EspSuite {
-            encr: esp,
+            cipher: esp,
             esn: false,
             dh: None,
         },
@@ -937,7 +940,7 @@ fn check_swan(path: &std::path::Path) {
     assert!(!up.is_empty() && !down.is_empty());
     // And not under the other direction's key.
     let p = b("esp_packet_i_to_r");
-    let other = if esp == EspEncr::AesGcm16_128 {
+    let other = if esp == shared::sa::EspCipher::AesGcm16_128 {
         Encr::AesGcm16_128
     } else {
         Encr::AesGcm16_256

@@ -57,6 +57,34 @@ fn ike_sa_init_and_auth_make_a_child_both_ends_agree_on() {
     assert_eq!(net.a.initiating(), 0);
 }
 
+/// Sends one packet each way through the dataplane's ESP with the keys both ends
+/// derived: the child SAs work, not only agree.
+fn esp_round_trip(a: &ChildInfo, b: &ChildInfo) {
+    use dataplane::buf::PacketBuf;
+    use dataplane::esp;
+    use dataplane::replay::ReplayWindow;
+    use shared::sa::EspKey;
+    assert_eq!(a.cipher, b.cipher);
+    for (from, to) in [(a, b), (b, a)] {
+        let out = EspKey::new(from.cipher, &from.key_out).unwrap();
+        let inb = EspKey::new(to.cipher, &to.key_in).unwrap();
+        let inner: Vec<u8> = (0..77u8).collect();
+        let mut buf = PacketBuf::new();
+        assert!(buf.fill(&inner));
+        esp::encap(&out, from.spi_out, 1, from.esn, esp::NH_IPV4, &mut buf).unwrap();
+        assert_eq!(esp::spi_of(buf.data()), Some(to.spi_in));
+        let mut w = ReplayWindow::new(64);
+        w.reset(64, to.esn);
+        assert_eq!(
+            esp::decap(&inb, to.esn, &mut w, &mut buf),
+            Ok(esp::NH_IPV4),
+            "{}",
+            a.cipher
+        );
+        assert_eq!(buf.data(), &inner[..]);
+    }
+}
+
 #[test]
 fn every_ike_suite_and_esp_cipher_negotiates() {
     let suites = [
@@ -67,17 +95,128 @@ fn every_ike_suite_and_esp_cipher_negotiates() {
         "aes256-sha384-prfsha384-ecp256",
         "aes256-sha512-prfsha512-ecp384",
     ];
+    // Every ESP transform, each alone in the client's proposal, against the gateway's
+    // defaults; the name the dataplane and `ctl sas` use must come out.
+    let esps = [
+        ("aes128gcm16", "aes128gcm16"),
+        ("aes256gcm16-esn", "aes256gcm16"),
+        ("chacha20poly1305", "chacha20poly1305"),
+        ("chacha20poly1305-esn", "chacha20poly1305"),
+        ("aes128-sha256", "aes128-sha256"),
+        ("aes128-sha384-esn", "aes128-sha384"),
+        ("aes128-sha512", "aes128-sha512"),
+        ("aes256-sha256", "aes256-sha256"),
+        ("aes256-sha384", "aes256-sha384"),
+        ("aes256-sha512-esn", "aes256-sha512"),
+    ];
     for (i, s) in suites.iter().enumerate() {
-        for esp in ["aes128gcm16", "aes256gcm16-esn"] {
+        for (j, (esp, name)) in esps.iter().enumerate() {
             let mut a = client_conn();
             a.ike_proposals = vec![IkeProposal::parse(s).unwrap()];
             a.esp_proposals = vec![EspProposal::parse(esp).unwrap()];
-            let mut net = endpoints(a, gateway_conn(), 10 + i as u64);
+            let mut net = endpoints(a, gateway_conn(), 10 + (i * esps.len() + j) as u64);
             establish(&mut net);
             let (ca, cb) = (live(&net.ev_a), live(&net.ev_b));
             assert_paired(&ca, &cb);
             assert_eq!(ca[0].esn, esp.ends_with("esn"), "{s} {esp}");
+            assert_eq!(ca[0].cipher.name(), *name, "{s} {esp}");
+            assert_eq!(ca[0].key_out.len(), ca[0].cipher.keymat_len(), "{s} {esp}");
+            esp_round_trip(&ca[0], &cb[0]);
         }
+    }
+}
+
+#[test]
+fn cbc_only_and_chacha_only_clients_get_working_child_sas_from_a_default_gateway() {
+    // What OpenIKED 7.2 and Windows' native client propose (CBC + HMAC-SHA2 only, several
+    // of each in one proposal), and a ChaCha20-Poly1305-only client. The gateway has no
+    // esp_proposals configured.
+    let cases: [(Vec<EspProposal>, &str); 5] = [
+        // The responder's preference decides among what the peer offers (RFC 7296 2.7).
+        (
+            vec![EspProposal::parse("aes256-aes128-sha512-sha384-sha256").unwrap()],
+            "aes128-sha256",
+        ),
+        (
+            vec![EspProposal::parse("aes256-sha512-sha384").unwrap()],
+            "aes256-sha384",
+        ),
+        (
+            vec![EspProposal::parse("aes128-sha256").unwrap()],
+            "aes128-sha256",
+        ),
+        (
+            vec![EspProposal::parse("aes256-sha384-esn").unwrap()],
+            "aes256-sha384",
+        ),
+        (
+            vec![EspProposal::parse("chacha20poly1305").unwrap()],
+            "chacha20poly1305",
+        ),
+    ];
+    for (i, (props, want)) in cases.into_iter().enumerate() {
+        let mut a = client_conn();
+        a.esp_proposals = props;
+        let mut net = endpoints(a, gateway_conn(), 300 + i as u64);
+        establish(&mut net);
+        let (ca, cb) = (live(&net.ev_a), live(&net.ev_b));
+        assert_eq!(ca.len(), 1, "{want}");
+        assert_paired(&ca, &cb);
+        assert_eq!(cb[0].cipher.name(), want);
+        esp_round_trip(&ca[0], &cb[0]);
+        assert_eq!(net.b.counters().no_proposal, 0);
+    }
+    // Both ends on the defaults: AES-GCM wins (first in the gateway's preference).
+    let mut net = endpoints(client_conn(), gateway_conn(), 310);
+    establish(&mut net);
+    assert_eq!(live(&net.ev_a)[0].cipher.name(), "aes128gcm16");
+}
+
+#[test]
+fn aead_with_integrity_and_cbc_without_are_refused_with_no_proposal_chosen() {
+    use mobiked_control::ike::crypto::{EspEncr, Integ};
+    // Proposals the parser refuses, built by hand as a broken peer would send them
+    // (RFC 7296 3.3: an AEAD has no integrity algorithm; CBC must have one).
+    let broken = [
+        EspProposal {
+            encr: vec![EspEncr::AesGcm16_128],
+            integ: vec![Integ::HmacSha2_256_128],
+            esn: vec![false],
+            dh: vec![],
+        },
+        EspProposal {
+            encr: vec![EspEncr::ChaCha20Poly1305],
+            integ: vec![Integ::HmacSha2_512_256],
+            esn: vec![false],
+            dh: vec![],
+        },
+        EspProposal {
+            encr: vec![EspEncr::AesCbc128, EspEncr::AesCbc256],
+            integ: vec![],
+            esn: vec![false],
+            dh: vec![],
+        },
+    ];
+    for (i, p) in broken.into_iter().enumerate() {
+        let mut a = client_conn();
+        a.esp_proposals = vec![p.clone()];
+        let mut net = endpoints(a, gateway_conn(), 320 + i as u64);
+        establish(&mut net);
+        // RFC 7296 1.2: the IKE SA stands, the child is refused.
+        assert!(live(&net.ev_a).is_empty(), "{p:?}");
+        assert!(live(&net.ev_b).is_empty(), "{p:?}");
+        assert_eq!(net.b.counters().no_proposal, 1, "{p:?}");
+        assert!(
+            net.ev_a.iter().any(|e| matches!(
+                e,
+                Event::ChildFailed {
+                    reason: FailReason::PeerError(14),
+                    ..
+                }
+            )),
+            "{p:?}: {:?}",
+            net.ev_a
+        );
     }
 }
 

@@ -2,8 +2,10 @@
 // replays the committed corpus on stable. Each asserts invariants beyond "no panic".
 //
 // decap input: [selector][8-byte highest sequence number seen][ESP packet]
-//   selector bits 0-1: key (the draft-mcgrew-gcm-test-01 keys below), bit 2: ESN,
-//   bits 3-4: window size (0, 32, 1024, MAX_WINDOW).
+//   selector bits 0-1: key, bit 2: ESN, bits 3-4: window size (0, 32, 1024, MAX_WINDOW),
+//   bits 5-7: transform: 0 AES-GCM-16 (the draft-mcgrew-gcm-test-01 keys below, by
+//   bits 0-1), 1 ChaCha20-Poly1305 (the RFC 7634 A key), 2-7 AES-CBC with HMAC-SHA2
+//   (`CBC_SUITES`; AES-128 with the RFC 3602 4 keys, by bit 0).
 // parse_outer input: [layer: 0 Ethernet, 1 Ip, 2 Datagram][frame]
 
 use dataplane::buf::{PacketBuf, MAX_FRAME};
@@ -12,7 +14,7 @@ use dataplane::io::Layer;
 use dataplane::replay::{ReplayWindow, MAX_WINDOW};
 use dataplane::{ip, natt};
 use shared::path::Encap;
-use shared::sa::{EspCipher, EspKey};
+use shared::sa::{EspCipher, EspInteg, EspKey};
 
 /// Key || salt of four draft-mcgrew-gcm-test-01 vectors, so the corpus's valid packets
 /// get past the ICV.
@@ -35,13 +37,60 @@ const FUZZ_KEYS: [(EspCipher, &str); 4] = [
     ),
 ];
 
-fn fuzz_key(i: usize) -> EspKey {
-    let (cipher, hex) = FUZZ_KEYS[i % FUZZ_KEYS.len()];
-    let bytes: Vec<u8> = (0..hex.len())
+/// The transforms of selector values 2-7 (bits 5-7).
+const CBC_SUITES: [EspCipher; 6] = [
+    EspCipher::AesCbc128(EspInteg::HmacSha256_128),
+    EspCipher::AesCbc128(EspInteg::HmacSha384_192),
+    EspCipher::AesCbc128(EspInteg::HmacSha512_256),
+    EspCipher::AesCbc256(EspInteg::HmacSha256_128),
+    EspCipher::AesCbc256(EspInteg::HmacSha384_192),
+    EspCipher::AesCbc256(EspInteg::HmacSha512_256),
+];
+
+/// RFC 7634 A: key || salt.
+const CHACHA_KEY: &str = "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9fa0a1a2a3";
+
+/// AES-CBC encryption keys: RFC 3602 4 cases 5/6 and 7/8 for AES-128; two fixed keys
+/// for AES-256.
+const CBC_KEYS_128: [&str; 2] = [
+    "90d382b410eeba7ad938c46cec1a82bf",
+    "0123456789abcdef0123456789abcdef",
+];
+const CBC_KEYS_256: [&str; 2] = [
+    "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+    "603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4",
+];
+
+/// The integrity key of the CBC transforms: bytes 0x5c ^ i.
+fn fuzz_integ_key(len: usize) -> Vec<u8> {
+    (0..len as u8).map(|i| i ^ 0x5c).collect()
+}
+
+fn unhex(hex: &str) -> Vec<u8> {
+    (0..hex.len())
         .step_by(2)
         .map(|j| u8::from_str_radix(&hex[j..j + 2], 16).unwrap())
-        .collect();
-    EspKey::new(cipher, &bytes).unwrap()
+        .collect()
+}
+
+fn fuzz_key(sel: u8) -> EspKey {
+    let i = usize::from(sel & 3);
+    match sel >> 5 {
+        0 => {
+            let (cipher, hex) = FUZZ_KEYS[i % FUZZ_KEYS.len()];
+            EspKey::new(cipher, &unhex(hex)).unwrap()
+        }
+        1 => EspKey::new(EspCipher::ChaCha20Poly1305, &unhex(CHACHA_KEY)).unwrap(),
+        n => {
+            let cipher = CBC_SUITES[usize::from(n - 2)];
+            let mut keymat = match cipher {
+                EspCipher::AesCbc128(_) => unhex(CBC_KEYS_128[i & 1]),
+                _ => unhex(CBC_KEYS_256[i & 1]),
+            };
+            keymat.extend(fuzz_integ_key(cipher.integ_key_len()));
+            EspKey::new(cipher, &keymat).unwrap()
+        }
+    }
 }
 
 /// What one decap input did; `Ok` carries the next header.
@@ -57,7 +106,7 @@ pub fn fuzz_decap(data: &[u8]) -> Result<u8, DecapError> {
     if pkt.len() > MAX_FRAME {
         return Err(DecapError::Runt);
     }
-    let key = fuzz_key(usize::from(sel & 3));
+    let key = fuzz_key(sel);
     let esn = sel & 4 != 0;
     let size = [0, 32, 1024, MAX_WINDOW][usize::from(sel >> 3 & 3)];
     let mut window = ReplayWindow::new(MAX_WINDOW);
@@ -85,7 +134,12 @@ pub fn fuzz_decap(data: &[u8]) -> Result<u8, DecapError> {
             assert_eq!(esp::decap(&key, esn, &mut fresh, &mut buf), Ok(nh));
             assert_eq!(buf.data(), &inner[..]);
         }
-        Err(DecapError::Runt | DecapError::AuthFail | DecapError::Replay(_)) => {
+        Err(
+            DecapError::Runt
+            | DecapError::AuthFail
+            | DecapError::Replay(_)
+            | DecapError::BadLength,
+        ) => {
             // RFC 4303 3.4.3: only an authenticated packet moves the window.
             assert_eq!(window.highest(), before);
         }

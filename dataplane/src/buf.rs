@@ -6,8 +6,8 @@
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
-/// Bytes reserved in front of received data: Ethernet 14 + IPv6 40 + UDP 8 + ESP 8 + IV 8
-/// = 78, rounded up to keep the payload cache-line aligned.
+/// Bytes reserved in front of received data: Ethernet 14 + IPv6 40 + UDP 8 + ESP 8 + IV 16
+/// (AES-CBC, RFC 3602) = 86, rounded up to keep the payload cache-line aligned.
 pub const HEADROOM: usize = 128;
 /// Largest frame or datagram a port may deliver; longer ones are dropped (`drop_oversize`).
 pub const MAX_FRAME: usize = 2048;
@@ -15,10 +15,19 @@ pub const MAX_FRAME: usize = 2048;
 /// between the `udp` port and the control plane: any UDP payload (IPv4 65,507 and IPv6
 /// 65,527 bytes at most) fits.
 pub const LARGE_FRAME: usize = 65_536;
-/// Room behind the largest frame: padding (3) + pad length + next header + ICV (16).
+/// Room behind the largest frame: padding (up to 15 for AES-CBC) + pad length + next
+/// header + ICV (up to 32, HMAC-SHA-512-256) = 49, rounded up.
 pub const TAILROOM: usize = 64;
 /// Total size of one buffer.
 pub const BUF_SIZE: usize = HEADROOM + MAX_FRAME + TAILROOM;
+
+// Every transform's header, IV, padding, trailer and ICV fit around an inner packet
+// received at the standard head room.
+const _: () = {
+    use shared::sa::{AES_BLOCK, MAX_ICV_LEN, MAX_IV_LEN};
+    assert!(TAILROOM >= AES_BLOCK - 1 + 2 + MAX_ICV_LEN);
+    assert!(HEADROOM >= 14 + 40 + 8 + 8 + MAX_IV_LEN);
+};
 
 /// Per-packet metadata carried beside the bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -121,7 +121,7 @@ proptest! {
         prop_assert!(buf.fill(&payload));
         esp::encap(&key, spi, seq, esn, nh, &mut buf).unwrap();
         let pkt = buf.data();
-        prop_assert!(pkt.len() <= payload.len() + esp::encap_overhead_max());
+        prop_assert!(pkt.len() <= payload.len() + esp::encap_overhead(key.cipher()));
         prop_assert_eq!(esp::spi_of(pkt), Some(spi));
         prop_assert_eq!(&pkt[4..8], &(seq as u32).to_be_bytes());
         prop_assert_eq!(&pkt[8..16], &seq.to_be_bytes());
@@ -169,7 +169,7 @@ proptest! {
         let mut again = vec![0u8; 16];
         again.extend_from_slice(&plain);
         again.extend_from_slice(&[0; 16]);
-        esp::seal_with_iv(&key, spi, seq, esn, &iv, &mut again).unwrap();
+        esp::seal_with_iv(key.as_aead().unwrap(), spi, seq, esn, &iv, &mut again).unwrap();
         prop_assert_eq!(again, pkt);
     }
 
@@ -366,9 +366,14 @@ fn encap_without_room_leaves_the_packet_alone() {
     // Exactly enough tail room for 2 pad bytes + trailer + ICV.
     let mut b = PacketBuf::new();
     assert!(b.set_window(100, total - 20));
-    assert_eq!(esp::pad_len(b.len()), 2, "test setup");
+    assert_eq!(esp::pad_len(b.len(), 4), 2, "test setup");
     assert_eq!(esp::encap(&k, SPI, 1, false, NH_IPV4, &mut b), Ok(()));
     assert_eq!(b.headroom() + b.len(), total);
     assert_eq!(EncapError::NoRoom.counter(), Counter::DropNoTailroom);
-    assert_eq!(esp::encap_overhead_max(), 8 + 8 + 3 + 2 + 16);
+    assert_eq!(
+        esp::encap_overhead(EspCipher::AesGcm16_128),
+        8 + 8 + 3 + 2 + 16
+    );
+    // Over every transform: AES-CBC's IV and padding, HMAC-SHA-512-256's ICV.
+    assert_eq!(esp::encap_overhead_max(), 8 + 16 + 15 + 2 + 32);
 }

@@ -22,18 +22,40 @@ fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn decap_corpus() {
+    use dataplane::esp::DecapError;
     let seeds = corpus("decap");
     assert!(seeds.len() >= 20, "corpus too small: {}", seeds.len());
     let mut ok = 0;
+    // Selector bits 5-7 name the transform: every one must have a seed that decapsulates.
+    let mut transforms_ok = [false; 8];
     for (name, bytes) in &seeds {
         let r = fuzz_decap(bytes);
-        // Seeds named kat-* are valid published packets and must decapsulate.
+        // Seeds named kat-* are valid packets (published, or built around published
+        // payloads and keys) and must decapsulate.
         if name.contains("/kat-") {
             assert!(r.is_ok(), "{name}: {r:?}");
+            transforms_ok[usize::from(bytes[0] >> 5)] = true;
+        }
+        // Mutated seeds of the new transforms each fail for their named reason.
+        let want = [
+            ("-icv", DecapError::AuthFail),
+            ("-ct", DecapError::AuthFail),
+            ("-noesn", DecapError::AuthFail),
+            ("-esn", DecapError::AuthFail),
+            ("-unaligned", DecapError::BadLength),
+            ("-trunc", DecapError::Runt),
+            ("-badpad", DecapError::BadPadding),
+            ("-padlen", DecapError::BadPadding),
+        ];
+        if name.contains("/mut-chacha") || name.contains("/mut-aes") {
+            if let Some((_, e)) = want.iter().find(|(suffix, _)| name.ends_with(suffix)) {
+                assert_eq!(r, Err(*e), "{name}");
+            }
         }
         ok += usize::from(r.is_ok());
     }
     assert!(ok >= 4);
+    assert_eq!(transforms_ok, [true; 8], "a transform without a valid seed");
 }
 
 #[test]

@@ -1,17 +1,20 @@
-//! ESP against the bare AEAD: what `dataplane::esp::{encap, decap}` cost on one core next
-//! to ring's AES-GCM sealing and opening the same bytes in the same buffers, in the same
+//! ESP against the bare primitives: what `dataplane::esp::{encap, decap}` cost on one core
+//! next to the cipher and MAC alone over the same bytes in the same buffers, in the same
 //! run (the machines are shared: only same-run ratios mean much).
 //!
-//! For each cipher and inner-packet size, every round measures four passes over one pool
-//! of packet buffers, one after the other:
-//! - `encap`: `esp::encap` of the inner packet (padding, header, IV, AEAD, ICV);
-//! - `seal`: ring's `seal_in_place_separate_tag` over exactly the bytes ESP encrypts
-//!   (inner packet + padding + trailer) with the same 8/12-byte AAD, pre-expanded key,
-//!   in place;
+//! For each transform and inner-packet size, every round measures four passes over one
+//! pool of packet buffers, one after the other:
+//! - `encap`: `esp::encap` of the inner packet (padding, header, IV, encryption, ICV);
+//! - `seal`: the bare primitives over exactly the bytes ESP protects, pre-expanded keys,
+//!   in place: for AES-GCM and ChaCha20-Poly1305 ring's `seal_in_place_separate_tag`
+//!   with the same 8/12-byte AAD; for AES-CBC the CBC encryption of the inner packet +
+//!   padding + trailer and the HMAC over header, IV and ciphertext (no IV generation,
+//!   no padding, no header);
 //! - `decap`: `esp::decap` of real packets — the pool is encrypted once with distinct
 //!   sequence numbers and restored before each pass, and the replay window is reset per
 //!   pass, so every packet is authenticated, checked against the window and accepted;
-//! - `open`: ring's `open_in_place_separate_tag` of the same packets.
+//! - `open`: the bare primitives of the same packets: ring's `open_in_place_separate_tag`,
+//!   or the HMAC check and the CBC decryption.
 //!
 //! Only the passes themselves are timed (restoring ciphertext between passes is not). A
 //! round's figure is the median rate of its passes (each pass is one walk over the pool,
@@ -26,7 +29,8 @@ use dataplane::esp::{self, ESP_HEADER_LEN, NH_IPV4};
 use dataplane::replay::ReplayWindow;
 use ring::aead::{Aad, Tag};
 use serde::Serialize;
-use shared::sa::{EspCipher, EspKey, ICV_LEN, IV_LEN};
+use shared::sa::{AeadKey, CbcKey, EspCipher, EspInteg, EspKey, SuiteKey};
+use shared::sa::{CBC_IV_LEN, ICV_LEN, IV_LEN};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -111,7 +115,13 @@ impl Default for EspBenchConfig {
                 EspSize::Fixed(1400),
                 EspSize::Imix,
             ],
-            ciphers: vec![EspCipher::AesGcm16_128, EspCipher::AesGcm16_256],
+            ciphers: vec![
+                EspCipher::AesGcm16_128,
+                EspCipher::AesGcm16_256,
+                EspCipher::ChaCha20Poly1305,
+                EspCipher::AesCbc128(EspInteg::HmacSha256_128),
+                EspCipher::AesCbc256(EspInteg::HmacSha512_256),
+            ],
             rounds: 7,
             seconds: 0.1,
             pool: 96,
@@ -130,7 +140,8 @@ pub struct EspRow {
     pub inner_bytes: f64,
     /// Millions of packets per second through `esp::encap`.
     pub encap_mpps: Figure,
-    /// Millions of bare AEAD seals per second over the same bytes.
+    /// Millions of bare seals per second over the same bytes (AEAD seal, or CBC
+    /// encryption + HMAC).
     pub seal_mops: Figure,
     pub decap_mpps: Figure,
     pub open_mops: Figure,
@@ -202,6 +213,88 @@ fn bench_key(cipher: EspCipher) -> EspKey {
 /// RFC 4106 5 AAD exactly as ESP builds it.
 fn aad_bytes(seq: u64, esn: bool) -> ([u8; 12], usize) {
     dataplane::esp::aad(SPI, seq, esn)
+}
+
+/// The bare AEAD seal of one ESP packet `pkt` (header, IV, text, ICV) in place: the text
+/// with the packet's AAD. Returns success.
+#[inline]
+fn aead_seal(key: &AeadKey, pkt: &mut [u8], seq: u64, esn: bool) -> bool {
+    let len = pkt.len();
+    let (_, rest) = pkt.split_at_mut(ESP_HEADER_LEN + IV_LEN);
+    let (text, icv) = rest.split_at_mut(len - ESP_HEADER_LEN - IV_LEN - ICV_LEN);
+    let (a, alen) = aad_bytes(seq, esn);
+    match key.aead().seal_in_place_separate_tag(
+        key.nonce(&seq.to_be_bytes()),
+        Aad::from(&a[..alen]),
+        text,
+    ) {
+        Ok(tag) => {
+            icv.copy_from_slice(tag.as_ref());
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// RFC 4303 3.3.2.1: with ESN the high half of the sequence number follows the ICV input.
+fn esn_tail(seq: u64, esn: bool) -> ([u8; 4], usize) {
+    (((seq >> 32) as u32).to_be_bytes(), if esn { 4 } else { 0 })
+}
+
+/// The bare CBC seal: encryption of the text under the IV in the packet, then the HMAC
+/// over everything before the ICV.
+#[inline]
+fn cbc_seal(key: &CbcKey, pkt: &mut [u8], seq: u64, esn: bool) -> bool {
+    let icv_len = key.integ().icv_len();
+    let len = pkt.len();
+    let (authed, icv) = pkt.split_at_mut(len - icv_len);
+    let (head, text) = authed.split_at_mut(ESP_HEADER_LEN + CBC_IV_LEN);
+    let mut iv = [0u8; CBC_IV_LEN];
+    iv.copy_from_slice(&head[ESP_HEADER_LEN..]);
+    if key.encrypt(&iv, text).is_err() {
+        return false;
+    }
+    let (tail, tail_len) = esn_tail(seq, esn);
+    key.icv(authed, &tail[..tail_len], icv);
+    true
+}
+
+/// The bare AEAD open of one ESP packet in place; returns whether it verified.
+#[inline]
+fn aead_open(key: &AeadKey, pkt: &mut [u8], seq: u64, esn: bool) -> bool {
+    let len = pkt.len();
+    let (head, rest) = pkt.split_at_mut(ESP_HEADER_LEN + IV_LEN);
+    let (text, icv) = rest.split_at_mut(len - ESP_HEADER_LEN - IV_LEN - ICV_LEN);
+    let mut iv = [0u8; IV_LEN];
+    iv.copy_from_slice(&head[ESP_HEADER_LEN..]);
+    let mut tag = [0u8; ICV_LEN];
+    tag.copy_from_slice(icv);
+    let (a, alen) = aad_bytes(seq, esn);
+    key.aead()
+        .open_in_place_separate_tag(
+            key.nonce(&iv),
+            Aad::from(&a[..alen]),
+            Tag::from(tag),
+            text,
+            0..,
+        )
+        .is_ok()
+}
+
+/// The bare CBC open: the HMAC check, then decryption.
+#[inline]
+fn cbc_open(key: &CbcKey, pkt: &mut [u8], seq: u64, esn: bool) -> bool {
+    let icv_len = key.integ().icv_len();
+    let len = pkt.len();
+    let (authed, icv) = pkt.split_at_mut(len - icv_len);
+    let (tail, tail_len) = esn_tail(seq, esn);
+    if !key.verify(authed, &tail[..tail_len], icv) {
+        return false;
+    }
+    let (head, text) = authed.split_at_mut(ESP_HEADER_LEN + CBC_IV_LEN);
+    let mut iv = [0u8; CBC_IV_LEN];
+    iv.copy_from_slice(&head[ESP_HEADER_LEN..]);
+    key.decrypt(&iv, text).is_ok()
 }
 
 /// An inner IPv4-looking packet of `len` bytes (contents do not matter to ESP).
@@ -287,20 +380,19 @@ fn measure(cfg: &EspBenchConfig, cipher: EspCipher, size: EspSize) -> EspRow {
         restore(pool);
         let t = Instant::now();
         let mut errors = 0;
-        for b in pool.bufs.iter_mut() {
-            seal_seq += 1;
-            let pkt = b.data_mut();
-            let len = pkt.len();
-            let (_, rest) = pkt.split_at_mut(ESP_HEADER_LEN + IV_LEN);
-            let (text, icv) = rest.split_at_mut(len - ESP_HEADER_LEN - IV_LEN - ICV_LEN);
-            let (a, alen) = aad_bytes(seal_seq, esn);
-            match key.aead().seal_in_place_separate_tag(
-                key.nonce(&seal_seq.to_be_bytes()),
-                Aad::from(&a[..alen]),
-                text,
-            ) {
-                Ok(tag) => icv.copy_from_slice(tag.as_ref()),
-                Err(_) => errors += 1,
+        // One dispatch per pass, not per packet: the bare loop stays bare.
+        match key.suite() {
+            SuiteKey::Aead(k) => {
+                for b in pool.bufs.iter_mut() {
+                    seal_seq += 1;
+                    errors += !aead_seal(k, b.data_mut(), seal_seq, esn) as u64;
+                }
+            }
+            SuiteKey::Cbc(k) => {
+                for b in pool.bufs.iter_mut() {
+                    seal_seq += 1;
+                    errors += !cbc_seal(k, b.data_mut(), seal_seq, esn) as u64;
+                }
             }
         }
         let d = t.elapsed();
@@ -326,27 +418,17 @@ fn measure(cfg: &EspBenchConfig, cipher: EspCipher, size: EspSize) -> EspRow {
         restore(pool);
         let t = Instant::now();
         let mut errors = 0;
-        for (i, b) in pool.bufs.iter_mut().enumerate() {
-            let s = i as u64 + 1;
-            let pkt = b.data_mut();
-            let len = pkt.len();
-            let (head, rest) = pkt.split_at_mut(ESP_HEADER_LEN + IV_LEN);
-            let (text, icv) = rest.split_at_mut(len - ESP_HEADER_LEN - IV_LEN - ICV_LEN);
-            let mut iv = [0u8; IV_LEN];
-            iv.copy_from_slice(&head[ESP_HEADER_LEN..]);
-            let mut tag = [0u8; ICV_LEN];
-            tag.copy_from_slice(icv);
-            let (a, alen) = aad_bytes(s, esn);
-            errors += key
-                .aead()
-                .open_in_place_separate_tag(
-                    key.nonce(&iv),
-                    Aad::from(&a[..alen]),
-                    Tag::from(tag),
-                    text,
-                    0..,
-                )
-                .is_err() as u64;
+        match key.suite() {
+            SuiteKey::Aead(k) => {
+                for (i, b) in pool.bufs.iter_mut().enumerate() {
+                    errors += !aead_open(k, b.data_mut(), i as u64 + 1, esn) as u64;
+                }
+            }
+            SuiteKey::Cbc(k) => {
+                for (i, b) in pool.bufs.iter_mut().enumerate() {
+                    errors += !cbc_open(k, b.data_mut(), i as u64 + 1, esn) as u64;
+                }
+            }
         }
         let d = t.elapsed();
         black_box(&mut pool.bufs);
@@ -449,7 +531,7 @@ mod tests {
     fn short_run_passes_real_packets_and_reports_every_row() {
         let cfg = EspBenchConfig {
             sizes: vec![EspSize::Fixed(64), EspSize::Imix],
-            ciphers: vec![EspCipher::AesGcm16_128, EspCipher::AesGcm16_256],
+            ciphers: EspCipher::ALL.to_vec(),
             rounds: 3,
             seconds: 0.002,
             pool: 24,
@@ -457,7 +539,7 @@ mod tests {
             pin: false,
         };
         let r = run(&cfg);
-        assert_eq!(r.rows.len(), 4);
+        assert_eq!(r.rows.len(), 2 * EspCipher::ALL.len());
         for row in &r.rows {
             assert_eq!(row.errors, 0, "{row:?}");
             for f in [row.encap_mpps, row.seal_mops, row.decap_mpps, row.open_mops] {
@@ -472,8 +554,45 @@ mod tests {
         let t = render_table(&r);
         assert!(t.contains("aes128gcm16 64 B"));
         assert!(t.contains("aes256gcm16 IMIX"));
+        assert!(t.contains("chacha20poly1305 64 B"));
+        assert!(t.contains("aes256-sha512 IMIX"));
         assert!(!t.contains("ERRORS"));
         serde_json::to_string(&r).unwrap();
+    }
+
+    /// The bare passes verify what they open: a pool sealed by `encap` opens, and a
+    /// flipped ICV byte is counted, for each kind of transform.
+    #[test]
+    fn bare_open_checks_the_icv() {
+        let cfg = EspBenchConfig {
+            pool: 12,
+            ..EspBenchConfig::default()
+        };
+        for cipher in [
+            EspCipher::AesGcm16_128,
+            EspCipher::ChaCha20Poly1305,
+            EspCipher::AesCbc256(EspInteg::HmacSha384_192),
+        ] {
+            let key = bench_key(cipher);
+            let mut pool = build_pool(&cfg, &key, EspSize::Fixed(100));
+            for (i, b) in pool.bufs.iter_mut().enumerate() {
+                let (pkt, seq) = (b.data_mut(), i as u64 + 1);
+                let ok = match key.suite() {
+                    SuiteKey::Aead(k) => aead_open(k, pkt, seq, false),
+                    SuiteKey::Cbc(k) => cbc_open(k, pkt, seq, false),
+                };
+                assert!(ok, "{cipher} packet {i}");
+            }
+            restore(&mut pool);
+            let b = &mut pool.bufs[0];
+            let last = b.len() - 1;
+            b.data_mut()[last] ^= 1;
+            let ok = match key.suite() {
+                SuiteKey::Aead(k) => aead_open(k, b.data_mut(), 1, false),
+                SuiteKey::Cbc(k) => cbc_open(k, b.data_mut(), 1, false),
+            };
+            assert!(!ok, "{cipher}: forged ICV accepted");
+        }
     }
 
     /// The decap pass would count a replayed or forged packet as an error: check that the

@@ -70,6 +70,8 @@ counters! {
     DropAuthFail = "drop_auth_fail",
     /// Padding bytes or pad length wrong after decryption (RFC 4303 2.4).
     DropBadPadding = "drop_bad_padding",
+    /// CBC ciphertext that is not a whole number of cipher blocks (RFC 3602 3).
+    DropBadLength = "drop_bad_length",
     /// Next header not IPv4/IPv6 (tunnel mode) or an inner packet that is not IP.
     DropBadInner = "drop_bad_inner",
     /// Decrypted packet does not match the SA's traffic selectors (RFC 4301 5.2).

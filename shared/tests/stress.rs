@@ -42,6 +42,7 @@ fn keymat(spi: u32) -> [u8; 20] {
 /// The tag of `PLAINTEXT` sealed with `key` under the all-zero explicit IV.
 fn tag(key: &EspKey) -> [u8; ICV_LEN] {
     let mut buf = PLAINTEXT;
+    let key = key.as_aead().expect("an AEAD key");
     let t = key
         .aead()
         .seal_in_place_separate_tag(key.nonce(&[0; 8]), Aad::empty(), &mut buf)

@@ -600,8 +600,8 @@ fn pool_range(s: &str) -> Result<(IpAddr, u64), (String, String)> {
 
 const IKE_PROPOSAL_FIX: &str = "write ENCR-PRF-GROUP for AES-GCM (aes128gcm16-prfsha256-x25519), \
      ENCR-INTEG-GROUP for AES-CBC (aes128-sha256-x25519), or `default`";
-const ESP_PROPOSAL_FIX: &str =
-    "write ENCR[-GROUP][-esn], e.g. aes128gcm16, aes256gcm16-x25519 (PFS) or `default`";
+const ESP_PROPOSAL_FIX: &str = "write AEAD[-GROUP][-esn] or CBC-INTEG[-GROUP][-esn], e.g. \
+     aes128gcm16, chacha20poly1305, aes256-sha384, aes256gcm16-x25519 (PFS) or `default`";
 
 /// The token an "unknown algorithm `X`" proposal error names.
 fn unknown_token(msg: &str) -> Option<&str> {
@@ -624,6 +624,7 @@ fn proposal_fix(msg: &str, esp: bool) -> String {
     let mut names: Vec<&str> = Vec::new();
     if esp {
         names.extend(EspEncr::ALL.iter().map(|e| e.name()));
+        names.extend(Integ::ALL.iter().map(|i| i.name()));
         names.extend(["esn", "noesn"]);
     } else {
         names.extend(Encr::ALL.iter().map(|e| e.name()));

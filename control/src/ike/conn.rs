@@ -18,11 +18,13 @@ pub struct IkeProposal {
     pub dh: Vec<DhGroup>,
 }
 
-/// One ESP proposal. `dh` lists PFS groups for CREATE_CHILD_SA; empty = no PFS.
-/// The child SA created in IKE_AUTH never uses PFS (RFC 7296 1.2).
+/// One ESP proposal. `integ` is empty for AEAD proposals and required with AES-CBC
+/// (RFC 7296 3.3.3). `dh` lists PFS groups for CREATE_CHILD_SA; empty = no PFS. The
+/// child SA created in IKE_AUTH never uses PFS (RFC 7296 1.2).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EspProposal {
     pub encr: Vec<EspEncr>,
+    pub integ: Vec<Integ>,
     pub esn: Vec<bool>,
     pub dh: Vec<DhGroup>,
 }
@@ -162,17 +164,26 @@ impl IkeProposal {
     }
 }
 
+/// Every ESP proposal token, for messages.
+pub const ESP_NAMES: &str = "encryption aes128gcm16 aes256gcm16 chacha20poly1305 aes128 \
+aes256; integrity sha256 sha384 sha512 (with aes128/aes256 only, e.g. aes128-sha256); esn \
+noesn; groups x25519 ecp256 ecp384 for PFS";
+
 impl EspProposal {
-    /// Parses strongSwan syntax (`aes128gcm16-x25519-esn`); a group means PFS.
+    /// Parses strongSwan syntax (`aes128gcm16-x25519-esn`, `aes256-sha384`,
+    /// `chacha20poly1305`); a group means PFS.
     pub fn parse(s: &str) -> Result<Self, ProposalError> {
         let mut p = EspProposal {
             encr: Vec::new(),
+            integ: Vec::new(),
             esn: Vec::new(),
             dh: Vec::new(),
         };
         for t in token_list(s)? {
             if let Some(e) = EspEncr::ALL.into_iter().find(|e| e.name() == t) {
                 p.encr.push(e);
+            } else if let Some(i) = integ_by_name(t) {
+                p.integ.push(i);
             } else if t == "esn" {
                 p.esn.push(true);
             } else if t == "noesn" {
@@ -181,14 +192,34 @@ impl EspProposal {
                 p.dh.push(g);
             } else {
                 return Err(ProposalError(format!(
-                    "`{s}`: unknown ESP algorithm `{t}` (known: aes128gcm16 aes256gcm16, \
-                     esn noesn, and groups x25519 ecp256 ecp384 for PFS)"
+                    "`{s}`: unknown ESP algorithm `{t}` (known: {ESP_NAMES})"
                 )));
             }
         }
         if p.encr.is_empty() {
             return Err(ProposalError(format!(
-                "`{s}`: no ESP encryption algorithm (add aes128gcm16 or aes256gcm16)"
+                "`{s}`: no ESP encryption algorithm (add aes128gcm16, chacha20poly1305 or \
+                 aes128-sha256)"
+            )));
+        }
+        // RFC 7296 3.3: an AEAD is the proposal's only kind of encryption and has no
+        // integrity algorithm; CBC needs one.
+        let aead = p.encr.iter().any(|e| e.is_aead());
+        let cbc = p.encr.iter().any(|e| !e.is_aead());
+        if aead && cbc {
+            return Err(ProposalError(format!(
+                "`{s}`: mixes AEAD and CBC encryption; write two proposals"
+            )));
+        }
+        if aead && !p.integ.is_empty() {
+            return Err(ProposalError(format!(
+                "`{s}`: {} carries its own integrity; remove the integrity algorithm",
+                p.encr[0].name()
+            )));
+        }
+        if cbc && p.integ.is_empty() {
+            return Err(ProposalError(format!(
+                "`{s}`: AES-CBC needs an integrity algorithm (e.g. aes128-sha256)"
             )));
         }
         if p.esn.is_empty() {
@@ -197,12 +228,32 @@ impl EspProposal {
         Ok(p)
     }
 
+    /// The ESP proposals offered and accepted when the configuration names none: AES-GCM
+    /// first, then ChaCha20-Poly1305, then AES-CBC with HMAC-SHA2 (what Windows' native
+    /// client and OpenIKED propose), so a gateway accepts those out of the box.
     pub fn defaults() -> Vec<Self> {
-        vec![EspProposal {
-            encr: vec![EspEncr::AesGcm16_128, EspEncr::AesGcm16_256],
-            esn: vec![false, true],
-            dh: vec![],
-        }]
+        vec![
+            EspProposal {
+                encr: vec![
+                    EspEncr::AesGcm16_128,
+                    EspEncr::AesGcm16_256,
+                    EspEncr::ChaCha20Poly1305,
+                ],
+                integ: vec![],
+                esn: vec![false, true],
+                dh: vec![],
+            },
+            EspProposal {
+                encr: vec![EspEncr::AesCbc128, EspEncr::AesCbc256],
+                integ: vec![
+                    Integ::HmacSha2_256_128,
+                    Integ::HmacSha2_384_192,
+                    Integ::HmacSha2_512_256,
+                ],
+                esn: vec![false, true],
+                dh: vec![],
+            },
+        ]
     }
 }
 

@@ -232,7 +232,7 @@ pub fn assert_paired(a: &[ChildInfo], b: &[ChildInfo]) {
         assert_eq!(y.spi_out, x.spi_in);
         assert_eq!(y.key_in, x.key_out);
         assert_eq!(y.key_out, x.key_in);
-        assert_eq!(y.encr, x.encr);
+        assert_eq!(y.cipher, x.cipher);
         assert_eq!(y.esn, x.esn);
         assert_ne!(x.key_in, x.key_out);
     }

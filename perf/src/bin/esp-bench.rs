@@ -6,7 +6,8 @@ use shared::sa::EspCipher;
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: esp-bench [--json FILE] [--seconds S] [--rounds N] [--pool N] \
-[--sizes 64,512,1400,imix] [--ciphers aes128gcm16,aes256gcm16] [--esn on|off] [--no-pin]";
+[--sizes 64,512,1400,imix] [--ciphers aes128gcm16,chacha20poly1305,aes128-sha256,...] \
+[--esn on|off] [--no-pin]";
 
 fn parse() -> Result<(EspBenchConfig, Option<String>), String> {
     let mut cfg = EspBenchConfig::default();
@@ -41,7 +42,7 @@ fn parse() -> Result<(EspBenchConfig, Option<String>), String> {
                     .split(',')
                     .map(|c| {
                         EspCipher::from_name(c.trim()).ok_or_else(|| {
-                            format!("cipher `{c}`: expected aes128gcm16 or aes256gcm16")
+                            format!("cipher `{c}`: expected one of {}", EspCipher::names())
                         })
                     })
                     .collect::<Result<_, _>>()?

@@ -141,7 +141,7 @@ pub fn child_keymat(
     }
 }
 
-/// A child SA's keys per direction, key || salt as the dataplane takes them.
+/// A child SA's keys per direction as the dataplane takes them (`shared::sa::EspKey`).
 pub struct ChildKeys {
     pub i_to_r: Vec<u8>,
     pub r_to_i: Vec<u8>,
@@ -154,8 +154,9 @@ impl core::fmt::Debug for ChildKeys {
 }
 
 impl ChildKeys {
-    /// The initiator-to-responder keys come first (RFC 7296 2.17); AES-GCM takes
-    /// its salt with the key (RFC 4106 8.1) and has no integrity key.
+    /// The initiator-to-responder keys come first (RFC 7296 2.17). Per direction the
+    /// AEAD transforms take their salt with the key (RFC 4106 8.1, RFC 7634 2) and have
+    /// no integrity key; CBC takes the encryption key, then the integrity key.
     pub fn derive(
         suite: &EspSuite,
         prf: Prf,
@@ -164,7 +165,7 @@ impl ChildKeys {
         ni: &[u8],
         nr: &[u8],
     ) -> Result<ChildKeys, CryptoError> {
-        let n = suite.encr.keymat_len();
+        let n = suite.keymat_len();
         let mut km = child_keymat(prf, sk_d, g_ir, ni, nr, 2 * n)?;
         let r_to_i = km.split_off(n);
         Ok(ChildKeys { i_to_r: km, r_to_i })

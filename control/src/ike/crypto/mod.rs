@@ -192,6 +192,24 @@ impl Integ {
         self.key_len() / 2
     }
 
+    /// The same algorithm as the dataplane names it for ESP.
+    pub fn from_esp(i: shared::sa::EspInteg) -> Self {
+        match i {
+            shared::sa::EspInteg::HmacSha256_128 => Integ::HmacSha2_256_128,
+            shared::sa::EspInteg::HmacSha384_192 => Integ::HmacSha2_384_192,
+            shared::sa::EspInteg::HmacSha512_256 => Integ::HmacSha2_512_256,
+        }
+    }
+
+    /// The dataplane's name for the algorithm (ESP with AES-CBC).
+    pub fn esp(self) -> shared::sa::EspInteg {
+        match self {
+            Integ::HmacSha2_256_128 => shared::sa::EspInteg::HmacSha256_128,
+            Integ::HmacSha2_384_192 => shared::sa::EspInteg::HmacSha384_192,
+            Integ::HmacSha2_512_256 => shared::sa::EspInteg::HmacSha512_256,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Integ::HmacSha2_256_128 => "sha256",
@@ -301,48 +319,87 @@ impl DhGroup {
     }
 }
 
-/// ESP encryption for child SAs: the dataplane implements AES-GCM-16 only.
+/// ESP encryption for child SAs: the transforms the dataplane implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EspEncr {
+    /// ENCR_AES_GCM_16, 128-bit key (RFC 4106).
     AesGcm16_128,
+    /// ENCR_AES_GCM_16, 256-bit key.
     AesGcm16_256,
+    /// ENCR_CHACHA20_POLY1305 (RFC 7634).
+    ChaCha20Poly1305,
+    /// ENCR_AES_CBC, 128-bit key (RFC 3602), with an integrity transform.
+    AesCbc128,
+    /// ENCR_AES_CBC, 256-bit key.
+    AesCbc256,
 }
 
 impl EspEncr {
-    pub const ALL: [EspEncr; 2] = [EspEncr::AesGcm16_128, EspEncr::AesGcm16_256];
+    pub const ALL: [EspEncr; 5] = [
+        EspEncr::AesGcm16_128,
+        EspEncr::AesGcm16_256,
+        EspEncr::ChaCha20Poly1305,
+        EspEncr::AesCbc128,
+        EspEncr::AesCbc256,
+    ];
 
     pub fn transform(self) -> Transform {
         match self {
             EspEncr::AesGcm16_128 => Encr::AesGcm16_128.transform(),
             EspEncr::AesGcm16_256 => Encr::AesGcm16_256.transform(),
+            // RFC 7634 3: one key size, so no Key Length attribute.
+            EspEncr::ChaCha20Poly1305 => {
+                Transform::new(TransformType::ENCR, TransformId::ENCR_CHACHA20_POLY1305)
+            }
+            EspEncr::AesCbc128 => Encr::AesCbc128.transform(),
+            EspEncr::AesCbc256 => Encr::AesCbc256.transform(),
         }
     }
 
+    /// The transform a received ENCR transform names, if we implement it. AES requires
+    /// the Key Length attribute (RFC 3602, RFC 4106 via RFC 5282 8); ChaCha20-Poly1305
+    /// must come without one (RFC 7634 3).
     pub fn from_transform(t: &Transform) -> Option<Self> {
+        if t.transform_type == TransformType::ENCR && t.id == TransformId::ENCR_CHACHA20_POLY1305 {
+            return t.attributes.is_empty().then_some(EspEncr::ChaCha20Poly1305);
+        }
         match Encr::from_transform(t)? {
             Encr::AesGcm16_128 => Some(EspEncr::AesGcm16_128),
             Encr::AesGcm16_256 => Some(EspEncr::AesGcm16_256),
-            _ => None,
+            Encr::AesCbc128 => Some(EspEncr::AesCbc128),
+            Encr::AesCbc256 => Some(EspEncr::AesCbc256),
         }
     }
 
-    /// The dataplane's name for the cipher.
-    pub fn cipher(self) -> shared::sa::EspCipher {
-        match self {
-            EspEncr::AesGcm16_128 => shared::sa::EspCipher::AesGcm16_128,
-            EspEncr::AesGcm16_256 => shared::sa::EspCipher::AesGcm16_256,
-        }
+    /// AEAD transforms carry their own integrity: the proposal has no INTEG transform
+    /// or INTEG NONE (RFC 7296 3.3, RFC 5282 8, RFC 7634 2).
+    pub fn is_aead(self) -> bool {
+        !matches!(self, EspEncr::AesCbc128 | EspEncr::AesCbc256)
     }
 
-    /// KEYMAT bytes per direction: key || 4-byte salt (RFC 4106 8.1).
-    pub fn keymat_len(self) -> usize {
-        self.cipher().keymat_len()
+    /// The dataplane's transform for this cipher with `integ` (which CBC needs and the
+    /// AEAD transforms refuse); None for a combination no proposal may carry.
+    pub fn cipher(self, integ: Option<Integ>) -> Option<shared::sa::EspCipher> {
+        use shared::sa::EspCipher as C;
+        Some(match (self, integ.map(Integ::esp)) {
+            (EspEncr::AesGcm16_128, None) => C::AesGcm16_128,
+            (EspEncr::AesGcm16_256, None) => C::AesGcm16_256,
+            (EspEncr::ChaCha20Poly1305, None) => C::ChaCha20Poly1305,
+            (EspEncr::AesCbc128, Some(i)) => C::AesCbc128(i),
+            (EspEncr::AesCbc256, Some(i)) => C::AesCbc256(i),
+            _ => return None,
+        })
     }
 
+    /// Name in strongSwan's proposal syntax (CBC: the cipher alone, its integrity
+    /// algorithm follows as its own token, e.g. `aes128-sha256`).
     pub fn name(self) -> &'static str {
         match self {
             EspEncr::AesGcm16_128 => "aes128gcm16",
             EspEncr::AesGcm16_256 => "aes256gcm16",
+            EspEncr::ChaCha20Poly1305 => "chacha20poly1305",
+            EspEncr::AesCbc128 => "aes128",
+            EspEncr::AesCbc256 => "aes256",
         }
     }
 }
@@ -357,12 +414,38 @@ pub struct IkeSuite {
     pub dh: DhGroup,
 }
 
-/// A negotiated child SA suite. `dh` is set when the exchange used PFS.
+/// A negotiated child SA suite: the dataplane's transform (ENCR, and INTEG for CBC),
+/// ESN, and the PFS group when the exchange used one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct EspSuite {
-    pub encr: EspEncr,
+    pub cipher: shared::sa::EspCipher,
     pub esn: bool,
     pub dh: Option<DhGroup>,
+}
+
+impl EspSuite {
+    /// The ENCR transform of the suite.
+    pub fn encr(&self) -> EspEncr {
+        use shared::sa::EspCipher as C;
+        match self.cipher {
+            C::AesGcm16_128 => EspEncr::AesGcm16_128,
+            C::AesGcm16_256 => EspEncr::AesGcm16_256,
+            C::ChaCha20Poly1305 => EspEncr::ChaCha20Poly1305,
+            C::AesCbc128(_) => EspEncr::AesCbc128,
+            C::AesCbc256(_) => EspEncr::AesCbc256,
+        }
+    }
+
+    /// The INTEG transform: set exactly for CBC.
+    pub fn integ(&self) -> Option<Integ> {
+        self.cipher.integ().map(Integ::from_esp)
+    }
+
+    /// KEYMAT bytes per direction: key || salt for AEAD (RFC 4106 8.1, RFC 7634 2),
+    /// encryption key || integrity key for CBC (RFC 7296 2.17).
+    pub fn keymat_len(&self) -> usize {
+        self.cipher.keymat_len()
+    }
 }
 
 /// Compares two byte strings without an early exit, so the time taken does not tell

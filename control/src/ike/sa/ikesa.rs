@@ -1302,7 +1302,7 @@ impl IkeSa {
             id,
             spi_in,
             spi_out,
-            encr: suite.encr,
+            cipher: suite.cipher,
             esn: suite.esn,
             key_in,
             key_out,

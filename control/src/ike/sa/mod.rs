@@ -22,7 +22,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::conn::{Conn, Identity, Selector};
 use super::crypto::random::Random;
-use super::crypto::{EspEncr, IkeSuite};
+use super::crypto::IkeSuite;
 use super::wire::header::{self, HeaderRepr};
 use super::wire::ExchangeType;
 use ikesa::{Handover, IkeSa};
@@ -82,14 +82,15 @@ pub struct Transmit {
     pub data: Vec<u8>,
 }
 
-/// A child SA for the dataplane: SPIs, keys (key || salt, as `shared::sa::EspKey`
-/// takes them) and selectors, from this end's point of view.
+/// A child SA for the dataplane: SPIs, transform, keys (as `shared::sa::EspKey` takes
+/// them: key || salt for AEAD, encryption key || integrity key for CBC) and selectors,
+/// from this end's point of view.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ChildInfo {
     pub id: ChildId,
     pub spi_in: u32,
     pub spi_out: u32,
-    pub encr: EspEncr,
+    pub cipher: shared::sa::EspCipher,
     pub esn: bool,
     pub key_in: Vec<u8>,
     pub key_out: Vec<u8>,
@@ -111,7 +112,7 @@ impl core::fmt::Debug for ChildInfo {
             .field("id", &self.id)
             .field("spi_in", &format_args!("{:#010x}", self.spi_in))
             .field("spi_out", &format_args!("{:#010x}", self.spi_out))
-            .field("encr", &self.encr)
+            .field("cipher", &self.cipher)
             .field("esn", &self.esn)
             .field("local_ts", &self.local_ts)
             .field("remote_ts", &self.remote_ts)

@@ -183,6 +183,7 @@ pub fn esp_offer(
         .enumerate()
         .map(|(i, p)| {
             let mut t: Vec<Transform> = p.encr.iter().map(|e| e.transform()).collect();
+            t.extend(p.integ.iter().map(|i| i.transform()));
             if pfs && !p.dh.is_empty() {
                 let mut groups = p.dh.clone();
                 if let Some(g) = first_group {
@@ -243,9 +244,26 @@ pub fn select_esp<'a>(
             let Some(encr) = o.encr.iter().copied().find(|e| te.contains(e)) else {
                 continue;
             };
-            if of_type(t, TransformType::INTEG).any(|i| i.id != TransformId::INTEG_NONE) {
+            let ti: Vec<TransformId> = their_ids(t, TransformType::INTEG)
+                .into_iter()
+                .filter(|i| *i != TransformId::INTEG_NONE)
+                .collect();
+            let integ = if encr.is_aead() {
+                // RFC 7296 3.3: an AEAD comes with no integrity algorithm, or NONE only.
+                if !ti.is_empty() {
+                    continue;
+                }
+                None
+            } else {
+                // RFC 7296 3.3.3: CBC needs one (INTEG NONE is no integrity).
+                match o.integ.iter().copied().find(|i| ti.contains(&i.id())) {
+                    Some(i) => Some(i),
+                    None => continue,
+                }
+            };
+            let Some(cipher) = encr.cipher(integ) else {
                 continue;
-            }
+            };
             let tn = their_ids(t, TransformType::ESN);
             let Some(esn) = o.esn.iter().copied().find(|e| {
                 tn.contains(&if *e {
@@ -279,7 +297,7 @@ pub fn select_esp<'a>(
                     }
                 }
             };
-            return Some((t, EspSuite { encr, esn, dh }, spi));
+            return Some((t, EspSuite { cipher, esn, dh }, spi));
         }
     }
     None
@@ -300,7 +318,10 @@ pub fn esp_wanted_group(ours: &[EspProposal], theirs: &[Proposal]) -> Option<DhG
 }
 
 pub fn esp_answer(number: u8, spi: u32, s: &EspSuite) -> Proposal {
-    let mut transforms = vec![s.encr.transform()];
+    let mut transforms = vec![s.encr().transform()];
+    if let Some(i) = s.integ() {
+        transforms.push(i.transform());
+    }
     if let Some(g) = s.dh {
         transforms.push(g.transform());
     }
@@ -329,6 +350,15 @@ pub fn accept_esp(
         return None;
     };
     let encr = EspEncr::from_transform(e)?;
+    // RFC 7296 2.7: one INTEG at most; NONE means none. It must fit the cipher (AEAD:
+    // none, CBC: one, RFC 7296 3.3).
+    let integs: Vec<TransformId> = their_ids(chosen, TransformType::INTEG);
+    let integ = match integs.as_slice() {
+        [] | [TransformId::INTEG_NONE] => None,
+        [id] => Some(Integ::from_id(*id)?),
+        _ => return None,
+    };
+    let cipher = encr.cipher(integ)?;
     let esns = their_ids(chosen, TransformType::ESN);
     let esn = match esns.as_slice() {
         [TransformId::ESN_NO] | [] => false,
@@ -345,9 +375,12 @@ pub fn accept_esp(
         _ => return None,
     };
     let offered = ours.iter().any(|o| {
-        o.encr.contains(&encr) && o.esn.contains(&esn) && dh.is_none_or(|g| o.dh.contains(&g))
+        o.encr.contains(&encr)
+            && integ.is_none_or(|i| o.integ.contains(&i))
+            && o.esn.contains(&esn)
+            && dh.is_none_or(|g| o.dh.contains(&g))
     });
-    offered.then_some((EspSuite { encr, esn, dh }, spi))
+    offered.then_some((EspSuite { cipher, esn, dh }, spi))
 }
 
 pub fn to_wire(s: &Selector) -> TrafficSelector {
