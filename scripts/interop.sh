@@ -404,8 +404,8 @@ if wanted suites; then
         mk_client_conf "" | sed "s|esp_proposals: \[aes128gcm16\]|esp_proposals: [$esp]|" >"$DIR/mk.yaml"
         mk_start client
         if netns_wait 15 mk_up && netns_wait 5 test "$(sw_child_count)" -ge 1 &&
-            ping_ok "$NSM" 10.1.0.1 10.2.0.1 && ping_ok "$NSS" 10.2.0.1 10.1.0.1 &&
-            mk_sas | grep -q "\"encr\": *\"$esp\""; then
+            netns_wait 5 ping_ok "$NSM" 10.1.0.1 10.2.0.1 && netns_wait 5 ping_ok "$NSS" 10.2.0.1 10.1.0.1 &&
+            grep -q "\"encr\": *\"$esp\"" <<<"$(mk_sas)"; then
             sw_esp="$(swanctl_ --list-sas 2>/dev/null | grep -o 'ESP:[^ ]*' | head -n 1)"
             detail+="ESP $esp ok ($sw_esp); "
         else
@@ -423,8 +423,8 @@ if wanted suites; then
         sw_start && sw_initiator_conf "" "" | sed "s|esp_proposals = default|esp_proposals = $esp|" | sw_load
         swanctl_ --initiate --child net >"$DIR/initiate-$SCEN.out" 2>&1 &
         if netns_wait 15 mk_up && netns_wait 5 test "$(sw_child_count)" -ge 1 &&
-            ping_ok "$NSS" 10.2.0.1 10.1.0.1 && ping_ok "$NSM" 10.1.0.1 10.2.0.1 &&
-            mk_sas | grep -q "\"encr\": *\"$esp\""; then
+            netns_wait 5 ping_ok "$NSS" 10.2.0.1 10.1.0.1 && netns_wait 5 ping_ok "$NSM" 10.1.0.1 10.2.0.1 &&
+            grep -q "\"encr\": *\"$esp\"" <<<"$(mk_sas)"; then
             detail+="gateway accepts $esp; "
         else
             ok=0
@@ -531,44 +531,6 @@ if wanted rekeys; then
         if [ "$lost" = "?" ] || [ "$crekeys" -lt 1 ] || [ "$irekeys" -lt 1 ] || [ "$counts" != "1 1" ] ||
             [ "$swc" != "1/1" ] || [ "${gap%.*}" = "?" ] || [ "${gap%.*}" -ge 1000 ]; then
             ok=0
-            dump_logs
-        fi
-        finish
-    done
-    # Each ESP suite alone on both ends, mobiked initiating: the child both ends report
-    # and ping both ways through strongSwan's userspace ESP (libipsec).
-    for esp in aes128-sha256 aes128-sha512 aes256-sha384 aes256-sha512 chacha20poly1305; do
-        sw_start && swan_conf "esp_proposals = $esp" "" |
-            sed -e 's|proposals = aes128gcm16-prfsha256-x25519|proposals = default|' \
-                -e '/esp_proposals = aes128gcm16$/d' | sw_load
-        mk_client_conf "" | sed "s|esp_proposals: \[aes128gcm16\]|esp_proposals: [$esp]|" >"$DIR/mk.yaml"
-        mk_start client
-        if netns_wait 15 mk_up && netns_wait 5 test "$(sw_child_count)" -ge 1 &&
-            ping_ok "$NSM" 10.1.0.1 10.2.0.1 && ping_ok "$NSS" 10.2.0.1 10.1.0.1 &&
-            mk_sas | grep -q "\"encr\": *\"$esp\""; then
-            sw_esp="$(swanctl_ --list-sas 2>/dev/null | grep -o 'ESP:[^ ]*' | head -n 1)"
-            detail+="ESP $esp ok ($sw_esp); "
-        else
-            ok=0
-            detail+="ESP $esp FAILED; "
-            dump_logs
-        fi
-        finish
-    done
-    # strongSwan initiating with only CBC+HMAC (as OpenIKED and Windows propose) or only
-    # ChaCha20-Poly1305, against a mobiked gateway with no esp_proposals configured.
-    for esp in aes256-sha256 aes128-sha384 chacha20poly1305; do
-        mk_gateway_conf "10.2.0.0/24" "" >"$DIR/mk.yaml"
-        mk_start gateway
-        sw_start && sw_initiator_conf "" "" | sed "s|esp_proposals = default|esp_proposals = $esp|" | sw_load
-        swanctl_ --initiate --child net >"$DIR/initiate-$SCEN.out" 2>&1 &
-        if netns_wait 15 mk_up && netns_wait 5 test "$(sw_child_count)" -ge 1 &&
-            ping_ok "$NSS" 10.2.0.1 10.1.0.1 && ping_ok "$NSM" 10.1.0.1 10.2.0.1 &&
-            mk_sas | grep -q "\"encr\": *\"$esp\""; then
-            detail+="gateway accepts $esp; "
-        else
-            ok=0
-            detail+="gateway with $esp FAILED; "
             dump_logs
         fi
         finish
