@@ -442,6 +442,40 @@ fn disallownat_refuses_the_nat_pair_and_the_sa_stays() {
 }
 
 #[test]
+fn disallownat_is_not_fooled_by_a_gateway_that_forces_encapsulation() {
+    // The gateway forces UDP encapsulation (the udp backend does): its NAT_DETECTION_
+    // SOURCE_IP never matches, on every answer. That is no NAT between us; the client
+    // with NO_NATS_ALLOWED must still take a direct pair, and refuse the NATed one.
+    let mut l = lab(
+        31,
+        client(|c| {
+            c.mobike.disallow_nat = true;
+            c.force_encap = true;
+        }),
+        gateway(|c| c.force_encap = true),
+    );
+    let now = l.net.now;
+    assert!(l.net.a.migrate(now, l.sa_a, ip(A1), ip(B2)));
+    l.net.run_for(100 * MS);
+    assert_eq!(l.path_a(), (at(A1, 4500), at(B2, 4500), true));
+    l.assert_agree();
+    assert_eq!(l.net.a.counters().mobike_refused, 0);
+    nat_on_a2(&mut l.net, Rc::new(RefCell::new(40000)));
+    let now = l.net.now;
+    assert!(l.net.a.migrate(now, l.sa_a, ip(A2), ip(B1)));
+    l.net.run_for(100 * MS);
+    assert_eq!(l.net.b.counters().mobike_refused, 1);
+    assert_eq!(l.path_a(), (at(A1, 4500), at(B2, 4500), true));
+    // Break-before-make off A1: the direct IPv6 pair, not the NAT.
+    let now = l.net.now;
+    l.kill(A1);
+    l.net.a.set_own_addrs(now, &[ip(A2), ip(A6)]);
+    l.net.run_for(S);
+    assert_eq!(l.path_a().0, at(A6, 4500));
+    l.assert_agree();
+}
+
+#[test]
 fn an_unacceptable_pair_is_refused_and_the_next_one_taken() {
     // The gateway's host has B2, but the connection serves only B1 and B6; the client
     // knows B2 from its own configuration.

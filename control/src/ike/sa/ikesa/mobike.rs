@@ -708,7 +708,11 @@ impl IkeSa {
             return;
         }
         let nat = self.nat_of(p, via.0, via.1).unwrap_or((false, false));
-        if (nat.0 || nat.1) && self.conn(ctx).mobike.disallow_nat {
+        // Only a NAT in front of us is a NAT for NO_NATS_ALLOWED here: the peer's own
+        // source hash does not match either when it forces UDP encapsulation (RFC 7296
+        // 2.23), which is no NAT; a NAT anywhere on the path changes the addresses the
+        // responder checks NO_NATS_ALLOWED against (RFC 4555 3.9), so it refuses those.
+        if nat.0 && self.conn(ctx).mobike.disallow_nat {
             // The responder should have refused; do not use the pair either way.
             ctx.counters.mobike_refused += 1;
             if let Some(m) = self.mobike.as_mut() {
