@@ -652,18 +652,16 @@ impl<C: BurstIo, L: BurstIo> Worker<C, L> {
                 let spec = inject_spec(snap, b);
                 match frame_for(core.cipher_layer, b, &spec) {
                     Ok(()) => {
-                        if to_cipher.is_full() {
-                            flush(
-                                cipher,
-                                to_cipher,
-                                &mut core.cnt,
-                                Counter::TxCipher,
-                                snap,
-                                fabric,
-                                me,
-                            );
-                        }
-                        to_cipher.take(b);
+                        stage_one(
+                            cipher,
+                            to_cipher,
+                            &mut core.cnt,
+                            Counter::TxCipher,
+                            snap,
+                            fabric,
+                            me,
+                            b,
+                        );
                         core.cnt.inc(Counter::InjectTx);
                     }
                     Err(c) => core.cnt.inc(c),
@@ -772,18 +770,16 @@ fn stage_in<L: BurstIo>(
 ) {
     match v {
         InVerdict::Clear => {
-            if to_clear.is_full() {
-                flush(
-                    clear,
-                    to_clear,
-                    &mut core.cnt,
-                    Counter::TxClear,
-                    snap,
-                    fabric,
-                    me,
-                );
-            }
-            to_clear.take(b);
+            stage_one(
+                clear,
+                to_clear,
+                &mut core.cnt,
+                Counter::TxClear,
+                snap,
+                fabric,
+                me,
+                b,
+            );
         }
         InVerdict::Drop(c) => core.cnt.inc(c),
         InVerdict::Consumed => {}
@@ -804,18 +800,16 @@ fn stage_out<C: BurstIo>(
 ) {
     match v {
         OutVerdict::Cipher(first) => {
-            if to_cipher.is_full() {
-                flush(
-                    cipher,
-                    to_cipher,
-                    &mut core.cnt,
-                    Counter::TxCipher,
-                    snap,
-                    fabric,
-                    me,
-                );
-            }
-            let i = to_cipher.take(b);
+            let i = stage_one(
+                cipher,
+                to_cipher,
+                &mut core.cnt,
+                Counter::TxCipher,
+                snap,
+                fabric,
+                me,
+                b,
+            );
             if let Some((p, g)) = first {
                 to_cipher.firsts.push((i, p, g));
             }
@@ -851,6 +845,26 @@ fn inject_large<C: BurstIo>(core: &mut Core, snap: &Snapshot, b: &mut PacketBuf,
     let sent = cipher.tx_burst(std::slice::from_mut(b)).unwrap_or(0).min(1);
     core.cnt.add(Counter::TxCipher, sent as u64);
     core.cnt.add(Counter::DropTxFail, 1 - sent as u64);
+}
+
+/// Stages `b` for `port`, first sending what is staged if the stage is full; returns
+/// its index in the stage.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn stage_one<P: BurstIo>(
+    port: &mut P,
+    stage: &mut Stage,
+    cnt: &mut LocalCounters,
+    ok: Counter,
+    snap: &Snapshot,
+    fabric: &Fabric,
+    me: usize,
+    b: &mut PacketBuf,
+) -> usize {
+    if stage.is_full() {
+        flush(port, stage, cnt, ok, snap, fabric, me);
+    }
+    stage.take(b)
 }
 
 /// Sends everything staged; counts what the port refused; reports path-on-wire events.

@@ -1,7 +1,7 @@
 //! A worker's periodic duties: RFC 3948 keepalives on its quiet UDP-encapsulated paths,
 //! scanned every `HOUSEKEEPING_NS`, and how long it may sleep before the next one is due.
 
-use super::{flush, frame_for, Core, Fabric, Stage};
+use super::{frame_for, stage_one, Core, Fabric, Stage};
 use crate::buf::PacketBuf;
 use crate::io::BurstIo;
 use crate::natt;
@@ -79,18 +79,16 @@ pub(super) fn keepalives<C: BurstIo>(
                 if scratch.fill(&[natt::KEEPALIVE])
                     && frame_for(core.cipher_layer, scratch, &rec.spec).is_ok()
                 {
-                    if to_cipher.is_full() {
-                        flush(
-                            cipher,
-                            to_cipher,
-                            &mut core.cnt,
-                            Counter::TxCipher,
-                            snap,
-                            fabric,
-                            me,
-                        );
-                    }
-                    to_cipher.take(scratch);
+                    stage_one(
+                        cipher,
+                        to_cipher,
+                        &mut core.cnt,
+                        Counter::TxCipher,
+                        snap,
+                        fabric,
+                        me,
+                        scratch,
+                    );
                     core.cnt.inc(Counter::KeepaliveTx);
                 }
             }
