@@ -505,6 +505,18 @@ fn ip_of(v6: bool, n: u128) -> IpAddr {
     }
 }
 
+/// The prefix length after the `/` of an address prefix for `ip`: 0 to 32 for IPv4, 0 to
+/// 128 for IPv6; else the message and the fix.
+fn prefix_len(l: &str, ip: IpAddr) -> Result<u8, (String, String)> {
+    let bits: u8 = if ip.is_ipv4() { 32 } else { 128 };
+    l.trim().parse().ok().filter(|n| *n <= bits).ok_or_else(|| {
+        (
+            format!("`{l}` is not a prefix length"),
+            format!("give 0 to {bits}"),
+        )
+    })
+}
+
 /// A pool's `addrs`: a prefix (IPv4 without the network and broadcast addresses, IPv6
 /// without the Subnet-Router anycast address, RFC 4291 2.6.1), a range `A-B`, or one
 /// address. Returns the first address and the count; the fix on error.
@@ -527,17 +539,7 @@ fn pool_range(s: &str) -> Result<(IpAddr, u64), (String, String)> {
     let (first, last) = if let Some((a, l)) = s.split_once('/') {
         let ip: IpAddr = a.trim().parse().map_err(|_| bad_addr(a))?;
         let bits: u32 = if ip.is_ipv4() { 32 } else { 128 };
-        let len: u32 = l
-            .trim()
-            .parse()
-            .ok()
-            .filter(|n| *n <= bits)
-            .ok_or_else(|| {
-                (
-                    format!("`{l}` is not a prefix length"),
-                    format!("give 0 to {bits}"),
-                )
-            })?;
+        let len = u32::from(prefix_len(l, ip)?);
         let host_bits = bits - len;
         if u64::from(host_bits) > 20 {
             return Err(too_big(format!("2^{host_bits}")));

@@ -4,7 +4,7 @@
 
 use super::super::{Ctx, S};
 use super::{
-    ip_of, u128_of, IkeListenConf, RawConn, DURATION_MAX_S, MOBIKE_ADDRS_MAX,
+    ip_of, prefix_len, u128_of, IkeListenConf, RawConn, DURATION_MAX_S, MOBIKE_ADDRS_MAX,
     MOBIKE_DEBOUNCE_MAX_MS,
 };
 use crate::ike::conn::{ChangeType, Mobike};
@@ -99,17 +99,7 @@ fn start_prefix(s: &str) -> Result<(IpAddr, u8, u128, u128), (String, String)> {
         .parse()
         .map_err(|_| (format!("`{a}` is not an IP address"), fix.clone()))?;
     let bits: u8 = if ip.is_ipv4() { 32 } else { 128 };
-    let len: u8 = l
-        .trim()
-        .parse()
-        .ok()
-        .filter(|n| *n <= bits)
-        .ok_or_else(|| {
-            (
-                format!("`{l}` is not a prefix length"),
-                format!("give 0 to {bits}"),
-            )
-        })?;
+    let len = prefix_len(l, ip)?;
     if ip.is_unspecified() || ip.is_multicast() {
         return Err((
             format!("{ip} cannot be a host's address"),
