@@ -20,12 +20,12 @@ use crate::wait::{self, PollSet, StopSignal};
 use control::client::Client;
 use control::config::{CipherBackend, StaticConfig};
 use control::ctl::{ChildSaInfo, CtlServer, IkeSaInfo, PathInfo, Request, Response};
-use control::engine::{InstallError, Installer, L2Resolver};
 use control::ike::conn::Conn;
 use control::ike::crypto::random::Random;
 use control::ike::sa::{
     ConnId, Counters, Endpoint, EndpointConfig, Event, FailReason, SaId, Transmit,
 };
+use control::installer::{InstallError, Installer, L2Resolver};
 use control::shutdown::Shutdown;
 use dataplane::buf::{LARGE_FRAME, MAX_FRAME};
 use dataplane::io::afpacket::{self, KernelShield};
@@ -355,11 +355,8 @@ pub fn main(args: &IkeArgs, role: Role) -> Result<(), String> {
                 ("install_failed", install_failed),
                 ("inject_dropped", io.inject_dropped),
                 ("ike_send_failed", io.send_failed),
-                ("client_initiated", cc.initiated),
-                ("client_retries", cc.retries),
-                ("client_setup_failed", cc.setup_failed),
-                ("client_childless_deleted", cc.childless),
             ];
+            let extra: Vec<(&str, u64)> = extra.into_iter().chain(cc.entries()).collect();
             server.poll(|req| handle(req, &mut ep, &installer, &names, &fabric, &writer, &extra));
         }
     }
@@ -755,50 +752,10 @@ fn log_event(ev: &Event, names: &[String], inst: &Installer) {
 }
 
 fn ike_counters(c: &Counters) -> Vec<(String, u64)> {
-    [
-        ("ike_rx", c.rx),
-        ("ike_tx", c.tx),
-        ("ike_malformed", c.malformed),
-        ("ike_bad_version", c.bad_version),
-        ("ike_unsupported_critical", c.unsupported_critical),
-        ("ike_unknown_spi", c.unknown_spi),
-        ("ike_decrypt_failed", c.decrypt_failed),
-        ("ike_msgid_out_of_window", c.msgid_out_of_window),
-        ("ike_unexpected_response", c.unexpected_response),
-        ("ike_resent_responses", c.resent_responses),
-        ("ike_retransmits", c.retransmits),
-        ("ike_auth_failed", c.auth_failed),
-        ("ike_no_proposal", c.no_proposal),
-        ("ike_cookies_sent", c.cookies_sent),
-        ("ike_cookie_invalid", c.cookie_invalid),
-        ("ike_invalid_ke_sent", c.invalid_ke_sent),
-        ("ike_ts_unacceptable", c.ts_unacceptable),
-        ("ike_invalid_syntax", c.invalid_syntax),
-        ("ike_bad_key_share", c.bad_key_share),
-        ("ike_ignored", c.ignored),
-        ("ike_limit_dropped", c.limit_dropped),
-        ("ike_up", c.ike_up),
-        ("ike_down", c.ike_down),
-        ("ike_child_up", c.child_up),
-        ("ike_child_down", c.child_down),
-        ("ike_half_open_expired", c.half_open_expired),
-        ("ike_childless_deleted", c.childless_deleted),
-        ("ike_child_refused_capacity", c.child_refused_capacity),
-        ("ike_pool_exhausted", c.pool_exhausted),
-        ("ike_initial_contact_dropped", c.initial_contact_dropped),
-        ("mobike_moves", c.mobike_moves),
-        ("mobike_updates_sent", c.mobike_updates_sent),
-        ("mobike_updates_received", c.mobike_updates_received),
-        ("mobike_refused", c.mobike_refused),
-        ("mobike_rr_failed", c.mobike_rr_failed),
-        ("mobike_no_path", c.mobike_no_path),
-        ("mobike_stale_responses", c.mobike_stale_responses),
-        ("mobike_early_switches", c.mobike_early_switches),
-    ]
-    .into_iter()
-    .filter(|(_, v)| *v != 0)
-    .map(|(n, v)| (n.to_string(), v))
-    .collect()
+    c.entries()
+        .filter(|(_, v)| *v != 0)
+        .map(|(n, v)| (n.to_string(), v))
+        .collect()
 }
 
 fn handle(

@@ -33,17 +33,18 @@ pub const INITIATE_PER_TURN: usize = 32;
 /// IKE SAs being set up at once at most.
 pub const MAX_INITIATING: usize = 64;
 
+crate::named_counters! {
 /// What the client counted (reported by `mobiked ctl stats`).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ClientCounters {
     /// Connections initiated (first attempts and retries).
-    pub initiated: u64,
+    initiated => "client_initiated",
     /// Retries scheduled after a failure.
-    pub retries: u64,
+    retries => "client_retries",
     /// IKE SA setups that failed (no answer, authentication, no proposal...).
-    pub setup_failed: u64,
+    setup_failed => "client_setup_failed",
     /// IKE SAs deleted because they were left without any child SA.
-    pub childless: u64,
+    childless => "client_childless_deleted",
+}
 }
 
 /// Initiation state of the client's connections (see the module documentation).

@@ -2,7 +2,8 @@
 
 pub mod client;
 pub mod config;
+pub mod counters;
 pub mod ctl;
-pub mod engine;
 pub mod ike;
+pub mod installer;
 pub mod shutdown;
