@@ -1,9 +1,7 @@
 //! mobiked: userspace IKEv2 + MOBIKE with its own ESP fastpath.
 
-mod addrwatch;
 mod ike_run;
 mod lab;
-mod mobility;
 mod run;
 mod wait;
 
@@ -165,8 +163,8 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Lab(args) => lab::main(args),
         Cmd::Run { config } => run::main(&config),
-        Cmd::Gateway(args) => ike_run::main(&args, ike_run::Role::Gateway),
-        Cmd::Client(args) => ike_run::main(&args, ike_run::Role::Client),
+        Cmd::Gateway(args) => ike_run::main(&args, control::engine::Role::Gateway),
+        Cmd::Client(args) => ike_run::main(&args, control::engine::Role::Client),
         Cmd::Check { file } => match control::config::check_file(&file) {
             Ok(summary) => {
                 println!("{}: {summary}", file.display());

@@ -4,10 +4,7 @@
 //! duplicate address detection, a link set down and up again. Every wait is a poll(2)
 //! on the watcher's descriptor with a deadline.
 
-#[path = "../src/addrwatch.rs"]
-mod addrwatch;
-
-use addrwatch::{AddrEvent, AddrWatch};
+use control::addrwatch::{AddrEvent, AddrWatch};
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::process::Command;

@@ -10,8 +10,6 @@
 //! tentative (duplicate address detection still running) nor DAD-failed. A link going
 //! down keeps its IPv4 addresses in the kernel, but not in this list.
 
-// The engine loop polls it; until that is wired, only the tests do.
-
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

@@ -1,13 +1,18 @@
-//! MOBIKE's triggers in the control loop: the host's addresses (an address added or
+//! MOBIKE's triggers in the engine: the host's addresses (an address added or
 //! removed, a link down) handed to the endpoint, after the configured debounce, and
 //! the client's rotation policy (`mobikeiplifetime`, `mobikechangeaddrtype`) run per
-//! IKE SA we initiated.
+//! IKE SA we initiated (RFC 4555 3.5: the initiator decides which addresses to use).
+//!
+//! Rotations wait in a heap by due time: a turn looks only at what is due, never at
+//! every rotating SA. Heap entries are not removed when an SA goes or is rearmed; an
+//! entry whose time no longer matches its SA's is skipped when it comes up.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::net::IpAddr;
 
-use control::ike::mobike_policy::{Rotation, RotationPolicy};
-use control::ike::sa::{Endpoint, Event, SaId};
+use crate::ike::mobike_policy::{Rotation, RotationPolicy};
+use crate::ike::sa::{Endpoint, Event, SaId};
 use tracing::{debug, info};
 
 const NS_PER_MS: u64 = 1_000_000;
@@ -19,16 +24,26 @@ struct Rotating {
     when: Rotation,
 }
 
+crate::named_counters! {
+/// What the MOBIKE triggers did (reported by `mobiked ctl stats`).
+pub struct MobilityCounters {
+    /// Rotations started (an UPDATE_SA_ADDRESSES to the next address pair).
+    rotations => "mobike_rotations",
+    /// Rotations due with no other usable address pair.
+    rotations_stuck => "mobike_rotations_stuck",
+}
+}
+
 #[derive(Default)]
 pub struct Mobility {
     rotating: HashMap<SaId, Rotating>,
+    /// Rotation due times (see the module documentation).
+    due: BinaryHeap<Reverse<(u64, SaId)>>,
     /// An address set waiting for its debounce to pass.
     pending: Option<(u64, Vec<IpAddr>)>,
     /// The longest `mobikedebounce` of the connections.
     debounce_ns: u64,
-    /// Rotations done, and those with nowhere to go.
-    pub rotations: u64,
-    pub rotations_stuck: u64,
+    pub counters: MobilityCounters,
 }
 
 impl Mobility {
@@ -73,17 +88,20 @@ impl Mobility {
                 if life == 0 || !ep.mobike(*sa) {
                     return;
                 }
+                let when = Rotation::new(now, life);
+                self.arm(*sa, &when);
                 self.rotating.insert(
                     *sa,
                     Rotating {
                         conn: *conn,
                         policy: RotationPolicy::new(c.mobike.change_type),
-                        when: Rotation::new(now, life),
+                        when,
                     },
                 );
             }
             Event::IkeRekeyed { old, new } => {
                 if let Some(r) = self.rotating.remove(old) {
+                    self.arm(*new, &r.when);
                     self.rotating.insert(*new, r);
                 }
             }
@@ -94,13 +112,26 @@ impl Mobility {
         }
     }
 
+    fn arm(&mut self, sa: SaId, when: &Rotation) {
+        if when.next_at != u64::MAX {
+            self.due.push(Reverse((when.next_at, sa)));
+        }
+    }
+
     /// Runs what is due: a debounced address set, rotations.
     pub fn poll(&mut self, ep: &mut Endpoint, now: u64) {
         if let Some((_, addrs)) = self.pending.take_if(|(t, _)| *t <= now) {
             ep.set_own_addrs(now, &addrs);
         }
-        for (sa, r) in self.rotating.iter_mut() {
-            if !r.when.due(now) {
+        while let Some(&Reverse((t, sa))) = self.due.peek() {
+            if t > now {
+                break;
+            }
+            self.due.pop();
+            let Some(r) = self.rotating.get_mut(&sa) else {
+                continue;
+            };
+            if r.when.next_at != t || !r.when.due(now) {
                 continue;
             }
             let life = ep
@@ -108,7 +139,10 @@ impl Mobility {
                 .get(r.conn)
                 .map_or(0, |c| c.mobike.ip_lifetime_ms * NS_PER_MS);
             r.when.rearm(now, life);
-            let Some((local, remote, _)) = ep.path(*sa) else {
+            if r.when.next_at != u64::MAX {
+                self.due.push(Reverse((r.when.next_at, sa)));
+            }
+            let Some((local, remote, _)) = ep.path(sa) else {
                 continue;
             };
             let own: Vec<IpAddr> = match ep.conns().get(r.conn) {
@@ -120,25 +154,20 @@ impl Mobility {
                     .collect(),
                 _ => ep.own_addrs().to_vec(),
             };
-            let peer = ep.peer_addrs(*sa);
+            let peer = ep.peer_addrs(sa);
             match r.policy.next_pair(&own, &peer, (local.ip(), remote.ip())) {
-                Some((o, p)) if ep.migrate(now, *sa, o, p) => {
-                    self.rotations += 1;
+                Some((o, p)) if ep.migrate(now, sa, o, p) => {
+                    self.counters.rotations += 1;
                     debug!(sa = format_args!("{sa:016x}"), local = %o, remote = %p, "rotating");
                 }
-                _ => self.rotations_stuck += 1,
+                _ => self.counters.rotations_stuck += 1,
             }
         }
     }
 
     /// The earliest deadline, for the loop's wait.
     pub fn next_deadline(&self) -> Option<u64> {
-        let rot = self
-            .rotating
-            .values()
-            .map(|r| r.when.next_at)
-            .filter(|t| *t != u64::MAX)
-            .min();
+        let rot = self.due.peek().map(|Reverse((t, _))| *t);
         [rot, self.pending.as_ref().map(|(t, _)| *t)]
             .into_iter()
             .flatten()

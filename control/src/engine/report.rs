@@ -1,0 +1,130 @@
+//! Answers to `mobiked ctl`: the IKE SAs with their children, the counters, the
+//! paths, and MOBIKE moves by hand (RFC 4555 3.5: only the initiator moves).
+
+use super::{hex_spi, Engine};
+use crate::ctl::{ChildSaInfo, IkeSaInfo, PathInfo, Request, Response};
+use crate::ike::conn::Selector;
+
+pub(super) fn handle(
+    e: &mut Engine,
+    now: u64,
+    req: Request,
+    extra: Vec<(String, u64)>,
+) -> Response {
+    let (ep, inst, names) = (&mut e.ep, &e.installer, &e.names);
+    match req {
+        Request::Sas => Response::Sas {
+            sas: inst
+                .sas()
+                .into_iter()
+                .map(|s| IkeSaInfo {
+                    spi: hex_spi(s.sa),
+                    conn: names.get(s.conn).cloned().unwrap_or_default(),
+                    initiator: s.initiator,
+                    local: s.local,
+                    remote: s.remote,
+                    encap: s.encap || inst.udp_only(),
+                    peer_id: s.peer_id.as_ref().map(|i| i.to_string()),
+                    vip: s.vip,
+                    path: s.path,
+                    age_ms: now.saturating_sub(s.up_ns) / 1_000_000,
+                    children: inst
+                        .children_of(s.sa)
+                        .into_iter()
+                        .map(|c| ChildSaInfo {
+                            id: c.id,
+                            spi_in: format!("{:08x}", c.spi_in),
+                            spi_out: format!("{:08x}", c.spi_out),
+                            encr: c.cipher.name().to_string(),
+                            esn: c.esn,
+                            local_ts: ts_strings(&c.local_ts),
+                            remote_ts: ts_strings(&c.remote_ts),
+                            tunnel: c.tunnel,
+                            outbound: c.outbound,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        },
+        Request::Stats => {
+            let mut counters = e.stats();
+            counters.extend(extra);
+            Response::Stats { counters }
+        }
+        Request::Paths => {
+            let snap = e.writer.published();
+            Response::Paths {
+                paths: inst
+                    .sas()
+                    .into_iter()
+                    .map(|s| {
+                        let rec = snap.path(s.path);
+                        PathInfo {
+                            name: hex_spi(s.sa),
+                            id: s.path,
+                            local: s.local,
+                            remote: s.remote,
+                            encap: if s.encap || inst.udp_only() {
+                                "udp".into()
+                            } else {
+                                "esp".into()
+                            },
+                            generation: rec.map_or(0, |r| r.generation),
+                            published_ns: rec.map_or(0, |r| r.published_ns),
+                        }
+                    })
+                    .collect(),
+            }
+        }
+        Request::PathSet { .. } => Response::Error {
+            message: "paths of IKE SAs move by MOBIKE, not by hand: use `move`".into(),
+        },
+        Request::Move {
+            target,
+            local,
+            remote,
+        } => {
+            let by_name = inst
+                .sas()
+                .into_iter()
+                .find(|s| names.get(s.conn) == Some(&target))
+                .map(|s| s.sa);
+            let by_spi = u64::from_str_radix(target.trim_start_matches("0x"), 16)
+                .ok()
+                .filter(|spi| ep.path(*spi).is_some());
+            let Some(sa) = by_name.or(by_spi) else {
+                return Response::Error {
+                    message: format!("no established IKE SA named `{target}` (a connection name or an IKE SPI in hex)"),
+                };
+            };
+            if !ep.mobike(sa) {
+                return Response::Error {
+                    message: format!(
+                        "IKE SA {}: MOBIKE is off (set `mobike: true` on both ends)",
+                        hex_spi(sa)
+                    ),
+                };
+            }
+            if ep.migrate(now, sa, local, remote) {
+                Response::Moving { sa: hex_spi(sa) }
+            } else {
+                Response::Error {
+                    message: format!("IKE SA {}: cannot move to {local} -> {remote} (only the initiator moves; both addresses of one family)", hex_spi(sa)),
+                }
+            }
+        }
+    }
+}
+
+fn ts_strings(ts: &[Selector]) -> Vec<String> {
+    ts.iter()
+        .map(|s| {
+            let (a, l) = s.covering_prefix();
+            let mut t = format!("{a}/{l}");
+            if s.protocol != 0 {
+                t.push_str(&format!("[{}/{}-{}]", s.protocol, s.start_port, s.end_port));
+            }
+            t
+        })
+        .collect()
+}
