@@ -22,7 +22,8 @@ use control::engine::{Engine, Role};
 use control::ike::crypto::random::SystemRandom;
 use control::ike::sa::Transmit;
 use control::installer::L2Resolver;
-use dataplane::buf::{LARGE_FRAME, MAX_FRAME};
+use dataplane::buf::LARGE_FRAME;
+use dataplane::inject::Injector;
 use dataplane::io::afpacket::{self, KernelShield};
 use dataplane::io::null::NullPort;
 use dataplane::io::Layer;
@@ -30,7 +31,6 @@ use dataplane::worker::{Fabric, Worker, WorkerEvent};
 use dataplane::PacketBuf;
 use shared::clock::now_ns;
 use shared::path::{PathId, L2};
-use std::collections::VecDeque;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
@@ -38,8 +38,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tracing::{debug, info, warn};
 
-/// RFC 3948 2.2: IKE on the NAT-T port starts with four zero bytes.
-const NON_ESP_MARKER: [u8; 4] = [0; 4];
 /// SO_RCVBUF/SO_SNDBUF of the IKE sockets.
 const IKE_SOCKET_BUFFER: libc::c_int = 4 << 20;
 /// Largest IKE datagram read (RFC 7296 2: at least 1280 must be accepted; 64 KiB is
@@ -172,11 +170,10 @@ pub fn main(args: &IkeArgs, role: Role) -> Result<(), String> {
         sockets,
         fabric: fabric.clone(),
         port_nat_t: cfg.ike.port_nat_t,
-        scratch: PacketBuf::new(),
-        scratch_large: PacketBuf::with_frame(LARGE_FRAME),
-        backlog: VecDeque::new(),
-        backlog_max: cfg.dataplane.punt_queue.max(INJECT_BACKLOG_MAX),
-        notify: vec![false; cfg.dataplane.workers],
+        inject: Injector::new(
+            cfg.dataplane.workers,
+            cfg.dataplane.punt_queue.max(INJECT_BACKLOG_MAX),
+        ),
         counters: IoCounters::default(),
         watch_fd: watch.as_ref().map(AddrWatch::fd),
         set: PollSet::default(),
@@ -199,7 +196,7 @@ pub fn main(args: &IkeArgs, role: Role) -> Result<(), String> {
             now,
             [
                 engine.next_deadline(now),
-                (!io.backlog.is_empty()).then_some(now + INJECT_RETRY_NS),
+                (!io.inject.is_empty()).then_some(now + INJECT_RETRY_NS),
             ],
             wait::IDLE_CAP_MS,
         );
@@ -222,7 +219,8 @@ pub fn main(args: &IkeArgs, role: Role) -> Result<(), String> {
             }
         }
         engine.poll(now);
-        io.flush_inject();
+        io.inject.flush(&io.fabric);
+        io.counters.inject_dropped = io.inject.dropped;
         while let Some((t, tag)) = engine.poll_transmit() {
             io.send(t, tag);
         }
@@ -307,15 +305,8 @@ struct Io {
     sockets: Vec<IkeSocket>,
     fabric: Arc<Fabric>,
     port_nat_t: u16,
-    scratch: PacketBuf,
-    /// For messages longer than a packet buffer (the workers' large inject queues).
-    scratch_large: PacketBuf,
-    /// IKE messages for the NAT-T port waiting for room in a worker's inject channel,
-    /// in order (a burst of IKE_AUTH exchanges can outrun one worker's burst).
-    backlog: VecDeque<(Transmit, u32)>,
-    backlog_max: usize,
-    /// Workers whose inject queues got something since they were last notified.
-    notify: Vec<bool>,
+    /// IKE messages for the NAT-T port, into the workers' inject channels.
+    inject: Injector,
     counters: IoCounters,
     /// The address watch (netlink), polled with the sockets.
     watch_fd: Option<std::os::fd::RawFd>,
@@ -376,71 +367,12 @@ impl Io {
     /// the non-ESP marker (RFC 3948 2.2). `tag`: the path whose link header to use.
     fn send(&mut self, t: Transmit, tag: PathId) {
         if t.local.port() == self.port_nat_t {
-            if self.backlog.len() >= self.backlog_max {
-                // The retransmission timers recover what is dropped here.
-                self.counters.inject_dropped += 1;
-                return;
-            }
-            self.backlog.push_back((t, tag));
-            self.flush_inject();
+            self.inject
+                .send(&self.fabric, t.local, t.remote, t.data, tag);
+            self.counters.inject_dropped = self.inject.dropped;
             return;
         }
         self.send_socket(&t);
-    }
-
-    /// Moves queued NAT-T messages into the workers' inject channels while there is
-    /// room (messages longer than a packet buffer into their large inject channels), then
-    /// wakes the workers that got something.
-    fn flush_inject(&mut self) {
-        let workers = self.fabric.inject.len().max(1);
-        while let Some((t, tag)) = self.backlog.front() {
-            let w = *tag as usize % workers;
-            let large = NON_ESP_MARKER.len() + t.data.len() > MAX_FRAME;
-            let (queue, b) = if large {
-                (self.fabric.inject_large.get(w), &mut self.scratch_large)
-            } else {
-                (self.fabric.inject.get(w), &mut self.scratch)
-            };
-            let Some(ch) = queue else {
-                self.counters.inject_dropped += 1;
-                self.backlog.pop_front();
-                continue;
-            };
-            let fits = b.fill(&NON_ESP_MARKER)
-                && match b.push_back(t.data.len()) {
-                    Some(room) => {
-                        room.copy_from_slice(&t.data);
-                        true
-                    }
-                    None => false,
-                };
-            if !fits {
-                self.counters.inject_dropped += 1;
-                b.reset();
-                self.backlog.pop_front();
-                continue;
-            }
-            b.meta.src = t.local;
-            b.meta.dst = t.remote;
-            b.meta.tag = *tag;
-            if !ch.send_swap(b) {
-                // Full: the worker drains it in its next burst; try again next turn.
-                b.reset();
-                break;
-            }
-            if let Some(n) = self.notify.get_mut(w) {
-                *n = true;
-            }
-            self.backlog.pop_front();
-        }
-        // Once per worker and flush; a syscall only for a worker that sleeps.
-        for (w, n) in self.notify.iter_mut().enumerate() {
-            if std::mem::take(n) {
-                if let Some(ch) = self.fabric.inject.get(w) {
-                    ch.notify();
-                }
-            }
-        }
     }
 
     fn send_socket(&mut self, t: &Transmit) {

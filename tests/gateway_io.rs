@@ -211,6 +211,27 @@ fn gateway_answers_an_ike_sa_init_longer_than_a_packet_buffer_on_nat_t() {
     assert!(auth, "the IKE_SA_INIT exchange did not complete");
     assert!(counter(&sock, "punt_ike_large") >= 1);
     assert_eq!(counter(&sock, "drop_oversize"), 0);
+    // Every counter the dataplane and the engine declare is reported, zeros too.
+    let v = ctl(&sock, "stats").expect("ctl stats");
+    let names: Vec<&str> = v["counters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c[0].as_str())
+        .collect();
+    let declared = shared::counters::Counter::ALL
+        .iter()
+        .map(|c| c.name())
+        .chain(control::ike::sa::Counters::NAMES.iter().copied())
+        .chain(control::engine::EngineCounters::NAMES.iter().copied())
+        .chain(control::mobility::MobilityCounters::NAMES.iter().copied())
+        .chain(["inject_dropped", "ike_send_failed"]);
+    for n in declared {
+        assert!(
+            names.contains(&n),
+            "`{n}` missing from ctl stats: {names:?}"
+        );
+    }
     drop(procs);
     let _ = fs::remove_dir_all(&dir);
 }

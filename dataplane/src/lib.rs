@@ -6,6 +6,7 @@ pub mod buf;
 pub mod channel;
 pub mod esp;
 pub mod fabric;
+pub mod inject;
 pub mod io;
 pub mod ip;
 pub mod natt;

@@ -252,8 +252,8 @@ pub struct Counters {
     /// Messages from a peer while the SA was being torn down, or of an exchange
     /// type we do not handle.
     ignored => "ike_ignored",
-    ike_up => "ike_ike_up",
-    ike_down => "ike_ike_down",
+    ike_up => "ike_up",
+    ike_down => "ike_down",
     child_up => "ike_child_up",
     child_down => "ike_child_down",
     half_open_expired => "ike_half_open_expired",
