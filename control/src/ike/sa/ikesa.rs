@@ -20,15 +20,19 @@ use crate::ike::wire::ke::{self, KeRepr};
 use crate::ike::wire::nonce::NonceRepr;
 use crate::ike::wire::notify::{NotifyRepr, NotifyType};
 use crate::ike::wire::sa::{Proposal, SaRepr};
-use crate::ike::wire::ts::TsRepr;
 use crate::ike::wire::{
     emit_payloads, parse_payloads, payloads_buffer_len, ExchangeType, Message, Payload,
     PayloadType, ProtocolId, WireError,
 };
 
 mod mobike;
+mod payloads;
 
 pub(crate) use mobike::Mobike;
+use payloads::{
+    dh_from_ke, error_notify, ip_bytes, ke_payload, nonce_payload, notifies, notify, sa_payload,
+    ts_payloads, ts_repr,
+};
 
 const NS_PER_MS: u64 = 1_000_000;
 const NS_PER_S: u64 = 1_000_000_000;
@@ -246,12 +250,6 @@ fn nat_hash(spi_i: u64, spi_r: u64, addr: SocketAddr) -> Vec<u8> {
         .to_vec()
 }
 
-fn ip_bytes(ip: IpAddr) -> Vec<u8> {
-    match ip {
-        IpAddr::V4(a) => a.octets().to_vec(),
-        IpAddr::V6(a) => a.octets().to_vec(),
-    }
-}
 
 /// RFC 7296 2.6: a cookie the responder can check without state. One version octet,
 /// then a MAC over the initiator's nonce, address and SPI.
@@ -276,69 +274,6 @@ fn id_repr(id: &Identity) -> IdRepr {
     }
 }
 
-fn notify(p: &[Payload], ty: NotifyType) -> Option<&NotifyRepr> {
-    p.iter().find_map(|x| match x {
-        Payload::Notify(n) if n.notify_type == ty => Some(n),
-        _ => None,
-    })
-}
-
-fn notifies(p: &[Payload], ty: NotifyType) -> impl Iterator<Item = &NotifyRepr> {
-    p.iter().filter_map(move |x| match x {
-        Payload::Notify(n) if n.notify_type == ty => Some(n),
-        _ => None,
-    })
-}
-
-/// The first error notification (type < 16384) of a response.
-fn error_notify(p: &[Payload]) -> Option<NotifyType> {
-    p.iter().find_map(|x| match x {
-        Payload::Notify(n) if n.notify_type.is_error() => Some(n.notify_type),
-        _ => None,
-    })
-}
-
-fn sa_payload(p: &[Payload]) -> Option<&[Proposal]> {
-    p.iter().find_map(|x| match x {
-        Payload::Sa(s) => Some(s.proposals.as_slice()),
-        _ => None,
-    })
-}
-
-fn ke_payload(p: &[Payload]) -> Option<&KeRepr> {
-    p.iter().find_map(|x| match x {
-        Payload::Ke(k) => Some(k),
-        _ => None,
-    })
-}
-
-fn nonce_payload(p: &[Payload]) -> Option<&[u8]> {
-    p.iter().find_map(|x| match x {
-        Payload::Nonce(n) => Some(n.nonce.as_slice()),
-        _ => None,
-    })
-}
-
-fn ts_payloads(p: &[Payload]) -> Option<(Vec<Selector>, Vec<Selector>)> {
-    let tsi = p.iter().find_map(|x| match x {
-        Payload::Tsi(t) => Some(t),
-        _ => None,
-    })?;
-    let tsr = p.iter().find_map(|x| match x {
-        Payload::Tsr(t) => Some(t),
-        _ => None,
-    })?;
-    Some((
-        tsi.selectors.iter().filter_map(neg::from_wire).collect(),
-        tsr.selectors.iter().filter_map(neg::from_wire).collect(),
-    ))
-}
-
-fn ts_repr(s: &[Selector]) -> TsRepr {
-    TsRepr {
-        selectors: s.iter().map(neg::to_wire).collect(),
-    }
-}
 
 fn lifetime_deadlines(ctx: &mut Ctx<'_>, now: u64, l: &Lifetimes) -> (Option<u64>, Option<u64>) {
     let expire = (l.life_s > 0).then(|| now + l.life_s * NS_PER_S);
@@ -355,9 +290,6 @@ fn lifetime_deadlines(ctx: &mut Ctx<'_>, now: u64, l: &Lifetimes) -> (Option<u64
     (rekey, expire)
 }
 
-fn dh_from_ke(k: &KeRepr) -> Option<DhGroup> {
-    DhGroup::from_id(crate::ike::wire::sa::TransformId(k.group.0))
-}
 
 impl IkeSa {
     fn blank(
