@@ -11,16 +11,16 @@ use crate::ike::crypto::dh::KeyShare;
 use crate::ike::crypto::keys::IkeKeys;
 use crate::ike::crypto::sk::{open_message, seal_message, SkKeys};
 use crate::ike::crypto::IkeSuite;
-use crate::ike::wire::delete::DeleteRepr;
 use crate::ike::wire::header::HeaderRepr;
 use crate::ike::wire::notify::{NotifyRepr, NotifyType};
 use crate::ike::wire::{
     emit_payloads, parse_payloads, payloads_buffer_len, ExchangeType, Payload, PayloadType,
-    ProtocolId, WireError,
+    WireError,
 };
 
 mod auth;
 mod create_child;
+mod informational;
 mod init;
 mod mobike;
 mod payloads;
@@ -560,62 +560,10 @@ impl IkeSa {
 
     fn send_req(&mut self, ctx: &mut Ctx<'_>, now: u64, req: Req) {
         match req {
-            Req::Dpd => {
-                let p = self.dpd_payloads(ctx);
-                self.send_request(ctx, now, ExchangeType::INFORMATIONAL, &p, Kind::Dpd)
-            }
-            Req::DeleteIke => {
-                self.send_request(
-                    ctx,
-                    now,
-                    ExchangeType::INFORMATIONAL,
-                    &[Payload::Delete(DeleteRepr::ike())],
-                    Kind::DeleteIke,
-                );
-            }
-            Req::DeleteSpis(spis) => {
-                let spis: Vec<Vec<u8>> = spis.iter().map(|s| s.to_be_bytes().to_vec()).collect();
-                let d = DeleteRepr {
-                    protocol: ProtocolId::ESP,
-                    spi_size: 4,
-                    num_spis: spis.len() as u16,
-                    spis,
-                };
-                self.send_request(
-                    ctx,
-                    now,
-                    ExchangeType::INFORMATIONAL,
-                    &[Payload::Delete(d)],
-                    Kind::Dpd,
-                );
-            }
-            Req::DeleteChildren(ids) => {
-                let spis: Vec<Vec<u8>> = self
-                    .children
-                    .iter_mut()
-                    .filter(|c| ids.contains(&c.info.id))
-                    .map(|c| {
-                        c.state = ChildState::Deleting;
-                        c.info.spi_in.to_be_bytes().to_vec()
-                    })
-                    .collect();
-                if spis.is_empty() {
-                    return;
-                }
-                let d = DeleteRepr {
-                    protocol: ProtocolId::ESP,
-                    spi_size: 4,
-                    num_spis: spis.len() as u16,
-                    spis,
-                };
-                self.send_request(
-                    ctx,
-                    now,
-                    ExchangeType::INFORMATIONAL,
-                    &[Payload::Delete(d)],
-                    Kind::DeleteChildren(ids),
-                );
-            }
+            Req::Dpd => self.send_dpd(ctx, now),
+            Req::DeleteIke => self.send_delete_ike(ctx, now),
+            Req::DeleteSpis(spis) => self.send_delete_spis(ctx, now, &spis),
+            Req::DeleteChildren(ids) => self.send_delete_children(ctx, now, ids),
             Req::CreateChild => {
                 let c = self.conn(ctx);
                 let (l, r) = self.offer_ts(c);
@@ -639,138 +587,6 @@ impl IkeSa {
             }
         }
     }
-
-    // -----------------------------------------------------------------------------
-    // INFORMATIONAL
-    // -----------------------------------------------------------------------------
-
-    pub fn start_delete(&mut self, ctx: &mut Ctx<'_>, now: u64) -> bool {
-        match self.state {
-            State::Established | State::Rekeyed => {}
-            State::InitSent | State::AuthSent | State::HalfOpen => {
-                self.fail(ctx, FailReason::Timeout);
-                return true;
-            }
-            _ => return false,
-        }
-        self.state = State::Deleting;
-        self.queue.clear();
-        self.queue.push_back(Req::DeleteIke);
-        self.kick(ctx, now);
-        true
-    }
-
-    pub fn start_dpd(&mut self, ctx: &mut Ctx<'_>, now: u64) -> bool {
-        if self.state != State::Established {
-            return false;
-        }
-        if !self.queue.iter().any(|r| matches!(r, Req::Dpd)) {
-            self.queue.push_back(Req::Dpd);
-        }
-        self.kick(ctx, now);
-        true
-    }
-
-    fn handle_info_request(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        now: u64,
-        id: u32,
-        local: SocketAddr,
-        remote: SocketAddr,
-        p: &[Payload],
-    ) {
-        let mut resp = Vec::new();
-        self.mobike_info_request(ctx, now, p, local, remote, &mut resp);
-        let mut delete_ike = false;
-        for d in p.iter().filter_map(|x| match x {
-            Payload::Delete(d) => Some(d),
-            _ => None,
-        }) {
-            match d.protocol {
-                ProtocolId::IKE => delete_ike = true,
-                ProtocolId::ESP => {
-                    let mut ours = Vec::new();
-                    let mut gone = Vec::new();
-                    for spi in d
-                        .spis
-                        .iter()
-                        .filter_map(|s| <[u8; 4]>::try_from(s.as_slice()).ok())
-                    {
-                        let spi = u32::from_be_bytes(spi);
-                        if let Some(c) = self.children.iter().find(|c| c.info.spi_out == spi) {
-                            // RFC 7296 1.4.1: answer with our inbound SPIs, unless
-                            // we are deleting it ourselves right now.
-                            if c.state != ChildState::Deleting {
-                                ours.push(c.info.spi_in.to_be_bytes().to_vec());
-                            }
-                            gone.push(c.info.id);
-                        }
-                    }
-                    self.remove_children(ctx, &gone);
-                    if !ours.is_empty() {
-                        resp.push(Payload::Delete(DeleteRepr {
-                            protocol: ProtocolId::ESP,
-                            spi_size: 4,
-                            num_spis: ours.len() as u16,
-                            spis: ours,
-                        }));
-                    }
-                }
-                _ => {}
-            }
-        }
-        if delete_ike {
-            self.send_response(ctx, ExchangeType::INFORMATIONAL, id, local, remote, &[]);
-            let reason = if self.state == State::Rekeyed {
-                DownReason::Rekeyed
-            } else {
-                DownReason::DeletedByPeer
-            };
-            self.die(ctx, reason);
-            return;
-        }
-        self.send_response(ctx, ExchangeType::INFORMATIONAL, id, local, remote, &resp);
-    }
-
-    /// Takes child `child` out now (its [`Event::ChildDown`] follows) and tells the
-    /// peer with a DELETE (RFC 7296 1.4.1): for a child the dataplane could not
-    /// install, which must not look up to the peer. False if there is no such child.
-    pub fn drop_child(&mut self, ctx: &mut Ctx<'_>, now: u64, child: ChildId) -> bool {
-        let Some(spi) = self
-            .children
-            .iter()
-            .find(|c| c.info.id == child)
-            .map(|c| c.info.spi_in)
-        else {
-            return false;
-        };
-        self.remove_children(ctx, &[child]);
-        if self.state == State::Established {
-            self.queue.push_back(Req::DeleteSpis(vec![spi]));
-        }
-        self.kick(ctx, now);
-        true
-    }
-
-    fn remove_children(&mut self, ctx: &mut Ctx<'_>, ids: &[ChildId]) {
-        let sa = self.id;
-        self.children.retain(|c| {
-            if !ids.contains(&c.info.id) {
-                return true;
-            }
-            ctx.child_spis.remove(&c.info.spi_in);
-            ctx.counters.child_down += 1;
-            ctx.events.push_back(Event::ChildDown {
-                sa,
-                child: c.info.id,
-                spi_in: c.info.spi_in,
-                spi_out: c.info.spi_out,
-            });
-            false
-        });
-    }
-
     /// The SA ends: children down, lease released, IkeDown if it was ever up.
     fn die(&mut self, ctx: &mut Ctx<'_>, reason: DownReason) {
         let ids: Vec<ChildId> = self.children.iter().map(|c| c.info.id).collect();
