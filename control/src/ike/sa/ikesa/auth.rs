@@ -7,10 +7,8 @@
 use std::net::{IpAddr, SocketAddr};
 
 use super::payloads::{error_notify, ip_bytes, notify, sa_payload, ts_payloads, ts_repr};
-use super::{
-    lifetime_deadlines, neg, Child, ChildState, ConnId, Ctx, Event, FailReason, IkeSa, Kind, State,
-    NS_PER_S,
-};
+use super::timers::lifetime_deadlines;
+use super::{neg, Child, ChildState, ConnId, Ctx, Event, FailReason, IkeSa, Kind, State, NS_PER_S};
 use crate::ike::conn::{Conn, Identity, Selector};
 use crate::ike::crypto::keys::{psk_auth, ChildKeys};
 use crate::ike::crypto::EspSuite;

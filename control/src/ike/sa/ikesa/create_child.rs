@@ -9,9 +9,10 @@ use std::net::SocketAddr;
 use super::payloads::{
     dh_from_ke, error_notify, ke_payload, nonce_payload, notify, sa_payload, ts_payloads, ts_repr,
 };
+use super::timers::lifetime_deadlines;
 use super::{
-    lifetime_deadlines, neg, ChildState, Ctx, Event, FailReason, Handover, IkeSa, Kind, Pending,
-    RekeyDone, Req, State, NS_PER_MS, NS_PER_S, REKEYED_LINGER_NS, TEMP_FAILURE_RETRY_MS,
+    neg, ChildState, Ctx, Event, FailReason, Handover, IkeSa, Kind, Pending, RekeyDone, Req, State,
+    NS_PER_MS, NS_PER_S, REKEYED_LINGER_NS, TEMP_FAILURE_RETRY_MS,
 };
 use crate::ike::conn::Selector;
 use crate::ike::crypto::dh::KeyShare;
