@@ -158,6 +158,16 @@ struct Pending {
     alt: Vec<(SocketAddr, SocketAddr)>,
 }
 
+/// A request of the peer that we answer: the response carries its exchange type and
+/// message ID and goes back on the pair it came in on (RFC 7296 2.11).
+#[derive(Debug, Clone, Copy)]
+struct PeerRequest {
+    exchange: ExchangeType,
+    id: u32,
+    local: SocketAddr,
+    remote: SocketAddr,
+}
+
 /// What a rekeyed IKE SA gives to the one that replaces it.
 pub(crate) struct Handover {
     pub to: SaId,
@@ -454,15 +464,13 @@ impl IkeSa {
         });
     }
 
-    fn send_response(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        exchange: ExchangeType,
-        id: u32,
-        local: SocketAddr,
-        remote: SocketAddr,
-        payloads: &[Payload],
-    ) {
+    fn send_response(&mut self, ctx: &mut Ctx<'_>, rq: PeerRequest, payloads: &[Payload]) {
+        let PeerRequest {
+            exchange,
+            id,
+            local,
+            remote,
+        } = rq;
         let h = self.header(exchange, true, id);
         if let Some(data) = self.seal(ctx, &h, payloads) {
             ctx.send(local, remote, data.clone());
@@ -562,6 +570,19 @@ impl IkeSa {
         self.die(ctx, DownReason::Failed(reason));
     }
 
+    /// Refuses the peer's request: the answer is the error notification alone (RFC
+    /// 7296 2.21, 3.10.1) and the SA carries on.
+    fn refuse_request(&mut self, ctx: &mut Ctx<'_>, rq: PeerRequest, n: NotifyRepr) {
+        self.send_response(ctx, rq, &[Payload::Notify(n)]);
+    }
+
+    /// Refuses the peer altogether: the error notification answers its request, so
+    /// that it learns why (RFC 7296 2.21.2), then the SA dies.
+    fn refuse(&mut self, ctx: &mut Ctx<'_>, rq: PeerRequest, ty: NotifyType, reason: FailReason) {
+        self.refuse_request(ctx, rq, NotifyRepr::new(ty, &[]));
+        self.fail(ctx, reason);
+    }
+
     // -----------------------------------------------------------------------------
     // Receiving
     // -----------------------------------------------------------------------------
@@ -657,6 +678,12 @@ impl IkeSa {
             return;
         }
         // A request.
+        let rq = PeerRequest {
+            exchange: h.exchange_type,
+            id: h.message_id,
+            local,
+            remote,
+        };
         if h.message_id == self.peer_next_id {
             let opened = match open_message(sk_in, data) {
                 Ok(o) => o,
@@ -671,16 +698,7 @@ impl IkeSa {
                 Err(WireError::UnsupportedCriticalPayload(ty)) => {
                     ctx.counters.unsupported_critical += 1;
                     self.peer_next_id = self.peer_next_id.wrapping_add(1);
-                    self.send_response(
-                        ctx,
-                        h.exchange_type,
-                        h.message_id,
-                        local,
-                        remote,
-                        &[Payload::Notify(NotifyRepr::unsupported_critical_payload(
-                            ty,
-                        ))],
-                    );
+                    self.refuse_request(ctx, rq, NotifyRepr::unsupported_critical_payload(ty));
                     return;
                 }
                 Err(_) => {
@@ -691,27 +709,13 @@ impl IkeSa {
             self.peer_next_id = self.peer_next_id.wrapping_add(1);
             match (h.exchange_type, self.state) {
                 (ExchangeType::IKE_AUTH, State::HalfOpen) => {
-                    self.handle_auth_request(ctx, now, h.message_id, local, remote, &p)
+                    self.handle_auth_request(ctx, now, rq, &p)
                 }
-                (ExchangeType::CREATE_CHILD_SA, _) => {
-                    self.handle_child_request(ctx, now, h.message_id, local, remote, &p)
-                }
-                (ExchangeType::INFORMATIONAL, _) => {
-                    self.handle_info_request(ctx, now, h.message_id, local, remote, &p)
-                }
+                (ExchangeType::CREATE_CHILD_SA, _) => self.handle_child_request(ctx, now, rq, &p),
+                (ExchangeType::INFORMATIONAL, _) => self.handle_info_request(ctx, now, rq, &p),
                 _ => {
                     ctx.counters.ignored += 1;
-                    self.send_response(
-                        ctx,
-                        h.exchange_type,
-                        h.message_id,
-                        local,
-                        remote,
-                        &[Payload::Notify(NotifyRepr::new(
-                            NotifyType::INVALID_SYNTAX,
-                            &[],
-                        ))],
-                    );
+                    self.refuse_request(ctx, rq, NotifyRepr::new(NotifyType::INVALID_SYNTAX, &[]));
                 }
             }
             self.kick(ctx, now);

@@ -4,11 +4,14 @@
 //! refusals); also what both IKE_AUTH and CREATE_CHILD_SA use to bring a child SA up.
 //! EAP (2.16) is not implemented: a request without AUTH is refused.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use super::payloads::{error_notify, ip_bytes, notify, sa_payload, ts_payloads, ts_repr};
 use super::timers::lifetime_deadlines;
-use super::{neg, Child, ChildState, ConnId, Ctx, Event, FailReason, IkeSa, Kind, State, NS_PER_S};
+use super::{
+    neg, Child, ChildState, ConnId, Ctx, Event, FailReason, IkeSa, Kind, PeerRequest, State,
+    NS_PER_S,
+};
 use crate::ike::conn::{Conn, Identity, Selector};
 use crate::ike::crypto::keys::{psk_auth, ChildKeys};
 use crate::ike::crypto::EspSuite;
@@ -262,9 +265,7 @@ impl IkeSa {
         &mut self,
         ctx: &mut Ctx<'_>,
         now: u64,
-        id: u32,
-        local: SocketAddr,
-        remote: SocketAddr,
+        rq: PeerRequest,
         p: &[Payload],
     ) {
         let idi = p.iter().find_map(|x| match x {
@@ -277,18 +278,12 @@ impl IkeSa {
         });
         let (Some(idi), Some(auth)) = (idi, auth) else {
             ctx.counters.invalid_syntax += 1;
-            self.send_response(
+            self.refuse(
                 ctx,
-                ExchangeType::IKE_AUTH,
-                id,
-                local,
-                remote,
-                &[Payload::Notify(NotifyRepr::new(
-                    NotifyType::INVALID_SYNTAX,
-                    &[],
-                ))],
+                rq,
+                NotifyType::INVALID_SYNTAX,
+                FailReason::Refused(NotifyType::INVALID_SYNTAX.0),
             );
-            self.state = State::Dead;
             return;
         };
         let peer = Identity::from_wire(idi.id_type, &idi.data);
@@ -313,39 +308,27 @@ impl IkeSa {
         });
         let Some(conn) = found else {
             ctx.counters.auth_failed += 1;
-            self.send_response(
+            self.refuse(
                 ctx,
-                ExchangeType::IKE_AUTH,
-                id,
-                local,
-                remote,
-                &[Payload::Notify(NotifyRepr::new(
-                    NotifyType::AUTHENTICATION_FAILED,
-                    &[],
-                ))],
+                rq,
+                NotifyType::AUTHENTICATION_FAILED,
+                FailReason::AuthenticationFailed,
             );
-            self.state = State::Dead;
             return;
         };
         self.conn = conn;
         self.peer_id = peer;
-        self.local = local;
-        self.remote = remote;
-        if self.auth_nat_forbidden(ctx, p, local, remote) {
+        self.local = rq.local;
+        self.remote = rq.remote;
+        if self.auth_nat_forbidden(ctx, p, rq.local, rq.remote) {
             // RFC 4555 3.9: the initiator forbade NATs and there is one.
             ctx.counters.mobike_refused += 1;
-            self.send_response(
+            self.refuse(
                 ctx,
-                ExchangeType::IKE_AUTH,
-                id,
-                local,
-                remote,
-                &[Payload::Notify(NotifyRepr::new(
-                    NotifyType::UNEXPECTED_NAT_DETECTED,
-                    &[],
-                ))],
+                rq,
+                NotifyType::UNEXPECTED_NAT_DETECTED,
+                FailReason::Refused(NotifyType::UNEXPECTED_NAT_DETECTED.0),
             );
-            self.state = State::Dead;
             return;
         }
         // RFC 7296 2.4: the peer has no other IKE SA with us; ours are stale.
@@ -454,7 +437,7 @@ impl IkeSa {
         if let Some(e) = child_error {
             resp.push(Payload::Notify(NotifyRepr::new(e, &[])));
         }
-        self.send_response(ctx, ExchangeType::IKE_AUTH, id, local, remote, &resp);
+        self.send_response(ctx, rq, &resp);
         self.establish(ctx, now);
         if let Some(e) = child_error {
             ctx.events.push_back(Event::ChildFailed {

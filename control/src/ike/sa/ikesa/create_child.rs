@@ -4,15 +4,13 @@
 //! 3.10.1). A rekeyed IKE SA hands its children to the new one and waits for its
 //! DELETE (2.18).
 
-use std::net::SocketAddr;
-
 use super::payloads::{
     dh_from_ke, error_notify, ke_payload, nonce_payload, notify, sa_payload, ts_payloads, ts_repr,
 };
 use super::timers::lifetime_deadlines;
 use super::{
-    neg, ChildState, Ctx, Event, FailReason, Handover, IkeSa, Kind, Pending, RekeyDone, Req, State,
-    NS_PER_MS, NS_PER_S, REKEYED_LINGER_NS, TEMP_FAILURE_RETRY_MS,
+    neg, ChildState, Ctx, Event, FailReason, Handover, IkeSa, Kind, PeerRequest, Pending,
+    RekeyDone, Req, State, NS_PER_MS, NS_PER_S, REKEYED_LINGER_NS, TEMP_FAILURE_RETRY_MS,
 };
 use crate::ike::conn::Selector;
 use crate::ike::crypto::dh::KeyShare;
@@ -318,32 +316,20 @@ impl IkeSa {
         &mut self,
         ctx: &mut Ctx<'_>,
         now: u64,
-        id: u32,
-        local: SocketAddr,
-        remote: SocketAddr,
+        rq: PeerRequest,
         p: &[Payload],
     ) {
-        let reply = |sa: &mut IkeSa, ctx: &mut Ctx<'_>, n: NotifyType, data: &[u8]| {
-            sa.send_response(
-                ctx,
-                ExchangeType::CREATE_CHILD_SA,
-                id,
-                local,
-                remote,
-                &[Payload::Notify(NotifyRepr::new(n, data))],
-            );
-        };
         let (Some(props), Some(ni)) = (sa_payload(p), nonce_payload(p)) else {
             ctx.counters.invalid_syntax += 1;
-            reply(self, ctx, NotifyType::INVALID_SYNTAX, &[]);
+            self.refuse_request(ctx, rq, NotifyRepr::new(NotifyType::INVALID_SYNTAX, &[]));
             return;
         };
         if self.state != State::Established {
-            reply(self, ctx, NotifyType::TEMPORARY_FAILURE, &[]);
+            self.refuse_request(ctx, rq, NotifyRepr::new(NotifyType::TEMPORARY_FAILURE, &[]));
             return;
         }
         if props.iter().any(|pr| pr.protocol == ProtocolId::IKE) {
-            self.handle_rekey_ike_request(ctx, now, id, local, remote, p, props, ni);
+            self.handle_rekey_ike_request(ctx, now, rq, p, props, ni);
             return;
         }
         // A rekey names the child by the sender's inbound SPI: our outbound.
@@ -356,18 +342,22 @@ impl IkeSa {
         });
         let old = match rekey {
             Some(None) => {
-                reply(self, ctx, NotifyType::CHILD_SA_NOT_FOUND, &[]);
+                self.refuse_request(
+                    ctx,
+                    rq,
+                    NotifyRepr::new(NotifyType::CHILD_SA_NOT_FOUND, &[]),
+                );
                 return;
             }
             Some(Some((_, ChildState::Deleting, _))) => {
-                reply(self, ctx, NotifyType::TEMPORARY_FAILURE, &[]);
+                self.refuse_request(ctx, rq, NotifyRepr::new(NotifyType::TEMPORARY_FAILURE, &[]));
                 return;
             }
             Some(Some((cid, _, info))) => Some((cid, info)),
             None => None,
         };
         if old.is_none() && !self.room_for_child(ctx) {
-            reply(self, ctx, NotifyType::NO_ADDITIONAL_SAS, &[]);
+            self.refuse_request(ctx, rq, NotifyRepr::new(NotifyType::NO_ADDITIONAL_SAS, &[]));
             ctx.events.push_back(Event::ChildFailed {
                 sa: self.id,
                 reason: FailReason::Refused(NotifyType::NO_ADDITIONAL_SAS.0),
@@ -391,19 +381,22 @@ impl IkeSa {
                 if let (Some(_), Some(g)) = (kep, neg::esp_wanted_group(&c.esp_proposals, props)) {
                     ctx.counters.no_proposal -= 1;
                     ctx.counters.invalid_ke_sent += 1;
-                    reply(
-                        self,
+                    self.refuse_request(
                         ctx,
-                        NotifyType::INVALID_KE_PAYLOAD,
-                        &g.number().to_be_bytes(),
+                        rq,
+                        NotifyRepr::new(NotifyType::INVALID_KE_PAYLOAD, &g.number().to_be_bytes()),
                     );
                 } else {
-                    reply(self, ctx, NotifyType::NO_PROPOSAL_CHOSEN, &[]);
+                    self.refuse_request(
+                        ctx,
+                        rq,
+                        NotifyRepr::new(NotifyType::NO_PROPOSAL_CHOSEN, &[]),
+                    );
                 }
                 return;
             }
             Err(e) => {
-                reply(self, ctx, e, &[]);
+                self.refuse_request(ctx, rq, NotifyRepr::new(e, &[]));
                 return;
             }
         };
@@ -414,12 +407,12 @@ impl IkeSa {
                 Ok(s) => Some(s),
                 Err(_) => {
                     ctx.counters.bad_key_share += 1;
-                    reply(self, ctx, NotifyType::INVALID_SYNTAX, &[]);
+                    self.refuse_request(ctx, rq, NotifyRepr::new(NotifyType::INVALID_SYNTAX, &[]));
                     return;
                 }
             },
             (Some(_), None) => {
-                reply(self, ctx, NotifyType::INVALID_SYNTAX, &[]);
+                self.refuse_request(ctx, rq, NotifyRepr::new(NotifyType::INVALID_SYNTAX, &[]));
                 return;
             }
         };
@@ -452,7 +445,7 @@ impl IkeSa {
         }
         resp.push(Payload::Tsi(ts_repr(&r)));
         resp.push(Payload::Tsr(ts_repr(&l)));
-        self.send_response(ctx, ExchangeType::CREATE_CHILD_SA, id, local, remote, &resp);
+        self.send_response(ctx, rq, &resp);
         let new = self.add_child(
             ctx,
             now,
@@ -489,23 +482,11 @@ impl IkeSa {
         &mut self,
         ctx: &mut Ctx<'_>,
         now: u64,
-        id: u32,
-        local: SocketAddr,
-        remote: SocketAddr,
+        rq: PeerRequest,
         p: &[Payload],
         props: &[Proposal],
         ni: &[u8],
     ) {
-        let reply = |sa: &mut IkeSa, ctx: &mut Ctx<'_>, n: NotifyType, data: &[u8]| {
-            sa.send_response(
-                ctx,
-                ExchangeType::CREATE_CHILD_SA,
-                id,
-                local,
-                remote,
-                &[Payload::Notify(NotifyRepr::new(n, data))],
-            );
-        };
         // Our own IKE rekey is outstanding: a collision (RFC 7296 2.8.2). Answer it;
         // which new SA survives is settled when our exchange completes.
         let colliding = matches!(
@@ -516,7 +497,7 @@ impl IkeSa {
             })
         );
         if colliding && self.rekey_theirs.is_some() {
-            reply(self, ctx, NotifyType::TEMPORARY_FAILURE, &[]);
+            self.refuse_request(ctx, rq, NotifyRepr::new(NotifyType::TEMPORARY_FAILURE, &[]));
             return;
         }
         // Children in the middle of an exchange would be left behind.
@@ -527,38 +508,44 @@ impl IkeSa {
                 ..
             })
         ) {
-            reply(self, ctx, NotifyType::TEMPORARY_FAILURE, &[]);
+            self.refuse_request(ctx, rq, NotifyRepr::new(NotifyType::TEMPORARY_FAILURE, &[]));
             return;
         }
         let c = self.conn(ctx);
         let Some(kep) = ke_payload(p) else {
-            reply(self, ctx, NotifyType::INVALID_SYNTAX, &[]);
+            self.refuse_request(ctx, rq, NotifyRepr::new(NotifyType::INVALID_SYNTAX, &[]));
             return;
         };
         let Some((prop, suite)) = neg::select_ike(&c.ike_proposals, props, Some(kep.group.0))
         else {
             ctx.counters.no_proposal += 1;
-            reply(self, ctx, NotifyType::NO_PROPOSAL_CHOSEN, &[]);
+            self.refuse_request(
+                ctx,
+                rq,
+                NotifyRepr::new(NotifyType::NO_PROPOSAL_CHOSEN, &[]),
+            );
             return;
         };
         if dh_from_ke(kep) != Some(suite.dh) {
             ctx.counters.invalid_ke_sent += 1;
-            reply(
-                self,
+            self.refuse_request(
                 ctx,
-                NotifyType::INVALID_KE_PAYLOAD,
-                &suite.dh.number().to_be_bytes(),
+                rq,
+                NotifyRepr::new(
+                    NotifyType::INVALID_KE_PAYLOAD,
+                    &suite.dh.number().to_be_bytes(),
+                ),
             );
             return;
         }
         let Ok(their_spi) = <[u8; 8]>::try_from(prop.spi.as_slice()).map(u64::from_be_bytes) else {
-            reply(self, ctx, NotifyType::INVALID_SYNTAX, &[]);
+            self.refuse_request(ctx, rq, NotifyRepr::new(NotifyType::INVALID_SYNTAX, &[]));
             return;
         };
         let mine = KeyShare::generate(suite.dh, ctx.rng);
         let Ok(g_ir) = mine.agree(&kep.data) else {
             ctx.counters.bad_key_share += 1;
-            reply(self, ctx, NotifyType::INVALID_SYNTAX, &[]);
+            self.refuse_request(ctx, rq, NotifyRepr::new(NotifyType::INVALID_SYNTAX, &[]));
             return;
         };
         let nr = ctx.nonce();
@@ -591,7 +578,7 @@ impl IkeSa {
                 data: mine.public().to_vec(),
             }),
         ];
-        self.send_response(ctx, ExchangeType::CREATE_CHILD_SA, id, local, remote, &resp);
+        self.send_response(ctx, rq, &resp);
         if colliding {
             let n2 = self.sibling(
                 ctx, now, spi, false, their_spi, spi, suite, new_keys, sk_out, sk_in, ni, &nr,

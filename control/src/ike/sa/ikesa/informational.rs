@@ -2,9 +2,7 @@
 //! both ours and the peer's, and the empty request that checks the peer is alive
 //! (2.4). MOBIKE's notifications ride on the same exchange (see `mobike`).
 
-use std::net::SocketAddr;
-
-use super::{ChildState, Ctx, DownReason, Event, FailReason, IkeSa, Kind, Req, State};
+use super::{ChildState, Ctx, DownReason, Event, FailReason, IkeSa, Kind, PeerRequest, Req, State};
 use crate::ike::sa::ChildId;
 use crate::ike::wire::delete::DeleteRepr;
 use crate::ike::wire::{ExchangeType, Payload, ProtocolId};
@@ -92,13 +90,11 @@ impl IkeSa {
         &mut self,
         ctx: &mut Ctx<'_>,
         now: u64,
-        id: u32,
-        local: SocketAddr,
-        remote: SocketAddr,
+        rq: PeerRequest,
         p: &[Payload],
     ) {
         let mut resp = Vec::new();
-        self.mobike_info_request(ctx, now, p, local, remote, &mut resp);
+        self.mobike_info_request(ctx, now, p, rq.local, rq.remote, &mut resp);
         let mut delete_ike = false;
         for d in p.iter().filter_map(|x| match x {
             Payload::Delete(d) => Some(d),
@@ -133,7 +129,7 @@ impl IkeSa {
             }
         }
         if delete_ike {
-            self.send_response(ctx, ExchangeType::INFORMATIONAL, id, local, remote, &[]);
+            self.send_response(ctx, rq, &[]);
             let reason = if self.state == State::Rekeyed {
                 DownReason::Rekeyed
             } else {
@@ -142,7 +138,7 @@ impl IkeSa {
             self.die(ctx, reason);
             return;
         }
-        self.send_response(ctx, ExchangeType::INFORMATIONAL, id, local, remote, &resp);
+        self.send_response(ctx, rq, &resp);
     }
 
     /// Takes child `child` out now (its [`Event::ChildDown`] follows) and tells the
