@@ -1,5 +1,10 @@
-//! One IKE SA: its exchanges (RFC 7296 1.2-1.4), message IDs and retransmission
-//! (2.1-2.3), lifetimes (2.8), NAT detection (2.23) and its child SAs.
+//! One IKE SA: its state and child SAs, message IDs and the window of one request
+//! each way (RFC 7296 2.1-2.3, 3.1), sending requests and responses, refusing a
+//! peer (2.21), and the dispatch of each message to its exchange. The exchanges live
+//! in the sub-modules: `init` IKE_SA_INIT (1.2), `auth` IKE_AUTH (1.2),
+//! `create_child` CREATE_CHILD_SA (1.3), `informational` INFORMATIONAL (1.4),
+//! `mobike` RFC 4555; `timers` retransmission, lifetimes and timeouts (2.1, 2.4, 2.8);
+//! `payloads` the payload helpers they share.
 
 use std::collections::{HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -536,6 +541,11 @@ impl IkeSa {
             }
         }
     }
+
+    // -----------------------------------------------------------------------------
+    // Refusing and ending
+    // -----------------------------------------------------------------------------
+
     /// The SA ends: children down, lease released, IkeDown if it was ever up.
     fn die(&mut self, ctx: &mut Ctx<'_>, reason: DownReason) {
         let ids: Vec<ChildId> = self.children.iter().map(|c| c.info.id).collect();

@@ -43,6 +43,7 @@ fn cookie_for(secret: &[u8; 32], ni: &[u8], peer: IpAddr, spi_i: u64) -> Vec<u8>
     c.extend_from_slice(mac.get(..16).unwrap_or(&mac));
     c
 }
+
 impl IkeSa {
     pub fn initiate(
         ctx: &mut Ctx<'_>,

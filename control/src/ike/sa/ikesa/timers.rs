@@ -9,6 +9,8 @@ use super::{
 };
 use crate::ike::conn::Lifetimes;
 
+/// (rekey, expire) deadlines from `now` for lifetimes `l` (0: none); the rekey comes
+/// up to `jitter_s` early, at random, so that both ends rarely start it at once.
 pub(super) fn lifetime_deadlines(
     ctx: &mut Ctx<'_>,
     now: u64,
