@@ -10,7 +10,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use super::{nat_hash, notifies, notify, Ctx, Event, IkeSa, Kind, Payload, Req, State, NS_PER_MS};
+use super::init::nat_hash;
+use super::payloads::{notifies, notify};
+use super::{Ctx, Event, IkeSa, Kind, Payload, Req, State, NS_PER_MS};
 use crate::ike::wire::notify::{NotifyRepr, NotifyType};
 use crate::ike::wire::ExchangeType;
 

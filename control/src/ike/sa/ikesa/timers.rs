@@ -1,0 +1,211 @@
+//! The timers of an IKE SA: retransmission of our requests with exponential backoff
+//! until a retry limit or the DPD timeout (RFC 7296 2.1, 2.4), the same bytes on the
+//! next address pair while MOBIKE tests paths (RFC 4555 3.7), soft and hard
+//! lifetimes of the IKE SA and its children with jitter (RFC 7296 2.8), the
+//! half-open limit of a responder, liveness checks (2.4), and the childless timeout.
+
+use super::{
+    Ctx, DownReason, FailReason, IkeSa, Kind, Req, State, NS_PER_MS, NS_PER_S, PATH_PROBE_MS,
+};
+use crate::ike::conn::Lifetimes;
+
+/// (rekey, expire) deadlines from `now` for lifetimes `l` (0: none); the rekey comes
+/// up to `jitter_s` early, at random, so that both ends rarely start it at once.
+pub(super) fn lifetime_deadlines(
+    ctx: &mut Ctx<'_>,
+    now: u64,
+    l: &Lifetimes,
+) -> (Option<u64>, Option<u64>) {
+    let expire = (l.life_s > 0).then(|| now + l.life_s * NS_PER_S);
+    let rekey = (l.rekey_s > 0).then(|| {
+        let mut b = [0u8; 8];
+        ctx.rng.fill(&mut b);
+        let jitter = if l.jitter_s > 0 {
+            u64::from_be_bytes(b) % (l.jitter_s.min(l.rekey_s) * NS_PER_S)
+        } else {
+            0
+        };
+        now + l.rekey_s * NS_PER_S - jitter
+    });
+    (rekey, expire)
+}
+
+impl IkeSa {
+    pub fn next_timeout(&self) -> Option<u64> {
+        if self.state == State::Dead {
+            return None;
+        }
+        let mut t = [
+            self.pending.as_ref().map(|p| p.next_at),
+            self.retry_at,
+            self.rekey_at,
+            self.expire_at,
+            self.half_open_until,
+            self.dpd_at,
+            self.childless_until,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        for c in &self.children {
+            for d in [c.rekey_at, c.expire_at].into_iter().flatten() {
+                t = Some(t.map_or(d, |x| x.min(d)));
+            }
+        }
+        t
+    }
+
+    /// With DPD on, a request is given up `dpd.timeout_s` after it was first sent even
+    /// if retransmissions remain: that bounds how long a dead peer goes unnoticed.
+    pub(super) fn give_up_at(&self, ctx: &Ctx<'_>, first_sent: u64) -> Option<u64> {
+        let d = self.conn(ctx).dpd;
+        (d.interval_s > 0 && d.timeout_s > 0 && self.state != State::InitSent)
+            .then(|| first_sent + d.timeout_s * NS_PER_S)
+    }
+
+    /// RFC 7296 allows an IKE SA without child SAs (one refused at IKE_AUTH, or all
+    /// deleted), but nothing else would ever end one whose peer vanished without a
+    /// DELETE while DPD is off: it gets `childless_timeout` to gain a child.
+    pub(super) fn arm_childless(&mut self, ctx: &Ctx<'_>, now: u64) {
+        let childless = self.state == State::Established && self.children.is_empty();
+        if !childless {
+            self.childless_until = None;
+        } else if self.childless_until.is_none() {
+            let ms = self.conn(ctx).childless_timeout_ms;
+            self.childless_until = (ms > 0).then(|| now.saturating_add(ms * NS_PER_MS));
+        }
+    }
+
+    pub fn handle_timeout(&mut self, ctx: &mut Ctx<'_>, now: u64) {
+        if self.state == State::Dead {
+            return;
+        }
+        if self.half_open_until.is_some_and(|t| t <= now) && self.state == State::HalfOpen {
+            ctx.counters.half_open_expired += 1;
+            self.die(ctx, DownReason::Failed(FailReason::HalfOpenTimeout));
+            return;
+        }
+        let give_up = self
+            .pending
+            .as_ref()
+            .and_then(|p| self.give_up_at(ctx, p.first_sent));
+        if let Some(p) = self.pending.as_mut() {
+            if p.next_at <= now {
+                let c = &ctx.conns[self.conn];
+                let dpd_gone = give_up.is_some_and(|g| now >= g);
+                if p.tries >= c.retransmit.tries || dpd_gone {
+                    if let Kind::ReturnRoutability { .. } = p.kind {
+                        // RFC 4555 5.2: the new address did not prove itself; the
+                        // SAs stay where they are.
+                        ctx.counters.mobike_rr_failed += 1;
+                        self.pending = None;
+                        self.kick(ctx, now);
+                        return;
+                    }
+                    let reason = match self.state {
+                        State::InitSent | State::AuthSent => {
+                            DownReason::Failed(FailReason::Timeout)
+                        }
+                        State::Deleting => DownReason::Deleted,
+                        State::Rekeyed => DownReason::Rekeyed,
+                        _ => DownReason::PeerDead,
+                    };
+                    self.die(ctx, reason);
+                    return;
+                }
+                p.tries += 1;
+                if (p.tries as usize) <= p.alt.len() {
+                    // RFC 4555 3.7: the next pairs are probes, not retries of a
+                    // lossy path: one after the other, quickly.
+                    p.interval_ms = p.interval_ms.min(PATH_PROBE_MS);
+                } else {
+                    p.interval_ms = (p.interval_ms * 2).min(c.retransmit.max_ms);
+                }
+                p.next_at = now + p.interval_ms * NS_PER_MS;
+                if let Some(g) = give_up {
+                    p.next_at = p.next_at.min(g);
+                }
+                ctx.counters.retransmits += 1;
+                // The same bytes, on the next pair to test (RFC 4555 3.7).
+                let n = p.alt.len() + 1;
+                let i = (p.tries as usize - 1) % n;
+                let (l, r) = match i {
+                    0 => (p.local, p.remote),
+                    i => p.alt.get(i - 1).copied().unwrap_or((p.local, p.remote)),
+                };
+                let d = p.data.clone();
+                ctx.send(l, r, d);
+            }
+        }
+        if self.expire_at.is_some_and(|t| t <= now) {
+            self.expire_at = None;
+            match self.state {
+                State::Rekeyed => {
+                    self.die(ctx, DownReason::Rekeyed);
+                    return;
+                }
+                State::Deleting => {
+                    self.die(ctx, DownReason::Expired);
+                    return;
+                }
+                _ => {
+                    // Hard lifetime: delete now; if the peer does not answer within
+                    // the retransmissions the SA goes anyway.
+                    self.start_delete(ctx, now);
+                }
+            }
+        }
+        if self.retry_at.is_some_and(|t| t <= now) {
+            self.retry_at = None;
+        }
+        if self.childless_until.is_some_and(|t| t <= now) {
+            self.childless_until = None;
+            if self.state == State::Established && self.children.is_empty() {
+                ctx.counters.childless_deleted += 1;
+                self.start_delete(ctx, now);
+            }
+        }
+        if self.rekey_at.is_some_and(|t| t <= now) {
+            self.rekey_at = None;
+            self.start_rekey_ike(ctx, now);
+        }
+        if let Some(at) = self.dpd_at.filter(|t| *t <= now) {
+            let interval = ctx.conns[self.conn].dpd.interval_s * NS_PER_S;
+            if now.saturating_sub(self.last_rx) >= interval && self.pending.is_none() {
+                self.start_dpd(ctx, now);
+                self.dpd_at = Some(now + interval);
+            } else {
+                self.dpd_at = Some(self.last_rx.max(at) + interval);
+            }
+        }
+        let mut rekey = Vec::new();
+        let mut expire = Vec::new();
+        for c in &mut self.children {
+            if c.rekey_at.is_some_and(|t| t <= now) {
+                c.rekey_at = None;
+                rekey.push(c.info.id);
+            }
+            if c.expire_at.is_some_and(|t| t <= now) {
+                c.expire_at = None;
+                expire.push(c.info.id);
+            }
+        }
+        for id in rekey {
+            self.start_rekey_child(ctx, now, id);
+        }
+        if !expire.is_empty() {
+            // Hard expiry: out of the dataplane now (RFC 7296 2.8), then tell the peer.
+            let spis: Vec<u32> = self
+                .children
+                .iter()
+                .filter(|c| expire.contains(&c.info.id))
+                .map(|c| c.info.spi_in)
+                .collect();
+            self.remove_children(ctx, &expire);
+            if !spis.is_empty() && self.state == State::Established {
+                self.queue.push_back(Req::DeleteSpis(spis));
+            }
+        }
+        self.kick(ctx, now);
+    }
+}
