@@ -84,6 +84,12 @@ pub struct IkeReport {
     /// Processes: IKE SAs the gateway still held when the stop measurement gave up
     /// (should be 0 in every round).
     pub proc_stop_left: Option<Figure>,
+    /// Processes: resident memory (KiB) of the gateway with no tunnel (what
+    /// `max_sas` preallocates), and per tunnel of each process with the tunnels up
+    /// (all of its memory divided by the tunnels, preallocation included).
+    pub proc_rss_empty_gw_kib: Option<Figure>,
+    pub proc_rss_gw_per_tunnel_kib: Option<Figure>,
+    pub proc_rss_cl_per_tunnel_kib: Option<Figure>,
     pub tunnels: usize,
 }
 
@@ -185,7 +191,9 @@ fn write_configs(
              clear:\n  backend: tun\n  name: unused0\n\
              control:\n  socket: {}\n\
              ike:\n  listen: [{me}]\n  port: {IKE_PORT}\n  port_nat_t: {NAT_T_PORT}\n  cookie_threshold: {}\n",
-            (tunnels * 4).max(64),
+            // Room for every tunnel and a rekey's overlap (the loader adds 1/32
+            // more for rekeys): what a gateway for this many would be given.
+            tunnels + tunnels / 4 + 64,
             sock.display(),
             tunnels * 2 + 16
         )
@@ -195,10 +203,10 @@ fn write_configs(
     fs::write(
         &gw_cfg,
         format!(
-            "{}pools:\n  - name: vpn4\n    addrs: 10.64.0.0/16\n\
+            "{}pools:\n  - name: vpn4\n    addrs: 10.64.0.0/13\n\
              connections:\n  - name: rw\n    local_id: gw.bench\n    remote_id: \"%any\"\n    psk: {psk}\n\
              \x20   proposals: [aes128gcm16-prfsha256-x25519]\n\
-             \x20   local_ts: [10.1.0.0/24]\n    pools: [vpn4]\n    dpd_delay: 0\n",
+             \x20   local_ts: [10.1.0.0/24]\n    pools: [vpn4]\n    dpd_delay: 30s\n",
             common(gw, &dir.join("gw.sock"))
         ),
     )
@@ -209,7 +217,7 @@ fn write_configs(
             "{}connections:\n  - name: bench\n    peeraddr: \"{gw}:{IKE_PORT}\"\n\
              \x20   local_id: client-%n@bench\n    remote_id: gw.bench\n    psk: {psk}\n\
              \x20   proposals: [aes128gcm16-prfsha256-x25519]\n\
-             \x20   vips: [0.0.0.0]\n    remote_ts: [10.1.0.0/24]\n    dpd_delay: 0\n    instances: {tunnels}\n",
+             \x20   vips: [0.0.0.0]\n    remote_ts: [10.1.0.0/24]\n    dpd_delay: 30s\n    instances: {tunnels}\n",
             common(cl, &dir.join("cl.sock"))
         ),
     )
@@ -268,6 +276,13 @@ fn cpu_s(pid: u32) -> Option<f64> {
     Some(ticks / 100.0)
 }
 
+/// Resident memory of a process, in KiB (VmRSS of proc(5)'s status).
+fn rss_kib(pid: u32) -> Option<f64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// % of one core each process used over `secs` (processes idle meanwhile).
 fn idle_cpu(pids: &[u32], secs: f64) -> Vec<f64> {
     let t0 = Instant::now();
@@ -321,6 +336,11 @@ struct Round {
     /// SAs it still held if that never happened.
     stop_s: f64,
     stop_left: u64,
+    /// Resident memory in KiB: the gateway with no tunnel; gateway and client with
+    /// the tunnels up.
+    rss_empty_gw: f64,
+    rss_gw: f64,
+    rss_cl: f64,
 }
 
 /// One gateway/client pair bringing up `tunnels`; with `idle_s` > 0 it measures
@@ -354,6 +374,7 @@ fn proc_run(
         ));
     }
     let gw_pid = procs.0[0].id();
+    let rss_empty_gw = rss_kib(gw_pid).unwrap_or(f64::NAN);
     let idle_empty_gw = if idle_s > 0.0 {
         idle_cpu(&[gw_pid], idle_s)[0]
     } else {
@@ -389,6 +410,9 @@ fn proc_run(
         idle_cl: f64::NAN,
         stop_s: f64::NAN,
         stop_left: 0,
+        rss_empty_gw,
+        rss_gw: rss_kib(gw_pid).unwrap_or(f64::NAN),
+        rss_cl: rss_kib(cl_pid).unwrap_or(f64::NAN),
     };
     if idle_s <= 0.0 {
         return Ok(r);
@@ -440,6 +464,9 @@ pub fn run(cfg: &IkeBenchConfig) -> Result<IkeReport, String> {
         proc_idle_cl_pct: None,
         proc_stop_s: None,
         proc_stop_left: None,
+        proc_rss_empty_gw_kib: None,
+        proc_rss_gw_per_tunnel_kib: None,
+        proc_rss_cl_per_tunnel_kib: None,
         tunnels: cfg.tunnels,
     };
     if let Some(bin) = &cfg.bin {
@@ -473,6 +500,12 @@ pub fn run(cfg: &IkeBenchConfig) -> Result<IkeReport, String> {
             report.proc_stop_s = of(|r| r.stop_s);
             report.proc_stop_left = of(|r| r.stop_left as f64);
         }
+        let n = cfg.tunnels.max(1) as f64;
+        let of =
+            |f: &dyn Fn(&Round) -> f64| Some(Figure::of(&rounds.iter().map(f).collect::<Vec<_>>()));
+        report.proc_rss_empty_gw_kib = of(&|r| r.rss_empty_gw);
+        report.proc_rss_gw_per_tunnel_kib = of(&|r| r.rss_gw / n);
+        report.proc_rss_cl_per_tunnel_kib = of(&|r| r.rss_cl / n);
         report.proc_setup_ms = Some(Figure::of(&one));
         report.proc_ike_ms = Some(Figure::of(&logged));
         report.proc_bulk_ike_ms = Some(Figure::of(&bulk_logged));
@@ -546,6 +579,28 @@ pub fn render_table(r: &IkeReport) -> String {
     for (name, f) in cpu {
         if let Some(f) = f {
             rows.push(vec![name.to_string(), f.show(2)]);
+        }
+    }
+    let mem = [
+        (
+            "memory, gateway with no tunnel (MiB RSS)".to_string(),
+            r.proc_rss_empty_gw_kib.map(|f| f.scaled(1.0 / 1024.0)),
+            1,
+        ),
+        (
+            format!("memory, gateway per tunnel with {} up (KiB RSS)", r.tunnels),
+            r.proc_rss_gw_per_tunnel_kib,
+            2,
+        ),
+        (
+            format!("memory, client per tunnel with {} up (KiB RSS)", r.tunnels),
+            r.proc_rss_cl_per_tunnel_kib,
+            2,
+        ),
+    ];
+    for (name, f, digits) in mem {
+        if let Some(f) = f {
+            rows.push(vec![name, f.show(digits)]);
         }
     }
     if let (Some(stop), Some(left)) = (r.proc_stop_s, r.proc_stop_left) {

@@ -41,6 +41,16 @@ impl Figure {
     }
 
     /// `median (min-max)` with `decimals` digits.
+    /// The same figure in another unit.
+    pub fn scaled(&self, k: f64) -> Figure {
+        Figure {
+            median: self.median * k,
+            min: self.min * k,
+            max: self.max * k,
+            ..*self
+        }
+    }
+
     pub fn show(&self, decimals: usize) -> String {
         format!(
             "{:.d$} ({:.d$}-{:.d$})",
