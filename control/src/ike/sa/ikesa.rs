@@ -665,6 +665,7 @@ impl IkeSa {
                 k @ Kind::Auth { .. } => {
                     if self.state == State::AuthSent && h.exchange_type == ExchangeType::IKE_AUTH {
                         self.handle_auth_response(ctx, now, &p, k);
+                        self.forget_handshake();
                     }
                 }
                 k @ Kind::Child { .. } => self.handle_child_response(ctx, now, &p, k),
@@ -719,7 +720,8 @@ impl IkeSa {
             self.peer_next_id = self.peer_next_id.wrapping_add(1);
             match (h.exchange_type, self.state) {
                 (ExchangeType::IKE_AUTH, State::HalfOpen) => {
-                    self.handle_auth_request(ctx, now, rq, &p)
+                    self.handle_auth_request(ctx, now, rq, &p);
+                    self.forget_handshake();
                 }
                 (ExchangeType::CREATE_CHILD_SA, _) => self.handle_child_request(ctx, now, rq, &p),
                 (ExchangeType::INFORMATIONAL, _) => self.handle_info_request(ctx, now, rq, &p),

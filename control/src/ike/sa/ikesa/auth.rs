@@ -180,6 +180,22 @@ impl IkeSa {
         );
     }
 
+    /// After IKE_AUTH, what only the handshake needed goes: the IKE_SA_INIT messages
+    /// the AUTH payloads sign (RFC 7296 2.15), the nonces the first child's keys came
+    /// from (2.17), a cookie (2.6), a key share. An established SA keeps its keys and
+    /// little else: at 100,000 tunnels these were a kilobyte each.
+    pub(super) fn forget_handshake(&mut self) {
+        if self.state != State::Established {
+            return;
+        }
+        self.init_req = Vec::new();
+        self.init_resp = Vec::new();
+        self.ni = Vec::new();
+        self.nr = Vec::new();
+        self.cookie = None;
+        self.ke = None;
+    }
+
     fn establish(&mut self, ctx: &mut Ctx<'_>, now: u64) {
         self.state = State::Established;
         self.half_open_until = None;
