@@ -142,6 +142,10 @@ enum BenchCmd {
         /// Seconds of each idle CPU window (0: neither idle CPU nor the stop measured).
         #[arg(long, default_value_t = 5.0)]
         idle_s: f64,
+        /// DPD interval of both ends in seconds (0: off); the idle window then starts
+        /// one interval after the tunnels are up.
+        #[arg(long, default_value_t = 30)]
+        dpd_s: u64,
     },
 }
 
@@ -266,6 +270,7 @@ fn bench(which: BenchCmd) -> Result<(), String> {
             rounds,
             bulk_rounds,
             idle_s,
+            dpd_s,
         } => {
             let bin = std::env::current_exe().map_err(|e| format!("this binary's path: {e}"))?;
             let cfg = perf::ike::IkeBenchConfig {
@@ -274,6 +279,7 @@ fn bench(which: BenchCmd) -> Result<(), String> {
                 tunnels: tunnels.max(1),
                 bulk_rounds: bulk_rounds.max(1),
                 idle_s: idle_s.max(0.0),
+                dpd_s,
             };
             let report = perf::ike::run(&cfg)?;
             println!("{}", perf::ike::render_table(&report));

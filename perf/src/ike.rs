@@ -41,6 +41,10 @@ pub struct IkeBenchConfig {
     pub bulk_rounds: usize,
     /// Seconds over which idle CPU is measured (0: not measured).
     pub idle_s: f64,
+    /// DPD interval of both ends, seconds (0: off). With DPD on, the idle window
+    /// starts one interval after the last tunnel came up, so every tunnel's liveness
+    /// checks run in it.
+    pub dpd_s: u64,
 }
 
 impl Default for IkeBenchConfig {
@@ -51,6 +55,7 @@ impl Default for IkeBenchConfig {
             tunnels: 1000,
             bulk_rounds: 3,
             idle_s: 5.0,
+            dpd_s: 30,
         }
     }
 }
@@ -182,6 +187,7 @@ fn write_configs(
     gw: &str,
     cl: &str,
     tunnels: usize,
+    dpd_s: u64,
 ) -> Result<(PathBuf, PathBuf), String> {
     let psk = "0x62656e63686d61726b2d6f6e6c792d70736b2d6e6f742d666f722d757365";
     let common = |me: &str, sock: &Path| {
@@ -206,7 +212,7 @@ fn write_configs(
             "{}pools:\n  - name: vpn4\n    addrs: 10.64.0.0/13\n\
              connections:\n  - name: rw\n    local_id: gw.bench\n    remote_id: \"%any\"\n    psk: {psk}\n\
              \x20   proposals: [aes128gcm16-prfsha256-x25519]\n\
-             \x20   local_ts: [10.1.0.0/24]\n    pools: [vpn4]\n    dpd_delay: 30s\n",
+             \x20   local_ts: [10.1.0.0/24]\n    pools: [vpn4]\n    dpd_delay: {dpd_s}s\n",
             common(gw, &dir.join("gw.sock"))
         ),
     )
@@ -217,7 +223,7 @@ fn write_configs(
             "{}connections:\n  - name: bench\n    peeraddr: \"{gw}:{IKE_PORT}\"\n\
              \x20   local_id: client-%n@bench\n    remote_id: gw.bench\n    psk: {psk}\n\
              \x20   proposals: [aes128gcm16-prfsha256-x25519]\n\
-             \x20   vips: [0.0.0.0]\n    remote_ts: [10.1.0.0/24]\n    dpd_delay: 30s\n    instances: {tunnels}\n",
+             \x20   vips: [0.0.0.0]\n    remote_ts: [10.1.0.0/24]\n    dpd_delay: {dpd_s}s\n    instances: {tunnels}\n",
             common(cl, &dir.join("cl.sock"))
         ),
     )
@@ -351,6 +357,7 @@ fn proc_run(
     round: usize,
     tunnels: usize,
     idle_s: f64,
+    dpd_s: u64,
 ) -> Result<Round, String> {
     let pid = std::process::id();
     let (x, y) = (20 + pid % 200, (round % 250) + 1);
@@ -358,7 +365,7 @@ fn proc_run(
     let cl = format!("127.{x}.{y}.2");
     let rdir = dir.join(format!("r{round}"));
     fs::create_dir_all(&rdir).map_err(|e| e.to_string())?;
-    let (gw_cfg, cl_cfg) = write_configs(&rdir, &gw, &cl, tunnels)?;
+    let (gw_cfg, cl_cfg) = write_configs(&rdir, &gw, &cl, tunnels, dpd_s)?;
     let gw_sock = rdir.join("gw.sock");
     let cl_sock = rdir.join("cl.sock");
     let mut procs = Procs(Vec::new());
@@ -417,6 +424,8 @@ fn proc_run(
     if idle_s <= 0.0 {
         return Ok(r);
     }
+    // Liveness checks start one interval after a tunnel came up.
+    std::thread::sleep(Duration::from_secs(dpd_s));
     let idle = idle_cpu(&[gw_pid, cl_pid], idle_s);
     (r.idle_gw, r.idle_cl) = (idle[0], idle[1]);
     // Stop the client as an operator would (SIGTERM, by PID): it deletes its IKE
@@ -478,7 +487,7 @@ pub fn run(cfg: &IkeBenchConfig) -> Result<IkeReport, String> {
         let mut one = Vec::new();
         let mut logged = Vec::new();
         for r in 0..cfg.rounds {
-            let round = proc_run(bin, &dir, r, 1, 0.0)?;
+            let round = proc_run(bin, &dir, r, 1, 0.0, 0)?;
             one.push(round.took * 1e3);
             logged.extend(round.setup_ms);
         }
@@ -486,7 +495,7 @@ pub fn run(cfg: &IkeBenchConfig) -> Result<IkeReport, String> {
         let mut bulk_logged = Vec::new();
         let mut rounds = Vec::new();
         for r in 0..cfg.bulk_rounds.max(1) {
-            let round = proc_run(bin, &dir, 100 + r, cfg.tunnels, cfg.idle_s)?;
+            let round = proc_run(bin, &dir, 100 + r, cfg.tunnels, cfg.idle_s, cfg.dpd_s)?;
             many.push(round.took);
             bulk_logged.extend(round.setup_ms.iter().copied());
             rounds.push(round);

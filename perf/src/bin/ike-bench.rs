@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 const USAGE: &str =
-    "usage: ike-bench [--bin PATH/TO/mobiked] [--json FILE] [--rounds N] [--tunnels N] [--bulk-rounds N] [--idle-s S (0: no idle CPU or stop measurement)]";
+    "usage: ike-bench [--bin PATH/TO/mobiked] [--json FILE] [--rounds N] [--tunnels N] [--bulk-rounds N] [--idle-s S (0: no idle CPU or stop measurement)] [--dpd-s S (DPD interval, 0: off)]";
 
 fn parse() -> Result<(IkeBenchConfig, Option<String>), String> {
     let mut cfg = IkeBenchConfig::default();
@@ -31,6 +31,11 @@ fn parse() -> Result<(IkeBenchConfig, Option<String>), String> {
             "--rounds" => cfg.rounds = num("--rounds")?,
             "--tunnels" => cfg.tunnels = num("--tunnels")?,
             "--bulk-rounds" => cfg.bulk_rounds = num("--bulk-rounds")?,
+            "--dpd-s" => {
+                cfg.dpd_s = v
+                    .parse::<u64>()
+                    .map_err(|_| format!("--dpd-s `{v}`: expected whole seconds >= 0"))?
+            }
             "--idle-s" => {
                 cfg.idle_s = v
                     .parse::<f64>()
