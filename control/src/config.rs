@@ -28,9 +28,9 @@ pub use ike::{
     INSTANCE_PLACEHOLDER, POOL_SIZE_MAX, PSK_MIN,
 };
 
-use dataplane::io::afpacket::{RxRing, MAX_BLOCK_TIMEOUT_MS};
 use serde_saphyr::{Location, Spanned};
 use shared::path::{Encap, PathId, PathSpec, L2};
+use shared::rx_ring::{RxRing, BLOCK_TIMEOUT_MS};
 use shared::policy::{Prefix, Tunnel, TunnelId};
 use shared::sa::{EspCipher, EspKey, InboundSpec, OutboundSpec};
 use shared::table::{TableConfig, TableWriter};
@@ -1443,10 +1443,8 @@ fn rx_ring(
 ) -> Option<RxRingConf> {
     let mut rx = RxRingConf::default();
     if let Some(v) = ring {
-        match cx.choice(&format!("{side}.rx_ring"), v, &["blocks", "frames"])? {
-            "frames" => rx.ring = RxRing::V2Frames,
-            _ => rx.ring = RxRing::V3Blocks,
-        }
+        let name = cx.choice(&format!("{side}.rx_ring"), v, &RxRing::NAMES)?;
+        rx.ring = name.parse().ok()?;
     }
     if let Some(v) = timeout {
         let path = format!("{side}.rx_block_timeout_ms");
@@ -1459,7 +1457,8 @@ fn rx_ring(
             );
             return None;
         }
-        let ms = cx.uint(&path, v, 1..=MAX_BLOCK_TIMEOUT_MS as u64, "milliseconds")?;
+        let range = u64::from(*BLOCK_TIMEOUT_MS.start())..=u64::from(*BLOCK_TIMEOUT_MS.end());
+        let ms = cx.uint(&path, v, range, "milliseconds")?;
         rx.block_timeout_ms = ms as u32;
     }
     Some(rx)
