@@ -42,9 +42,12 @@ impl FromStr for RxRing {
     type Err = String;
     /// Parses `blocks` (TPACKET_V3) or `frames` (TPACKET_V2).
     fn from_str(s: &str) -> Result<RxRing, String> {
-        RxRing::ALL.into_iter().find(|r| r.name() == s).ok_or_else(|| {
-            format!("rx ring `{s}`: expected `blocks` (TPACKET_V3) or `frames` (TPACKET_V2)")
-        })
+        RxRing::ALL
+            .into_iter()
+            .find(|r| r.name() == s)
+            .ok_or_else(|| {
+                format!("rx ring `{s}`: expected `blocks` (TPACKET_V3) or `frames` (TPACKET_V2)")
+            })
     }
 }
 

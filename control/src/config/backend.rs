@@ -1,0 +1,71 @@
+//! What the two sides (`cipher:` and `clear:`) share: the receive ring keys of the
+//! afpacket backend, whose kinds and limits come from [`shared::rx_ring`], the
+//! definition the afpacket backend opens its ring by.
+
+use super::value::{Ctx, S};
+use shared::rx_ring::{RxRing, BLOCK_TIMEOUT_MS};
+
+/// How an afpacket port's receive ring hands frames over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RxRingConf {
+    /// `blocks` (TPACKET_V3: throughput) or `frames` (TPACKET_V2: each frame at once).
+    pub ring: RxRing,
+    /// With `blocks`: a partly filled block is handed over after this long.
+    pub block_timeout_ms: u32,
+}
+
+impl Default for RxRingConf {
+    fn default() -> Self {
+        RxRingConf {
+            ring: RxRing::V3Blocks,
+            block_timeout_ms: 1,
+        }
+    }
+}
+
+/// `rx_ring` / `rx_block_timeout_ms` of an afpacket side.
+pub(super) fn rx_ring(
+    cx: &mut Ctx<'_>,
+    side: &str,
+    ring: Option<&S>,
+    timeout: Option<&S>,
+) -> Option<RxRingConf> {
+    let mut rx = RxRingConf::default();
+    if let Some(v) = ring {
+        let name = cx.choice(&format!("{side}.rx_ring"), v, &RxRing::NAMES)?;
+        rx.ring = name.parse().ok()?;
+    }
+    if let Some(v) = timeout {
+        let path = format!("{side}.rx_block_timeout_ms");
+        if rx.ring == RxRing::V2Frames {
+            cx.err(
+                &path,
+                v.referenced,
+                "frame rings hand every frame over at once; there is no block to time out",
+                "remove it, or set `rx_ring: blocks`",
+            );
+            return None;
+        }
+        let range = u64::from(*BLOCK_TIMEOUT_MS.start())..=u64::from(*BLOCK_TIMEOUT_MS.end());
+        let ms = cx.uint(&path, v, range, "milliseconds")?;
+        rx.block_timeout_ms = ms as u32;
+    }
+    Some(rx)
+}
+
+pub(super) fn rx_keys_only_with_afpacket(
+    cx: &mut Ctx<'_>,
+    side: &str,
+    ring: Option<&S>,
+    timeout: Option<&S>,
+    backend: &str,
+) {
+    for (key, v) in [("rx_ring", ring), ("rx_block_timeout_ms", timeout)] {
+        cx.only_with(
+            &format!("{side}.{key}"),
+            v.map(|v| v.referenced),
+            "afpacket",
+            backend,
+        );
+    }
+}
