@@ -1,6 +1,7 @@
 //! Addresses with ports, as the sections write them.
 
 use super::value::{Ctx, S};
+use std::fmt::Display;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 impl Ctx<'_> {
@@ -90,4 +91,19 @@ pub(super) fn ip_of(v6: bool, n: u128) -> IpAddr {
     } else {
         IpAddr::V4(Ipv4Addr::from(n as u32))
     }
+}
+
+/// Whether a socket bound to `bound` receives what is sent to `addr`: the same address,
+/// or the wildcard of its family.
+pub(super) fn covers(bound: IpAddr, addr: IpAddr) -> bool {
+    bound == addr || (bound.is_unspecified() && bound.is_ipv4() == addr.is_ipv4())
+}
+
+/// Addresses as a message lists them: `192.0.2.1, 2001:db8::1`.
+pub(super) fn joined<T: Display>(addrs: impl IntoIterator<Item = T>) -> String {
+    addrs
+        .into_iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -15,12 +15,11 @@ mod vips;
 
 use super::addr::{ip_of, u128_of};
 use super::ike::IkeListenConf;
-use super::name::validate_name;
+use super::name::Names;
 use super::value::{Ctx, Many, S};
 use crate::ike::conn::{Conn, Identity, PoolConf};
 use mobike::{client_block, client_block_fits, mobike_gate, mobike_settings};
 use serde_saphyr::Spanned;
-use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
@@ -231,7 +230,7 @@ pub(super) fn validate(
     pools: &[Option<PoolConf>],
     pool_names: &[Option<String>],
 ) -> Option<Vec<ConnConf>> {
-    let mut names: HashMap<String, usize> = HashMap::new();
+    let mut names = Names::new("connection", "connections");
     let mut out = Some(Vec::new());
     for (i, item) in list.value.iter().enumerate() {
         let c = validate_conn(cx, i, item, ike, pools, pool_names, &mut names);
@@ -250,7 +249,7 @@ fn validate_conn(
     ike: &IkeListenConf,
     pools: &[Option<PoolConf>],
     pool_names: &[Option<String>],
-    names: &mut HashMap<String, usize>,
+    names: &mut Names,
 ) -> Option<ConnConf> {
     let r = &item.value;
     let here = item.referenced;
@@ -259,31 +258,7 @@ fn validate_conn(
     let loc_of = |v: &Option<S>| v.as_ref().map_or(here, |v| v.referenced);
     let mut ok = true;
 
-    let name = match &r.name {
-        None => {
-            cx.missing(&at("name"), Some(here), "add `name: NAME`");
-            None
-        }
-        Some(n) => {
-            if !validate_name(cx, &at("name"), n) {
-                None
-            } else if let Some(first) = names.get(&n.value) {
-                cx.err(
-                    &at("name"),
-                    n.referenced,
-                    format!(
-                        "connection name `{}` is already used by connections[{first}]",
-                        n.value
-                    ),
-                    "give every connection its own name",
-                );
-                None
-            } else {
-                names.insert(n.value.clone(), i);
-                Some(n.value.clone())
-            }
-        }
-    };
+    let name = names.check(cx, i, here, r.name.as_ref(), "add `name: NAME`");
 
     let (peer_addrs, peer_bad) = addrs::peer_addrs(cx, &prefix, r, ike, &mut ok);
     let mut local_addrs = addrs::local_addrs(cx, &prefix, r, ike, &peer_addrs, &mut ok);

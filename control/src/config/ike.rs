@@ -2,7 +2,7 @@
 //! and when a responder demands cookies (RFC 7296 2.6). The other IKE sections are
 //! `pools.rs` and `connections.rs`, in the words a swanctl.conf or MyIKEv2 user knows.
 
-use super::addr::addr_port;
+use super::addr::{addr_port, covers};
 use super::cipher::{CipherBackend, CipherConf};
 use super::value::{items, Ctx, Many, S};
 use serde_saphyr::{Location, Spanned};
@@ -174,11 +174,7 @@ pub(super) fn validate(
         for (i, ip) in listen.iter().enumerate() {
             let covering: Vec<&SocketAddr> = bind
                 .iter()
-                .filter(|b| {
-                    b.ip() == *ip
-                        || (b.ip().is_unspecified() && b.is_ipv4() == ip.is_ipv4())
-                        || (ip.is_unspecified() && b.is_ipv4() == ip.is_ipv4())
-                })
+                .filter(|b| covers(b.ip(), *ip) || covers(*ip, b.ip()))
                 .collect();
             let (p, loc) = listen_items
                 .get(i)

@@ -1,12 +1,12 @@
 //! `paths:`: the outer headers of static SAs: local and remote address, UDP (RFC 3948)
 //! or plain ESP, NAT keepalives, and the next hop on an afpacket cipher side.
 
+use super::addr::{covers, joined};
 use super::cipher::{CipherBackend, CipherConf};
-use super::name::validate_name;
+use super::name::Names;
 use super::value::{parse_mac, Ctx, S};
 use serde_saphyr::Spanned;
 use shared::path::Encap;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 
 /// Longest NAT keepalive interval accepted, in seconds.
@@ -54,39 +54,19 @@ pub(super) fn validate(
         Some(CipherBackend::AfPacket { .. })
     );
     let backend_name = if afpacket { "afpacket" } else { "udp" };
-    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut names = Names::new("path", "paths");
     let mut out = Vec::new();
     for (i, item) in list.value.iter().enumerate() {
         let r = &item.value;
         let at = |k: &str| format!("paths[{i}].{k}");
         let mut ok = true;
-        let name = match &r.name {
-            None => {
-                cx.missing(
-                    &at("name"),
-                    Some(item.referenced),
-                    "add `name: NAME`; tunnels refer to their path by name",
-                );
-                ok = false;
-                None
-            }
-            Some(n) => {
-                if !validate_name(cx, &at("name"), n) {
-                    ok = false;
-                } else if let Some(first) = seen.get(&n.value) {
-                    cx.err(
-                        &at("name"),
-                        n.referenced,
-                        format!("path name `{}` is already used by paths[{first}]", n.value),
-                        "give every path its own name",
-                    );
-                    ok = false;
-                } else {
-                    seen.insert(n.value.clone(), i);
-                }
-                Some(n.value.clone())
-            }
-        };
+        let name = names.check(
+            cx,
+            i,
+            item.referenced,
+            r.name.as_ref(),
+            "add `name: NAME`; tunnels refer to their path by name",
+        );
         let addr = |cx: &mut Ctx<'_>, key: &str, v: &Option<S>| match v {
             None => {
                 cx.missing(
@@ -202,17 +182,11 @@ pub(super) fn validate(
                 ..
             }) = cipher
             {
-                let covered = bind.iter().any(|b| {
-                    b.port() == l.port()
-                        && (b.ip() == l.ip()
-                            || (b.ip().is_unspecified() && b.is_ipv4() == l.is_ipv4()))
-                });
+                let covered = bind
+                    .iter()
+                    .any(|b| b.port() == l.port() && covers(b.ip(), l.ip()));
                 if !covered {
-                    let list = bind
-                        .iter()
-                        .map(|b| b.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ");
+                    let list = joined(bind);
                     cx.err(
                         &at("local"),
                         r.local.as_ref().map_or(item.referenced, |v| v.referenced),

@@ -2,12 +2,11 @@
 //! their DNS servers.
 
 use super::addr::{ip_of, u128_of};
-use super::name::validate_name;
+use super::name::Names;
 use super::prefix::{mapped, prefix_len};
 use super::value::{items, Ctx, Many, S};
 use crate::ike::conn::PoolConf;
 use serde_saphyr::Spanned;
-use std::collections::HashMap;
 use std::net::IpAddr;
 
 /// Largest address pool (the IKE engine keeps one bit of lease state per address).
@@ -109,7 +108,7 @@ pub(super) fn validate(
     raw: Option<&Spanned<Vec<Spanned<RawPool>>>>,
 ) -> Vec<Option<PoolConf>> {
     let Some(list) = raw else { return Vec::new() };
-    let mut names: HashMap<String, usize> = HashMap::new();
+    let mut names = Names::new("pool", "pools");
     // (family, first, last, key path) of every valid pool, for the overlap check.
     let mut ranges: Vec<(bool, u128, u128, String)> = Vec::new();
     let mut out = Vec::new();
@@ -117,32 +116,13 @@ pub(super) fn validate(
         let r = &item.value;
         let at = |k: &str| format!("pools[{i}].{k}");
         let mut ok = true;
-        let name = match &r.name {
-            None => {
-                cx.missing(
-                    &at("name"),
-                    Some(item.referenced),
-                    "add `name: NAME`; connections refer to their pools by name",
-                );
-                None
-            }
-            Some(n) => {
-                if !validate_name(cx, &at("name"), n) {
-                    ok = false;
-                } else if let Some(first) = names.get(&n.value) {
-                    cx.err(
-                        &at("name"),
-                        n.referenced,
-                        format!("pool name `{}` is already used by pools[{first}]", n.value),
-                        "give every pool its own name",
-                    );
-                    ok = false;
-                } else {
-                    names.insert(n.value.clone(), i);
-                }
-                Some(n.value.clone())
-            }
-        };
+        let name = names.check(
+            cx,
+            i,
+            item.referenced,
+            r.name.as_ref(),
+            "add `name: NAME`; connections refer to their pools by name",
+        );
         let range = match &r.addrs {
             None => {
                 cx.missing(

@@ -2,8 +2,7 @@
 //! and an SA per direction (`sa.rs`).
 
 use super::dataplane::DataplaneConf;
-use super::keys::suggest;
-use super::name::validate_name;
+use super::name::{unknown_name_fix, Names};
 use super::prefix::{disjoint_families, mapped_v4, FAMILY_FIX};
 use super::sa::{self, RawSa, SaConf};
 use super::value::{Ctx, List, S};
@@ -44,7 +43,7 @@ pub(super) fn validate(
         return Some(Vec::new());
     };
     let default_window = dp.map_or(1024, |d| d.replay_window);
-    let mut names: HashMap<String, usize> = HashMap::new();
+    let mut names = Names::new("tunnel", "tunnels");
     let mut inbound_spis: HashMap<u32, String> = HashMap::new();
     let mut keys: Vec<(Vec<u8>, String)> = Vec::new();
     let mut out = Some(Vec::new());
@@ -52,31 +51,7 @@ pub(super) fn validate(
         let r = &item.value;
         let at = |k: &str| format!("tunnels[{i}].{k}");
         let mut ok = true;
-        let name = match &r.name {
-            None => {
-                cx.missing(&at("name"), Some(item.referenced), "add `name: NAME`");
-                None
-            }
-            Some(n) => {
-                if !validate_name(cx, &at("name"), n) {
-                    None
-                } else if let Some(first) = names.get(&n.value) {
-                    cx.err(
-                        &at("name"),
-                        n.referenced,
-                        format!(
-                            "tunnel name `{}` is already used by tunnels[{first}]",
-                            n.value
-                        ),
-                        "give every tunnel its own name",
-                    );
-                    None
-                } else {
-                    names.insert(n.value.clone(), i);
-                    Some(n.value.clone())
-                }
-            }
-        };
+        let name = names.check(cx, i, item.referenced, r.name.as_ref(), "add `name: NAME`");
         let path = match &r.path {
             None => {
                 cx.missing(
@@ -93,13 +68,12 @@ pub(super) fn validate(
                     None => {
                         let known: Vec<&str> =
                             path_names.iter().flatten().map(String::as_str).collect();
-                        let fix = match suggest(&p.value, &known) {
-                            Some(s) => format!("did you mean `{s}`?"),
-                            None if known.is_empty() => {
-                                "define the path under `paths:`".to_string()
-                            }
-                            None => format!("name one of the paths: {}", known.join(", ")),
-                        };
+                        let fix = unknown_name_fix(
+                            &p.value,
+                            &known,
+                            "paths",
+                            "define the path under `paths:`",
+                        );
                         cx.err(
                             &at("path"),
                             p.referenced,

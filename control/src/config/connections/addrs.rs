@@ -3,7 +3,7 @@
 //! socket for.
 
 use super::RawConn;
-use crate::config::addr::addr_port;
+use crate::config::addr::{addr_port, covers, joined};
 use crate::config::ike::IkeListenConf;
 use crate::config::value::{items, Ctx};
 use serde_saphyr::Location;
@@ -122,16 +122,9 @@ pub(super) fn local_addrs(
                     *ok = false;
                 }
                 Ok(a) => {
-                    let covered = ike.listen.iter().any(|l| {
-                        *l == a.ip() || (l.is_unspecified() && l.is_ipv4() == a.is_ipv4())
-                    });
+                    let covered = ike.listen.iter().any(|l| covers(*l, a.ip()));
                     if !covered {
-                        let known = ike
-                            .listen
-                            .iter()
-                            .map(|l| l.to_string())
-                            .collect::<Vec<_>>()
-                            .join(", ");
+                        let known = joined(&ike.listen);
                         cx.err(
                             &p,
                             loc,
@@ -188,12 +181,7 @@ pub(super) fn local_addrs(
                 } else {
                     ("IPv6", "IPv4")
                 };
-                let known = ike
-                    .listen
-                    .iter()
-                    .map(|l| l.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ");
+                let known = joined(&ike.listen);
                 cx.err(
                     p,
                     *loc,

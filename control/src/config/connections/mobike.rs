@@ -3,7 +3,7 @@
 //! (`startclntaddr` with `mobikeaddrpertunnel`), and the values of the rest.
 
 use super::RawConn;
-use crate::config::addr::{ip_of, u128_of};
+use crate::config::addr::{ip_of, joined, u128_of};
 use crate::config::duration::DURATION_MAX_S;
 use crate::config::ike::IkeListenConf;
 use crate::config::prefix::prefix_len;
@@ -263,12 +263,7 @@ pub(super) fn client_block_fits(
         })
         .flatten();
     if let Some(a) = uncovered {
-        let known = ike
-            .listen
-            .iter()
-            .map(|l| l.to_string())
-            .collect::<Vec<_>>()
-            .join(", ");
+        let known = joined(&ike.listen);
         let any = if v6 { "'::'" } else { "0.0.0.0" };
         cx.err(
             path,

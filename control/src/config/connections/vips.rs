@@ -2,7 +2,7 @@
 //! out from the pools it names (`pools`).
 
 use super::RawConn;
-use crate::config::keys::suggest;
+use crate::config::name::unknown_name_fix;
 use crate::config::value::{items, Ctx};
 use crate::ike::conn::PoolConf;
 use std::net::IpAddr;
@@ -116,13 +116,12 @@ pub(super) fn conn_pools(
                     }
                 }
                 None => {
-                    let fix = match suggest(&s, &known) {
-                        Some(k) => format!("did you mean `{k}`?"),
-                        None if known.is_empty() => {
-                            "define the pool under `pools:` (name, addrs)".to_string()
-                        }
-                        None => format!("name one of the pools: {}", known.join(", ")),
-                    };
+                    let fix = unknown_name_fix(
+                        &s,
+                        &known,
+                        "pools",
+                        "define the pool under `pools:` (name, addrs)",
+                    );
                     cx.err(&p, loc, format!("no pool is named `{s}`"), fix);
                     *ok = false;
                 }
