@@ -3,7 +3,9 @@
 //! definition the afpacket backend opens its ring by.
 
 use super::value::{Ctx, S};
+use serde_saphyr::Location;
 use shared::rx_ring::{RxRing, BLOCK_TIMEOUT_MS};
+use std::path::PathBuf;
 
 /// How an afpacket port's receive ring hands frames over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,4 +70,32 @@ pub(super) fn rx_keys_only_with_afpacket(
             backend,
         );
     }
+}
+
+/// What every side starts with (`side` is `cipher` or `clear`, written at `at`): its
+/// `pcap` file (`Some(None)` when not given, `None` when unusable) and its `backend`,
+/// one of `backends` (`None` when missing or unknown). Errors are reported.
+pub(super) fn head<'c>(
+    cx: &mut Ctx<'_>,
+    side: &str,
+    at: Location,
+    pcap: Option<&S>,
+    backend: Option<&S>,
+    backends: [&'c str; 2],
+) -> (Option<Option<PathBuf>>, Option<&'c str>) {
+    let pcap = match pcap {
+        None => Some(None),
+        Some(v) => cx.file_path(&format!("{side}.pcap"), v).map(Some),
+    };
+    let path = format!("{side}.backend");
+    let Some(b) = backend else {
+        let [a, b] = backends;
+        cx.missing(
+            &path,
+            Some(at),
+            format!("add `backend: {a}` or `backend: {b}`"),
+        );
+        return (pcap, None);
+    };
+    (pcap, cx.choice(&path, b, &backends))
 }

@@ -1,7 +1,7 @@
 //! `cipher:`: the outer (encrypted) side, on UDP sockets (`udp`) or on an Ethernet
 //! interface (`afpacket`).
 
-use super::backend::{rx_keys_only_with_afpacket, rx_ring, RxRingConf};
+use super::backend::{head, rx_keys_only_with_afpacket, rx_ring, RxRingConf};
 use super::value::{Ctx, List, S};
 use serde_saphyr::Spanned;
 use std::net::SocketAddr;
@@ -51,17 +51,15 @@ pub(super) fn validate(cx: &mut Ctx<'_>, raw: Option<&Spanned<RawCipher>>) -> Op
         return None;
     };
     let r = &raw.value;
-    let pcap = r.pcap.as_ref().and_then(|v| cx.file_path("cipher.pcap", v));
-    let pcap_ok = r.pcap.is_none() || pcap.is_some();
-    let Some(b) = &r.backend else {
-        cx.missing(
-            "cipher.backend",
-            Some(raw.referenced),
-            "add `backend: udp` or `backend: afpacket`",
-        );
-        return None;
-    };
-    let backend = match cx.choice("cipher.backend", b, &["udp", "afpacket"])? {
+    let (pcap, backend) = head(
+        cx,
+        "cipher",
+        raw.referenced,
+        r.pcap.as_ref(),
+        r.backend.as_ref(),
+        ["udp", "afpacket"],
+    );
+    let backend = match backend? {
         "udp" => {
             rx_keys_only_with_afpacket(
                 cx,
@@ -181,5 +179,5 @@ pub(super) fn validate(cx: &mut Ctx<'_>, raw: Option<&Spanned<RawCipher>>) -> Op
             CipherBackend::AfPacket { interface, rx }
         }
     };
-    pcap_ok.then_some(CipherConf { backend, pcap })
+    pcap.map(|pcap| CipherConf { backend, pcap })
 }

@@ -1,7 +1,7 @@
 //! `clear:`: the inner (protected) side, on a TUN device (`tun`) or on an Ethernet
 //! interface (`afpacket`).
 
-use super::backend::{rx_keys_only_with_afpacket, rx_ring, RxRingConf};
+use super::backend::{head, rx_keys_only_with_afpacket, rx_ring, RxRingConf};
 use super::value::{parse_mac, Ctx, S};
 use serde_saphyr::Spanned;
 use std::path::PathBuf;
@@ -50,17 +50,15 @@ pub(super) fn validate(cx: &mut Ctx<'_>, raw: Option<&Spanned<RawClear>>) -> Opt
         return None;
     };
     let r = &raw.value;
-    let pcap = r.pcap.as_ref().and_then(|v| cx.file_path("clear.pcap", v));
-    let pcap_ok = r.pcap.is_none() || pcap.is_some();
-    let Some(b) = &r.backend else {
-        cx.missing(
-            "clear.backend",
-            Some(raw.referenced),
-            "add `backend: tun` or `backend: afpacket`",
-        );
-        return None;
-    };
-    let backend = match cx.choice("clear.backend", b, &["tun", "afpacket"])? {
+    let (pcap, backend) = head(
+        cx,
+        "clear",
+        raw.referenced,
+        r.pcap.as_ref(),
+        r.backend.as_ref(),
+        ["tun", "afpacket"],
+    );
+    let backend = match backend? {
         "tun" => {
             cx.only_with(
                 "clear.interface",
@@ -142,5 +140,5 @@ pub(super) fn validate(cx: &mut Ctx<'_>, raw: Option<&Spanned<RawClear>>) -> Opt
             }
         }
     };
-    pcap_ok.then_some(ClearConf { backend, pcap })
+    pcap.map(|pcap| ClearConf { backend, pcap })
 }

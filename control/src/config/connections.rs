@@ -19,7 +19,7 @@ use super::name::Names;
 use super::value::{Ctx, Many, S};
 use crate::ike::conn::{Conn, Identity, PoolConf};
 use mobike::{client_block, client_block_fits, mobike_gate, mobike_settings};
-use serde_saphyr::Spanned;
+use serde_saphyr::{Location, Spanned};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
@@ -255,7 +255,6 @@ fn validate_conn(
     let here = item.referenced;
     let prefix = format!("connections[{i}].");
     let at = |k: &str| format!("{prefix}{k}");
-    let loc_of = |v: &Option<S>| v.as_ref().map_or(here, |v| v.referenced);
     let mut ok = true;
 
     let name = names.check(cx, i, here, r.name.as_ref(), "add `name: NAME`");
@@ -314,40 +313,7 @@ fn validate_conn(
         Some(v) => cx.boolean(&at("encap"), v),
     };
 
-    let instances = match &r.instances {
-        None => Some(1),
-        Some(v) => {
-            let n = cx.uint(
-                &at("instances"),
-                v,
-                1..=INSTANCES_MAX,
-                "copies of this connection",
-            );
-            if r.vips.is_none() {
-                cx.err(
-                    &at("instances"),
-                    v.referenced,
-                    "instances are copies of a client connection, each requesting its own virtual IP, and this connection has no vips",
-                    "add `vips: [0.0.0.0]`, or remove `instances`",
-                );
-                None
-            } else {
-                n.map(|n| n as u32)
-            }
-        }
-    };
-    if let (Some(n), Some(id)) = (instances, &local_id) {
-        let templated = matches!(id, Identity::Fqdn(s) | Identity::Email(s) if s.contains(INSTANCE_PLACEHOLDER));
-        if n > 1 && !templated {
-            cx.err(
-                &at("local_id"),
-                loc_of(&r.local_id),
-                format!("{n} instances would share one identity, and the gateway leases one virtual IP per identity"),
-                format!("put {INSTANCE_PLACEHOLDER} (the copy's number, from 1) into local_id, e.g. client-{INSTANCE_PLACEHOLDER}@example.org"),
-            );
-            ok = false;
-        }
-    }
+    let instances = instances(cx, &prefix, r, here, local_id.as_ref(), &mut ok);
 
     let client = match (client, instances) {
         (Some(Some(b)), Some(n)) => {
@@ -392,4 +358,53 @@ fn validate_conn(
         client_prefix_len: client.as_ref().map(|b| b.prefix_len),
         addrs_per_tunnel: client.as_ref().map_or(0, |b| b.per_tunnel),
     })
+}
+
+/// `instances`: copies of a client connection (1 unless given; only with `vips`), each
+/// with its own identity (`%n` in `local_id`) since the gateway leases one virtual IP
+/// per identity. `here` is where the connection starts.
+fn instances(
+    cx: &mut Ctx<'_>,
+    prefix: &str,
+    r: &RawConn,
+    here: Location,
+    local_id: Option<&Identity>,
+    ok: &mut bool,
+) -> Option<u32> {
+    let at = |k: &str| format!("{prefix}{k}");
+    let instances = match &r.instances {
+        None => Some(1),
+        Some(v) => {
+            let n = cx.uint(
+                &at("instances"),
+                v,
+                1..=INSTANCES_MAX,
+                "copies of this connection",
+            );
+            if r.vips.is_none() {
+                cx.err(
+                    &at("instances"),
+                    v.referenced,
+                    "instances are copies of a client connection, each requesting its own virtual IP, and this connection has no vips",
+                    "add `vips: [0.0.0.0]`, or remove `instances`",
+                );
+                None
+            } else {
+                n.map(|n| n as u32)
+            }
+        }
+    };
+    if let (Some(n), Some(id)) = (instances, local_id) {
+        let templated = matches!(id, Identity::Fqdn(s) | Identity::Email(s) if s.contains(INSTANCE_PLACEHOLDER));
+        if n > 1 && !templated {
+            cx.err(
+                &at("local_id"),
+                r.local_id.as_ref().map_or(here, |v| v.referenced),
+                format!("{n} instances would share one identity, and the gateway leases one virtual IP per identity"),
+                format!("put {INSTANCE_PLACEHOLDER} (the copy's number, from 1) into local_id, e.g. client-{INSTANCE_PLACEHOLDER}@example.org"),
+            );
+            *ok = false;
+        }
+    }
+    instances
 }

@@ -3,7 +3,7 @@
 
 use super::dataplane::REPLAY_WINDOW_MAX;
 use super::keys::suggest;
-use super::value::{not_a_number, parse_uint, Ctx, S};
+use super::value::{after_0x, hex_bytes, not_a_number, parse_uint, Ctx, S};
 use serde_saphyr::Spanned;
 use shared::sa::EspCipher;
 use std::fmt;
@@ -209,7 +209,7 @@ fn parse_key(cx: &mut Ctx<'_>, path: &str, v: &S, c: EspCipher) -> Option<Vec<u8
             i.name().to_ascii_uppercase()
         ),
     };
-    let Some(hex) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) else {
+    let Some(hex) = after_0x(s) else {
         let fix = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit()) {
             format!("prefix the hex digits with 0x (0x{s})")
         } else {
@@ -281,12 +281,5 @@ fn parse_key(cx: &mut Ctx<'_>, path: &str, v: &S, c: EspCipher) -> Option<Vec<u8
         );
         return None;
     }
-    let key: Option<Vec<u8>> = (0..hex.len())
-        .step_by(2)
-        .map(|i| {
-            hex.get(i..i + 2)
-                .and_then(|b| u8::from_str_radix(b, 16).ok())
-        })
-        .collect();
-    key
+    hex_bytes(hex)
 }

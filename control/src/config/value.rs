@@ -150,13 +150,33 @@ pub(super) fn not_a_number(s: &str) -> String {
 /// Decimal or `0x` hexadecimal, `_` allowed between digits.
 pub(super) fn parse_uint(s: &str) -> Option<u64> {
     let s = s.trim().replace('_', "");
-    if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+    if let Some(h) = after_0x(&s) {
         u64::from_str_radix(h, 16).ok()
     } else if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
         s.parse().ok()
     } else {
         None
     }
+}
+
+/// What follows `0x` (or `0X`): the digits of a hex value.
+pub(super) fn after_0x(s: &str) -> Option<&str> {
+    s.strip_prefix("0x").or_else(|| s.strip_prefix("0X"))
+}
+
+/// The bytes an even number of hex digits (after the `0x`) spell; `None` for anything
+/// else.
+pub(super) fn hex_bytes(hex: &str) -> Option<Vec<u8>> {
+    if !hex.len().is_multiple_of(2) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| {
+            hex.get(i..i + 2)
+                .and_then(|b| u8::from_str_radix(b, 16).ok())
+        })
+        .collect()
 }
 
 pub(super) fn parse_mac(s: &str) -> Option<[u8; 6]> {
@@ -257,5 +277,12 @@ mod tests {
         assert_eq!(parse_mac("02:00:00:00:00"), None);
         assert_eq!(parse_mac("02:00:00:00:00:00:01"), None);
         assert_eq!(parse_mac("2:00:00:00:00:01"), None);
+        assert_eq!(after_0x("0XfF"), Some("fF"));
+        assert_eq!(after_0x("ff"), None);
+        assert_eq!(hex_bytes("00fF10"), Some(vec![0, 255, 16]));
+        assert_eq!(hex_bytes(""), Some(vec![]));
+        assert_eq!(hex_bytes("abc"), None);
+        assert_eq!(hex_bytes("zz"), None);
+        assert_eq!(hex_bytes("é1"), None);
     }
 }

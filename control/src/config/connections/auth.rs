@@ -2,7 +2,7 @@
 //! key (`psk`; RFC 7296 2.15).
 
 use super::{RawConn, PSK_MIN};
-use crate::config::value::{Ctx, S};
+use crate::config::value::{after_0x, hex_bytes, Ctx, S};
 use crate::ike::conn::Identity;
 use serde_saphyr::Location;
 use std::net::{IpAddr, SocketAddr};
@@ -91,19 +91,9 @@ pub(super) fn psk(cx: &mut Ctx<'_>, prefix: &str, r: &RawConn, here: Location) -
         }
         Some(v) => {
             let s = v.value.as_str();
-            let bytes = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+            let bytes = match after_0x(s) {
                 Some(hex) => {
-                    let b = (hex.len().is_multiple_of(2)
-                        && hex.bytes().all(|c| c.is_ascii_hexdigit()))
-                    .then(|| {
-                        (0..hex.len())
-                            .step_by(2)
-                            .filter_map(|k| {
-                                hex.get(k..k + 2)
-                                    .and_then(|d| u8::from_str_radix(d, 16).ok())
-                            })
-                            .collect::<Vec<u8>>()
-                    });
+                    let b = hex_bytes(hex);
                     if b.is_none() {
                         cx.err(
                             &at("psk"),
