@@ -99,3 +99,39 @@ pub(super) fn head<'c>(
     };
     (pcap, cx.choice(&path, b, &backends))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{parse, ClearBackend, RxRingConf};
+    use shared::rx_ring::{RxRing, BLOCK_TIMEOUT_MS};
+
+    /// The receive ring of an afpacket clear side written as `rx`.
+    fn clear_rx(rx: &str) -> Option<RxRingConf> {
+        let text = format!(
+            "cipher: {{ backend: udp, bind: ['192.0.2.1:4500'] }}\n\
+             clear: {{ backend: afpacket, interface: eth1, {rx} }}\n\
+             connections:\n  - name: c\n    psk: a long secret\n    peeraddr: 192.0.2.2\n"
+        );
+        match parse(&text).ok()?.clear.backend {
+            ClearBackend::AfPacket { rx, .. } => Some(rx),
+            ClearBackend::Tun { .. } => None,
+        }
+    }
+
+    /// The configuration accepts exactly the ring kinds and block timeouts the afpacket
+    /// backend opens a ring with: both read `shared::rx_ring`.
+    #[test]
+    fn ring_settings_are_the_backends() {
+        for ring in RxRing::ALL {
+            let rx = clear_rx(&format!("rx_ring: {}", ring.name())).unwrap();
+            assert_eq!(rx.ring, ring);
+        }
+        let (lo, hi) = (*BLOCK_TIMEOUT_MS.start(), *BLOCK_TIMEOUT_MS.end());
+        for ms in [lo, hi] {
+            let rx = clear_rx(&format!("rx_block_timeout_ms: {ms}")).unwrap();
+            assert_eq!(rx.block_timeout_ms, ms);
+        }
+        assert_eq!(clear_rx(&format!("rx_block_timeout_ms: {}", lo - 1)), None);
+        assert_eq!(clear_rx(&format!("rx_block_timeout_ms: {}", hi + 1)), None);
+    }
+}
