@@ -15,13 +15,15 @@
 //! Stage 3 runs only once stage 2 is clean: a misspelt key usually also leaves a required
 //! key missing, and reporting both would point twice at one mistake.
 //!
-//! A file runs static SAs (`paths`, `tunnels`), IKE connections (`ike`, `pools`,
-//! `connections`: see [`ike`]), or both; the `dataplane`, `cipher`, `clear` and `control`
-//! sections serve either. Each section has its file, named for it, with its serde struct
-//! (`Raw*`), its validated form and its check; this file holds what spans sections: the
-//! configuration as a whole, loading it, and the checks between sections. The values the
-//! sections share are read in `value.rs` (numbers, words, hex), `name.rs`, `addr.rs`,
-//! `prefix.rs` and `duration.rs`.
+//! A file runs static SAs (`paths`, `tunnels` with their `sa`s), IKE connections (`ike`,
+//! `pools`, `connections`), or both; the `dataplane`, `cipher`, `clear` and `control`
+//! sections serve either (`backend.rs`: what `cipher` and `clear` share). Each section
+//! has its file, named for it, with its serde struct (`Raw*`), its validated form and
+//! its check; a connection's parts have theirs below `connections/`. This file holds
+//! what spans sections: the configuration as a whole, loading it, and the checks between
+//! sections. The values several sections read are read once: numbers, words and hex in
+//! `value.rs`, names in `name.rs`, addresses in `addr.rs`, prefixes in `prefix.rs`,
+//! durations in `duration.rs`.
 
 mod addr;
 mod backend;
