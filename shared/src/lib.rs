@@ -12,6 +12,7 @@ pub mod counters;
 pub mod path;
 pub mod policy;
 pub mod qsbr;
+pub mod rx_ring;
 pub mod sa;
 pub mod spimap;
 pub mod table;

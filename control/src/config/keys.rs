@@ -7,9 +7,15 @@
 //! the check cannot drift from what stage 3 reads. A key written without a value is
 //! reported here too: an empty value is never taken for the default.
 
+use super::cipher::RawCipher;
+use super::clear::RawClear;
+use super::control::RawControl;
+use super::dataplane::RawDataplane;
+use super::paths::RawPath;
+use super::sa::RawSa;
 use super::tree::{render_path, Node, Seg};
-use super::{ike, ConfigErrors, RawConfig, RawControl, RawDataplane, RawPath, RawSa, RawTunnel};
-use super::{RawCipher, RawClear};
+use super::tunnels::RawTunnel;
+use super::{connections, ike, pools, ConfigErrors, RawConfig};
 use serde::de::{self, Deserialize, DeserializeOwned, Deserializer, Visitor};
 use serde_saphyr::Spanned;
 use std::collections::HashMap;
@@ -50,13 +56,13 @@ fn section_at(path: &[Seg]) -> Option<Section> {
             section::<RawSa>("sa")
         }
         [a] if k(a, "ike") => section::<ike::RawIke>("ike"),
-        [a, Index(_)] if k(a, "pools") => section::<ike::RawPool>("pool"),
-        [a, Index(_)] if k(a, "connections") => section::<ike::RawConn>("connection"),
+        [a, Index(_)] if k(a, "pools") => section::<pools::RawPool>("pool"),
+        [a, Index(_)] if k(a, "connections") => section::<connections::RawConn>("connection"),
         [a, Index(_), b] if k(a, "connections") && k(b, "children") => {
-            section::<ike::RawChildren>("children")
+            section::<connections::RawChildren>("children")
         }
         [a, Index(_), b] if k(a, "connections") && k(b, "retransmit") => {
-            section::<ike::RawRetransmit>("retransmit")
+            section::<connections::RawRetransmit>("retransmit")
         }
         _ => return None,
     })

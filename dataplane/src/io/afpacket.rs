@@ -29,7 +29,6 @@ use std::mem;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::ptr;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -42,42 +41,7 @@ const V3_DATA_OFF: usize = 48;
 /// `TPACKET_ALIGN(sizeof(struct tpacket2_hdr))`: where TX data starts in a V2 frame, and
 /// the least `tp_mac` of a received V2 frame.
 const V2_DATA_OFF: usize = 32;
-/// Largest V3 block timeout accepted, milliseconds.
-pub const MAX_BLOCK_TIMEOUT_MS: u32 = 10_000;
-
-/// Which RX ring the kernel fills (see the module doc).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum RxRing {
-    /// TPACKET_V3 blocks, handed over when full or `rx_block_timeout_ms` old.
-    #[default]
-    V3Blocks,
-    /// TPACKET_V2 frame slots, each handed over as soon as it is written.
-    V2Frames,
-}
-
-impl RxRing {
-    /// The name used in configurations and reports: `blocks` or `frames`.
-    pub fn name(self) -> &'static str {
-        match self {
-            RxRing::V3Blocks => "blocks",
-            RxRing::V2Frames => "frames",
-        }
-    }
-}
-
-impl FromStr for RxRing {
-    type Err = String;
-    /// Parses `blocks` (TPACKET_V3) or `frames` (TPACKET_V2).
-    fn from_str(s: &str) -> Result<RxRing, String> {
-        match s {
-            "blocks" => Ok(RxRing::V3Blocks),
-            "frames" => Ok(RxRing::V2Frames),
-            _ => Err(format!(
-                "rx ring `{s}`: expected `blocks` (TPACKET_V3) or `frames` (TPACKET_V2)"
-            )),
-        }
-    }
-}
+pub use shared::rx_ring::{RxRing, BLOCK_TIMEOUT_MS, MAX_BLOCK_TIMEOUT_MS};
 
 /// AF_PACKET port configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -334,7 +298,7 @@ fn check_config(cfg: &AfPacketConfig) -> io::Result<()> {
     if cfg.block_count == 0 || cfg.block_count > 1 << 16 {
         return bad("afpacket: block_count must be 1..=65536".into());
     }
-    if cfg.rx_block_timeout_ms == 0 || cfg.rx_block_timeout_ms > MAX_BLOCK_TIMEOUT_MS {
+    if !BLOCK_TIMEOUT_MS.contains(&cfg.rx_block_timeout_ms) {
         // 0 would make the kernel pick its own timeout from the link speed.
         return bad(format!(
             "afpacket: rx_block_timeout_ms {} must be 1..={MAX_BLOCK_TIMEOUT_MS}",

@@ -2,13 +2,21 @@
 //! settings: where each may appear (`mobike_gate`), the client's address block
 //! (`startclntaddr` with `mobikeaddrpertunnel`), and the values of the rest.
 
-use super::super::{Ctx, S};
-use super::{
-    ip_of, prefix_len, u128_of, IkeListenConf, RawConn, DURATION_MAX_S, MOBIKE_ADDRS_MAX,
-    MOBIKE_DEBOUNCE_MAX_MS,
-};
+use super::RawConn;
+use crate::config::addr::{ip_of, joined, u128_of};
+use crate::config::duration::DURATION_MAX_S;
+use crate::config::ike::IkeListenConf;
+use crate::config::prefix::prefix_len;
+use crate::config::value::{Ctx, S};
 use crate::ike::conn::{ChangeType, Mobike};
 use std::net::IpAddr;
+
+/// Own addresses per client tunnel (`mobikeaddrpertunnel`) and addresses a gateway
+/// announces (`mobikeaddrpergw`): each is one ADDITIONAL_IP*_ADDRESS notify in every
+/// IKE_AUTH and address update (RFC 4555 3.4).
+pub const MOBIKE_ADDRS_MAX: u64 = 64;
+/// Longest wait after an address event before acting (`mobikedebounce`), in ms.
+pub const MOBIKE_DEBOUNCE_MAX_MS: u64 = 60_000;
 
 /// The seed's client address block: `startclntaddr` (first address/prefix) and
 /// `mobikeaddrpertunnel` (addresses per copy).
@@ -255,12 +263,7 @@ pub(super) fn client_block_fits(
         })
         .flatten();
     if let Some(a) = uncovered {
-        let known = ike
-            .listen
-            .iter()
-            .map(|l| l.to_string())
-            .collect::<Vec<_>>()
-            .join(", ");
+        let known = joined(&ike.listen);
         let any = if v6 { "'::'" } else { "0.0.0.0" };
         cx.err(
             path,
