@@ -69,8 +69,8 @@ fn fuzz_conn(name: &str, peer: &str, initiator: bool) -> Conn {
         c.local_addrs = vec!["10.0.0.1:500".parse().unwrap()];
     }
     c.remote_id = Some(Identity::parse(peer).unwrap());
-    c.local_ts = vec![Selector::parse(if initiator { "10.1.0.0/24" } else { "10.2.0.0/24" }).unwrap()];
-    c.remote_ts = vec![Selector::parse(if initiator { "10.2.0.0/24" } else { "10.1.0.0/24" }).unwrap()];
+    c.local_ts = vec![Selector::parse(if initiator { "10.1.0.0/24" } else { "10.2.0.0/24" }).unwrap()].into();
+    c.remote_ts = vec![Selector::parse(if initiator { "10.2.0.0/24" } else { "10.1.0.0/24" }).unwrap()].into();
     c
 }
 

@@ -81,7 +81,7 @@ fn examples_parse_and_validate() {
         (t.name.as_str(), t.path.as_str(), t.path_index),
         ("t1", "main", 0)
     );
-    assert_eq!(t.local_ts, vec!["10.1.0.0/24".parse().unwrap()]);
+    assert_eq!(t.local_ts.to_vec(), vec!["10.1.0.0/24".parse().unwrap()]);
     assert_eq!(t.outbound.spi, 0x1001);
     assert_eq!(t.outbound.cipher, EspCipher::AesGcm16_128);
     assert_eq!(t.outbound.key.len(), 20);
@@ -100,7 +100,7 @@ fn examples_parse_and_validate() {
         (t.inbound.spi, &t.inbound.key)
     );
     assert_eq!(b.paths[0].local, a.paths[0].remote);
-    assert_eq!(tb.remote_ts, t.local_ts);
+    assert_eq!(tb.remote_ts.to_vec(), t.local_ts);
 
     for side in ["a", "b"] {
         let c = config::load(example(&format!("afpacket-{side}.yaml")))
@@ -939,7 +939,7 @@ fn ike_examples_load_and_pair_up() {
         size: 254,
         dns: vec![ip("10.1.0.53")],
     };
-    assert_eq!(gw.pools, vec![pool.clone()]);
+    assert_eq!(gw.pools.to_vec(), vec![pool.clone()]);
     assert_eq!(gw.connections.len(), 1);
     let g = &gw.connections[0];
     assert_eq!(g.instances, 1);
@@ -952,7 +952,7 @@ fn ike_examples_load_and_pair_up() {
     assert_eq!(c.remote_id, None);
     assert_eq!(c.psk, EXAMPLE_PSK);
     assert_eq!(
-        c.ike_proposals,
+        c.ike_proposals.to_vec(),
         vec![
             IkeProposal {
                 encr: vec![Encr::AesGcm16_128],
@@ -975,7 +975,7 @@ fn ike_examples_load_and_pair_up() {
         ]
     );
     assert_eq!(
-        c.esp_proposals,
+        c.esp_proposals.to_vec(),
         vec![
             EspProposal::parse("aes128gcm16").unwrap(),
             EspProposal::parse("aes256gcm16").unwrap(),
@@ -992,9 +992,9 @@ fn ike_examples_load_and_pair_up() {
             },
         ]
     );
-    assert_eq!(c.local_ts, vec![sel("10.1.0.0/24")]);
-    assert_eq!(c.remote_ts, vec![sel("10.3.0.0/24")]);
-    assert_eq!(c.pools, vec![pool]);
+    assert_eq!(c.local_ts.to_vec(), vec![sel("10.1.0.0/24")]);
+    assert_eq!(c.remote_ts.to_vec(), vec![sel("10.3.0.0/24")]);
+    assert_eq!(c.pools.to_vec(), vec![pool]);
     assert!(!c.request_vip4 && !c.request_vip6);
     assert_eq!(
         c.ike_lifetime,
@@ -1046,9 +1046,9 @@ fn ike_examples_load_and_pair_up() {
         c.local_ts.is_empty(),
         "the virtual IP becomes the local selector"
     );
-    assert_eq!(c.remote_ts, vec![sel("10.1.0.0/24")]);
+    assert_eq!(c.remote_ts.to_vec(), vec![sel("10.1.0.0/24")]);
     assert_eq!(
-        c.ike_proposals,
+        c.ike_proposals.to_vec(),
         vec![IkeProposal::parse("aes128gcm16-prfsha256-x25519").unwrap()]
     );
 
@@ -1093,10 +1093,10 @@ fn connection_defaults_follow_swanctl() {
     assert_eq!(k.conn.peer_addrs, vec![sock("192.0.2.2:500")]);
     assert_eq!(k.conn.local_addrs, vec![sock("192.0.2.1:500")]);
     assert_eq!(k.conn.remote_id, None);
-    assert_eq!(k.conn.ike_proposals, IkeProposal::defaults());
-    assert_eq!(k.conn.esp_proposals, EspProposal::defaults());
-    assert_eq!(k.conn.local_ts, vec![Selector::any(false)]);
-    assert_eq!(k.conn.remote_ts, vec![Selector::any(false)]);
+    assert_eq!(k.conn.ike_proposals.to_vec(), IkeProposal::defaults());
+    assert_eq!(k.conn.esp_proposals.to_vec(), EspProposal::defaults());
+    assert_eq!(k.conn.local_ts.to_vec(), vec![Selector::any(false)]);
+    assert_eq!(k.conn.remote_ts.to_vec(), vec![Selector::any(false)]);
     // rekey 4h; over_time 10% of it; rand_time over_time (at most half the rekey time).
     assert_eq!(
         k.conn.ike_lifetime,
@@ -1205,7 +1205,7 @@ fn connection_defaults_follow_swanctl() {
         ["r", "six"]
     );
     assert_eq!(
-        k.remote_ts,
+        k.remote_ts.to_vec(),
         vec![Selector::any(false), Selector::any(true)],
         "families of the pools"
     );
@@ -1217,7 +1217,10 @@ fn connection_defaults_follow_swanctl() {
         v.local_addrs.is_empty(),
         "IPv6 only on the wildcard: the runtime picks the source"
     );
-    assert_eq!(v.remote_ts, vec![Selector::any(false), Selector::any(true)]);
+    assert_eq!(
+        v.remote_ts.to_vec(),
+        vec![Selector::any(false), Selector::any(true)]
+    );
 }
 
 #[test]

@@ -19,7 +19,7 @@ fn clients(n: usize, vip: bool) -> Vec<Conn> {
             c.local_id = Identity::parse(&format!("c{i}.test")).unwrap();
             if vip {
                 c.request_vip4 = true;
-                c.local_ts = Vec::new();
+                c.local_ts = Vec::new().into();
             }
             c
         })
@@ -161,13 +161,14 @@ fn the_client_drops_an_ike_sa_without_child_and_retries_until_there_is_room() {
 
 fn pool_gateway(size: u32) -> Conn {
     let mut c = gateway_conn();
-    c.remote_ts = Vec::new();
+    c.remote_ts = Vec::new().into();
     c.pools = vec![PoolConf {
         name: "p".into(),
         start: "10.3.0.1".parse().unwrap(),
         size,
         dns: Vec::new(),
-    }];
+    }]
+    .into();
     c
 }
 
@@ -208,7 +209,7 @@ fn a_childless_ike_sa_whose_peer_vanished_is_deleted_after_its_timeout() {
     // up without a child. Then the client disappears without a DELETE, and DPD is
     // off on both ends.
     let mut a = client_conn();
-    a.local_ts = vec![sel("10.9.0.0/24")];
+    a.local_ts = vec![sel("10.9.0.0/24")].into();
     let mut b = gateway_conn();
     b.childless_timeout_ms = 30_000;
     let mut net = endpoints(a, b, 4);
@@ -230,7 +231,7 @@ fn a_childless_ike_sa_whose_peer_vanished_is_deleted_after_its_timeout() {
 #[test]
 fn childless_timeout_zero_keeps_it_and_a_child_keeps_it_alive() {
     let mut a = client_conn();
-    a.local_ts = vec![sel("10.9.0.0/24")];
+    a.local_ts = vec![sel("10.9.0.0/24")].into();
     a.childless_timeout_ms = 0;
     let mut b = gateway_conn();
     b.childless_timeout_ms = 0;

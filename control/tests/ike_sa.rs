@@ -16,10 +16,10 @@ fn ike_sa_init_and_auth_make_a_child_both_ends_agree_on() {
     assert_eq!(a.len(), 1);
     assert_paired(&a, &b);
     // Narrowed to the intersection of both ends' selectors.
-    assert_eq!(a[0].local_ts, vec![sel("10.1.0.0/24")]);
-    assert_eq!(a[0].remote_ts, vec![sel("10.2.0.0/24")]);
-    assert_eq!(b[0].local_ts, vec![sel("10.2.0.0/24")]);
-    assert_eq!(b[0].remote_ts, vec![sel("10.1.0.0/24")]);
+    assert_eq!(a[0].local_ts.to_vec(), vec![sel("10.1.0.0/24")]);
+    assert_eq!(a[0].remote_ts.to_vec(), vec![sel("10.2.0.0/24")]);
+    assert_eq!(b[0].local_ts.to_vec(), vec![sel("10.2.0.0/24")]);
+    assert_eq!(b[0].remote_ts.to_vec(), vec![sel("10.1.0.0/24")]);
     // Two exchanges, four messages, nothing else.
     assert_eq!(
         exchanges(&net),
@@ -112,8 +112,8 @@ fn every_ike_suite_and_esp_cipher_negotiates() {
     for (i, s) in suites.iter().enumerate() {
         for (j, (esp, name)) in esps.iter().enumerate() {
             let mut a = client_conn();
-            a.ike_proposals = vec![IkeProposal::parse(s).unwrap()];
-            a.esp_proposals = vec![EspProposal::parse(esp).unwrap()];
+            a.ike_proposals = vec![IkeProposal::parse(s).unwrap()].into();
+            a.esp_proposals = vec![EspProposal::parse(esp).unwrap()].into();
             let mut net = endpoints(a, gateway_conn(), 10 + (i * esps.len() + j) as u64);
             establish(&mut net);
             let (ca, cb) = (live(&net.ev_a), live(&net.ev_b));
@@ -156,7 +156,7 @@ fn cbc_only_and_chacha_only_clients_get_working_child_sas_from_a_default_gateway
     ];
     for (i, (props, want)) in cases.into_iter().enumerate() {
         let mut a = client_conn();
-        a.esp_proposals = props;
+        a.esp_proposals = props.into();
         let mut net = endpoints(a, gateway_conn(), 300 + i as u64);
         establish(&mut net);
         let (ca, cb) = (live(&net.ev_a), live(&net.ev_b));
@@ -199,7 +199,7 @@ fn aead_with_integrity_and_cbc_without_are_refused_with_no_proposal_chosen() {
     ];
     for (i, p) in broken.into_iter().enumerate() {
         let mut a = client_conn();
-        a.esp_proposals = vec![p.clone()];
+        a.esp_proposals = vec![p.clone()].into();
         let mut net = endpoints(a, gateway_conn(), 320 + i as u64);
         establish(&mut net);
         // RFC 7296 1.2: the IKE SA stands, the child is refused.
@@ -236,9 +236,10 @@ fn same_seed_same_bytes() {
 #[test]
 fn invalid_ke_payload_makes_the_initiator_retry_with_the_wanted_group() {
     let mut a = client_conn();
-    a.ike_proposals = vec![IkeProposal::parse("aes128gcm16-prfsha256-ecp256-x25519").unwrap()];
+    a.ike_proposals =
+        vec![IkeProposal::parse("aes128gcm16-prfsha256-ecp256-x25519").unwrap()].into();
     let mut b = gateway_conn();
-    b.ike_proposals = vec![IkeProposal::parse("aes128gcm16-prfsha256-x25519").unwrap()];
+    b.ike_proposals = vec![IkeProposal::parse("aes128gcm16-prfsha256-x25519").unwrap()].into();
     let mut net = endpoints(a, b, 2);
     establish(&mut net);
     assert_eq!(net.b.counters().invalid_ke_sent, 1);
@@ -252,9 +253,9 @@ fn invalid_ke_payload_makes_the_initiator_retry_with_the_wanted_group() {
 #[test]
 fn no_common_proposal_fails_the_initiator_and_leaves_no_state() {
     let mut a = client_conn();
-    a.ike_proposals = vec![IkeProposal::parse("aes256gcm16-prfsha512-ecp384").unwrap()];
+    a.ike_proposals = vec![IkeProposal::parse("aes256gcm16-prfsha512-ecp384").unwrap()].into();
     let mut b = gateway_conn();
-    b.ike_proposals = vec![IkeProposal::parse("aes128gcm16-prfsha256-x25519").unwrap()];
+    b.ike_proposals = vec![IkeProposal::parse("aes128gcm16-prfsha256-x25519").unwrap()].into();
     let mut net = endpoints(a, b, 3);
     net.a.initiate(net.now, 0, None).unwrap();
     net.run_for(5 * S);
@@ -406,8 +407,8 @@ fn rekey_child_from(initiator_side: Side, pfs: bool, seed: u64) {
     let mut a = client_conn();
     let mut b = gateway_conn();
     if pfs {
-        a.esp_proposals = vec![EspProposal::parse("aes128gcm16-x25519").unwrap()];
-        b.esp_proposals = vec![EspProposal::parse("aes128gcm16-ecp256-x25519").unwrap()];
+        a.esp_proposals = vec![EspProposal::parse("aes128gcm16-x25519").unwrap()].into();
+        b.esp_proposals = vec![EspProposal::parse("aes128gcm16-ecp256-x25519").unwrap()].into();
     }
     let mut net = endpoints(a, b, seed);
     let sa_a = establish(&mut net);
@@ -695,20 +696,21 @@ fn delete_from_either_side_removes_everything() {
 
 fn pool_gateway() -> Conn {
     let mut b = gateway_conn();
-    b.remote_ts = vec![];
+    b.remote_ts = vec![].into();
     b.pools = vec![PoolConf {
         name: "vpn".into(),
         start: "10.3.0.1".parse().unwrap(),
         size: 2,
         dns: vec!["10.3.0.254".parse().unwrap()],
-    }];
+    }]
+    .into();
     b
 }
 
 fn vip_client(name: &str) -> Conn {
     let mut a = client_conn();
     a.local_id = Identity::parse(name).unwrap();
-    a.local_ts = vec![];
+    a.local_ts = vec![].into();
     a.request_vip4 = true;
     a
 }
@@ -726,8 +728,8 @@ fn a_virtual_ip_from_the_pool_becomes_the_clients_selector() {
     }
     let (la, lb) = (live(&net.ev_a), live(&net.ev_b));
     assert_paired(&la, &lb);
-    assert_eq!(la[0].local_ts, vec![Selector::host(vip)]);
-    assert_eq!(lb[0].remote_ts, vec![Selector::host(vip)]);
+    assert_eq!(la[0].local_ts.to_vec(), vec![Selector::host(vip)]);
+    assert_eq!(lb[0].remote_ts.to_vec(), vec![Selector::host(vip)]);
     assert_eq!(net.b.leased(), 1);
     let sa_a = net.a.sa_ids()[0];
     let now = net.now;

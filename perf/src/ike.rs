@@ -109,9 +109,10 @@ fn conn_pair() -> (Conn, Conn) {
     a.ike_proposals =
         vec![
             mobiked_control::ike::conn::IkeProposal::parse("aes128gcm16-prfsha256-x25519").unwrap(),
-        ];
-    a.local_ts = vec![Selector::parse("10.1.0.0/24").unwrap()];
-    a.remote_ts = vec![Selector::parse("10.2.0.0/24").unwrap()];
+        ]
+        .into();
+    a.local_ts = vec![Selector::parse("10.1.0.0/24").unwrap()].into();
+    a.remote_ts = vec![Selector::parse("10.2.0.0/24").unwrap()].into();
     let mut b = Conn::new(
         "bench",
         Identity::parse("gw.bench").unwrap(),

@@ -335,11 +335,11 @@ fn validate_conn(
     conn.peer_addrs = peer_addrs.into_iter().map(|(a, ..)| a).collect();
     conn.local_addrs = local_addrs;
     conn.remote_id = remote_id?;
-    conn.ike_proposals = ike_proposals?;
-    conn.esp_proposals = esp_proposals?;
-    conn.local_ts = local_ts?;
-    conn.remote_ts = remote_ts?;
-    conn.pools = conn_pools;
+    conn.ike_proposals = ike_proposals?.into();
+    conn.esp_proposals = esp_proposals?.into();
+    conn.local_ts = local_ts?.into();
+    conn.remote_ts = remote_ts?.into();
+    conn.pools = conn_pools.into();
     conn.request_vip4 = vip4;
     conn.request_vip6 = vip6;
     conn.ike_lifetime = ike_lifetime?;

@@ -3,6 +3,7 @@
 //! loader, or directly by tests.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 
 use super::crypto::{DhGroup, Encr, EspEncr, Integ, Prf};
 use super::wire::id::IdType;
@@ -595,12 +596,14 @@ pub struct Conn {
     pub remote_id: Option<Identity>,
     /// Pre-shared key, both directions.
     pub psk: Vec<u8>,
-    pub ike_proposals: Vec<IkeProposal>,
-    pub esp_proposals: Vec<EspProposal>,
-    pub local_ts: Vec<Selector>,
-    pub remote_ts: Vec<Selector>,
+    // The lists below are shared by the copies of a connection (a client's
+    // `instances`: 100,000 copies must not hold 100,000 copies of them).
+    pub ike_proposals: Arc<[IkeProposal]>,
+    pub esp_proposals: Arc<[EspProposal]>,
+    pub local_ts: Arc<[Selector]>,
+    pub remote_ts: Arc<[Selector]>,
     /// Gateway: pools offered to clients that request a virtual IP.
-    pub pools: Vec<PoolConf>,
+    pub pools: Arc<[PoolConf]>,
     /// Client: ask for a virtual IPv4/IPv6 address (and use it as local TS).
     pub request_vip4: bool,
     pub request_vip6: bool,
@@ -666,11 +669,11 @@ impl Conn {
             local_id,
             remote_id: None,
             psk: psk.to_vec(),
-            ike_proposals: IkeProposal::defaults(),
-            esp_proposals: EspProposal::defaults(),
-            local_ts: Vec::new(),
-            remote_ts: Vec::new(),
-            pools: Vec::new(),
+            ike_proposals: IkeProposal::defaults().into(),
+            esp_proposals: EspProposal::defaults().into(),
+            local_ts: Arc::from([]),
+            remote_ts: Arc::from([]),
+            pools: Arc::from([]),
             request_vip4: false,
             request_vip6: false,
             ike_lifetime: Lifetimes {

@@ -243,8 +243,8 @@ pub fn client_conn() -> Conn {
     c.peer_addrs = vec![sa("10.0.0.2:500")];
     c.local_addrs = vec![sa("10.0.0.1:500")];
     c.remote_id = Some(Identity::parse("b.test").unwrap());
-    c.local_ts = vec![sel("10.1.0.0/24")];
-    c.remote_ts = vec![sel("10.2.0.0/24")];
+    c.local_ts = vec![sel("10.1.0.0/24")].into();
+    c.remote_ts = vec![sel("10.2.0.0/24")].into();
     c.dpd.interval_s = 0;
     c
 }
@@ -252,8 +252,8 @@ pub fn client_conn() -> Conn {
 pub fn gateway_conn() -> Conn {
     let mut c = Conn::new("b", Identity::parse("b.test").unwrap(), b"a shared secret");
     c.remote_id = None;
-    c.local_ts = vec![sel("10.2.0.0/16")];
-    c.remote_ts = vec![sel("10.1.0.0/16")];
+    c.local_ts = vec![sel("10.2.0.0/16")].into();
+    c.remote_ts = vec![sel("10.1.0.0/16")].into();
     c.dpd.interval_s = 0;
     c
 }

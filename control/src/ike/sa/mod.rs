@@ -398,7 +398,7 @@ impl Endpoint {
         let mut pools = Pools::default();
         let mut own_addrs: Vec<IpAddr> = Vec::new();
         for c in &conns {
-            for p in &c.pools {
+            for p in c.pools.iter() {
                 pools.add(p);
             }
             for a in &c.local_addrs {

@@ -46,10 +46,10 @@ impl IkeSa {
             } else if c.local_ts.is_empty() {
                 vec![Selector::any(v.is_ipv6())]
             } else {
-                c.local_ts.clone()
+                c.local_ts.to_vec()
             }
         } else if !c.local_ts.is_empty() {
-            c.local_ts.clone()
+            c.local_ts.to_vec()
         } else if c.request_vip4 || c.request_vip6 {
             let mut v = Vec::new();
             if c.request_vip4 {
@@ -66,12 +66,12 @@ impl IkeSa {
             match self.vip {
                 Some(v) if self.vip_leased => vec![Selector::host(v)],
                 _ if c.remote_ts.is_empty() => vec![Selector::host(self.remote.ip())],
-                _ => c.remote_ts.clone(),
+                _ => c.remote_ts.to_vec(),
             }
         } else if c.remote_ts.is_empty() {
             vec![Selector::host(self.remote.ip())]
         } else {
-            c.remote_ts.clone()
+            c.remote_ts.to_vec()
         };
         (local, remote)
     }
