@@ -156,6 +156,119 @@ fn core_run(n: usize, seed: u64) -> f64 {
     took
 }
 
+/// Hands datagrams between the two endpoints until neither has any to send (at most
+/// `rounds` exchanges each way: a setup needs two).
+fn pump(ea: &mut Endpoint, eb: &mut Endpoint, now: u64, rounds: usize) {
+    for _ in 0..rounds {
+        let mut moved = false;
+        while let Some(t) = ea.poll_transmit() {
+            eb.handle_datagram(now, t.remote, t.local, &t.data);
+            moved = true;
+        }
+        while let Some(t) = eb.poll_transmit() {
+            ea.handle_datagram(now, t.remote, t.local, &t.data);
+            moved = true;
+        }
+        if !moved {
+            break;
+        }
+    }
+}
+
+/// Setup rate of the in-memory core with many IKE SAs already up.
+#[derive(Clone, Debug, Serialize)]
+pub struct ScaleReport {
+    /// Setups timed per sample.
+    pub batch: usize,
+    /// Per level: IKE SAs (with one child each) established before the sample, and
+    /// setups per second of `batch` more.
+    pub levels: Vec<(usize, Figure)>,
+}
+
+/// The in-memory core's setups per second while `levels` IKE SAs (ascending) are
+/// already established on both endpoints: per-event costs that grow with the SAs
+/// held show as a rate falling with the level. One pair of endpoints is grown from
+/// one level to the next (untimed, 1,000 setups at a time); at each level `rounds`
+/// batches of `batch` setups are timed, each a sample (the level grows by `batch`
+/// per sample, which is small beside it). Each tunnel has its own identity, so
+/// INITIAL_CONTACT replaces nothing.
+pub fn core_scale(levels: &[usize], batch: usize, rounds: usize, seed: u64) -> ScaleReport {
+    let mut levels: Vec<usize> = levels.to_vec();
+    levels.sort_unstable();
+    let top = levels.last().copied().unwrap_or(0);
+    let total = top + levels.len() * rounds * batch;
+    let (a, b) = conn_pair();
+    let clients = (0..total)
+        .map(|i| {
+            let mut c = a.clone();
+            c.local_id = Identity::parse(&format!("client-{i}.bench")).unwrap();
+            c
+        })
+        .collect();
+    let mut ea = Endpoint::new(
+        EndpointConfig::default(),
+        clients,
+        Box::new(SeededRandom::new(seed)),
+    );
+    let mut eb = Endpoint::new(
+        EndpointConfig {
+            cookie_threshold: usize::MAX,
+            max_half_open: usize::MAX,
+            max_ike_sas: usize::MAX,
+            ..EndpointConfig::default()
+        },
+        vec![b],
+        Box::new(SeededRandom::new(seed ^ 1)),
+    );
+    let now = 1_000_000_000;
+    let mut next = 0;
+    let mut out = Vec::new();
+    for &level in &levels {
+        while next < level {
+            let end = (next + 1000).min(level);
+            for i in next..end {
+                ea.initiate(now, i, None);
+            }
+            pump(&mut ea, &mut eb, now, 8);
+            next = end;
+        }
+        let mut rates = Vec::new();
+        for _ in 0..rounds {
+            let t0 = Instant::now();
+            for i in next..next + batch {
+                ea.initiate(now, i, None);
+            }
+            pump(&mut ea, &mut eb, now, 8);
+            rates.push(batch as f64 / t0.elapsed().as_secs_f64());
+            next += batch;
+        }
+        assert_eq!(ea.established(), next, "core: not all SAs came up");
+        assert_eq!(eb.child_count(), next);
+        out.push((level, Figure::of(&rates)));
+    }
+    ScaleReport { batch, levels: out }
+}
+
+pub fn render_scale(r: &ScaleReport) -> String {
+    let rows: Vec<Vec<String>> = r
+        .levels
+        .iter()
+        .map(|(n, f)| {
+            vec![
+                format!("core: {} setups with {n} IKE SAs up, per second", r.batch),
+                f.show(0),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "IKE SA setup with SAs held (aes128gcm16-prfsha256-x25519, PSK, one child)",
+            "median (min-max)",
+        ],
+        &rows,
+    )
+}
+
 /// Processes started by this benchmark, killed by PID (through `Child`) on drop.
 struct Procs(Vec<Child>);
 
