@@ -137,7 +137,9 @@ impl World {
     fn new(seed: u64) -> World {
         World {
             gw: gateway(seed),
-            clients: (0..CLIENTS).map(|k| client(k, seed + 1 + k as u64)).collect(),
+            clients: (0..CLIENTS)
+                .map(|k| client(k, seed + 1 + k as u64))
+                .collect(),
             now: 1_000_000 * MS,
             seed,
         }
