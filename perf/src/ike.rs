@@ -157,12 +157,16 @@ fn core_run(n: usize, seed: u64) -> f64 {
 }
 
 /// Hands datagrams between the two endpoints until neither has any to send (at most
-/// `rounds` exchanges each way: a setup needs two).
-fn pump(ea: &mut Endpoint, eb: &mut Endpoint, now: u64, rounds: usize) {
+/// `rounds` exchanges each way: a setup needs two). Returns the time `eb` took to
+/// handle its datagrams.
+fn pump(ea: &mut Endpoint, eb: &mut Endpoint, now: u64, rounds: usize) -> Duration {
+    let mut in_b = Duration::ZERO;
     for _ in 0..rounds {
         let mut moved = false;
         while let Some(t) = ea.poll_transmit() {
+            let t0 = Instant::now();
             eb.handle_datagram(now, t.remote, t.local, &t.data);
+            in_b += t0.elapsed();
             moved = true;
         }
         while let Some(t) = eb.poll_transmit() {
@@ -173,6 +177,7 @@ fn pump(ea: &mut Endpoint, eb: &mut Endpoint, now: u64, rounds: usize) {
             break;
         }
     }
+    in_b
 }
 
 /// Setup rate of the in-memory core with many IKE SAs already up.
@@ -183,6 +188,9 @@ pub struct ScaleReport {
     /// Per level: IKE SAs (with one child each) established before the sample, and
     /// setups per second of `batch` more.
     pub levels: Vec<(usize, Figure)>,
+    /// Per level: microseconds per setup spent in the responder (the gateway's
+    /// share; the rest is the initiator's).
+    pub responder_us: Vec<Figure>,
 }
 
 /// The in-memory core's setups per second while `levels` IKE SAs (ascending) are
@@ -223,6 +231,7 @@ pub fn core_scale(levels: &[usize], batch: usize, rounds: usize, seed: u64) -> S
     let now = 1_000_000_000;
     let mut next = 0;
     let mut out = Vec::new();
+    let mut responder_us = Vec::new();
     for &level in &levels {
         while next < level {
             let end = (next + 1000).min(level);
@@ -233,33 +242,41 @@ pub fn core_scale(levels: &[usize], batch: usize, rounds: usize, seed: u64) -> S
             next = end;
         }
         let mut rates = Vec::new();
+        let mut in_b = Vec::new();
         for _ in 0..rounds {
             let t0 = Instant::now();
             for i in next..next + batch {
                 ea.initiate(now, i, None);
             }
-            pump(&mut ea, &mut eb, now, 8);
+            let b = pump(&mut ea, &mut eb, now, 8);
             rates.push(batch as f64 / t0.elapsed().as_secs_f64());
+            in_b.push(b.as_secs_f64() * 1e6 / batch as f64);
             next += batch;
         }
+        responder_us.push(Figure::of(&in_b));
         assert_eq!(ea.established(), next, "core: not all SAs came up");
         assert_eq!(eb.child_count(), next);
         out.push((level, Figure::of(&rates)));
     }
-    ScaleReport { batch, levels: out }
+    ScaleReport {
+        batch,
+        levels: out,
+        responder_us,
+    }
 }
 
 pub fn render_scale(r: &ScaleReport) -> String {
-    let rows: Vec<Vec<String>> = r
-        .levels
-        .iter()
-        .map(|(n, f)| {
-            vec![
-                format!("core: {} setups with {n} IKE SAs up, per second", r.batch),
-                f.show(0),
-            ]
-        })
-        .collect();
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for ((n, f), b) in r.levels.iter().zip(&r.responder_us) {
+        rows.push(vec![
+            format!("core: {} setups with {n} IKE SAs up, per second", r.batch),
+            f.show(0),
+        ]);
+        rows.push(vec![
+            "  of which the responder, us per setup".to_string(),
+            b.show(1),
+        ]);
+    }
     table(
         &[
             "IKE SA setup with SAs held (aes128gcm16-prfsha256-x25519, PSK, one child)",
