@@ -173,7 +173,7 @@ impl Client {
         stopping: bool,
         why: &FailReason,
     ) {
-        if stopping || !self.by_sa.contains_key(&sa) || !ep.children(sa).is_empty() {
+        if stopping || !self.by_sa.contains_key(&sa) || ep.child_count_of(sa) > 0 {
             return;
         }
         if ep.delete(now, sa) {

@@ -14,7 +14,7 @@
 //! The caller feeds every event of a batch to [`Installer::on_event`] and then calls
 //! [`Installer::commit`] once, so the workers see each batch as one publication.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
@@ -119,11 +119,19 @@ struct ChildRec {
 }
 
 /// An inbound SA kept a little after its child went (see
-/// [`REPLACED_INBOUND_LINGER_NS`]).
+/// [`REPLACED_INBOUND_LINGER_NS`]), by SPI in [`Lingering::by_spi`].
 struct Linger {
     until: u64,
-    spi: u32,
     tunnel: TunnelId,
+}
+
+/// The lingering inbound SAs, by SPI and by expiry, so that a child up, an expiry
+/// and the next deadline cost O(log n), not a walk over all of them.
+#[derive(Default)]
+struct Lingering {
+    by_spi: HashMap<u32, Linger>,
+    /// (until, SPI) of every entry of `by_spi`.
+    by_time: BTreeSet<(u64, u32)>,
 }
 
 struct TunnelRec {
@@ -131,6 +139,8 @@ struct TunnelRec {
     children: Vec<ChildId>,
     /// The child whose outbound SA is installed.
     out: ChildId,
+    /// SPIs of the inbound SAs lingering on this tunnel (in [`Installer::lingering`]).
+    lingering: Vec<u32>,
 }
 
 /// Allocates small integer ids and reuses released ones (lowest first is not needed:
@@ -183,9 +193,14 @@ pub struct Installer {
     paths: Ids,
     tunnels: Ids,
     sas: HashMap<SaId, IkeView>,
+    /// The IKE SAs of `sas` by (local, remote), each with its path: what
+    /// [`Installer::path_between`] asks for every IKE message sent.
+    by_addrs: HashMap<(SocketAddr, SocketAddr), BTreeMap<SaId, PathId>>,
     children: HashMap<ChildId, ChildRec>,
+    /// The children of `children` by IKE SA.
+    children_by_sa: HashMap<SaId, BTreeSet<ChildId>>,
     tunnel_recs: HashMap<TunnelId, TunnelRec>,
-    lingering: Vec<Linger>,
+    lingering: Lingering,
     l2: Option<L2Resolver>,
 }
 
@@ -202,9 +217,11 @@ impl Installer {
             paths: Ids::new(tc.max_paths),
             tunnels: Ids::new(tc.max_tunnels),
             sas: HashMap::new(),
+            by_addrs: HashMap::new(),
             children: HashMap::new(),
+            children_by_sa: HashMap::new(),
             tunnel_recs: HashMap::new(),
-            lingering: Vec::new(),
+            lingering: Lingering::default(),
             l2: None,
         }
     }
@@ -229,14 +246,13 @@ impl Installer {
 
     /// The installed children of IKE SA `sa`, oldest first.
     pub fn children_of(&self, sa: SaId) -> Vec<&ChildView> {
-        let mut v: Vec<&ChildView> = self
-            .children
-            .values()
+        self.children_by_sa
+            .get(&sa)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| self.children.get(c))
             .map(|c| &c.view)
-            .filter(|c| c.sa == sa)
-            .collect();
-        v.sort_unstable_by_key(|c| c.id);
-        v
+            .collect()
     }
 
     /// The path of IKE SA `sa`.
@@ -245,12 +261,44 @@ impl Installer {
     }
 
     /// The path of an established IKE SA between these addresses (for the link header of
-    /// IKE messages sent through the dataplane).
+    /// IKE messages sent through the dataplane); of several, the lowest SPI's.
     pub fn path_between(&self, local: SocketAddr, remote: SocketAddr) -> Option<PathId> {
-        self.sas
-            .values()
-            .find(|s| s.local == local && s.remote == remote)
-            .map(|s| s.path)
+        self.by_addrs
+            .get(&(local, remote))
+            .and_then(|m| m.values().next().copied())
+    }
+
+    /// Files IKE SA `v` in the map and in the address index. An SA of that SPI filed
+    /// before leaves the index.
+    fn file_sa(&mut self, v: IkeView) {
+        self.by_addrs
+            .entry((v.local, v.remote))
+            .or_default()
+            .insert(v.sa, v.path);
+        if let Some(old) = self.sas.insert(v.sa, v) {
+            if let Some(new) = self.sas.get(&old.sa) {
+                if (new.local, new.remote) == (old.local, old.remote) {
+                    return;
+                }
+            }
+            self.unindex_addrs(old.sa, old.local, old.remote);
+        }
+    }
+
+    /// Takes IKE SA `sa` out of the map and the address index.
+    fn take_sa(&mut self, sa: SaId) -> Option<IkeView> {
+        let v = self.sas.remove(&sa)?;
+        self.unindex_addrs(sa, v.local, v.remote);
+        Some(v)
+    }
+
+    fn unindex_addrs(&mut self, sa: SaId, local: SocketAddr, remote: SocketAddr) {
+        if let Some(m) = self.by_addrs.get_mut(&(local, remote)) {
+            m.remove(&sa);
+            if m.is_empty() {
+                self.by_addrs.remove(&(local, remote));
+            }
+        }
     }
 
     /// Paths, tunnels and child SAs held (zero when everything is down).
@@ -319,21 +367,18 @@ impl Installer {
                     self.paths.put(path);
                     return Err(e.into());
                 }
-                self.sas.insert(
-                    *sa,
-                    IkeView {
-                        sa: *sa,
-                        conn: *conn,
-                        initiator: *initiator,
-                        local: *local,
-                        remote: *remote,
-                        encap: *encap,
-                        peer_id: peer_id.clone(),
-                        vip: *vip,
-                        path,
-                        up_ns: now,
-                    },
-                );
+                self.file_sa(IkeView {
+                    sa: *sa,
+                    conn: *conn,
+                    initiator: *initiator,
+                    local: *local,
+                    remote: *remote,
+                    encap: *encap,
+                    peer_id: peer_id.clone(),
+                    vip: *vip,
+                    path,
+                    up_ns: now,
+                });
                 Ok(())
             }
             Event::ChildUp { sa, child } => self.child_up(w, *sa, child),
@@ -342,13 +387,16 @@ impl Installer {
             Event::IkeRekeyed { old, new } => {
                 // RFC 7296 2.8: the children move to the new IKE SA; so does the path,
                 // whose id stays: nothing changes on the wire.
-                let mut v = self.sas.remove(old).ok_or(InstallError::UnknownSa(*old))?;
+                let mut v = self.take_sa(*old).ok_or(InstallError::UnknownSa(*old))?;
                 v.sa = *new;
-                self.sas.insert(*new, v);
-                for c in self.children.values_mut() {
-                    if c.view.sa == *old {
-                        c.view.sa = *new;
+                self.file_sa(v);
+                if let Some(moved) = self.children_by_sa.remove(old) {
+                    for c in &moved {
+                        if let Some(c) = self.children.get_mut(c) {
+                            c.view.sa = *new;
+                        }
                     }
+                    self.children_by_sa.entry(*new).or_default().extend(moved);
                 }
                 Ok(())
             }
@@ -363,10 +411,11 @@ impl Installer {
                 let path = v.path;
                 let spec = self.path_spec(*local, *remote, *encap, *behind_nat);
                 w.set_path(path, spec)?;
-                if let Some(v) = self.sas.get_mut(sa) {
+                if let Some(mut v) = self.take_sa(*sa) {
                     v.local = *local;
                     v.remote = *remote;
                     v.encap = *encap;
+                    self.file_sa(v);
                 }
                 Ok(())
             }
@@ -420,8 +469,7 @@ impl Installer {
             }
         };
         // An SPI freed by a delete may come back while its old SA still lingers.
-        if let Some(i) = self.lingering.iter().position(|l| l.spi == c.spi_in) {
-            self.lingering.swap_remove(i);
+        if self.unlinger(c.spi_in) {
             let _ = w.remove_inbound(c.spi_in);
         }
         let owner_in = self.owner();
@@ -456,6 +504,7 @@ impl Installer {
         let rec = self.tunnel_recs.entry(tunnel).or_insert(TunnelRec {
             children: Vec::new(),
             out: c.id,
+            lingering: Vec::new(),
         });
         rec.children.push(c.id);
         if !defer {
@@ -482,6 +531,7 @@ impl Installer {
                 key_out: c.key_out.clone(),
             },
         );
+        self.children_by_sa.entry(sa).or_default().insert(c.id);
         Ok(())
     }
 
@@ -497,6 +547,12 @@ impl Installer {
             .ok_or(InstallError::UnknownChild(child))?;
         let v = &rec.view;
         let tunnel = v.tunnel;
+        if let Some(set) = self.children_by_sa.get_mut(&v.sa) {
+            set.remove(&child);
+            if set.is_empty() {
+                self.children_by_sa.remove(&v.sa);
+            }
+        }
         // Another child carries on in the tunnel: let this one's inbound SA linger for
         // ESP still in flight.
         let replaced = self
@@ -504,11 +560,11 @@ impl Installer {
             .get(&tunnel)
             .is_some_and(|t| t.children.len() > 1);
         let in_result = if replaced {
-            self.lingering.push(Linger {
-                until: now.saturating_add(REPLACED_INBOUND_LINGER_NS),
-                spi: v.spi_in,
+            self.linger(
+                v.spi_in,
                 tunnel,
-            });
+                now.saturating_add(REPLACED_INBOUND_LINGER_NS),
+            );
             Ok(())
         } else {
             w.remove_inbound(v.spi_in)
@@ -520,16 +576,14 @@ impl Installer {
         if t.children.is_empty() {
             // The last child of the tunnel: its outbound SA and selectors go too, and
             // so do inbound SAs still lingering on it (the tunnel id will be reused).
+            let lingering = std::mem::take(&mut t.lingering);
             self.tunnel_recs.remove(&tunnel);
             self.tunnels.put(tunnel);
-            self.lingering.retain(|l| {
-                if l.tunnel == tunnel {
-                    let _ = w.remove_inbound(l.spi);
-                    false
-                } else {
-                    true
+            for spi in lingering {
+                if self.unlinger(spi) {
+                    let _ = w.remove_inbound(spi);
                 }
-            });
+            }
             w.remove_tunnel(tunnel)?;
         } else if t.out == child {
             // The replacing child went first: the newest remaining one sends again.
@@ -570,20 +624,14 @@ impl Installer {
     ) -> Result<(), InstallError> {
         // The core reports the children down first; anything left is removed here so
         // that nothing outlives its IKE SA.
-        let mut left: Vec<ChildId> = self
-            .children
-            .values()
-            .filter(|c| c.view.sa == sa)
-            .map(|c| c.view.id)
-            .collect();
-        left.sort_unstable();
+        let left = self.children_by_sa.remove(&sa).unwrap_or_default();
         let mut first_err = None;
         for c in left {
             if let Err(e) = self.child_down(w, now, c) {
                 first_err.get_or_insert(e);
             }
         }
-        let Some(v) = self.sas.remove(&sa) else {
+        let Some(v) = self.take_sa(sa) else {
             // Never came up (a failed setup): nothing was installed.
             return first_err.map_or(Ok(()), Err);
         };
@@ -595,25 +643,47 @@ impl Installer {
     /// Removes the lingering inbound SAs of replaced children whose time is up. Call it
     /// every turn, before [`Self::commit`].
     pub fn expire(&mut self, w: &mut TableWriter, now: u64) {
-        self.lingering.retain(|l| {
-            if l.until <= now {
-                let _ = w.remove_inbound(l.spi);
-                false
-            } else {
-                true
+        while let Some(&(until, spi)) = self.lingering.by_time.first() {
+            if until > now {
+                break;
             }
-        });
+            self.unlinger(spi);
+            let _ = w.remove_inbound(spi);
+        }
     }
 
     /// When [`Self::expire`] next has something to remove (the control loop sleeps until
     /// then at most).
     pub fn next_expiry(&self) -> Option<u64> {
-        self.lingering.iter().map(|l| l.until).min()
+        self.lingering.by_time.first().map(|&(until, _)| until)
     }
 
     /// Inbound SAs of replaced children still installed.
     pub fn lingering(&self) -> usize {
-        self.lingering.len()
+        self.lingering.by_spi.len()
+    }
+
+    /// Lets inbound SA `spi` of tunnel `tunnel` linger until `until`.
+    fn linger(&mut self, spi: u32, tunnel: TunnelId, until: u64) {
+        self.unlinger(spi);
+        self.lingering.by_spi.insert(spi, Linger { until, tunnel });
+        self.lingering.by_time.insert((until, spi));
+        if let Some(t) = self.tunnel_recs.get_mut(&tunnel) {
+            t.lingering.push(spi);
+        }
+    }
+
+    /// Forgets lingering inbound SA `spi` (the caller removes it from the table);
+    /// false if it was not lingering.
+    fn unlinger(&mut self, spi: u32) -> bool {
+        let Some(l) = self.lingering.by_spi.remove(&spi) else {
+            return false;
+        };
+        self.lingering.by_time.remove(&(l.until, spi));
+        if let Some(t) = self.tunnel_recs.get_mut(&l.tunnel) {
+            t.lingering.retain(|&s| s != spi);
+        }
+        true
     }
 
     /// Publishes what the batch staged, if anything.

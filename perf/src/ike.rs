@@ -168,6 +168,136 @@ fn core_run(n: usize, seed: u64) -> f64 {
     took
 }
 
+/// Hands datagrams between the two endpoints until neither has any to send (at most
+/// `rounds` exchanges each way: a setup needs two). Returns the time `eb` took to
+/// handle its datagrams.
+fn pump(ea: &mut Endpoint, eb: &mut Endpoint, now: u64, rounds: usize) -> Duration {
+    let mut in_b = Duration::ZERO;
+    for _ in 0..rounds {
+        let mut moved = false;
+        while let Some(t) = ea.poll_transmit() {
+            let t0 = Instant::now();
+            eb.handle_datagram(now, t.remote, t.local, &t.data);
+            in_b += t0.elapsed();
+            moved = true;
+        }
+        while let Some(t) = eb.poll_transmit() {
+            ea.handle_datagram(now, t.remote, t.local, &t.data);
+            moved = true;
+        }
+        if !moved {
+            break;
+        }
+    }
+    in_b
+}
+
+/// Setup rate of the in-memory core with many IKE SAs already up.
+#[derive(Clone, Debug, Serialize)]
+pub struct ScaleReport {
+    /// Setups timed per sample.
+    pub batch: usize,
+    /// Per level: IKE SAs (with one child each) established before the sample, and
+    /// setups per second of `batch` more.
+    pub levels: Vec<(usize, Figure)>,
+    /// Per level: microseconds per setup spent in the responder (the gateway's
+    /// share; the rest is the initiator's).
+    pub responder_us: Vec<Figure>,
+}
+
+/// The in-memory core's setups per second while `levels` IKE SAs (ascending) are
+/// already established on both endpoints: per-event costs that grow with the SAs
+/// held show as a rate falling with the level. One pair of endpoints is grown from
+/// one level to the next (untimed, 1,000 setups at a time); at each level `rounds`
+/// batches of `batch` setups are timed, each a sample (the level grows by `batch`
+/// per sample, which is small beside it). Each tunnel has its own identity, so
+/// INITIAL_CONTACT replaces nothing.
+pub fn core_scale(levels: &[usize], batch: usize, rounds: usize, seed: u64) -> ScaleReport {
+    let mut levels: Vec<usize> = levels.to_vec();
+    levels.sort_unstable();
+    let top = levels.last().copied().unwrap_or(0);
+    let total = top + levels.len() * rounds * batch;
+    let (a, b) = conn_pair();
+    let clients = (0..total)
+        .map(|i| {
+            let mut c = a.clone();
+            c.local_id = Identity::parse(&format!("client-{i}.bench")).unwrap();
+            c
+        })
+        .collect();
+    let mut ea = Endpoint::new(
+        EndpointConfig::default(),
+        clients,
+        Box::new(SeededRandom::new(seed)),
+    );
+    let mut eb = Endpoint::new(
+        EndpointConfig {
+            cookie_threshold: usize::MAX,
+            max_half_open: usize::MAX,
+            max_ike_sas: usize::MAX,
+            ..EndpointConfig::default()
+        },
+        vec![b],
+        Box::new(SeededRandom::new(seed ^ 1)),
+    );
+    let now = 1_000_000_000;
+    let mut next = 0;
+    let mut out = Vec::new();
+    let mut responder_us = Vec::new();
+    for &level in &levels {
+        while next < level {
+            let end = (next + 1000).min(level);
+            for i in next..end {
+                ea.initiate(now, i, None);
+            }
+            pump(&mut ea, &mut eb, now, 8);
+            next = end;
+        }
+        let mut rates = Vec::new();
+        let mut in_b = Vec::new();
+        for _ in 0..rounds {
+            let t0 = Instant::now();
+            for i in next..next + batch {
+                ea.initiate(now, i, None);
+            }
+            let b = pump(&mut ea, &mut eb, now, 8);
+            rates.push(batch as f64 / t0.elapsed().as_secs_f64());
+            in_b.push(b.as_secs_f64() * 1e6 / batch as f64);
+            next += batch;
+        }
+        responder_us.push(Figure::of(&in_b));
+        assert_eq!(ea.established(), next, "core: not all SAs came up");
+        assert_eq!(eb.child_count(), next);
+        out.push((level, Figure::of(&rates)));
+    }
+    ScaleReport {
+        batch,
+        levels: out,
+        responder_us,
+    }
+}
+
+pub fn render_scale(r: &ScaleReport) -> String {
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for ((n, f), b) in r.levels.iter().zip(&r.responder_us) {
+        rows.push(vec![
+            format!("core: {} setups with {n} IKE SAs up, per second", r.batch),
+            f.show(0),
+        ]);
+        rows.push(vec![
+            "  of which the responder, us per setup".to_string(),
+            b.show(1),
+        ]);
+    }
+    table(
+        &[
+            "IKE SA setup with SAs held (aes128gcm16-prfsha256-x25519, PSK, one child)",
+            "median (min-max)",
+        ],
+        &rows,
+    )
+}
+
 /// Processes started by this benchmark, killed by PID (through `Child`) on drop.
 struct Procs(Vec<Child>);
 

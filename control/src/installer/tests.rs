@@ -468,3 +468,275 @@ fn path_ids_run_out_cleanly() {
     i.on_event(&mut w, 1, &ike_up(3, false)).unwrap();
     assert_eq!(i.path_of(3), Some(0));
 }
+
+/// The indexes (IKE SAs by addresses, children by IKE SA, lingering inbound SAs by SPI,
+/// by time and by tunnel) against walks over everything, after every step of random
+/// event sequences through a real `TableWriter`.
+mod indexes {
+    use super::*;
+    use proptest::prelude::*;
+
+    const PAIRS: [(&str, &str); 3] = [
+        ("192.0.2.1:500", "198.51.100.1:500"),
+        ("192.0.2.1:4500", "198.51.100.1:4500"),
+        ("192.0.2.2:4500", "198.51.100.7:4500"),
+    ];
+
+    fn addrs_of(k: usize) -> (SocketAddr, SocketAddr) {
+        let (l, r) = PAIRS[k % PAIRS.len()];
+        (addr(l), addr(r))
+    }
+
+    impl Installer {
+        /// The old walk: the lowest SPI's path among the IKE SAs on the pair.
+        fn path_between_scan(&self, local: SocketAddr, remote: SocketAddr) -> Option<PathId> {
+            self.sas
+                .values()
+                .filter(|s| s.local == local && s.remote == remote)
+                .min_by_key(|s| s.sa)
+                .map(|s| s.path)
+        }
+
+        /// The old walk over all children.
+        fn children_of_scan(&self, sa: SaId) -> Vec<ChildId> {
+            let mut v: Vec<ChildId> = self
+                .children
+                .values()
+                .filter(|c| c.view.sa == sa)
+                .map(|c| c.view.id)
+                .collect();
+            v.sort_unstable();
+            v
+        }
+
+        fn check_indexes(&self, snap: &Snapshot) {
+            for k in 0..PAIRS.len() {
+                let (l, r) = addrs_of(k);
+                assert_eq!(self.path_between(l, r), self.path_between_scan(l, r));
+            }
+            let n: usize = self.by_addrs.values().map(BTreeMap::len).sum();
+            assert_eq!(n, self.sas.len(), "every IKE SA indexed once");
+            for sa in self.sas.keys().copied().chain([1, 2, 3]) {
+                let ids: Vec<ChildId> = self.children_of(sa).iter().map(|c| c.id).collect();
+                assert_eq!(ids, self.children_of_scan(sa));
+            }
+            let n: usize = self.children_by_sa.values().map(BTreeSet::len).sum();
+            assert_eq!(n, self.children.len(), "every child indexed once");
+            assert!(self.children_by_sa.values().all(|s| !s.is_empty()));
+            // Lingering: by time and by tunnel agree with by SPI, and are installed.
+            let l = &self.lingering;
+            assert_eq!(self.next_expiry(), l.by_spi.values().map(|x| x.until).min());
+            let by_time: BTreeSet<(u64, u32)> =
+                l.by_spi.iter().map(|(&spi, x)| (x.until, spi)).collect();
+            assert_eq!(l.by_time, by_time);
+            let mut on_tunnels: Vec<(TunnelId, u32)> = self
+                .tunnel_recs
+                .iter()
+                .flat_map(|(&t, r)| r.lingering.iter().map(move |&s| (t, s)))
+                .collect();
+            on_tunnels.sort_unstable();
+            let mut want: Vec<(TunnelId, u32)> =
+                l.by_spi.iter().map(|(&spi, x)| (x.tunnel, spi)).collect();
+            want.sort_unstable();
+            assert_eq!(on_tunnels, want, "lingering SAs by tunnel");
+            for spi in l.by_spi.keys() {
+                assert!(snap.inbound(*spi).is_some(), "lingering {spi:#x} installed");
+            }
+            for c in self.children.values() {
+                assert!(snap.inbound(c.view.spi_in).is_some());
+            }
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// An IKE SA up: a fresh SPI (`fresh`) or again for an existing one.
+        IkeUp {
+            fresh: bool,
+            pick: usize,
+            pair: usize,
+        },
+        /// A child of an IKE SA, maybe replacing one of its children (a rekey).
+        ChildUp {
+            pick: usize,
+            rekey: Option<usize>,
+            defer: bool,
+            spi: u32,
+        },
+        ChildDown(usize),
+        PathChanged {
+            pick: usize,
+            pair: usize,
+        },
+        IkeRekeyed(usize),
+        IkeDown(usize),
+        /// Time passes (ms) and the lingering SAs due go.
+        Expire(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => (any::<bool>(), 0..8usize, 0..3usize)
+                .prop_map(|(fresh, pick, pair)| Op::IkeUp { fresh, pick, pair }),
+            5 => (0..8usize, proptest::option::of(0..8usize), any::<bool>(), 0..12u32)
+                .prop_map(|(pick, rekey, defer, spi)| Op::ChildUp { pick, rekey, defer, spi }),
+            3 => (0..16usize).prop_map(Op::ChildDown),
+            2 => (0..8usize, 0..3usize).prop_map(|(pick, pair)| Op::PathChanged { pick, pair }),
+            2 => (0..8usize).prop_map(Op::IkeRekeyed),
+            2 => (0..8usize).prop_map(Op::IkeDown),
+            2 => prop_oneof![Just(0u64), Just(100), Just(600)].prop_map(Op::Expire),
+        ]
+    }
+
+    struct Run {
+        i: Installer,
+        w: TableWriter,
+        now: u64,
+        next_sa: SaId,
+        next_child: ChildId,
+    }
+
+    impl Run {
+        fn pick_sa(&self, k: usize) -> Option<SaId> {
+            let mut v: Vec<SaId> = self.i.sas.keys().copied().collect();
+            v.sort_unstable();
+            (!v.is_empty()).then(|| v[k % v.len()])
+        }
+
+        fn pick_child(&self, k: usize) -> Option<(SaId, ChildId, u32, u32)> {
+            let mut v: Vec<&ChildView> = self.i.children.values().map(|c| &c.view).collect();
+            v.sort_unstable_by_key(|c| c.id);
+            (!v.is_empty()).then(|| {
+                let c = v[k % v.len()];
+                (c.sa, c.id, c.spi_in, c.spi_out)
+            })
+        }
+
+        fn step(&mut self, op: &Op) {
+            let ev = match *op {
+                Op::IkeUp { fresh, pick, pair } => {
+                    let sa = match self.pick_sa(pick) {
+                        Some(sa) if !fresh => sa,
+                        _ => {
+                            self.next_sa += 1;
+                            self.next_sa
+                        }
+                    };
+                    let (local, remote) = addrs_of(pair);
+                    let Event::IkeUp {
+                        conn,
+                        initiator,
+                        encap,
+                        behind_nat,
+                        peer_id,
+                        vip,
+                        suite,
+                        setup_ns,
+                        ..
+                    } = ike_up(sa, false)
+                    else {
+                        unreachable!()
+                    };
+                    Some(Event::IkeUp {
+                        sa,
+                        conn,
+                        initiator,
+                        local,
+                        remote,
+                        encap,
+                        behind_nat,
+                        peer_id,
+                        vip,
+                        suite,
+                        setup_ns,
+                    })
+                }
+                Op::ChildUp {
+                    pick,
+                    rekey,
+                    defer,
+                    spi,
+                } => self.pick_sa(pick).map(|sa| {
+                    // Like the core: an inbound SPI no live child holds (a lingering
+                    // one may come back).
+                    let live: Vec<u32> = self.i.children.values().map(|c| c.view.spi_in).collect();
+                    let spi_in = (0..12)
+                        .map(|k| 0x100 + (spi + k) % 12)
+                        .find(|s| !live.contains(s))
+                        .unwrap_or(0x1000 + self.next_child as u32);
+                    let replaces = rekey.and_then(|k| {
+                        let ids = self.i.children_of_scan(sa);
+                        (!ids.is_empty()).then(|| ids[k % ids.len()])
+                    });
+                    self.next_child += 1;
+                    let mut c = child(self.next_child, spi_in, 0x2000 + spi_in, replaces);
+                    c.defer_outbound = defer;
+                    up(sa, c)
+                }),
+                Op::ChildDown(k) => self
+                    .pick_child(k)
+                    .map(|(sa, c, si, so)| down(sa, c, si, so)),
+                Op::PathChanged { pick, pair } => self.pick_sa(pick).map(|sa| {
+                    let (local, remote) = addrs_of(pair);
+                    Event::PathChanged {
+                        sa,
+                        local,
+                        remote,
+                        encap: true,
+                        behind_nat: false,
+                    }
+                }),
+                Op::IkeRekeyed(k) => self.pick_sa(k).map(|old| {
+                    self.next_sa += 1;
+                    Event::IkeRekeyed {
+                        old,
+                        new: self.next_sa,
+                    }
+                }),
+                Op::IkeDown(k) => self.pick_sa(k).map(|sa| Event::IkeDown {
+                    sa,
+                    reason: DownReason::Deleted,
+                }),
+                Op::Expire(ms) => {
+                    self.now += ms * 1_000_000;
+                    self.i.expire(&mut self.w, self.now);
+                    None
+                }
+            };
+            if let Some(ev) = ev {
+                // Refusals (a full table) are fine; the indexes must hold anyway.
+                let _ = self.i.on_event(&mut self.w, self.now, &ev);
+            }
+            self.i.commit(&mut self.w);
+            let snap = self.w.published();
+            self.i.check_indexes(&snap);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 256,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn indexes_agree_with_walks(ops in proptest::collection::vec(op(), 1..60)) {
+            let w = TableWriter::new(TableConfig::sized(2, 12));
+            let i = Installer::new(&w, false, 64);
+            let mut r = Run { i, w, now: 1, next_sa: 0, next_child: 0 };
+            for op in &ops {
+                r.step(op);
+            }
+            // Everything down: nothing is left in any index.
+            for _ in 0..r.i.sas.len() {
+                r.step(&Op::IkeDown(0));
+            }
+            r.step(&Op::Expire(600));
+            prop_assert!(r.i.by_addrs.is_empty());
+            prop_assert!(r.i.children_by_sa.is_empty());
+            prop_assert_eq!(r.i.lingering(), 0);
+            prop_assert!(r.i.lingering.by_time.is_empty());
+        }
+    }
+}

@@ -6,11 +6,19 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 const USAGE: &str =
-    "usage: ike-bench [--bin PATH/TO/mobiked] [--json FILE] [--rounds N] [--tunnels N] [--bulk-rounds N] [--idle-s S (0: no idle CPU or stop measurement)] [--dpd-s S (DPD interval, 0: off)]";
+    "usage: ike-bench [--bin PATH/TO/mobiked] [--json FILE] [--rounds N] [--tunnels N] [--bulk-rounds N] [--idle-s S (0: no idle CPU or stop measurement)] [--dpd-s S (DPD interval, 0: off)]\n       ike-bench --held N[,N...] [--batch N] [--rounds N] [--json FILE]  (core setup rate with N IKE SAs up)";
 
-fn parse() -> Result<(IkeBenchConfig, Option<String>), String> {
+/// The scaling mode (`--held`): levels, setups timed per sample.
+struct Scale {
+    held: Vec<usize>,
+    batch: usize,
+}
+
+fn parse() -> Result<(IkeBenchConfig, Option<Scale>, Option<String>), String> {
     let mut cfg = IkeBenchConfig::default();
     let mut json = None;
+    let mut scale: Option<Scale> = None;
+    let mut batch = 2000;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         if a == "-h" || a == "--help" {
@@ -35,6 +43,14 @@ fn parse() -> Result<(IkeBenchConfig, Option<String>), String> {
                 cfg.dpd_s = v
                     .parse::<u64>()
                     .map_err(|_| format!("--dpd-s `{v}`: expected whole seconds >= 0"))?
+            "--batch" => batch = num("--batch")?,
+            "--held" => {
+                let held = v
+                    .split(',')
+                    .map(|x| x.trim().parse::<usize>())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|_| format!("--held `{v}`: expected counts such as 1000,10000"))?;
+                scale = Some(Scale { held, batch: 0 });
             }
             "--idle-s" => {
                 cfg.idle_s = v
@@ -46,17 +62,32 @@ fn parse() -> Result<(IkeBenchConfig, Option<String>), String> {
             _ => return Err(format!("unknown option {a}\n{USAGE}")),
         }
     }
-    Ok((cfg, json))
+    if let Some(s) = &mut scale {
+        s.batch = batch;
+    }
+    Ok((cfg, scale, json))
 }
 
 fn main() -> ExitCode {
-    let (cfg, json) = match parse() {
+    let (cfg, scale, json) = match parse() {
         Ok(x) => x,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::from(2);
         }
     };
+    if let Some(s) = scale {
+        let r = ike::core_scale(&s.held, s.batch, cfg.rounds, 11);
+        println!("{}", ike::render_scale(&r));
+        if let Some(p) = json {
+            if let Err(e) = std::fs::write(&p, serde_json::to_string_pretty(&r).unwrap_or_default())
+            {
+                eprintln!("--json {p}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
     match ike::run(&cfg) {
         Ok(r) => {
             println!("{}", ike::render_table(&r));

@@ -384,6 +384,15 @@ pub struct Endpoint {
     initiating_n: usize,
     /// Set by the last call's context (see [`Ctx::initial_contact`]).
     initial_contact: Vec<(SaId, Identity)>,
+    /// The IKE SAs in `sas` whose peer is authenticated, by the peer's identity: what
+    /// an INITIAL_CONTACT (RFC 7296 2.4) replaces is found without a walk over all SAs.
+    /// Kept by [`Self::file`]: an SA enters once its peer is known and leaves when it
+    /// dies; an IKE rekey's new SA enters with the same identity.
+    by_peer: HashMap<Identity, HashSet<SaId>>,
+    /// IKE SAs in `sas` established, and their children: counts kept by
+    /// [`Self::take`] and [`Self::file`] rather than walks over all SAs.
+    established_n: usize,
+    children_n: usize,
     /// The host's usable addresses: at first the connections' local addresses, then
     /// whatever [`Endpoint::set_own_addrs`] says.
     own_addrs: Vec<IpAddr>,
@@ -424,6 +433,9 @@ impl Endpoint {
             half_open_n: 0,
             initiating_n: 0,
             initial_contact: Vec::new(),
+            by_peer: HashMap::new(),
+            established_n: 0,
+            children_n: 0,
             own_addrs,
             routable: Box::new(|_, _| true),
         }
@@ -451,7 +463,7 @@ impl Endpoint {
 
     /// IKE SAs established.
     pub fn established(&self) -> usize {
-        self.sas.values().filter(|s| s.is_established()).count()
+        self.established_n
     }
 
     /// Half-open IKE SAs we answered as responder.
@@ -471,7 +483,12 @@ impl Endpoint {
 
     /// Child SAs installed, over all IKE SAs.
     pub fn child_count(&self) -> usize {
-        self.sas.values().map(|s| s.child_count()).sum()
+        self.children_n
+    }
+
+    /// Child SAs of one IKE SA (0 for an unknown one).
+    pub fn child_count_of(&self, sa: SaId) -> usize {
+        self.sas.get(&sa).map_or(0, IkeSa::child_count)
     }
 
     /// The established IKE SAs and their children's ids, for inspection.
@@ -634,13 +651,15 @@ impl Endpoint {
 
     /// Runs every timer due at `now`.
     pub fn handle_timeout(&mut self, now: u64) {
+        // In the order they fell due, each once (an SA re-armed has older entries).
         let mut due = Vec::new();
+        let mut seen = HashSet::new();
         while let Some(Reverse((t, sa))) = self.timers.peek().copied() {
             if t > now {
                 break;
             }
             self.timers.pop();
-            if !due.contains(&sa) {
+            if seen.insert(sa) {
                 due.push(sa);
             }
         }
@@ -777,11 +796,8 @@ impl Endpoint {
         sa: SaId,
         f: impl FnOnce(&mut IkeSa, &mut Ctx<'_>) -> R,
     ) -> Option<R> {
-        let mut s = self.sas.remove(&sa)?;
+        let mut s = self.take(sa)?;
         let was_half_open = s.is_half_open();
-        if s.is_initiating() {
-            self.initiating_n -= 1;
-        }
         let (r, born, handovers) = self.with_ctx(Some(sa), |ctx| f(&mut s, ctx));
         self.file(s, was_half_open);
         self.settle(now, born, handovers);
@@ -800,23 +816,32 @@ impl Endpoint {
         }
         self.apply(now, handovers);
         for (keep, who) in std::mem::take(&mut self.initial_contact) {
-            let stale: Vec<SaId> = self
-                .sas
-                .values()
-                .filter(|s| s.id() != keep && s.peer_id() == Some(&who) && !s.is_half_open())
-                .map(IkeSa::id)
-                .collect();
-            for id in stale {
+            for id in self.replaced_by(keep, &who) {
                 self.counters.initial_contact_dropped += 1;
                 self.on_sa(now, id, |s, ctx| s.drop_replaced(ctx));
             }
         }
     }
 
+    /// What an INITIAL_CONTACT from `who` on IKE SA `keep` replaces (RFC 7296 2.4):
+    /// the other IKE SAs authenticated with that identity, by SPI.
+    fn replaced_by(&self, keep: SaId, who: &Identity) -> Vec<SaId> {
+        let mut stale: Vec<SaId> = self
+            .by_peer
+            .get(who)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|&id| id != keep && self.sas.get(&id).is_some_and(|s| !s.is_half_open()))
+            .collect();
+        stale.sort_unstable();
+        stale
+    }
+
     /// Gives handed-over children to their new IKE SA.
     fn apply(&mut self, now: u64, handovers: Vec<Handover>) {
         for h in handovers {
-            match self.sas.remove(&h.to) {
+            match self.take(h.to) {
                 Some(mut t) => {
                     t.adopt(h);
                     t.clear_armed();
@@ -832,6 +857,20 @@ impl Endpoint {
         }
     }
 
+    /// Takes SA `id` out of the map (to run it and [`Self::file`] it again), and out
+    /// of the counts of the SAs in the map.
+    fn take(&mut self, id: SaId) -> Option<IkeSa> {
+        let s = self.sas.remove(&id)?;
+        if s.is_initiating() {
+            self.initiating_n -= 1;
+        }
+        if s.is_established() {
+            self.established_n -= 1;
+        }
+        self.children_n -= s.child_count();
+        Some(s)
+    }
+
     /// `was_half_open`: the SA counted as half-open before this call.
     fn file(&mut self, mut s: IkeSa, was_half_open: bool) {
         let id = s.id();
@@ -844,6 +883,14 @@ impl Endpoint {
             _ => {}
         }
         if s.is_dead() {
+            if let Some(who) = s.peer_id() {
+                if let Some(ids) = self.by_peer.get_mut(who) {
+                    ids.remove(&id);
+                    if ids.is_empty() {
+                        self.by_peer.remove(who);
+                    }
+                }
+            }
             // The index outlives the half-open state so a late duplicate of
             // IKE_SA_INIT finds its SA rather than making a new one.
             if let Some(k) = s.init_key() {
@@ -854,6 +901,16 @@ impl Endpoint {
             s.release(&mut self.child_spis);
             return;
         }
+        if let Some(who) = s.peer_id() {
+            // The identity is cloned once, when the SA enters the index.
+            if !self.by_peer.get(who).is_some_and(|ids| ids.contains(&id)) {
+                self.by_peer.entry(who.clone()).or_default().insert(id);
+            }
+        }
+        if s.is_established() {
+            self.established_n += 1;
+        }
+        self.children_n += s.child_count();
         let due = s.next_timeout();
         let rearm = due.is_some() && s.take_armed(due);
         self.sas.insert(id, s);
@@ -862,3 +919,6 @@ impl Endpoint {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
