@@ -1,9 +1,11 @@
 //! Tunnels and their traffic selectors: which inner packets go into which outbound SA,
 //! and which inner packets an inbound SA may deliver (RFC 4301 5.1/5.2).
 
+use crate::pages::{mix64, HashEntry, HashPages};
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// Index of a tunnel (a pair of selector lists plus its outbound SA).
 pub type TunnelId = u32;
@@ -166,50 +168,238 @@ impl Tunnel {
     }
 }
 
-/// Outbound policy lookup, rebuilt by the writer on every tunnel change.
-///
-/// Host routes (a remote selector that is one address, the common case for a gateway with
-/// virtual IPs) are found through an open-addressing hash; other prefixes are scanned
-/// longest first. The first tunnel whose local selectors also contain the source wins.
-#[derive(Debug, Default)]
-pub struct PolicyTable {
-    hosts: crate::spimap::AddrMap,
-    /// (prefix, tunnel), longest prefix first.
-    prefixes: Vec<(Prefix, TunnelId)>,
+/// The key of one remote selector: the prefix's address left-aligned in 128 bits (an IPv4
+/// address in the top 32), its length and its family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PolicyKey {
+    hi: u64,
+    lo: u64,
+    len: u8,
+    v6: bool,
 }
 
-impl PolicyTable {
-    /// Builds the lookup structure for `tunnels`.
-    pub fn build<'a>(tunnels: impl Iterator<Item = &'a Tunnel>) -> PolicyTable {
-        let mut hosts = Vec::new();
-        let mut prefixes = Vec::new();
-        for t in tunnels {
-            for p in &t.remote_ts {
-                if p.is_host() {
-                    hosts.push((p.addr(), t.id));
-                } else {
-                    prefixes.push((*p, t.id));
-                }
-            }
-        }
-        // Longest prefix first; stable so configuration order breaks ties.
-        prefixes.sort_by_key(|p| std::cmp::Reverse(p.0.prefix_len()));
-        PolicyTable {
-            hosts: crate::spimap::AddrMap::build(&hosts),
-            prefixes,
+impl PolicyKey {
+    /// The key of the prefix of length `len` that contains `a`.
+    #[inline]
+    fn of(a: IpAddr, len: u8) -> PolicyKey {
+        let (bits, v6) = match a {
+            IpAddr::V4(v4) => ((u32::from(v4) as u128) << 96, false),
+            IpAddr::V6(v6) => (u128::from(v6), true),
+        };
+        let mask = if len == 0 {
+            0
+        } else {
+            u128::MAX << (128 - len as u32)
+        };
+        let bits = bits & mask;
+        PolicyKey {
+            hi: (bits >> 64) as u64,
+            lo: bits as u64,
+            len,
+            v6,
         }
     }
 
-    /// Candidate tunnels for an inner destination, most specific first; the caller checks
-    /// the source against the tunnel's local selectors.
+    fn of_prefix(p: &Prefix) -> PolicyKey {
+        PolicyKey::of(p.addr(), p.prefix_len())
+    }
+}
+
+/// One bucket: the tunnels whose remote selectors include this exact prefix, in id order
+/// (the first inline, since there is normally one).
+#[derive(Clone, Debug, Default)]
+pub struct PolicyEntry {
+    key: Option<PolicyKey>,
+    first: TunnelId,
+    rest: Option<Arc<[TunnelId]>>,
+}
+
+impl PolicyEntry {
+    #[inline]
+    fn ids(&self) -> impl Iterator<Item = TunnelId> + '_ {
+        std::iter::once(self.first).chain(self.rest.iter().flat_map(|r| r.iter().copied()))
+    }
+
+    fn with_ids(key: PolicyKey, ids: &[TunnelId]) -> PolicyEntry {
+        PolicyEntry {
+            key: Some(key),
+            first: ids[0],
+            rest: (ids.len() > 1).then(|| ids[1..].into()),
+        }
+    }
+}
+
+impl HashEntry for PolicyEntry {
+    type Key = PolicyKey;
+    #[inline]
+    fn key(&self) -> Option<PolicyKey> {
+        self.key
+    }
+    #[inline]
+    fn hash(k: &PolicyKey) -> u64 {
+        mix64(k.hi ^ mix64(k.lo ^ ((k.len as u64) << 1 | k.v6 as u64)))
+    }
+}
+
+/// The prefix lengths (0..=128) present for one address family, as bits.
+#[derive(Clone, Copy, Debug, Default)]
+struct Lengths([u64; 3]);
+
+impl Lengths {
+    fn set(&mut self, len: u8, on: bool) {
+        let (w, b) = (len as usize / 64, len as u32 % 64);
+        if on {
+            self.0[w] |= 1 << b;
+        } else {
+            self.0[w] &= !(1 << b);
+        }
+    }
+
+    /// Present lengths, longest first.
+    #[inline]
+    fn longest_first(self) -> impl Iterator<Item = u8> {
+        let mut words = self.0;
+        let mut w = words.len();
+        std::iter::from_fn(move || loop {
+            if w == 0 {
+                return None;
+            }
+            let word = &mut words[w - 1];
+            if *word == 0 {
+                w -= 1;
+                continue;
+            }
+            let b = 63 - word.leading_zeros();
+            *word &= !(1u64 << b);
+            return Some(((w - 1) * 64) as u8 + b as u8);
+        })
+    }
+}
+
+/// Outbound policy lookup (RFC 4301 5.1), kept up to date one tunnel at a time.
+///
+/// Every remote selector is a key of one persistent hash table (a host route is the
+/// prefix of full length, the common case for a gateway with virtual IPs). A lookup probes
+/// the table once per prefix length in use for the destination's family, longest first,
+/// so it costs one probe with host routes alone and never depends on the number of
+/// tunnels. Adding or removing a tunnel touches the page of each of its selectors. Ties
+/// between tunnels with the same remote prefix go to the lower tunnel id; the caller takes
+/// the first candidate whose local selectors also contain the source.
+#[derive(Clone)]
+pub struct PolicyTable {
+    map: HashPages<PolicyEntry>,
+    /// Present lengths: IPv4, IPv6.
+    lengths: [Lengths; 2],
+    /// Keys per length, IPv4 (0..=32) then IPv6 (0..=128).
+    keys_per_len: [u32; 33 + 129],
+}
+
+impl Default for PolicyTable {
+    fn default() -> Self {
+        PolicyTable::with_max(0)
+    }
+}
+
+impl PolicyTable {
+    /// A table sized for `tunnels` remote selectors before it first grows.
+    pub fn with_max(tunnels: usize) -> PolicyTable {
+        PolicyTable {
+            map: if tunnels == 0 {
+                HashPages::default()
+            } else {
+                HashPages::with_max(tunnels)
+            },
+            lengths: [Lengths::default(); 2],
+            keys_per_len: [0; 33 + 129],
+        }
+    }
+
+    /// A table holding `tunnels` (built one by one, as the writer does).
+    pub fn build<'a>(tunnels: impl Iterator<Item = &'a Tunnel>) -> PolicyTable {
+        let mut t = PolicyTable::default();
+        for tunnel in tunnels {
+            t.insert(tunnel);
+        }
+        t
+    }
+
+    fn count(&mut self, k: &PolicyKey, add: bool) {
+        let i = if k.v6 {
+            33 + k.len as usize
+        } else {
+            k.len as usize
+        };
+        let n = &mut self.keys_per_len[i];
+        if add {
+            *n += 1;
+        } else {
+            *n -= 1;
+        }
+        let present = *n > 0;
+        self.lengths[k.v6 as usize].set(k.len, present);
+    }
+
+    /// Adds the remote selectors of `tunnel` (call `remove` with the old version first
+    /// when a tunnel changes).
+    pub fn insert(&mut self, tunnel: &Tunnel) {
+        for p in &tunnel.remote_ts {
+            let key = PolicyKey::of_prefix(p);
+            match self.map.get(&key) {
+                Some(e) => {
+                    let mut ids: Vec<TunnelId> = e.ids().collect();
+                    if let Err(at) = ids.binary_search(&tunnel.id) {
+                        ids.insert(at, tunnel.id);
+                        self.map.insert(PolicyEntry::with_ids(key, &ids));
+                    }
+                }
+                None => {
+                    self.map.insert(PolicyEntry::with_ids(key, &[tunnel.id]));
+                    self.count(&key, true);
+                }
+            }
+        }
+    }
+
+    /// Removes the remote selectors of `tunnel`.
+    pub fn remove(&mut self, tunnel: &Tunnel) {
+        for p in &tunnel.remote_ts {
+            let key = PolicyKey::of_prefix(p);
+            let Some(e) = self.map.get(&key) else {
+                continue;
+            };
+            let ids: Vec<TunnelId> = e.ids().filter(|&id| id != tunnel.id).collect();
+            if ids.is_empty() {
+                self.map.remove(&key);
+                self.count(&key, false);
+            } else if ids.len() != e.ids().count() {
+                self.map.insert(PolicyEntry::with_ids(key, &ids));
+            }
+        }
+    }
+
+    /// Candidate tunnels for an inner destination, most specific prefix first, lower id
+    /// first among equals; the caller checks the source against the tunnel's local
+    /// selectors. No allocation.
     #[inline]
     pub fn candidates(&self, dst: IpAddr) -> impl Iterator<Item = TunnelId> + '_ {
-        self.hosts.get(dst).into_iter().chain(
-            self.prefixes
-                .iter()
-                .filter(move |(p, _)| p.contains(dst))
-                .map(|(_, t)| *t),
-        )
+        self.lengths[dst.is_ipv6() as usize]
+            .longest_first()
+            .filter_map(move |len| self.map.get(&PolicyKey::of(dst, len)))
+            .flat_map(PolicyEntry::ids)
+    }
+
+    /// Distinct remote prefixes.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Pages allocated in this version.
+    pub fn pages(&self) -> usize {
+        self.map.pages()
     }
 }
 
