@@ -29,10 +29,14 @@ impl HashEntry for SpiEntry {
     }
 }
 
+/// Buckets per page: a page copy raises the count of each SA in it (about 12 at the
+/// highest load), so pages are smaller than the default.
+const SPI_PAGE: usize = 32;
+
 /// SPI -> inbound SA.
 #[derive(Clone, Default)]
 pub struct SpiMap {
-    table: HashPages<SpiEntry>,
+    table: HashPages<SpiEntry, SPI_PAGE>,
 }
 
 impl SpiMap {

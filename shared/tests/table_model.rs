@@ -15,12 +15,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-/// SPIs that share home buckets of the 64-bucket index (`max_inbound` 12): six in the
+/// SPIs that share home buckets of the 32-bucket index (`max_inbound` 12): six in the
 /// last bucket and six in the first, so probe runs are long, wrap around the end, and a
 /// removal has to shift entries back across it.
 fn spis() -> Vec<u32> {
-    let home = |spi: u32| mix64(spi as u64) & 63;
-    let last = (0u32..).filter(|&s| home(s) == 63).take(6);
+    let home = |spi: u32| mix64(spi as u64) & 31;
+    let last = (0u32..).filter(|&s| home(s) == 31).take(6);
     let first = (0u32..).filter(|&s| home(s) == 0).take(6);
     last.chain(first).collect()
 }
