@@ -340,7 +340,7 @@ pub fn run(cfg: &TableBenchConfig) -> Result<TableReport, String> {
 
 /// `100k` for 100000, the number itself otherwise.
 fn size_label(n: usize) -> String {
-    if n >= 1000 && n % 1000 == 0 {
+    if n >= 1000 && n.is_multiple_of(1000) {
         format!("{}k", n / 1000)
     } else {
         n.to_string()

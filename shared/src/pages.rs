@@ -26,11 +26,13 @@ const FANOUT_BITS: u32 = FANOUT.trailing_zeros();
 
 type Node<C> = [Option<Arc<C>>; FANOUT];
 type Leaves<T, const P: usize> = Node<[T; P]>;
+/// The root: one pointer per `P * FANOUT * FANOUT` entries.
+type Root<T, const P: usize> = Arc<[Option<Arc<Node<Leaves<T, P>>>>]>;
 
 /// A fixed-capacity persistent array; absent entries read as `None`, or as `T::default()`
 /// in pages that exist. `P` must be a power of two.
 pub struct Pages<T, const P: usize = PAGE> {
-    root: Arc<[Option<Arc<Node<Leaves<T, P>>>>]>,
+    root: Root<T, P>,
 }
 
 impl<T, const P: usize> Clone for Pages<T, P> {

@@ -237,7 +237,8 @@ impl HashEntry for PolicyEntry {
     }
     #[inline]
     fn hash(k: &PolicyKey) -> u64 {
-        mix64(k.hi ^ mix64(k.lo ^ ((k.len as u64) << 1 | k.v6 as u64)))
+        // One round: configuration chooses the keys, not peers.
+        mix64(k.hi ^ k.lo.rotate_left(29) ^ ((k.len as u64) << 1 | k.v6 as u64))
     }
 }
 
@@ -375,6 +376,45 @@ impl PolicyTable {
                 self.map.insert(PolicyEntry::with_ids(key, &ids));
             }
         }
+    }
+
+    /// The first candidate tunnel for an inner destination (in the order of `candidates`)
+    /// that `accept` takes. The packet path's form: plain loops, the host route probed
+    /// first without walking the length bits. No allocation.
+    #[inline]
+    pub fn find(&self, dst: IpAddr, mut accept: impl FnMut(TunnelId) -> bool) -> Option<TunnelId> {
+        let v6 = dst.is_ipv6();
+        let words = self.lengths[v6 as usize].0;
+        let mut len: i32 = if v6 { 128 } else { 32 };
+        while len >= 0 {
+            let (w, b) = (len as usize / 64, len as u32 % 64);
+            // Skip to the next present length at or below `len`.
+            let below = if b == 63 {
+                u64::MAX
+            } else {
+                (1u64 << (b + 1)) - 1
+            };
+            let bits = words[w] & below;
+            if bits == 0 {
+                len = (w as i32) * 64 - 1;
+                continue;
+            }
+            let l = (w as u32 * 64 + 63 - bits.leading_zeros()) as u8;
+            if let Some(e) = self.map.get(&PolicyKey::of(dst, l)) {
+                if accept(e.first) {
+                    return Some(e.first);
+                }
+                if let Some(rest) = &e.rest {
+                    for &id in rest.iter() {
+                        if accept(id) {
+                            return Some(id);
+                        }
+                    }
+                }
+            }
+            len = l as i32 - 1;
+        }
+        None
     }
 
     /// Candidate tunnels for an inner destination, most specific prefix first, lower id

@@ -182,15 +182,12 @@ impl Snapshot {
     /// Outbound policy lookup: the outbound SA for an inner packet `src -> dst`.
     #[inline]
     pub fn lookup_outbound(&self, src: IpAddr, dst: IpAddr) -> Option<&OutboundSa> {
-        for id in self.policy.candidates(dst) {
-            let Some(entry) = self.tunnels.get(id as usize) else {
-                continue;
-            };
-            if entry.local_contains(src) {
-                return entry.outbound.as_deref();
-            }
-        }
-        None
+        let id = self.policy.find(dst, |id| {
+            self.tunnels
+                .get(id as usize)
+                .is_some_and(|e| e.local_contains(src))
+        })?;
+        self.tunnels.get(id as usize)?.outbound.as_deref()
     }
 
     /// The current record of path `id`.
