@@ -2,6 +2,7 @@
 //! and which inner packets an inbound SA may deliver (RFC 4301 5.1/5.2).
 
 use crate::pages::{mix64, HashEntry, HashPages};
+use crate::sa::OutboundSa;
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
@@ -205,6 +206,17 @@ impl PolicyKey {
     }
 }
 
+/// What the packet path needs of the first tunnel of an entry, copied into the entry by
+/// the writer (`PolicyTable::set_hint`) so the common lookup reads no other page.
+#[derive(Clone, Debug)]
+pub struct Hint {
+    /// The tunnel's first local selector.
+    pub local: Prefix,
+    /// Whether it is the only one (a miss on it is a miss for the tunnel).
+    pub single: bool,
+    pub outbound: Option<Arc<OutboundSa>>,
+}
+
 /// One bucket: the tunnels whose remote selectors include this exact prefix, in id order
 /// (the first inline, since there is normally one).
 #[derive(Clone, Debug, Default)]
@@ -212,6 +224,15 @@ pub struct PolicyEntry {
     key: Option<PolicyKey>,
     first: TunnelId,
     rest: Option<Arc<[TunnelId]>>,
+    hint: Option<Hint>,
+}
+
+/// What a policy lookup found.
+pub enum Found<'a> {
+    /// The outbound SA (or its absence) of the first tunnel, from the entry's hint.
+    Outbound(Option<&'a OutboundSa>),
+    /// A tunnel the caller's check accepted.
+    Tunnel(TunnelId),
 }
 
 impl PolicyEntry {
@@ -225,6 +246,7 @@ impl PolicyEntry {
             key: Some(key),
             first: ids[0],
             rest: (ids.len() > 1).then(|| ids[1..].into()),
+            hint: None,
         }
     }
 }
@@ -378,11 +400,31 @@ impl PolicyTable {
         }
     }
 
-    /// The first candidate tunnel for an inner destination (in the order of `candidates`)
-    /// that `accept` takes. The packet path's form: plain loops, the host route probed
-    /// first without walking the length bits. No allocation.
+    /// The first tunnel of the entry for `prefix`, if there is one.
+    pub fn first_of(&self, prefix: &Prefix) -> Option<TunnelId> {
+        self.map.get(&PolicyKey::of_prefix(prefix)).map(|e| e.first)
+    }
+
+    /// Sets the hint of the entry for `prefix` (the writer calls it after every change of
+    /// the entry's first tunnel or of that tunnel's outbound SA).
+    pub fn set_hint(&mut self, prefix: &Prefix, hint: Option<Hint>) {
+        let key = PolicyKey::of_prefix(prefix);
+        if let Some(mut e) = self.map.get(&key).cloned() {
+            e.hint = hint;
+            self.map.insert(e);
+        }
+    }
+
+    /// The outbound SA for an inner packet `src -> dst`: the first candidate (in the
+    /// order of `candidates`) whose local selectors contain `src`, answered from the
+    /// entry's hint where it can, else from `accept`. No allocation.
     #[inline]
-    pub fn find(&self, dst: IpAddr, mut accept: impl FnMut(TunnelId) -> bool) -> Option<TunnelId> {
+    pub fn lookup(
+        &self,
+        src: IpAddr,
+        dst: IpAddr,
+        mut accept: impl FnMut(TunnelId) -> bool,
+    ) -> Option<Found<'_>> {
         let v6 = dst.is_ipv6();
         let words = self.lengths[v6 as usize].0;
         let mut len: i32 = if v6 { 128 } else { 32 };
@@ -401,13 +443,21 @@ impl PolicyTable {
             }
             let l = (w as u32 * 64 + 63 - bits.leading_zeros()) as u8;
             if let Some(e) = self.map.get(&PolicyKey::of(dst, l)) {
-                if accept(e.first) {
-                    return Some(e.first);
+                match &e.hint {
+                    Some(h) if h.local.contains(src) => {
+                        return Some(Found::Outbound(h.outbound.as_deref()))
+                    }
+                    Some(h) if h.single => {}
+                    _ => {
+                        if accept(e.first) {
+                            return Some(Found::Tunnel(e.first));
+                        }
+                    }
                 }
                 if let Some(rest) = &e.rest {
                     for &id in rest.iter() {
                         if accept(id) {
-                            return Some(id);
+                            return Some(Found::Tunnel(id));
                         }
                     }
                 }

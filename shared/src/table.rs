@@ -15,7 +15,7 @@
 use crate::clock::now_ns;
 use crate::pages::{Pages, PAGE};
 use crate::path::{PathId, PathRecord, PathSpec};
-use crate::policy::{PolicyTable, Prefix, Tunnel, TunnelId};
+use crate::policy::{Found, Hint, PolicyTable, Prefix, Tunnel, TunnelId};
 use crate::qsbr::{Participant, Registry, OFFLINE};
 use crate::sa::{InboundSa, InboundSpec, OutboundSa, OutboundSpec, Slot};
 use crate::spimap::SpiMap;
@@ -128,6 +128,17 @@ struct TunnelEntry {
 }
 
 impl TunnelEntry {
+    /// The policy hint of this tunnel (`None` without local selectors: it matches
+    /// nothing, and the lookup asks the entry).
+    fn hint(&self) -> Option<Hint> {
+        let tunnel = self.tunnel.as_ref()?;
+        Some(Hint {
+            local: self.first_local?,
+            single: tunnel.local_ts.len() == 1,
+            outbound: self.outbound.clone(),
+        })
+    }
+
     /// Whether the tunnel exists and one of its local selectors contains `src`.
     #[inline]
     fn local_contains(&self, src: IpAddr) -> bool {
@@ -182,12 +193,15 @@ impl Snapshot {
     /// Outbound policy lookup: the outbound SA for an inner packet `src -> dst`.
     #[inline]
     pub fn lookup_outbound(&self, src: IpAddr, dst: IpAddr) -> Option<&OutboundSa> {
-        let id = self.policy.find(dst, |id| {
+        let found = self.policy.lookup(src, dst, |id| {
             self.tunnels
                 .get(id as usize)
                 .is_some_and(|e| e.local_contains(src))
         })?;
-        self.tunnels.get(id as usize)?.outbound.as_deref()
+        match found {
+            Found::Outbound(sa) => sa,
+            Found::Tunnel(id) => self.tunnels.get(id as usize)?.outbound.as_deref(),
+        }
     }
 
     /// The current record of path `id`.
@@ -370,13 +384,17 @@ impl TableWriter {
                 max: self.config.max_tunnels,
             });
         }
-        if let Some(old) = self.next.tunnels.get(id).and_then(|e| e.tunnel.clone()) {
-            self.next.policy.remove(&old);
+        let old = self.next.tunnels.get(id).and_then(|e| e.tunnel.clone());
+        if let Some(old) = &old {
+            self.next.policy.remove(old);
         }
         self.next.policy.insert(&tunnel);
         let entry = self.tunnel_entry(id)?;
         entry.first_local = tunnel.local_ts.first().copied();
-        entry.tunnel = Some(Arc::new(tunnel));
+        let tunnel = Arc::new(tunnel);
+        entry.tunnel = Some(tunnel.clone());
+        self.refresh_hints(old.as_deref());
+        self.refresh_hints(Some(&tunnel));
         self.dirty = true;
         Ok(())
     }
@@ -392,12 +410,40 @@ impl TableWriter {
         entry.first_local = None;
         if let Some(old) = old {
             self.next.policy.remove(&old);
+            self.refresh_hints(Some(&old));
         }
         if let Some(sa) = outbound {
             self.pending_free_out.push(sa.slot);
         }
         self.dirty = true;
         Ok(())
+    }
+
+    /// Rewrites the policy hints of the entries of `tunnel`'s remote selectors from their
+    /// (possibly new) first tunnels.
+    fn refresh_hints(&mut self, tunnel: Option<&Tunnel>) {
+        let Some(tunnel) = tunnel else {
+            return;
+        };
+        let next = &mut self.next;
+        for p in &tunnel.remote_ts {
+            if let Some(first) = next.policy.first_of(p) {
+                let hint = next.tunnels.get(first as usize).and_then(TunnelEntry::hint);
+                next.policy.set_hint(p, hint);
+            }
+        }
+    }
+
+    /// `refresh_hints` for the tunnel `id` as staged.
+    fn refresh_hints_of(&mut self, id: TunnelId) {
+        if let Some(t) = self
+            .next
+            .tunnels
+            .get(id as usize)
+            .and_then(|e| e.tunnel.clone())
+        {
+            self.refresh_hints(Some(&t));
+        }
     }
 
     /// Stages the outbound SA of a tunnel, replacing the previous one (rekey). The new SA
@@ -428,6 +474,7 @@ impl TableWriter {
         if let Some(old) = self.tunnel_entry(id)?.outbound.replace(Arc::new(sa)) {
             self.pending_free_out.push(old.slot);
         }
+        self.refresh_hints_of(spec.tunnel);
         self.dirty = true;
         Ok(())
     }
@@ -443,6 +490,7 @@ impl TableWriter {
             .take()
             .ok_or(TableError::UnknownTunnel(tunnel))?;
         self.pending_free_out.push(old.slot);
+        self.refresh_hints_of(tunnel);
         self.dirty = true;
         Ok(())
     }
