@@ -5,11 +5,11 @@
 //! inbound SAs, the tunnels with their outbound SAs, the policy table, the path records.
 //! The writer changes its own copies in place, copying on write only the pages a published
 //! version shares, and a publication clones four roots. So a publication costs what
-//! changed, not what exists: moving a path copies one page of path records (and one
-//! 64-pointer middle node and the root of capacity/4096 pointers), however many SAs
+//! changed, not what exists: moving a path copies one page of path records, one 16-pointer
+//! node per index level and the root (7 pointers at 100,000 paths), however many SAs
 //! follow that path or are installed; installing or removing an SA copies a page or two
-//! of each structure it is in. Readers hold an `arc_swap::Cache` that costs one atomic load per burst when
-//! nothing changed. Old versions are retired with the QSBR epoch of their replacement and
+//! of each structure it is in. Readers hold an `arc_swap::Cache` that costs one atomic
+//! load per burst when nothing changed. Old versions are retired with the QSBR epoch of their replacement and
 //! dropped by the writer once every worker has passed a quiescent point (see `qsbr`).
 
 use crate::clock::now_ns;
