@@ -2,3 +2,4 @@ pub mod esp;
 pub mod fwd;
 pub mod ike;
 pub mod report;
+pub mod table;

@@ -9,6 +9,7 @@
 
 pub mod clock;
 pub mod counters;
+pub mod pages;
 pub mod path;
 pub mod policy;
 pub mod qsbr;

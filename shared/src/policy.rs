@@ -1,9 +1,12 @@
 //! Tunnels and their traffic selectors: which inner packets go into which outbound SA,
 //! and which inner packets an inbound SA may deliver (RFC 4301 5.1/5.2).
 
+use crate::pages::{mix64, HashEntry, HashPages};
+use crate::sa::OutboundSa;
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// Index of a tunnel (a pair of selector lists plus its outbound SA).
 pub type TunnelId = u32;
@@ -166,50 +169,327 @@ impl Tunnel {
     }
 }
 
-/// Outbound policy lookup, rebuilt by the writer on every tunnel change.
-///
-/// Host routes (a remote selector that is one address, the common case for a gateway with
-/// virtual IPs) are found through an open-addressing hash; other prefixes are scanned
-/// longest first. The first tunnel whose local selectors also contain the source wins.
-#[derive(Debug, Default)]
-pub struct PolicyTable {
-    hosts: crate::spimap::AddrMap,
-    /// (prefix, tunnel), longest prefix first.
-    prefixes: Vec<(Prefix, TunnelId)>,
+/// The key of one remote selector: the prefix's address left-aligned in 128 bits (an IPv4
+/// address in the top 32), its length and its family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PolicyKey {
+    hi: u64,
+    lo: u64,
+    len: u8,
+    v6: bool,
 }
 
-impl PolicyTable {
-    /// Builds the lookup structure for `tunnels`.
-    pub fn build<'a>(tunnels: impl Iterator<Item = &'a Tunnel>) -> PolicyTable {
-        let mut hosts = Vec::new();
-        let mut prefixes = Vec::new();
-        for t in tunnels {
-            for p in &t.remote_ts {
-                if p.is_host() {
-                    hosts.push((p.addr(), t.id));
-                } else {
-                    prefixes.push((*p, t.id));
-                }
-            }
-        }
-        // Longest prefix first; stable so configuration order breaks ties.
-        prefixes.sort_by_key(|p| std::cmp::Reverse(p.0.prefix_len()));
-        PolicyTable {
-            hosts: crate::spimap::AddrMap::build(&hosts),
-            prefixes,
+impl PolicyKey {
+    /// The key of the prefix of length `len` that contains `a`.
+    #[inline]
+    fn of(a: IpAddr, len: u8) -> PolicyKey {
+        let (bits, v6) = match a {
+            IpAddr::V4(v4) => ((u32::from(v4) as u128) << 96, false),
+            IpAddr::V6(v6) => (u128::from(v6), true),
+        };
+        let mask = if len == 0 {
+            0
+        } else {
+            u128::MAX << (128 - len as u32)
+        };
+        let bits = bits & mask;
+        PolicyKey {
+            hi: (bits >> 64) as u64,
+            lo: bits as u64,
+            len,
+            v6,
         }
     }
 
-    /// Candidate tunnels for an inner destination, most specific first; the caller checks
-    /// the source against the tunnel's local selectors.
+    fn of_prefix(p: &Prefix) -> PolicyKey {
+        PolicyKey::of(p.addr(), p.prefix_len())
+    }
+}
+
+/// What the packet path needs of the first tunnel of an entry, copied into the entry by
+/// the writer (`PolicyTable::set_hint`) so the common lookup reads no other page.
+#[derive(Clone, Debug)]
+pub struct Hint {
+    /// The tunnel's first local selector.
+    pub local: Prefix,
+    /// Whether it is the only one (a miss on it is a miss for the tunnel).
+    pub single: bool,
+    pub outbound: Option<Arc<OutboundSa>>,
+}
+
+/// One bucket: the tunnels whose remote selectors include this exact prefix, in id order
+/// (the first inline, since there is normally one).
+#[derive(Clone, Debug, Default)]
+pub struct PolicyEntry {
+    key: Option<PolicyKey>,
+    first: TunnelId,
+    rest: Option<Arc<[TunnelId]>>,
+    hint: Option<Hint>,
+}
+
+/// What a policy lookup found.
+pub enum Found<'a> {
+    /// The outbound SA (or its absence) of the first tunnel, from the entry's hint.
+    Outbound(Option<&'a OutboundSa>),
+    /// A tunnel the caller's check accepted.
+    Tunnel(TunnelId),
+}
+
+impl PolicyEntry {
+    #[inline]
+    fn ids(&self) -> impl Iterator<Item = TunnelId> + '_ {
+        std::iter::once(self.first).chain(self.rest.iter().flat_map(|r| r.iter().copied()))
+    }
+
+    fn with_ids(key: PolicyKey, ids: &[TunnelId]) -> PolicyEntry {
+        PolicyEntry {
+            key: Some(key),
+            first: ids[0],
+            rest: (ids.len() > 1).then(|| ids[1..].into()),
+            hint: None,
+        }
+    }
+}
+
+impl HashEntry for PolicyEntry {
+    type Key = PolicyKey;
+    #[inline]
+    fn key(&self) -> Option<PolicyKey> {
+        self.key
+    }
+    #[inline]
+    fn hash(k: &PolicyKey) -> u64 {
+        // One round: configuration chooses the keys, not peers.
+        mix64(k.hi ^ k.lo.rotate_left(29) ^ ((k.len as u64) << 1 | k.v6 as u64))
+    }
+}
+
+/// The prefix lengths (0..=128) present for one address family, as bits.
+#[derive(Clone, Copy, Debug, Default)]
+struct Lengths([u64; 3]);
+
+impl Lengths {
+    fn set(&mut self, len: u8, on: bool) {
+        let (w, b) = (len as usize / 64, len as u32 % 64);
+        if on {
+            self.0[w] |= 1 << b;
+        } else {
+            self.0[w] &= !(1 << b);
+        }
+    }
+
+    /// Present lengths, longest first.
+    #[inline]
+    fn longest_first(self) -> impl Iterator<Item = u8> {
+        let mut words = self.0;
+        let mut w = words.len();
+        std::iter::from_fn(move || loop {
+            if w == 0 {
+                return None;
+            }
+            let word = &mut words[w - 1];
+            if *word == 0 {
+                w -= 1;
+                continue;
+            }
+            let b = 63 - word.leading_zeros();
+            *word &= !(1u64 << b);
+            return Some(((w - 1) * 64) as u8 + b as u8);
+        })
+    }
+}
+
+/// Outbound policy lookup (RFC 4301 5.1), kept up to date one tunnel at a time.
+///
+/// Every remote selector is a key of one persistent hash table (a host route is the
+/// prefix of full length, the common case for a gateway with virtual IPs). A lookup probes
+/// the table once per prefix length in use for the destination's family, longest first,
+/// so it costs one probe with host routes alone and never depends on the number of
+/// tunnels. Adding or removing a tunnel touches the page of each of its selectors. Ties
+/// between tunnels with the same remote prefix go to the lower tunnel id; the caller takes
+/// the first candidate whose local selectors also contain the source.
+#[derive(Clone)]
+pub struct PolicyTable {
+    map: HashPages<PolicyEntry>,
+    /// Present lengths: IPv4, IPv6.
+    lengths: [Lengths; 2],
+    /// Keys per length, IPv4 (0..=32) then IPv6 (0..=128).
+    keys_per_len: [u32; 33 + 129],
+}
+
+impl Default for PolicyTable {
+    fn default() -> Self {
+        PolicyTable::with_max(0)
+    }
+}
+
+impl PolicyTable {
+    /// A table sized for `tunnels` remote selectors before it first grows.
+    pub fn with_max(tunnels: usize) -> PolicyTable {
+        PolicyTable {
+            map: if tunnels == 0 {
+                HashPages::default()
+            } else {
+                HashPages::with_max(tunnels)
+            },
+            lengths: [Lengths::default(); 2],
+            keys_per_len: [0; 33 + 129],
+        }
+    }
+
+    /// A table holding `tunnels` (built one by one, as the writer does).
+    pub fn build<'a>(tunnels: impl Iterator<Item = &'a Tunnel>) -> PolicyTable {
+        let mut t = PolicyTable::default();
+        for tunnel in tunnels {
+            t.insert(tunnel);
+        }
+        t
+    }
+
+    fn count(&mut self, k: &PolicyKey, add: bool) {
+        let i = if k.v6 {
+            33 + k.len as usize
+        } else {
+            k.len as usize
+        };
+        let n = &mut self.keys_per_len[i];
+        if add {
+            *n += 1;
+        } else {
+            *n -= 1;
+        }
+        let present = *n > 0;
+        self.lengths[k.v6 as usize].set(k.len, present);
+    }
+
+    /// Adds the remote selectors of `tunnel` (call `remove` with the old version first
+    /// when a tunnel changes).
+    pub fn insert(&mut self, tunnel: &Tunnel) {
+        for p in &tunnel.remote_ts {
+            let key = PolicyKey::of_prefix(p);
+            match self.map.get(&key) {
+                Some(e) => {
+                    let mut ids: Vec<TunnelId> = e.ids().collect();
+                    if let Err(at) = ids.binary_search(&tunnel.id) {
+                        ids.insert(at, tunnel.id);
+                        self.map.insert(PolicyEntry::with_ids(key, &ids));
+                    }
+                }
+                None => {
+                    self.map.insert(PolicyEntry::with_ids(key, &[tunnel.id]));
+                    self.count(&key, true);
+                }
+            }
+        }
+    }
+
+    /// Removes the remote selectors of `tunnel`.
+    pub fn remove(&mut self, tunnel: &Tunnel) {
+        for p in &tunnel.remote_ts {
+            let key = PolicyKey::of_prefix(p);
+            let Some(e) = self.map.get(&key) else {
+                continue;
+            };
+            let ids: Vec<TunnelId> = e.ids().filter(|&id| id != tunnel.id).collect();
+            if ids.is_empty() {
+                self.map.remove(&key);
+                self.count(&key, false);
+            } else if ids.len() != e.ids().count() {
+                self.map.insert(PolicyEntry::with_ids(key, &ids));
+            }
+        }
+    }
+
+    /// The first tunnel of the entry for `prefix`, if there is one.
+    pub fn first_of(&self, prefix: &Prefix) -> Option<TunnelId> {
+        self.map.get(&PolicyKey::of_prefix(prefix)).map(|e| e.first)
+    }
+
+    /// Sets the hint of the entry for `prefix` (the writer calls it after every change of
+    /// the entry's first tunnel or of that tunnel's outbound SA).
+    pub fn set_hint(&mut self, prefix: &Prefix, hint: Option<Hint>) {
+        let key = PolicyKey::of_prefix(prefix);
+        if let Some(mut e) = self.map.get(&key).cloned() {
+            e.hint = hint;
+            self.map.insert(e);
+        }
+    }
+
+    /// The outbound SA for an inner packet `src -> dst`: the first candidate (in the
+    /// order of `candidates`) whose local selectors contain `src`, answered from the
+    /// entry's hint where it can, else from `accept`. No allocation.
+    #[inline]
+    pub fn lookup(
+        &self,
+        src: IpAddr,
+        dst: IpAddr,
+        mut accept: impl FnMut(TunnelId) -> bool,
+    ) -> Option<Found<'_>> {
+        let v6 = dst.is_ipv6();
+        let words = self.lengths[v6 as usize].0;
+        let mut len: i32 = if v6 { 128 } else { 32 };
+        while len >= 0 {
+            let (w, b) = (len as usize / 64, len as u32 % 64);
+            // Skip to the next present length at or below `len`.
+            let below = if b == 63 {
+                u64::MAX
+            } else {
+                (1u64 << (b + 1)) - 1
+            };
+            let bits = words[w] & below;
+            if bits == 0 {
+                len = (w as i32) * 64 - 1;
+                continue;
+            }
+            let l = (w as u32 * 64 + 63 - bits.leading_zeros()) as u8;
+            if let Some(e) = self.map.get(&PolicyKey::of(dst, l)) {
+                match &e.hint {
+                    Some(h) if h.local.contains(src) => {
+                        return Some(Found::Outbound(h.outbound.as_deref()))
+                    }
+                    Some(h) if h.single => {}
+                    _ => {
+                        if accept(e.first) {
+                            return Some(Found::Tunnel(e.first));
+                        }
+                    }
+                }
+                if let Some(rest) = &e.rest {
+                    for &id in rest.iter() {
+                        if accept(id) {
+                            return Some(Found::Tunnel(id));
+                        }
+                    }
+                }
+            }
+            len = l as i32 - 1;
+        }
+        None
+    }
+
+    /// Candidate tunnels for an inner destination, most specific prefix first, lower id
+    /// first among equals; the caller checks the source against the tunnel's local
+    /// selectors. No allocation.
     #[inline]
     pub fn candidates(&self, dst: IpAddr) -> impl Iterator<Item = TunnelId> + '_ {
-        self.hosts.get(dst).into_iter().chain(
-            self.prefixes
-                .iter()
-                .filter(move |(p, _)| p.contains(dst))
-                .map(|(_, t)| *t),
-        )
+        self.lengths[dst.is_ipv6() as usize]
+            .longest_first()
+            .filter_map(move |len| self.map.get(&PolicyKey::of(dst, len)))
+            .flat_map(PolicyEntry::ids)
+    }
+
+    /// Distinct remote prefixes.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Pages allocated in this version.
+    pub fn pages(&self) -> usize {
+        self.map.pages()
     }
 }
 

@@ -1,29 +1,36 @@
 //! The shared tables: one writer (the control plane) publishes immutable snapshots,
 //! many readers (workers) use them per burst without locks, allocation or blocking.
 //!
-//! A snapshot is made of independently shared parts (inbound SAs, outbound SAs, tunnels
-//! and policy, path pages), so a publication copies only what changed: moving a path
-//! copies one 64-entry page of path records and the page index, however many SAs follow
-//! that path. Readers hold an `arc_swap::Cache` that costs one atomic load per burst when
-//! nothing changed. Old versions are retired with the QSBR epoch of their replacement and
+//! A snapshot is made of persistent paged structures (`pages`): the SPI index holding the
+//! inbound SAs, the tunnels with their outbound SAs, the policy table, the path records.
+//! The writer changes its own copies in place, copying on write only the pages a published
+//! version shares, and a publication clones four roots. So a publication costs what
+//! changed, not what exists: moving a path copies one page of path records, one 16-pointer
+//! node per index level and the root (7 pointers at 100,000 paths), however many SAs
+//! follow that path or are installed; installing or removing an SA copies a page or two
+//! of each structure it is in. Readers hold an `arc_swap::Cache` that costs one atomic
+//! load per burst when nothing changed. Old versions are retired with the QSBR epoch of their replacement and
 //! dropped by the writer once every worker has passed a quiescent point (see `qsbr`).
 
 use crate::clock::now_ns;
+use crate::pages::{Pages, PAGE};
 use crate::path::{PathId, PathRecord, PathSpec};
-use crate::policy::{PolicyTable, Tunnel, TunnelId};
+use crate::policy::{Found, Hint, PolicyTable, Prefix, Tunnel, TunnelId};
 use crate::qsbr::{Participant, Registry, OFFLINE};
 use crate::sa::{InboundSa, InboundSpec, OutboundSa, OutboundSpec, Slot};
 use crate::spimap::SpiMap;
 use arc_swap::{ArcSwap, Cache};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
 /// Path records per page.
-pub const PATH_PAGE: usize = 64;
+pub const PATH_PAGE: usize = PAGE;
 
-type PathPage = [Option<PathRecord>; PATH_PAGE];
+/// Tunnel entries per page: a page copy raises the counts of two records per tunnel, so
+/// pages are smaller than the default.
+const TUNNEL_PAGE: usize = 16;
 
 /// Sizes fixed at start-up (workers preallocate private state by them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,35 +116,55 @@ impl fmt::Display for TableError {
 
 impl std::error::Error for TableError {}
 
-#[derive(Default)]
-struct InboundPart {
-    index: SpiMap,
-    sas: Vec<Arc<InboundSa>>,
+/// A tunnel and its outbound SA, side by side: a policy match reads both from one page.
+/// The first local selector is copied beside them, so the source check of the common
+/// tunnel (one local selector) reads neither the tunnel record nor its selector list
+/// (two cache misses per lookup with many tunnels).
+#[derive(Clone, Default)]
+struct TunnelEntry {
+    tunnel: Option<Arc<Tunnel>>,
+    outbound: Option<Arc<OutboundSa>>,
+    first_local: Option<Prefix>,
 }
 
-#[derive(Default)]
-struct TunnelPart {
-    tunnels: Vec<Option<Arc<Tunnel>>>,
-    outbound: Vec<Option<Arc<OutboundSa>>>,
-    policy: PolicyTable,
+impl TunnelEntry {
+    /// The policy hint of this tunnel (`None` without local selectors: it matches
+    /// nothing, and the lookup asks the entry).
+    fn hint(&self) -> Option<Hint> {
+        let tunnel = self.tunnel.as_ref()?;
+        Some(Hint {
+            local: self.first_local?,
+            single: tunnel.local_ts.len() == 1,
+            outbound: self.outbound.clone(),
+        })
+    }
+
+    /// Whether the tunnel exists and one of its local selectors contains `src`.
+    #[inline]
+    fn local_contains(&self, src: IpAddr) -> bool {
+        match (&self.tunnel, self.first_local) {
+            (Some(_), Some(p)) if p.contains(src) => true,
+            (Some(t), Some(_)) => t.local_ts[1..].iter().any(|p| p.contains(src)),
+            _ => false,
+        }
+    }
 }
 
 /// One immutable version of all tables.
+#[derive(Clone, Default)]
 pub struct Snapshot {
     generation: u64,
-    inbound: Arc<InboundPart>,
-    tunnels: Arc<TunnelPart>,
-    paths: Arc<Vec<Arc<PathPage>>>,
+    inbound: SpiMap,
+    tunnels: Pages<TunnelEntry, TUNNEL_PAGE>,
+    policy: PolicyTable,
+    paths: Pages<Option<PathRecord>>,
+    /// Path ids ever used, rounded up to whole pages.
+    paths_len: usize,
 }
 
 impl Snapshot {
     fn empty() -> Snapshot {
-        Snapshot {
-            generation: 0,
-            inbound: Arc::default(),
-            tunnels: Arc::default(),
-            paths: Arc::default(),
-        }
+        Snapshot::default()
     }
 
     /// Publication counter of this version.
@@ -148,51 +175,55 @@ impl Snapshot {
     /// The inbound SA for `spi`.
     #[inline]
     pub fn inbound(&self, spi: u32) -> Option<&InboundSa> {
-        let i = self.inbound.index.get(spi)?;
-        self.inbound.sas.get(i as usize).map(|a| &**a)
+        self.inbound.get(spi).map(|a| &**a)
     }
 
     /// The tunnel with id `id`.
     #[inline]
     pub fn tunnel(&self, id: TunnelId) -> Option<&Tunnel> {
-        self.tunnels.tunnels.get(id as usize)?.as_deref()
+        self.tunnels.get(id as usize)?.tunnel.as_deref()
     }
 
     /// The outbound SA of tunnel `id`.
     #[inline]
     pub fn outbound(&self, id: TunnelId) -> Option<&OutboundSa> {
-        self.tunnels.outbound.get(id as usize)?.as_deref()
+        self.tunnels.get(id as usize)?.outbound.as_deref()
     }
 
     /// Outbound policy lookup: the outbound SA for an inner packet `src -> dst`.
     #[inline]
     pub fn lookup_outbound(&self, src: IpAddr, dst: IpAddr) -> Option<&OutboundSa> {
-        let t = &self.tunnels;
-        for id in t.policy.candidates(dst) {
-            if let Some(Some(tun)) = t.tunnels.get(id as usize) {
-                if tun.local_ts.iter().any(|p| p.contains(src)) {
-                    return t.outbound.get(id as usize)?.as_deref();
-                }
-            }
+        let found = self.policy.lookup(src, dst, |id| {
+            self.tunnels
+                .get(id as usize)
+                .is_some_and(|e| e.local_contains(src))
+        })?;
+        match found {
+            Found::Outbound(sa) => sa,
+            Found::Tunnel(id) => self.tunnels.get(id as usize)?.outbound.as_deref(),
         }
-        None
     }
 
     /// The current record of path `id`.
     #[inline]
     pub fn path(&self, id: PathId) -> Option<&PathRecord> {
-        let id = id as usize;
-        self.paths.get(id / PATH_PAGE)?[id % PATH_PAGE].as_ref()
+        self.paths.get(id as usize)?.as_ref()
     }
 
     /// Upper bound (exclusive) of the path ids that may be present.
     pub fn paths_len(&self) -> usize {
-        self.paths.len() * PATH_PAGE
+        self.paths_len
     }
 
     /// Number of installed inbound SAs.
     pub fn inbound_len(&self) -> usize {
-        self.inbound.sas.len()
+        self.inbound.len()
+    }
+
+    /// Pages allocated in this version, all tables together (each page holds `PAGE`
+    /// entries; for memory accounting).
+    pub fn pages(&self) -> usize {
+        self.inbound.pages() + self.tunnels.pages() + self.policy.pages() + self.paths.pages()
     }
 }
 
@@ -222,17 +253,14 @@ pub struct TableWriter {
     registry: Arc<Registry>,
     readers_taken: Vec<bool>,
     retired: VecDeque<Retired>,
-    // Staged master copies.
-    inbound: BTreeMap<u32, Arc<InboundSa>>,
-    tunnels: Vec<Option<Arc<Tunnel>>>,
-    outbound: Vec<Option<Arc<OutboundSa>>>,
-    paths: Vec<Option<PathRecord>>,
+    /// The next version, changed in place (copy on write of what `current` shares).
+    next: Snapshot,
     /// Last generation given to each path id; survives removal so a re-added path never
     /// repeats a generation a worker may have cached.
     path_generations: Vec<u64>,
-    dirty_inbound: bool,
-    dirty_tunnels: bool,
-    dirty_pages: Vec<usize>,
+    dirty: bool,
+    /// Paths set since the last publication (their records get its timestamp).
+    dirty_paths: Vec<PathId>,
     free_in: Vec<Slot>,
     free_out: Vec<Slot>,
     pending_free_in: Vec<Slot>,
@@ -250,14 +278,17 @@ impl TableWriter {
             registry: Registry::new(config.workers),
             readers_taken: vec![false; config.workers],
             retired: VecDeque::new(),
-            inbound: BTreeMap::new(),
-            tunnels: Vec::new(),
-            outbound: Vec::new(),
-            paths: Vec::new(),
+            next: Snapshot {
+                generation: 0,
+                inbound: SpiMap::with_max(config.max_inbound),
+                tunnels: Pages::with_capacity(config.max_tunnels),
+                policy: PolicyTable::with_max(config.max_tunnels),
+                paths: Pages::with_capacity(config.max_paths),
+                paths_len: 0,
+            },
             path_generations: Vec::new(),
-            dirty_inbound: false,
-            dirty_tunnels: false,
-            dirty_pages: Vec::new(),
+            dirty: false,
+            dirty_paths: Vec::new(),
             free_in: (0..config.max_inbound as Slot).rev().collect(),
             free_out: (0..config.max_outbound as Slot).rev().collect(),
             pending_free_in: Vec::new(),
@@ -310,7 +341,7 @@ impl TableWriter {
     /// Stages an inbound SA.
     pub fn add_inbound(&mut self, spec: InboundSpec) -> Result<(), TableError> {
         self.check_owner(spec.owner)?;
-        if self.inbound.contains_key(&spec.spi) {
+        if self.next.inbound.get(spec.spi).is_some() {
             return Err(TableError::DuplicateSpi(spec.spi));
         }
         let slot = self.free_in.pop().ok_or(TableError::InboundFull {
@@ -327,19 +358,20 @@ impl TableWriter {
             key: spec.key,
             tunnel: spec.tunnel,
         };
-        self.inbound.insert(spec.spi, Arc::new(sa));
-        self.dirty_inbound = true;
+        self.next.inbound.insert(Arc::new(sa));
+        self.dirty = true;
         Ok(())
     }
 
     /// Stages the removal of an inbound SA.
     pub fn remove_inbound(&mut self, spi: u32) -> Result<(), TableError> {
         let sa = self
+            .next
             .inbound
-            .remove(&spi)
+            .remove(spi)
             .ok_or(TableError::UnknownSpi(spi))?;
         self.pending_free_in.push(sa.slot);
-        self.dirty_inbound = true;
+        self.dirty = true;
         Ok(())
     }
 
@@ -352,23 +384,66 @@ impl TableWriter {
                 max: self.config.max_tunnels,
             });
         }
-        if self.tunnels.len() <= id {
-            self.tunnels.resize(id + 1, None);
+        let old = self.next.tunnels.get(id).and_then(|e| e.tunnel.clone());
+        if let Some(old) = &old {
+            self.next.policy.remove(old);
         }
-        self.tunnels[id] = Some(Arc::new(tunnel));
-        self.dirty_tunnels = true;
+        self.next.policy.insert(&tunnel);
+        let entry = self.tunnel_entry(id)?;
+        entry.first_local = tunnel.local_ts.first().copied();
+        let tunnel = Arc::new(tunnel);
+        entry.tunnel = Some(tunnel.clone());
+        self.refresh_hints(old.as_deref());
+        self.refresh_hints(Some(&tunnel));
+        self.dirty = true;
         Ok(())
     }
 
     /// Stages the removal of a tunnel and its outbound SA.
     pub fn remove_tunnel(&mut self, id: TunnelId) -> Result<(), TableError> {
-        self.tunnels
-            .get_mut(id as usize)
-            .and_then(Option::take)
-            .ok_or(TableError::UnknownTunnel(id))?;
-        let _ = self.remove_outbound(id);
-        self.dirty_tunnels = true;
+        if self.next.tunnel(id).is_none() {
+            return Err(TableError::UnknownTunnel(id));
+        }
+        let entry = self.tunnel_entry(id as usize)?;
+        let old = entry.tunnel.take();
+        let outbound = entry.outbound.take();
+        entry.first_local = None;
+        if let Some(old) = old {
+            self.next.policy.remove(&old);
+            self.refresh_hints(Some(&old));
+        }
+        if let Some(sa) = outbound {
+            self.pending_free_out.push(sa.slot);
+        }
+        self.dirty = true;
         Ok(())
+    }
+
+    /// Rewrites the policy hints of the entries of `tunnel`'s remote selectors from their
+    /// (possibly new) first tunnels.
+    fn refresh_hints(&mut self, tunnel: Option<&Tunnel>) {
+        let Some(tunnel) = tunnel else {
+            return;
+        };
+        let next = &mut self.next;
+        for p in &tunnel.remote_ts {
+            if let Some(first) = next.policy.first_of(p) {
+                let hint = next.tunnels.get(first as usize).and_then(TunnelEntry::hint);
+                next.policy.set_hint(p, hint);
+            }
+        }
+    }
+
+    /// `refresh_hints` for the tunnel `id` as staged.
+    fn refresh_hints_of(&mut self, id: TunnelId) {
+        if let Some(t) = self
+            .next
+            .tunnels
+            .get(id as usize)
+            .and_then(|e| e.tunnel.clone())
+        {
+            self.refresh_hints(Some(&t));
+        }
     }
 
     /// Stages the outbound SA of a tunnel, replacing the previous one (rekey). The new SA
@@ -376,23 +451,16 @@ impl TableWriter {
     pub fn set_outbound(&mut self, spec: OutboundSpec) -> Result<(), TableError> {
         self.check_owner(spec.owner)?;
         let id = spec.tunnel as usize;
-        if self.tunnels.get(id).is_none_or(|t| t.is_none()) {
+        if self.next.tunnel(spec.tunnel).is_none() {
             return Err(TableError::UnknownTunnel(spec.tunnel));
         }
-        if self
-            .paths
-            .get(spec.path as usize)
-            .is_none_or(|p| p.is_none())
-        {
+        if self.next.path(spec.path).is_none() {
             return Err(TableError::UnknownPath(spec.path));
         }
         let slot = self.free_out.pop().ok_or(TableError::OutboundFull {
             max: self.config.max_outbound,
         })?;
         let install_id = self.install_id();
-        if self.outbound.len() <= id {
-            self.outbound.resize(id + 1, None);
-        }
         let sa = OutboundSa {
             spi: spec.spi,
             slot,
@@ -403,23 +471,41 @@ impl TableWriter {
             path: spec.path,
             tunnel: spec.tunnel,
         };
-        if let Some(old) = self.outbound[id].replace(Arc::new(sa)) {
+        if let Some(old) = self.tunnel_entry(id)?.outbound.replace(Arc::new(sa)) {
             self.pending_free_out.push(old.slot);
         }
-        self.dirty_tunnels = true;
+        self.refresh_hints_of(spec.tunnel);
+        self.dirty = true;
         Ok(())
     }
 
     /// Stages the removal of a tunnel's outbound SA.
     pub fn remove_outbound(&mut self, tunnel: TunnelId) -> Result<(), TableError> {
+        if self.next.outbound(tunnel).is_none() {
+            return Err(TableError::UnknownTunnel(tunnel));
+        }
         let old = self
+            .tunnel_entry(tunnel as usize)?
             .outbound
-            .get_mut(tunnel as usize)
-            .and_then(Option::take)
+            .take()
             .ok_or(TableError::UnknownTunnel(tunnel))?;
         self.pending_free_out.push(old.slot);
-        self.dirty_tunnels = true;
+        self.refresh_hints_of(tunnel);
+        self.dirty = true;
         Ok(())
+    }
+
+    /// The staged entry of tunnel `id` for writing (checked against `max_tunnels` by the
+    /// callers; the error is for a broken invariant, not a panic).
+    fn tunnel_entry(&mut self, id: usize) -> Result<&mut TunnelEntry, TableError> {
+        let max = self.config.max_tunnels;
+        self.next
+            .tunnels
+            .get_mut(id)
+            .ok_or(TableError::TunnelOutOfRange {
+                id: id as TunnelId,
+                max,
+            })
     }
 
     /// Stages a new version of path `id` and returns the generation it will carry. Every
@@ -435,110 +521,64 @@ impl TableWriter {
         if !spec.is_consistent() {
             return Err(TableError::MixedFamilies(id));
         }
-        if self.paths.len() <= i {
-            self.paths.resize(i + 1, None);
+        if self.path_generations.len() <= i {
             self.path_generations.resize(i + 1, 0);
         }
-        self.path_generations[i] += 1;
-        let generation = self.path_generations[i];
-        self.paths[i] = Some(PathRecord {
+        let generation = self.path_generations[i] + 1;
+        let max = self.config.max_paths;
+        let slot = self
+            .next
+            .paths
+            .get_mut(i)
+            .ok_or(TableError::PathOutOfRange { id, max })?;
+        self.path_generations[i] = generation;
+        *slot = Some(PathRecord {
             spec,
             generation,
             published_ns: 0,
         });
-        self.mark_page(i / PATH_PAGE);
+        self.next.paths_len = self.next.paths_len.max((i + 1).next_multiple_of(PATH_PAGE));
+        self.dirty_paths.push(id);
+        self.dirty = true;
         Ok(generation)
     }
 
     /// Stages the removal of a path. Outbound SAs still referring to it drop their packets
     /// (`drop_no_sa`) until they are moved or removed.
     pub fn remove_path(&mut self, id: PathId) -> Result<(), TableError> {
-        self.paths
-            .get_mut(id as usize)
-            .and_then(Option::take)
-            .ok_or(TableError::UnknownPath(id))?;
-        self.mark_page(id as usize / PATH_PAGE);
+        if self.next.path(id).is_none() {
+            return Err(TableError::UnknownPath(id));
+        }
+        if let Some(slot) = self.next.paths.get_mut(id as usize) {
+            *slot = None;
+        }
+        self.dirty = true;
         Ok(())
     }
 
     /// The staged record of path `id` (its `published_ns` is 0 until published).
     pub fn path(&self, id: PathId) -> Option<&PathRecord> {
-        self.paths.get(id as usize)?.as_ref()
-    }
-
-    fn mark_page(&mut self, page: usize) {
-        if !self.dirty_pages.contains(&page) {
-            self.dirty_pages.push(page);
-        }
+        self.next.path(id)
     }
 
     /// Whether anything is staged.
     pub fn is_dirty(&self) -> bool {
-        self.dirty_inbound || self.dirty_tunnels || !self.dirty_pages.is_empty()
+        self.dirty
     }
 
     /// Makes every staged change visible at once, then reclaims what it can.
     pub fn publish(&mut self) -> Publication {
-        let old = self.current.load_full();
-        let inbound = if self.dirty_inbound {
-            let sas: Vec<Arc<InboundSa>> = self.inbound.values().cloned().collect();
-            let entries: Vec<(u32, u32)> = sas
-                .iter()
-                .enumerate()
-                .map(|(i, s)| (s.spi, i as u32))
-                .collect();
-            Arc::new(InboundPart {
-                index: SpiMap::build(&entries),
-                sas,
-            })
-        } else {
-            old.inbound.clone()
-        };
-        let tunnels = if self.dirty_tunnels {
-            Arc::new(TunnelPart {
-                policy: PolicyTable::build(self.tunnels.iter().flatten().map(|t| &**t)),
-                tunnels: self.tunnels.clone(),
-                outbound: self.outbound.clone(),
-            })
-        } else {
-            old.tunnels.clone()
-        };
         let published_ns = now_ns();
-        let paths = if self.dirty_pages.is_empty() {
-            old.paths.clone()
-        } else {
-            let pages_needed = self.paths.len().div_ceil(PATH_PAGE);
-            let mut index: Vec<Arc<PathPage>> =
-                old.paths.iter().take(pages_needed).cloned().collect();
-            while index.len() < pages_needed {
-                index.push(Arc::new([None; PATH_PAGE]));
+        for id in self.dirty_paths.drain(..) {
+            // Set since the last publication (and not removed since): this publication
+            // makes its new generation visible.
+            if let Some(Some(rec)) = self.next.paths.get_mut(id as usize) {
+                rec.published_ns = published_ns;
             }
-            for &page in &self.dirty_pages {
-                if page >= pages_needed {
-                    continue;
-                }
-                let mut p: PathPage = [None; PATH_PAGE];
-                for (k, slot) in p.iter_mut().enumerate() {
-                    let i = page * PATH_PAGE + k;
-                    if let Some(Some(rec)) = self.paths.get_mut(i) {
-                        let was = old.path(i as PathId);
-                        if was.map(|w| w.generation) != Some(rec.generation) {
-                            rec.published_ns = published_ns;
-                        }
-                        *slot = Some(*rec);
-                    }
-                }
-                index[page] = Arc::new(p);
-            }
-            Arc::new(index)
-        };
+        }
         self.generation += 1;
-        let snap = Arc::new(Snapshot {
-            generation: self.generation,
-            inbound,
-            tunnels,
-            paths,
-        });
+        self.next.generation = self.generation;
+        let snap = Arc::new(self.next.clone());
         let prev = self.current.swap(snap);
         let epoch = self.registry.advance();
         self.retired.push_back(Retired {
@@ -547,10 +587,7 @@ impl TableWriter {
             freed_in: std::mem::take(&mut self.pending_free_in),
             freed_out: std::mem::take(&mut self.pending_free_out),
         });
-        drop(old);
-        self.dirty_inbound = false;
-        self.dirty_tunnels = false;
-        self.dirty_pages.clear();
+        self.dirty = false;
         self.reclaim();
         Publication {
             generation: self.generation,

@@ -564,3 +564,39 @@ fn readers_that_never_started_hold_nothing() {
     assert_eq!(w.pending_reclaim(), 0);
     assert!(weak.upgrade().is_none());
 }
+
+#[test]
+fn tunnels_to_the_same_host_are_told_apart_by_source() {
+    // Two tunnels with the same remote host selector and different local selectors: each
+    // gets the traffic from its own local subnet (the policy once kept only the first
+    // tunnel per host and sent the second one's traffic nowhere).
+    let mut w = TableWriter::new(small(1, 8));
+    w.set_path(0, path("192.0.2.1:4500", "198.51.100.1:4500"))
+        .unwrap();
+    w.set_tunnel(tunnel(1, &["192.168.0.0/24"], &["10.0.0.1"]))
+        .unwrap();
+    w.set_tunnel(tunnel(2, &["192.168.1.0/24"], &["10.0.0.1"]))
+        .unwrap();
+    w.set_outbound(outbound(0x100, 1, 0)).unwrap();
+    w.set_outbound(outbound(0x200, 2, 0)).unwrap();
+    w.publish();
+    let s = w.published();
+    let spi = |src: &str| s.lookup_outbound(ip(src), ip("10.0.0.1")).map(|o| o.spi);
+    assert_eq!(spi("192.168.0.9"), Some(0x100));
+    assert_eq!(spi("192.168.1.9"), Some(0x200));
+    assert_eq!(spi("192.168.2.9"), None);
+    // Removing the first leaves the second in place.
+    w.remove_tunnel(1).unwrap();
+    w.publish();
+    let s = w.published();
+    assert_eq!(
+        s.lookup_outbound(ip("192.168.1.9"), ip("10.0.0.1"))
+            .map(|o| o.spi),
+        Some(0x200)
+    );
+    assert_eq!(
+        s.lookup_outbound(ip("192.168.0.9"), ip("10.0.0.1"))
+            .map(|o| o.spi),
+        None
+    );
+}
