@@ -441,11 +441,7 @@ impl TableWriter {
         }
         self.path_generations[i] += 1;
         let generation = self.path_generations[i];
-        self.paths[i] = Some(PathRecord {
-            spec,
-            generation,
-            published_ns: 0,
-        });
+        self.paths[i] = Some(PathRecord::new(spec, generation));
         self.mark_page(i / PATH_PAGE);
         Ok(generation)
     }
