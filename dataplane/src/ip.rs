@@ -7,25 +7,20 @@ use crate::buf::PacketBuf;
 use crate::esp::{EncapError, NH_IPV4, NH_IPV6};
 use crate::io::Layer;
 use shared::counters::Counter;
-use shared::path::{Encap, PathSpec, L2};
+use shared::path::{Encap, OuterTemplate, PathSpec, L2};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::Range;
 
-pub const ETH_HEADER_LEN: usize = 14;
+// The header sizes and numbers the path template (`shared::path`) is built from.
+pub use shared::path::{
+    DEFAULT_TTL, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETH_HEADER_LEN, IPPROTO_ESP, IPPROTO_UDP,
+    IPV4_HEADER_LEN, IPV6_HEADER_LEN, UDP_HEADER_LEN,
+};
 pub const VLAN_TAG_LEN: usize = 4;
-pub const ETHERTYPE_IPV4: u16 = 0x0800;
-pub const ETHERTYPE_IPV6: u16 = 0x86dd;
 /// IEEE 802.1Q customer tag.
 pub const ETHERTYPE_VLAN: u16 = 0x8100;
-pub const IPV4_HEADER_LEN: usize = 20;
-pub const IPV6_HEADER_LEN: usize = 40;
-pub const UDP_HEADER_LEN: usize = 8;
-pub const IPPROTO_UDP: u8 = 17;
-pub const IPPROTO_ESP: u8 = 50;
 /// IPv6 fragment extension header.
 pub const IPPROTO_FRAGMENT: u8 = 44;
-/// Outer TTL / hop limit of packets we originate.
-pub const DEFAULT_TTL: u8 = 64;
 
 /// Why a frame or packet was not accepted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,29 +65,9 @@ impl IpError {
 // ---------------------------------------------------------------------------------------
 // Internet checksum (RFC 1071), the one implementation in the dataplane.
 
-/// Adds `bytes` to a running ones'-complement sum. Every part but the last must have an
-/// even length (the sum is over 16-bit words in network order).
-#[inline]
-pub fn checksum_add(mut sum: u64, bytes: &[u8]) -> u64 {
-    // RFC 1071 2(B): summing 32-bit words and folding later gives the same result.
-    let mut words = bytes.chunks_exact(4);
-    for w in &mut words {
-        sum += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
-    }
-    let rest = words.remainder();
-    let mut tail = [0u8; 4];
-    tail[..rest.len()].copy_from_slice(rest);
-    sum + u64::from(u32::from_be_bytes(tail))
-}
-
-/// Folds a running sum to 16 bits and complements it: the value to store in a header.
-#[inline]
-pub fn checksum_finish(mut sum: u64) -> u16 {
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
+// The sum and its folding live with the path template, which needs them to build
+// headers in the shared crate.
+pub use shared::path::{checksum_add, checksum_finish};
 
 /// The Internet checksum of `bytes`. Over a header that includes its own checksum field
 /// the result is 0 when the checksum is correct.
@@ -497,6 +472,70 @@ pub fn push_outer(buf: &mut PacketBuf, path: &PathSpec, with_l2: bool) -> Result
         push_ethernet(buf, &l2, ethertype)?;
     }
     Ok(())
+}
+
+/// Prepends a path's prebuilt outer header (`PathRecord::outer`) in front of the ESP
+/// packet in `buf.data()`: the worker's per-packet framing. `with_l2`: with the Ethernet
+/// header (refused if the path has none), else from the IP header on. Produces the same
+/// bytes as `push_outer` for the path's spec: the template is copied, then the IP length
+/// field, the IPv4 header checksum (the template's sum plus the total length, RFC 1624
+/// eqn. 3), the UDP length and, over IPv6, the UDP checksum (the template's pseudo-header
+/// and ports sum plus the length and the payload) are written.
+#[inline]
+pub fn push_template(
+    buf: &mut PacketBuf,
+    t: &OuterTemplate,
+    with_l2: bool,
+) -> Result<(), EncapError> {
+    if t.len == 0 || (with_l2 && !t.l2) {
+        return Err(EncapError::BadPath);
+    }
+    let from = if with_l2 { 0 } else { ETH_HEADER_LEN };
+    let hdr = t
+        .bytes
+        .get(from..usize::from(t.len))
+        .ok_or(EncapError::BadPath)?;
+    let payload = buf.len();
+    let ip_len =
+        u16::try_from(payload + usize::from(t.ip_len_adds)).map_err(|_| EncapError::NoRoom)?;
+    // Within `ip_len` whenever there is a UDP header.
+    let udp_len = u16::try_from(payload + UDP_HEADER_LEN).unwrap_or(u16::MAX);
+    let payload_sum = if t.udp_sum {
+        checksum_add(0, buf.data())
+    } else {
+        0
+    };
+    let h = buf.push_front(hdr.len()).ok_or(EncapError::NoRoom)?;
+    h.copy_from_slice(hdr);
+    put16(h, t.ip_len_at, from, ip_len);
+    if t.ip_sum_at != 0 {
+        let c = checksum_finish(u64::from(t.sum) + u64::from(ip_len));
+        put16(h, t.ip_sum_at, from, c);
+    }
+    if t.udp_at != 0 {
+        put16(h, t.udp_at + 4, from, udp_len);
+        if t.udp_sum {
+            let sum = u64::from(t.sum) + 2 * u64::from(udp_len) + payload_sum;
+            // RFC 8200 8.1: a computed 0 is sent as 0xffff.
+            let c = match checksum_finish(sum) {
+                0 => 0xffff,
+                c => c,
+            };
+            put16(h, t.udp_at + 6, from, c);
+        }
+    }
+    Ok(())
+}
+
+/// Writes `v` at template offset `at` of a header copied from template offset `from`.
+#[inline]
+fn put16(h: &mut [u8], at: u8, from: usize, v: u16) {
+    let Some(i) = usize::from(at).checked_sub(from) else {
+        return;
+    };
+    if let Some(f) = h.get_mut(i..i + 2) {
+        f.copy_from_slice(&v.to_be_bytes());
+    }
 }
 
 /// Builds a whole IPv4 or IPv6 UDP packet, both checksums computed, whose `payload_len`

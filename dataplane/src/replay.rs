@@ -42,16 +42,26 @@ impl ReplayWindow {
     /// to `MAX_WINDOW`). The window starts at that size, without ESN.
     pub fn new(capacity: u32) -> Self {
         let capacity = capacity.min(MAX_WINDOW);
-        // One spare word so clearing the word of a new right edge never touches bits that
-        // are still inside the window.
-        let words = (capacity as usize).div_ceil(WORD_BITS as usize) + 1;
         ReplayWindow {
-            bits: vec![0u64; words.next_power_of_two()].into_boxed_slice(),
+            bits: vec![0u64; Self::words(capacity)].into_boxed_slice(),
             capacity,
             size: capacity,
             esn: false,
             top: 0,
         }
+    }
+
+    /// Bitmap words of a window of `capacity` packets.
+    fn words(capacity: u32) -> usize {
+        // One spare word so clearing the word of a new right edge never touches bits that
+        // are still inside the window.
+        let words = (capacity.min(MAX_WINDOW) as usize).div_ceil(WORD_BITS as usize) + 1;
+        words.next_power_of_two()
+    }
+
+    /// Heap bytes of the bitmap of a window of `capacity` packets.
+    pub fn bitmap_bytes(capacity: u32) -> usize {
+        Self::words(capacity) * std::mem::size_of::<u64>()
     }
 
     /// Prepares the slot for a new SA: empty window of `size` packets (clamped to the

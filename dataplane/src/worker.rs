@@ -1,9 +1,12 @@
 //! Poll-mode workers: receive a burst, classify, decrypt or encrypt, rewrite the outer
 //! header from the SA's current path record, transmit.
 //!
-//! A worker owns its ports, a private array of per-SA state (outbound sequence numbers,
-//! inbound replay windows) indexed by the slot the control plane gave each SA, and its
-//! counters. Per burst it passes one quiescent point (`TableReader::begin_burst`) and gets
+//! A worker owns its ports, private per-SA state (outbound sequence numbers, inbound
+//! replay windows) found by the slot the control plane gave each SA, and its counters.
+//! That state grows with what the worker owns and has seen, not with the table's
+//! capacity: an arena of inbound states (see `inbound`), and outbound and path states
+//! grown to the highest slot or path id the worker has used. Growth happens once per new
+//! SA or new high slot (amortized like a `Vec` push), never per packet in steady state. Per burst it passes one quiescent point (`TableReader::begin_burst`) and gets
 //! the current snapshot; per packet it does table lookups and crypto only: no allocation,
 //! no lock, no log, no syscall beyond the ports' burst calls. Packets for an SA owned by
 //! another worker are handed to that worker so sequence numbers and replay windows need
@@ -16,11 +19,10 @@ pub use crate::fabric::{Fabric, FabricConfig, WorkerEvent};
 use crate::io::{BurstIo, Layer};
 use crate::ip;
 use crate::natt::{self, Udp4500};
-use crate::replay::ReplayWindow;
 pub use idle::IdleWait;
 use shared::clock::now_ns;
 use shared::counters::{Counter, LocalCounters};
-use shared::path::{Encap, PathId, PathRecord, PathSpec, L2};
+use shared::path::{Encap, OuterTemplate, PathId, PathRecord, PathSpec, L2};
 use shared::table::{Snapshot, TableReader};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -28,9 +30,11 @@ use std::thread::JoinHandle;
 
 mod housekeeping;
 mod idle;
+mod inbound;
 
-use housekeeping::{keepalives, Housekeeping, HOUSEKEEPING_NS};
+use housekeeping::{keepalives, recycle_inbound, Housekeeping, HOUSEKEEPING_NS};
 use idle::{Sleep, SPIN_BEFORE_SLEEP};
+use inbound::InboundStates;
 
 /// Largest burst a worker processes at once.
 pub const MAX_BURST: usize = 256;
@@ -74,7 +78,8 @@ pub struct WorkerConfig {
     pub max_inbound: usize,
     pub max_outbound: usize,
     pub max_paths: usize,
-    /// Largest replay window any SA may ask for (bitmap storage preallocated per slot).
+    /// Largest replay window any SA may ask for (bitmap storage of each inbound SA the
+    /// worker owns, allocated when its first packet arrives).
     pub replay_capacity: u32,
     /// The NAT-T port on Ethernet- and IP-layer cipher ports (RFC 3948: 4500).
     pub natt_port: u16,
@@ -99,13 +104,6 @@ impl WorkerConfig {
             clear_l2: None,
         }
     }
-}
-
-struct InState {
-    install_id: u64,
-    window: ReplayWindow,
-    /// Outer source of the last authenticated packet (`None` before the first).
-    last_src: Option<std::net::SocketAddr>,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -159,8 +157,10 @@ impl Stage {
 struct Core {
     cfg: WorkerConfig,
     workers: usize,
-    inb: Vec<InState>,
+    inb: InboundStates,
+    /// By outbound slot, grown to the highest slot this worker has sent on.
     outb: Vec<OutState>,
+    /// By path id, grown to the highest path id this worker has sent on or scanned.
     paths: Vec<PathState>,
     cnt: LocalCounters,
     cipher_layer: Layer,
@@ -188,17 +188,10 @@ enum OutVerdict {
 
 impl Core {
     fn new(cfg: WorkerConfig, workers: usize, cipher_layer: Layer, clear_layer: Layer) -> Core {
-        let cap = cfg.replay_capacity;
         Core {
-            inb: (0..cfg.max_inbound)
-                .map(|_| InState {
-                    install_id: 0,
-                    window: ReplayWindow::new(cap),
-                    last_src: None,
-                })
-                .collect(),
-            outb: vec![OutState::default(); cfg.max_outbound],
-            paths: vec![PathState::default(); cfg.max_paths],
+            inb: InboundStates::new(cfg.max_inbound, cfg.replay_capacity),
+            outb: Vec::new(),
+            paths: Vec::new(),
             cnt: LocalCounters::default(),
             workers,
             cfg,
@@ -270,15 +263,12 @@ impl Core {
         if sa.owner != self.cfg.id {
             return self.hand_off(sa.owner, TAG_INBOUND, buf, fabric);
         }
-        let Some(st) = self.inb.get_mut(sa.slot as usize) else {
+        let Some(st) = self
+            .inb
+            .get(sa.slot, sa.install_id, spi, sa.replay_window, sa.esn)
+        else {
             return InVerdict::Drop(Counter::DropUnknownSpi);
         };
-        if st.install_id != sa.install_id {
-            // A new SA in this slot: start with an empty window.
-            st.window.reset(sa.replay_window, sa.esn);
-            st.install_id = sa.install_id;
-            st.last_src = None;
-        }
         let src = buf.meta.src;
         let nh = match esp::decap(&sa.key, sa.esn, &mut st.window, buf) {
             Ok(nh) => nh,
@@ -385,7 +375,7 @@ impl Core {
             return OutVerdict::Drop(Counter::DropNoSa);
         };
         if self.cfg.mode == ForwardMode::Esp {
-            let Some(st) = self.outb.get_mut(sa.slot as usize) else {
+            let Some(st) = grow_to(&mut self.outb, sa.slot as usize, self.cfg.max_outbound) else {
                 return OutVerdict::Drop(Counter::DropNoSa);
             };
             if st.install_id != sa.install_id {
@@ -415,14 +405,14 @@ impl Core {
     /// Writes the outer header of `path` for the cipher port's layer.
     #[inline]
     fn frame_outer(&self, buf: &mut PacketBuf, path: &PathRecord) -> Result<(), Counter> {
-        frame_for(self.cipher_layer, buf, &path.spec)
+        frame_path(self.cipher_layer, buf, &path.spec, &path.outer)
     }
 
     /// Records a transmission on `id`; returns the path and generation if this is the
     /// first packet this worker sends on a new generation.
     #[inline]
     fn note_path_tx(&mut self, id: PathId, rec: &PathRecord, now: u64) -> Option<(PathId, u64)> {
-        let ps = self.paths.get_mut(id as usize)?;
+        let ps = grow_to(&mut self.paths, id as usize, self.cfg.max_paths)?;
         ps.last_tx_ns = now;
         if ps.generation != rec.generation {
             ps.generation = rec.generation;
@@ -455,19 +445,53 @@ impl Core {
     }
 }
 
-/// Writes the outer header for `spec` in front of an ESP (or plain) packet.
+/// The entry `i` of a per-slot (or per-path) state vector, growing the vector to `i + 1`
+/// entries if it is shorter and `i < max`: at most once per new highest slot, amortized.
+#[inline]
+fn grow_to<T: Default + Clone>(v: &mut Vec<T>, i: usize, max: usize) -> Option<&mut T> {
+    if i >= v.len() {
+        if i >= max {
+            return None;
+        }
+        v.resize(i + 1, T::default());
+    }
+    v.get_mut(i)
+}
+
+/// Addresses a datagram-port packet (the port writes the headers) to `spec`.
+#[inline]
+fn address_datagram(buf: &mut PacketBuf, spec: &PathSpec) -> Result<(), Counter> {
+    if spec.encap != Encap::Udp {
+        // Plain ESP needs a backend that writes IP headers (configuration refuses it).
+        return Err(Counter::DropNoSa);
+    }
+    buf.meta.src = spec.local;
+    buf.meta.dst = spec.remote;
+    Ok(())
+}
+
+/// Writes the outer header of a published path in front of an ESP (or plain) packet,
+/// from the path's prebuilt template (`ip::push_template`).
+#[inline]
+fn frame_path(
+    layer: Layer,
+    buf: &mut PacketBuf,
+    spec: &PathSpec,
+    outer: &OuterTemplate,
+) -> Result<(), Counter> {
+    match layer {
+        Layer::Datagram => address_datagram(buf, spec),
+        Layer::Ip => ip::push_template(buf, outer, false).map_err(|e| e.counter()),
+        Layer::Ethernet => ip::push_template(buf, outer, true).map_err(|e| e.counter()),
+    }
+}
+
+/// Writes the outer header for `spec`, built field by field (control-plane packets, whose
+/// addresses are their own rather than a path's).
 #[inline]
 fn frame_for(layer: Layer, buf: &mut PacketBuf, spec: &PathSpec) -> Result<(), Counter> {
     match layer {
-        Layer::Datagram => {
-            if spec.encap != Encap::Udp {
-                // Plain ESP needs a backend that writes IP headers (configuration refuses it).
-                return Err(Counter::DropNoSa);
-            }
-            buf.meta.src = spec.local;
-            buf.meta.dst = spec.remote;
-            Ok(())
-        }
+        Layer::Datagram => address_datagram(buf, spec),
         Layer::Ip => ip::push_outer(buf, spec, false).map_err(|e| e.counter()),
         Layer::Ethernet => {
             if spec.l2.is_none() {
@@ -527,6 +551,16 @@ impl<C: BurstIo, L: BurstIo> Worker<C, L> {
             large: PacketBuf::with_frame(LARGE_FRAME),
             sleep,
         }
+    }
+
+    /// Heap bytes of the worker's per-SA and per-path state (inbound slot index and
+    /// arena with its replay bitmaps, outbound and path states), which grows with the SAs
+    /// and paths it has used, not with the table's capacity.
+    pub fn sa_state_bytes(&self) -> usize {
+        let c = &self.core;
+        c.inb.heap_bytes()
+            + c.outb.capacity() * std::mem::size_of::<OutState>()
+            + c.paths.capacity() * std::mem::size_of::<PathState>()
     }
 
     /// Whether this worker sleeps in poll(2) when idle (false: it spins, or naps
@@ -681,6 +715,7 @@ impl<C: BurstIo, L: BurstIo> Worker<C, L> {
 
         if now.saturating_sub(housekeeping.last_ns) >= HOUSEKEEPING_NS {
             housekeeping.last_ns = now;
+            recycle_inbound(core, snap);
             housekeeping.next_keepalive_ns =
                 keepalives(core, snap, now, &mut rx[0], cipher, to_cipher, fabric, me);
         }

@@ -11,7 +11,7 @@ use etherparse::{
 };
 use proptest::prelude::*;
 use shared::counters::Counter;
-use shared::path::{Encap, PathSpec, L2};
+use shared::path::{Encap, PathRecord, PathSpec, L2};
 use std::net::{IpAddr, SocketAddr};
 
 const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
@@ -396,6 +396,71 @@ proptest! {
         let o = ip::parse_outer(buf.data(), Layer::Ip).unwrap();
         prop_assert_eq!((o.src, o.dst), (src, dst));
         prop_assert_eq!(&buf.data()[o.payload], &payload[..]);
+    }
+
+    /// The worker's framing from the path's prebuilt template is byte for byte the
+    /// field-by-field `push_outer`, and its checksums verify (etherparse recomputes them).
+    #[test]
+    fn template_frames_equal_push_outer(
+        v6 in any::<bool>(),
+        udp in any::<bool>(),
+        has_l2 in any::<bool>(),
+        with_l2 in any::<bool>(),
+        a in any::<[u8; 16]>(),
+        b in any::<[u8; 16]>(),
+        sp in any::<u16>(),
+        dp in any::<u16>(),
+        macs in any::<[u8; 12]>(),
+        payload in proptest::collection::vec(any::<u8>(), 0..1900),
+    ) {
+        let (local, remote) = if v6 {
+            (SocketAddr::new(IpAddr::from(a), sp), SocketAddr::new(IpAddr::from(b), dp))
+        } else {
+            let a4: [u8; 4] = a[..4].try_into().unwrap();
+            let b4: [u8; 4] = b[..4].try_into().unwrap();
+            (SocketAddr::new(IpAddr::from(a4), sp), SocketAddr::new(IpAddr::from(b4), dp))
+        };
+        let spec = PathSpec {
+            local,
+            remote,
+            encap: if udp { Encap::Udp } else { Encap::Esp },
+            l2: has_l2.then(|| L2 {
+                src_mac: macs[..6].try_into().unwrap(),
+                dst_mac: macs[6..].try_into().unwrap(),
+            }),
+            keepalive_ms: 0,
+        };
+        let rec = PathRecord::new(spec, 1);
+        let mut by_fields = PacketBuf::new();
+        prop_assert!(by_fields.fill(&payload));
+        let mut by_template = PacketBuf::new();
+        prop_assert!(by_template.fill(&payload));
+        let want = ip::push_outer(&mut by_fields, &spec, with_l2);
+        let got = ip::push_template(&mut by_template, &rec.outer, with_l2);
+        prop_assert_eq!(got, want);
+        if got.is_err() {
+            prop_assert!(with_l2 && !has_l2);
+            return Ok(());
+        }
+        prop_assert_eq!(by_template.data(), by_fields.data());
+        let pkt = if with_l2 { &by_template.data()[14..] } else { by_template.data() };
+        match (v6, udp) {
+            (false, true) => check_v4_udp(pkt, local, remote, &payload, false),
+            (true, true) => check_v6_udp(pkt, local, remote, &payload),
+            (false, false) => {
+                let (h, rest) = Ipv4Header::from_slice(pkt).unwrap();
+                prop_assert_eq!(h.header_checksum, h.calc_header_checksum());
+                prop_assert_eq!(usize::from(h.total_len), pkt.len());
+                prop_assert_eq!(h.protocol, IpNumber(50));
+                prop_assert_eq!(rest, &payload[..]);
+            }
+            (true, false) => {
+                let (h, rest) = Ipv6Header::from_slice(pkt).unwrap();
+                prop_assert_eq!(usize::from(h.payload_length), payload.len());
+                prop_assert_eq!(h.next_header, IpNumber(50));
+                prop_assert_eq!(rest, &payload[..]);
+            }
+        }
     }
 
     #[test]

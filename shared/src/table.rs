@@ -532,11 +532,7 @@ impl TableWriter {
             .get_mut(i)
             .ok_or(TableError::PathOutOfRange { id, max })?;
         self.path_generations[i] = generation;
-        *slot = Some(PathRecord {
-            spec,
-            generation,
-            published_ns: 0,
-        });
+        *slot = Some(PathRecord::new(spec, generation));
         self.next.paths_len = self.next.paths_len.max((i + 1).next_multiple_of(PATH_PAGE));
         self.dirty_paths.push(id);
         self.dirty = true;

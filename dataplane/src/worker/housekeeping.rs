@@ -1,7 +1,8 @@
 //! A worker's periodic duties: RFC 3948 keepalives on its quiet UDP-encapsulated paths,
-//! scanned every `HOUSEKEEPING_NS`, and how long it may sleep before the next one is due.
+//! scanned every `HOUSEKEEPING_NS`, and how long it may sleep before the next one is due;
+//! recycling the inbound states of SAs it no longer owns.
 
-use super::{frame_for, stage_one, Core, Fabric, Stage};
+use super::{frame_path, stage_one, Core, Fabric, PathState, Stage};
 use crate::buf::PacketBuf;
 use crate::io::BurstIo;
 use crate::natt;
@@ -41,6 +42,16 @@ impl Housekeeping {
     }
 }
 
+/// Recycles (a bounded number per call) the inbound states of SAs that are gone from the
+/// table or now owned by another worker.
+pub(super) fn recycle_inbound(core: &mut Core, snap: &Snapshot) {
+    let owner = core.cfg.id;
+    core.inb.sweep(|spi, slot, install_id| {
+        snap.inbound(spi)
+            .is_some_and(|sa| sa.slot == slot && sa.install_id == install_id && sa.owner == owner)
+    });
+}
+
 /// RFC 3948 4: a keepalive on every UDP-encapsulated path this worker is responsible for
 /// that has been quiet for its keepalive interval. Returns when the next one is due
 /// (`None`: no path of this worker has keepalives on).
@@ -55,7 +66,12 @@ pub(super) fn keepalives<C: BurstIo>(
     fabric: &Fabric,
     me: usize,
 ) -> Option<u64> {
-    let end = snap.paths_len().min(core.paths.len());
+    // Every path of the table up to its highest id gets a state here (not per packet).
+    let end = snap.paths_len().min(core.cfg.max_paths);
+    if core.paths.len() < end {
+        core.paths.resize(end, PathState::default());
+    }
+
     let mut id = me;
     let mut next: Option<u64> = None;
     while id < end {
@@ -77,7 +93,7 @@ pub(super) fn keepalives<C: BurstIo>(
                 ps.last_tx_ns = now;
                 scratch.reset();
                 if scratch.fill(&[natt::KEEPALIVE])
-                    && frame_for(core.cipher_layer, scratch, &rec.spec).is_ok()
+                    && frame_path(core.cipher_layer, scratch, &rec.spec, &rec.outer).is_ok()
                 {
                     stage_one(
                         cipher,

@@ -43,6 +43,7 @@ fn parse() -> Result<(IkeBenchConfig, Option<Scale>, Option<String>), String> {
                 cfg.dpd_s = v
                     .parse::<u64>()
                     .map_err(|_| format!("--dpd-s `{v}`: expected whole seconds >= 0"))?
+            }
             "--batch" => batch = num("--batch")?,
             "--held" => {
                 let held = v

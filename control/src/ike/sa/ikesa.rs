@@ -306,6 +306,9 @@ impl IkeSa {
     pub fn id(&self) -> SaId {
         self.id
     }
+    pub fn conn_id(&self) -> ConnId {
+        self.conn
+    }
     pub fn is_dead(&self) -> bool {
         self.state == State::Dead
     }

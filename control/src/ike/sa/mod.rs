@@ -304,6 +304,9 @@ pub(crate) struct Ctx<'a> {
     pub handovers: Vec<Handover>,
     /// SPIs taken by IKE SAs, including those born during this call.
     pub ike_spis: &'a HashMap<SaId, IkeSa>,
+    /// Established IKE SAs of each connection, by connection id (the SA lent to the
+    /// call is not among them).
+    pub established_by_conn: &'a [u32],
     pub born_spis: Vec<SaId>,
     /// An IKE SA authenticated with INITIAL_CONTACT: its id and the peer's identity.
     /// The endpoint drops the other IKE SAs with that identity after the call.
@@ -392,6 +395,8 @@ pub struct Endpoint {
     /// IKE SAs in `sas` established, and their children: counts kept by
     /// [`Self::take`] and [`Self::file`] rather than walks over all SAs.
     established_n: usize,
+    /// Established IKE SAs per connection (whether a new one is alone: INITIAL_CONTACT).
+    established_by_conn: Vec<u32>,
     children_n: usize,
     /// The host's usable addresses: at first the connections' local addresses, then
     /// whatever [`Endpoint::set_own_addrs`] says.
@@ -402,6 +407,7 @@ pub struct Endpoint {
 
 impl Endpoint {
     pub fn new(cfg: EndpointConfig, conns: Vec<Conn>, mut rng: Box<dyn Random + Send>) -> Self {
+        let n_conns = conns.len();
         let mut cookie_secret = [0u8; 32];
         rng.fill(&mut cookie_secret);
         let mut pools = Pools::default();
@@ -435,6 +441,7 @@ impl Endpoint {
             initial_contact: Vec::new(),
             by_peer: HashMap::new(),
             established_n: 0,
+            established_by_conn: vec![0; n_conns],
             children_n: 0,
             own_addrs,
             routable: Box::new(|_, _| true),
@@ -778,6 +785,7 @@ impl Endpoint {
             born: Vec::new(),
             handovers: Vec::new(),
             ike_spis: &self.sas,
+            established_by_conn: &self.established_by_conn,
             born_spis: taken.into_iter().collect(),
             initial_contact: Vec::new(),
             own_addrs: &self.own_addrs,
@@ -866,6 +874,9 @@ impl Endpoint {
         }
         if s.is_established() {
             self.established_n -= 1;
+            if let Some(n) = self.established_by_conn.get_mut(s.conn_id()) {
+                *n -= 1;
+            }
         }
         self.children_n -= s.child_count();
         Some(s)
@@ -909,6 +920,9 @@ impl Endpoint {
         }
         if s.is_established() {
             self.established_n += 1;
+            if let Some(n) = self.established_by_conn.get_mut(s.conn_id()) {
+                *n += 1;
+            }
         }
         self.children_n += s.child_count();
         let due = s.next_timeout();

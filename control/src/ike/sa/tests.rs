@@ -64,8 +64,8 @@ fn client(k: usize, seed: u64) -> Endpoint {
     c.local_addrs = vec![format!("10.0.1.{}:500", k + 1).parse().unwrap()];
     c.remote_id = Some(Identity::Fqdn("gw.test".into()));
     c.request_vip4 = true;
-    c.local_ts = vec![Selector::parse("0.0.0.0/0").unwrap()];
-    c.remote_ts = vec![Selector::parse("10.2.0.0/24").unwrap()];
+    c.local_ts = vec![Selector::parse("0.0.0.0/0").unwrap()].into();
+    c.remote_ts = vec![Selector::parse("10.2.0.0/24").unwrap()].into();
     Endpoint::new(
         EndpointConfig::default(),
         vec![c],
@@ -76,15 +76,16 @@ fn client(k: usize, seed: u64) -> Endpoint {
 fn gateway(seed: u64) -> Endpoint {
     let mut c = Conn::new("gw", Identity::Fqdn("gw.test".into()), b"0123456789abcdef");
     c.local_addrs = vec![GW.parse().unwrap()];
-    c.local_ts = vec![Selector::parse("10.2.0.0/24").unwrap()];
-    c.remote_ts = vec![Selector::parse("0.0.0.0/0").unwrap()];
+    c.local_ts = vec![Selector::parse("10.2.0.0/24").unwrap()].into();
+    c.remote_ts = vec![Selector::parse("0.0.0.0/0").unwrap()].into();
     // Fewer addresses than identities: some children are refused.
     c.pools = vec![PoolConf {
         name: "p".into(),
         start: "10.3.0.1".parse().unwrap(),
         size: 2,
         dns: Vec::new(),
-    }];
+    }]
+    .into();
     Endpoint::new(
         EndpointConfig {
             cookie_threshold: 3,

@@ -126,10 +126,10 @@ impl IkeSa {
         }
         // RFC 7296 2.4: this connection has no other IKE SA, so any the peer still
         // keeps for us is stale.
-        let alone = !ctx
-            .ike_spis
-            .values()
-            .any(|s| s.conn == self.conn && s.is_established());
+        let alone = ctx
+            .established_by_conn
+            .get(self.conn)
+            .is_none_or(|n| *n == 0);
         if alone {
             p.push(Payload::Notify(NotifyRepr::new(
                 NotifyType::INITIAL_CONTACT,
