@@ -136,15 +136,18 @@ fn core_run(n: usize, seed: u64) -> f64 {
             c
         })
         .collect();
-    let mut ea = Endpoint::new(
-        EndpointConfig::default(),
-        clients,
-        Box::new(SeededRandom::new(seed)),
-    );
+    // The limits of a gateway for n tunnels (the defaults stop at 20,000).
+    let sized = EndpointConfig {
+        max_ike_sas: n + 16,
+        max_half_open: n + 16,
+        max_child_sas: n + 16,
+        ..EndpointConfig::default()
+    };
+    let mut ea = Endpoint::new(sized.clone(), clients, Box::new(SeededRandom::new(seed)));
     let mut eb = Endpoint::new(
         EndpointConfig {
             cookie_threshold: usize::MAX,
-            ..EndpointConfig::default()
+            ..sized
         },
         vec![b],
         Box::new(SeededRandom::new(seed ^ 1)),
