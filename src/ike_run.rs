@@ -174,7 +174,7 @@ pub fn main(args: &IkeArgs, role: Role) -> Result<(), String> {
             cfg.dataplane.workers,
             cfg.dataplane.punt_queue.max(INJECT_BACKLOG_MAX),
         ),
-        counters: IoCounters::default(),
+        send_failed: 0,
         watch_fd: watch.as_ref().map(AddrWatch::fd),
         set: PollSet::default(),
     };
@@ -220,13 +220,12 @@ pub fn main(args: &IkeArgs, role: Role) -> Result<(), String> {
         }
         engine.poll(now);
         io.inject.flush(&io.fabric);
-        io.counters.inject_dropped = io.inject.dropped;
         while let Some((t, tag)) = engine.poll_transmit() {
             io.send(t, tag);
         }
         if let Some(server) = ctl.as_mut() {
             server.poll(|req| {
-                let extra = stats_extra(&fabric, &io.counters);
+                let extra = stats_extra(&fabric, &io.counters());
                 engine.command(now_ns(), req, extra)
             });
         }
@@ -239,7 +238,7 @@ pub fn main(args: &IkeArgs, role: Role) -> Result<(), String> {
     let nonzero: Vec<(String, u64)> = engine
         .stats()
         .into_iter()
-        .chain(io.counters.entries().map(|(n, v)| (n.to_string(), v)))
+        .chain(io.counters().entries().map(|(n, v)| (n.to_string(), v)))
         .filter(|(_, v)| *v != 0)
         .collect();
     info!(counters = ?nonzero, "IKE counters");
@@ -307,7 +306,8 @@ struct Io {
     port_nat_t: u16,
     /// IKE messages for the NAT-T port, into the workers' inject channels.
     inject: Injector,
-    counters: IoCounters,
+    /// IKE messages the IKE socket did not take (`IoCounters::send_failed`).
+    send_failed: u64,
     /// The address watch (netlink), polled with the sockets.
     watch_fd: Option<std::os::fd::RawFd>,
     set: PollSet,
@@ -365,11 +365,18 @@ impl Io {
 
     /// Sends on the IKE port's socket, or through the dataplane on the NAT-T port with
     /// the non-ESP marker (RFC 3948 2.2). `tag`: the path whose link header to use.
+    /// What the sockets and the injector counted.
+    fn counters(&self) -> IoCounters {
+        IoCounters {
+            inject_dropped: self.inject.dropped,
+            send_failed: self.send_failed,
+        }
+    }
+
     fn send(&mut self, t: Transmit, tag: PathId) {
         if t.local.port() == self.port_nat_t {
             self.inject
                 .send(&self.fabric, t.local, t.remote, t.data, tag);
-            self.counters.inject_dropped = self.inject.dropped;
             return;
         }
         self.send_socket(&t);
@@ -389,11 +396,11 @@ impl Io {
         match sock {
             Some(s) => {
                 if let Err(e) = s.sock.send_to(&t.data, t.remote) {
-                    self.counters.send_failed += 1;
+                    self.send_failed += 1;
                     debug!(local = %s.local, remote = %t.remote, error = %e, "IKE send");
                 }
             }
-            None => self.counters.send_failed += 1,
+            None => self.send_failed += 1,
         }
     }
 }
