@@ -266,6 +266,9 @@ pub struct TableWriter {
     pending_free_in: Vec<Slot>,
     pending_free_out: Vec<Slot>,
     next_install_id: u64,
+    /// The first install id staged after the last publication: an SA with an id at or
+    /// above it was never visible to a worker, so its slot is free again at once.
+    unpublished_from: u64,
     generation: u64,
 }
 
@@ -294,6 +297,7 @@ impl TableWriter {
             pending_free_in: Vec::new(),
             pending_free_out: Vec::new(),
             next_install_id: 1,
+            unpublished_from: 1,
             generation: 0,
         }
     }
@@ -330,6 +334,25 @@ impl TableWriter {
             });
         }
         Ok(())
+    }
+
+    /// Gives an inbound slot back: at once if its SA was never published, else when the
+    /// publication that drops it is no longer seen by any worker.
+    fn release_in(&mut self, slot: Slot, install_id: u64) {
+        if install_id >= self.unpublished_from {
+            self.free_in.push(slot);
+        } else {
+            self.pending_free_in.push(slot);
+        }
+    }
+
+    /// `release_in` for outbound slots.
+    fn release_out(&mut self, slot: Slot, install_id: u64) {
+        if install_id >= self.unpublished_from {
+            self.free_out.push(slot);
+        } else {
+            self.pending_free_out.push(slot);
+        }
     }
 
     fn install_id(&mut self) -> u64 {
@@ -370,7 +393,7 @@ impl TableWriter {
             .inbound
             .remove(spi)
             .ok_or(TableError::UnknownSpi(spi))?;
-        self.pending_free_in.push(sa.slot);
+        self.release_in(sa.slot, sa.install_id);
         self.dirty = true;
         Ok(())
     }
@@ -413,7 +436,7 @@ impl TableWriter {
             self.refresh_hints(Some(&old));
         }
         if let Some(sa) = outbound {
-            self.pending_free_out.push(sa.slot);
+            self.release_out(sa.slot, sa.install_id);
         }
         self.dirty = true;
         Ok(())
@@ -472,7 +495,7 @@ impl TableWriter {
             tunnel: spec.tunnel,
         };
         if let Some(old) = self.tunnel_entry(id)?.outbound.replace(Arc::new(sa)) {
-            self.pending_free_out.push(old.slot);
+            self.release_out(old.slot, old.install_id);
         }
         self.refresh_hints_of(spec.tunnel);
         self.dirty = true;
@@ -489,7 +512,7 @@ impl TableWriter {
             .outbound
             .take()
             .ok_or(TableError::UnknownTunnel(tunnel))?;
-        self.pending_free_out.push(old.slot);
+        self.release_out(old.slot, old.install_id);
         self.refresh_hints_of(tunnel);
         self.dirty = true;
         Ok(())
@@ -584,6 +607,7 @@ impl TableWriter {
             freed_out: std::mem::take(&mut self.pending_free_out),
         });
         self.dirty = false;
+        self.unpublished_from = self.next_install_id;
         self.reclaim();
         Publication {
             generation: self.generation,

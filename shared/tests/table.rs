@@ -471,6 +471,43 @@ fn slots_are_recycled_only_after_every_reader_passed_a_quiescent_point() {
 }
 
 #[test]
+fn a_slot_never_published_is_free_at_once() {
+    // Between two publications no worker can have seen an SA, so removing it frees its
+    // slot right away (a burst of adds and removes between publications must not run out).
+    let mut w = TableWriter::new(small(1, 2));
+    let mut r = w.reader(0).unwrap();
+    r.begin_burst();
+    w.add_inbound(inbound(0xa, 0, 0)).unwrap();
+    w.add_inbound(inbound(0xb, 0, 0)).unwrap();
+    w.remove_inbound(0xa).unwrap();
+    w.add_inbound(inbound(0xc, 0, 0)).unwrap();
+    w.publish();
+    let s = r.begin_burst();
+    assert!(s.inbound(0xa).is_none());
+    assert!(s.inbound(0xb).is_some() && s.inbound(0xc).is_some());
+
+    // Published then removed: the slot waits for the reader, as before.
+    w.remove_inbound(0xb).unwrap();
+    assert_eq!(
+        w.add_inbound(inbound(0xd, 0, 0)),
+        Err(TableError::InboundFull { max: 2 })
+    );
+
+    // The same for outbound SAs: a rekey staged twice before publishing reuses the slot
+    // of the one that never went out.
+    let mut w = TableWriter::new(small(1, 2));
+    w.set_path(0, path("192.0.2.1:4500", "198.51.100.1:4500"))
+        .unwrap();
+    w.set_tunnel(tunnel(0, &["0.0.0.0/0"], &["0.0.0.0/0"]))
+        .unwrap();
+    w.set_outbound(outbound(1, 0, 0)).unwrap();
+    w.set_outbound(outbound(2, 0, 0)).unwrap();
+    w.set_outbound(outbound(3, 0, 0)).unwrap();
+    w.remove_outbound(0).unwrap();
+    w.set_outbound(outbound(4, 0, 0)).unwrap();
+}
+
+#[test]
 fn outbound_slots_wait_for_readers_too() {
     let mut w = TableWriter::new(small(1, 1));
     let mut r = w.reader(0).unwrap();

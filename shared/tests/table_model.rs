@@ -11,7 +11,7 @@ use mobiked_shared::policy::{Prefix, Tunnel};
 use mobiked_shared::sa::{EspCipher, EspKey, InboundSpec, OutboundSpec};
 use mobiked_shared::table::{Snapshot, TableConfig, TableWriter};
 use proptest::prelude::*;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -198,6 +198,10 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
     let mut m = Model::default();
     let mut staged = Model::default();
     let mut generations: HashMap<u32, u64> = HashMap::new();
+    // Inbound capacity: a published SA's slot stays taken after its removal until the next
+    // publication; an SA added and removed between two publications never held one.
+    let mut published_in: HashSet<u32> = HashSet::new();
+    let mut retiring_in = 0usize;
     let mut held: Vec<(Arc<Snapshot>, Model)> = vec![(w.published(), m.clone())];
     let spis = spis();
     for op in ops {
@@ -213,8 +217,9 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                     tunnel,
                 });
                 let fresh = !staged.inbound.contains_key(&spi);
-                prop_assert_eq!(r.is_ok(), fresh, "add_inbound {:#x}", spi);
-                if fresh {
+                let room = staged.inbound.len() + retiring_in < SPIS;
+                prop_assert_eq!(r.is_ok(), fresh && room, "add_inbound {:#x}", spi);
+                if fresh && room {
                     staged.inbound.insert(spi, tunnel);
                 }
             }
@@ -222,6 +227,9 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 let spi = spis[spi];
                 let r = w.remove_inbound(spi);
                 prop_assert_eq!(r.is_ok(), staged.inbound.remove(&spi).is_some());
+                if published_in.remove(&spi) {
+                    retiring_in += 1;
+                }
             }
             Op::SetTunnel { id, local, remote } => {
                 let t = Tunnel {
@@ -280,6 +288,8 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
             Op::Publish => {
                 w.publish();
                 m = staged.clone();
+                published_in = m.inbound.keys().copied().collect();
+                retiring_in = 0;
                 held.push((w.published(), m.clone()));
             }
         }
