@@ -229,6 +229,9 @@ pub(crate) struct IkeSa {
     /// (see `Conn::childless_timeout_ms`).
     childless_until: Option<u64>,
     last_rx: u64,
+    /// When the peer's last liveness check (an empty INFORMATIONAL request) came; 0:
+    /// none yet. While they keep coming, ours wait (see `timers`).
+    peer_dpd_rx: u64,
     peer_id: Option<Identity>,
     vip: Option<IpAddr>,
     vip_leased: bool,
@@ -287,6 +290,7 @@ impl IkeSa {
             dpd_at: None,
             childless_until: None,
             last_rx: 0,
+            peer_dpd_rx: 0,
             peer_id: None,
             vip: None,
             vip_leased: false,

@@ -93,6 +93,10 @@ impl IkeSa {
         rq: PeerRequest,
         p: &[Payload],
     ) {
+        if p.is_empty() {
+            // RFC 7296 2.4: the peer checks that we are alive.
+            self.peer_dpd_rx = now;
+        }
         let mut resp = Vec::new();
         self.mobike_info_request(ctx, now, p, rq.local, rq.remote, &mut resp);
         let mut delete_ike = false;
