@@ -514,7 +514,7 @@ impl IkeSa {
             let nat = nat_d.unwrap_or((false, false));
             ctx.counters.mobike_updates_received += 1;
             if moving && self.conn(ctx).mobike.rr_check {
-                // RFC 4555 5.2: the new address must answer before traffic goes
+                // RFC 4555 3.7: the new address must answer before traffic goes
                 // there.
                 self.queue
                     .retain(|r| !matches!(r, Req::ReturnRoutability { .. }));

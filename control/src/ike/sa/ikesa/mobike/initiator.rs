@@ -265,7 +265,7 @@ impl IkeSa {
             Some(rest.to_vec()),
         );
         if let Some(p) = self.pending.as_mut().filter(|p| !p.alt.is_empty()) {
-            // Other pairs wait: probe the next one soon (RFC 4555 3.7).
+            // Other pairs wait: probe the next one soon (RFC 4555 3.10).
             p.interval_ms = p.interval_ms.min(PATH_PROBE_MS);
             p.next_at = p.next_at.min(now + p.interval_ms * NS_PER_MS);
         }
