@@ -1,37 +1,42 @@
 //! Poll-mode workers: receive a burst, classify, decrypt or encrypt, rewrite the outer
-//! header from the SA's current path record, transmit.
+//! header from the SA's current path record, transmit. Here: the worker's settings and
+//! state, its poll loop and the staging of bursts for the ports; the per-packet paths
+//! are in `decap` (cipher side to clear side) and `encap` (clear side to cipher side).
 //!
 //! A worker owns its ports, private per-SA state (outbound sequence numbers, inbound
 //! replay windows) found by the slot the control plane gave each SA, and its counters.
 //! That state grows with what the worker owns and has seen, not with the table's
 //! capacity: an arena of inbound states (see `inbound`), and outbound and path states
 //! grown to the highest slot or path id the worker has used. Growth happens once per new
-//! SA or new high slot (amortized like a `Vec` push), never per packet in steady state. Per burst it passes one quiescent point (`TableReader::begin_burst`) and gets
-//! the current snapshot; per packet it does table lookups and crypto only: no allocation,
+//! SA or new high slot (amortized like a `Vec` push), never per packet in steady state.
+//! Per burst it passes one quiescent point (`TableReader::begin_burst`) and gets the
+//! current snapshot; per packet it does table lookups and crypto only: no allocation,
 //! no lock, no log, no syscall beyond the ports' burst calls. Packets for an SA owned by
 //! another worker are handed to that worker so sequence numbers and replay windows need
 //! no atomics.
 
 use crate::buf::{PacketBuf, LARGE_FRAME};
 use crate::channel::Channel;
-use crate::esp;
 pub use crate::fabric::{Fabric, FabricConfig, WorkerEvent};
 use crate::io::{BurstIo, Layer};
 use crate::ip;
-use crate::natt::{self, Udp4500};
 pub use idle::IdleWait;
 use shared::clock::now_ns;
 use shared::counters::{Counter, LocalCounters};
-use shared::path::{Encap, OuterTemplate, PathId, PathRecord, PathSpec, L2};
+use shared::path::{Encap, OuterTemplate, PathId, PathSpec, L2};
 use shared::table::{Snapshot, TableReader};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+mod decap;
+mod encap;
 mod housekeeping;
 mod idle;
 mod inbound;
 
+use decap::{stage_in, InVerdict};
+use encap::stage_out;
 use housekeeping::{keepalives, recycle_inbound, Housekeeping, HOUSEKEEPING_NS};
 use idle::{Sleep, SPIN_BEFORE_SLEEP};
 use inbound::InboundStates;
@@ -172,20 +177,6 @@ struct Core {
     handed: bool,
 }
 
-enum InVerdict {
-    Clear,
-    Drop(Counter),
-    /// Absorbed here (keepalive) or moved elsewhere (punt, handoff).
-    Consumed,
-}
-
-enum OutVerdict {
-    /// To the cipher side; `Some` if first on a new generation of that path.
-    Cipher(Option<(PathId, u64)>),
-    Drop(Counter),
-    Consumed,
-}
-
 impl Core {
     fn new(cfg: WorkerConfig, workers: usize, cipher_layer: Layer, clear_layer: Layer) -> Core {
         Core {
@@ -201,224 +192,6 @@ impl Core {
             handed_to: vec![false; workers],
             handed: false,
         }
-    }
-
-    /// A packet from the cipher side: strip and check the outer headers, then ESP.
-    #[inline]
-    fn cipher_rx(&mut self, snap: &Snapshot, buf: &mut PacketBuf, fabric: &Fabric) -> InVerdict {
-        let encap = match self.cipher_layer {
-            Layer::Datagram => Encap::Udp,
-            layer => {
-                let outer = match ip::parse_outer(buf.data(), layer) {
-                    Ok(o) => o,
-                    Err(e) => return InVerdict::Drop(e.counter()),
-                };
-                if outer.encap == Encap::Udp && outer.dst.port() != self.cfg.natt_port {
-                    return InVerdict::Drop(Counter::DropNotForUs);
-                }
-                let base = buf.headroom();
-                if !buf.set_window(base + outer.payload.start, base + outer.payload.end) {
-                    return InVerdict::Drop(Counter::DropRunt);
-                }
-                buf.meta.src = outer.src;
-                buf.meta.dst = outer.dst;
-                outer.encap
-            }
-        };
-        if self.cfg.mode == ForwardMode::Plain {
-            return self.deliver(snap, buf, None);
-        }
-        if encap == Encap::Udp {
-            // RFC 3948 2.2: one UDP port carries ESP, IKE (non-ESP marker) and keepalives.
-            match natt::classify(buf.data()) {
-                Udp4500::Esp => {}
-                Udp4500::Keepalive => {
-                    self.cnt.inc(Counter::KeepaliveRx);
-                    return InVerdict::Consumed;
-                }
-                Udp4500::Ike => {
-                    buf.pull_front(natt::NON_ESP_MARKER.len());
-                    if fabric.punt.send_swap(buf) {
-                        self.punted = true;
-                        self.cnt.inc(Counter::PuntIke);
-                        return InVerdict::Consumed;
-                    }
-                    return InVerdict::Drop(Counter::DropPuntFull);
-                }
-                Udp4500::Runt => return InVerdict::Drop(Counter::DropRunt),
-            }
-        }
-        self.esp_in(snap, buf, fabric)
-    }
-
-    /// ESP packet in `buf` (SPI first): owner check, decrypt, policy check.
-    #[inline]
-    fn esp_in(&mut self, snap: &Snapshot, buf: &mut PacketBuf, fabric: &Fabric) -> InVerdict {
-        let Some(spi) = esp::spi_of(buf.data()) else {
-            return InVerdict::Drop(Counter::DropRunt);
-        };
-        let Some(sa) = snap.inbound(spi) else {
-            return InVerdict::Drop(Counter::DropUnknownSpi);
-        };
-        if sa.owner != self.cfg.id {
-            return self.hand_off(sa.owner, TAG_INBOUND, buf, fabric);
-        }
-        let Some(st) = self
-            .inb
-            .get(sa.slot, sa.install_id, spi, sa.replay_window, sa.esn)
-        else {
-            return InVerdict::Drop(Counter::DropUnknownSpi);
-        };
-        let src = buf.meta.src;
-        let nh = match esp::decap(&sa.key, sa.esn, &mut st.window, buf) {
-            Ok(nh) => nh,
-            Err(e) => return InVerdict::Drop(e.counter()),
-        };
-        if st.last_src != Some(src) {
-            if let Some(from) = st.last_src {
-                let _ = fabric.events.push(WorkerEvent::PeerMoved {
-                    worker: self.cfg.id,
-                    spi,
-                    from,
-                    to: src,
-                    rx_ns: now_ns(),
-                });
-            }
-            st.last_src = Some(src);
-        }
-        if nh != esp::NH_IPV4 && nh != esp::NH_IPV6 {
-            // Includes RFC 4303 2.6 dummy packets (59), which are dropped silently.
-            return InVerdict::Drop(Counter::DropBadInner);
-        }
-        self.deliver(snap, buf, Some(sa.tunnel))
-    }
-
-    /// A decrypted (or, in plain mode, received) inner packet: check and frame it for the
-    /// clear side.
-    #[inline]
-    fn deliver(
-        &mut self,
-        snap: &Snapshot,
-        buf: &mut PacketBuf,
-        tunnel: Option<shared::policy::TunnelId>,
-    ) -> InVerdict {
-        let info = match ip::inner_info(buf.data()) {
-            Ok(i) => i,
-            Err(e) => return InVerdict::Drop(e.counter()),
-        };
-        if let Some(t) = tunnel {
-            // RFC 4301 5.2: the inner packet must match the SA's selectors.
-            match snap.tunnel(t) {
-                Some(tun) if tun.matches_inbound(info.src, info.dst) => {}
-                _ => return InVerdict::Drop(Counter::DropPolicyMismatch),
-            }
-        }
-        buf.truncate(info.total_len);
-        self.cnt.inc(Counter::DecapPackets);
-        self.cnt.add(Counter::DecapBytes, info.total_len as u64);
-        if self.clear_layer == Layer::Ethernet {
-            let ethertype = if info.next_header == esp::NH_IPV4 {
-                0x0800
-            } else {
-                0x86dd
-            };
-            let l2 = self.cfg.clear_l2.unwrap_or_default();
-            if ip::push_ethernet(buf, &l2, ethertype).is_err() {
-                return InVerdict::Drop(Counter::DropNoTailroom);
-            }
-        }
-        InVerdict::Clear
-    }
-
-    /// A packet from the clear side: policy lookup, encrypt, outer header from the path.
-    #[inline]
-    fn clear_rx(
-        &mut self,
-        snap: &Snapshot,
-        buf: &mut PacketBuf,
-        now: u64,
-        fabric: &Fabric,
-    ) -> OutVerdict {
-        if self.clear_layer == Layer::Ethernet {
-            match ip::strip_ethernet(buf) {
-                Ok(0x0800) | Ok(0x86dd) => {}
-                Ok(_) => return OutVerdict::Drop(Counter::DropNotForUs),
-                Err(e) => return OutVerdict::Drop(e.counter()),
-            }
-        }
-        self.esp_out(snap, buf, now, fabric)
-    }
-
-    #[inline]
-    fn esp_out(
-        &mut self,
-        snap: &Snapshot,
-        buf: &mut PacketBuf,
-        now: u64,
-        fabric: &Fabric,
-    ) -> OutVerdict {
-        let info = match ip::inner_info(buf.data()) {
-            Ok(i) => i,
-            Err(e) => return OutVerdict::Drop(e.counter()),
-        };
-        buf.truncate(info.total_len);
-        let Some(sa) = snap.lookup_outbound(info.src, info.dst) else {
-            return OutVerdict::Drop(Counter::DropNoPolicy);
-        };
-        if sa.owner != self.cfg.id {
-            return match self.hand_off(sa.owner, TAG_OUTBOUND, buf, fabric) {
-                InVerdict::Drop(c) => OutVerdict::Drop(c),
-                _ => OutVerdict::Consumed,
-            };
-        }
-        let Some(path) = snap.path(sa.path) else {
-            return OutVerdict::Drop(Counter::DropNoSa);
-        };
-        if self.cfg.mode == ForwardMode::Esp {
-            let Some(st) = grow_to(&mut self.outb, sa.slot as usize, self.cfg.max_outbound) else {
-                return OutVerdict::Drop(Counter::DropNoSa);
-            };
-            if st.install_id != sa.install_id {
-                st.install_id = sa.install_id;
-                st.seq = 0;
-            }
-            let seq = st.seq + 1;
-            // RFC 4303 3.3.3: the counter must not cycle; the SA needs a rekey.
-            if (!sa.esn && seq > u32::MAX as u64) || seq == u64::MAX {
-                return OutVerdict::Drop(Counter::DropSeqOverflow);
-            }
-            if let Err(e) = esp::encap(&sa.key, sa.spi, seq, sa.esn, info.next_header, buf) {
-                return OutVerdict::Drop(e.counter());
-            }
-            st.seq = seq;
-            self.cnt.inc(Counter::EncapPackets);
-            self.cnt.add(Counter::EncapBytes, info.total_len as u64);
-        } else {
-            self.cnt.inc(Counter::PlainForward);
-        }
-        if let Err(c) = self.frame_outer(buf, path) {
-            return OutVerdict::Drop(c);
-        }
-        OutVerdict::Cipher(self.note_path_tx(sa.path, path, now))
-    }
-
-    /// Writes the outer header of `path` for the cipher port's layer.
-    #[inline]
-    fn frame_outer(&self, buf: &mut PacketBuf, path: &PathRecord) -> Result<(), Counter> {
-        frame_path(self.cipher_layer, buf, &path.spec, &path.outer)
-    }
-
-    /// Records a transmission on `id`; returns the path and generation if this is the
-    /// first packet this worker sends on a new generation.
-    #[inline]
-    fn note_path_tx(&mut self, id: PathId, rec: &PathRecord, now: u64) -> Option<(PathId, u64)> {
-        let ps = grow_to(&mut self.paths, id as usize, self.cfg.max_paths)?;
-        ps.last_tx_ns = now;
-        if ps.generation != rec.generation {
-            ps.generation = rec.generation;
-            return Some((id, rec.generation));
-        }
-        None
     }
 
     fn hand_off(
@@ -788,70 +561,6 @@ fn recv_from(ch: &Channel, bufs: &mut [PacketBuf]) -> usize {
         k += 1;
     }
     k
-}
-
-/// Acts on the verdict for a packet bound for the clear side.
-#[inline]
-#[allow(clippy::too_many_arguments)]
-fn stage_in<L: BurstIo>(
-    core: &mut Core,
-    snap: &Snapshot,
-    v: InVerdict,
-    b: &mut PacketBuf,
-    clear: &mut L,
-    to_clear: &mut Stage,
-    fabric: &Fabric,
-    me: usize,
-) {
-    match v {
-        InVerdict::Clear => {
-            stage_one(
-                clear,
-                to_clear,
-                &mut core.cnt,
-                Counter::TxClear,
-                snap,
-                fabric,
-                me,
-                b,
-            );
-        }
-        InVerdict::Drop(c) => core.cnt.inc(c),
-        InVerdict::Consumed => {}
-    }
-}
-
-#[inline]
-#[allow(clippy::too_many_arguments)]
-fn stage_out<C: BurstIo>(
-    core: &mut Core,
-    snap: &Snapshot,
-    v: OutVerdict,
-    b: &mut PacketBuf,
-    cipher: &mut C,
-    to_cipher: &mut Stage,
-    fabric: &Fabric,
-    me: usize,
-) {
-    match v {
-        OutVerdict::Cipher(first) => {
-            let i = stage_one(
-                cipher,
-                to_cipher,
-                &mut core.cnt,
-                Counter::TxCipher,
-                snap,
-                fabric,
-                me,
-                b,
-            );
-            if let Some((p, g)) = first {
-                to_cipher.firsts.push((i, p, g));
-            }
-        }
-        OutVerdict::Drop(c) => core.cnt.inc(c),
-        OutVerdict::Consumed => {}
-    }
 }
 
 /// The outer header of a control-plane packet: its own addresses, UDP, and the link

@@ -644,7 +644,7 @@ pub struct Mobike {
     /// (`disallownat`).
     pub disallow_nat: bool,
     /// Responder: check return routability with COOKIE2 before moving the SAs to a
-    /// new address (RFC 4555 5.2) (`mobikerrcheck`).
+    /// new address (RFC 4555 3.7) (`mobikerrcheck`).
     pub rr_check: bool,
     /// Client: change address every this many milliseconds, 0 = never
     /// (`mobikeiplifetime`).
