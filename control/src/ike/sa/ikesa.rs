@@ -159,7 +159,7 @@ struct Pending {
     tries: u32,
     kind: Kind,
     /// Other address pairs to try in turn on retransmission, the same bytes each
-    /// time (RFC 4555 3.7 path testing).
+    /// time (RFC 4555 3.10 path testing).
     alt: Vec<(SocketAddr, SocketAddr)>,
 }
 

@@ -1,6 +1,6 @@
 //! The timers of an IKE SA: retransmission of our requests with exponential backoff
 //! until a retry limit or the DPD timeout (RFC 7296 2.1, 2.4), the same bytes on the
-//! next address pair while MOBIKE tests paths (RFC 4555 3.7), soft and hard
+//! next address pair while MOBIKE tests paths (RFC 4555 3.10), soft and hard
 //! lifetimes of the IKE SA and its children with jitter (RFC 7296 2.8), the
 //! half-open limit of a responder, liveness checks (2.4), and the childless timeout.
 
@@ -114,7 +114,7 @@ impl IkeSa {
                 let dpd_gone = give_up.is_some_and(|g| now >= g);
                 if p.tries >= c.retransmit.tries || dpd_gone {
                     if let Kind::ReturnRoutability { .. } = p.kind {
-                        // RFC 4555 5.2: the new address did not prove itself; the
+                        // RFC 4555 3.7: the new address did not prove itself; the
                         // SAs stay where they are.
                         ctx.counters.mobike_rr_failed += 1;
                         self.pending = None;
@@ -134,7 +134,7 @@ impl IkeSa {
                 }
                 p.tries += 1;
                 if (p.tries as usize) <= p.alt.len() {
-                    // RFC 4555 3.7: the next pairs are probes, not retries of a
+                    // RFC 4555 3.10: the next pairs are probes, not retries of a
                     // lossy path: one after the other, quickly.
                     p.interval_ms = p.interval_ms.min(PATH_PROBE_MS);
                 } else {
@@ -145,7 +145,7 @@ impl IkeSa {
                     p.next_at = p.next_at.min(g);
                 }
                 ctx.counters.retransmits += 1;
-                // The same bytes, on the next pair to test (RFC 4555 3.7).
+                // The same bytes, on the next pair to test (RFC 4555 3.10).
                 let n = p.alt.len() + 1;
                 let i = (p.tries as usize - 1) % n;
                 let (l, r) = match i {
