@@ -317,10 +317,7 @@ impl<C: BurstIo, L: BurstIo> Worker<C, L> {
             rx: PacketBuf::alloc(burst),
             to_clear: Stage::new(burst),
             to_cipher: Stage::new(burst),
-            housekeeping: Housekeeping {
-                last_ns: 0,
-                next_keepalive_ns: None,
-            },
+            housekeeping: Housekeeping::new(),
             large: PacketBuf::with_frame(LARGE_FRAME),
             sleep,
         }
@@ -486,11 +483,22 @@ impl<C: BurstIo, L: BurstIo> Worker<C, L> {
             }
         }
 
-        if now.saturating_sub(housekeeping.last_ns) >= HOUSEKEEPING_NS {
+        let elapsed = now.saturating_sub(housekeeping.last_ns);
+        if elapsed >= HOUSEKEEPING_NS {
             housekeeping.last_ns = now;
             recycle_inbound(core, snap);
-            housekeeping.next_keepalive_ns =
-                keepalives(core, snap, now, &mut rx[0], cipher, to_cipher, fabric, me);
+            keepalives(
+                core,
+                housekeeping,
+                elapsed,
+                snap,
+                now,
+                &mut rx[0],
+                cipher,
+                to_cipher,
+                fabric,
+                me,
+            );
         }
 
         flush(
