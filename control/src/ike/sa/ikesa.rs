@@ -237,6 +237,8 @@ pub(crate) struct IkeSa {
     vip_leased: bool,
     init_key: Option<(SocketAddr, u64)>,
     armed: Option<u64>,
+    /// Entered in the endpoint's index by peer identity (see `Endpoint::file`).
+    peer_indexed: bool,
     up_reported: bool,
     /// When the first IKE_SA_INIT was sent or received.
     started: u64,
@@ -296,6 +298,7 @@ impl IkeSa {
             vip_leased: false,
             init_key: None,
             armed: None,
+            peer_indexed: false,
             up_reported: false,
             started: 0,
             rekey_theirs: None,
@@ -349,6 +352,12 @@ impl IkeSa {
         self.armed = None;
     }
     /// Records `due` as armed; true if it differs from what was armed.
+    pub fn peer_indexed(&self) -> bool {
+        self.peer_indexed
+    }
+    pub fn set_peer_indexed(&mut self) {
+        self.peer_indexed = true;
+    }
     pub fn take_armed(&mut self, due: Option<u64>) -> bool {
         let changed = self.armed != due;
         self.armed = due;

@@ -23,7 +23,7 @@ impl Endpoint {
 
     /// Every index and count against a walk over all SAs.
     fn check_indexes(&self) {
-        let mut by_peer: HashMap<Identity, HashSet<SaId>> = HashMap::new();
+        let mut by_peer: HashMap<Identity, SaSet> = HashMap::new();
         for s in self.sas.values() {
             if let Some(p) = s.peer_id() {
                 by_peer.entry(p.clone()).or_default().insert(s.id());
