@@ -37,6 +37,26 @@ impl Drop for IkeKeys {
     }
 }
 
+impl IkeKeys {
+    /// Zeroizes and frees every key but SK_d: what an established IKE SA keeps once
+    /// its SK keys are expanded (they hold their own SK_e and SK_a) and the AUTH
+    /// payloads that SK_p signs are exchanged.
+    pub fn forget_all_but_sk_d(&mut self) {
+        for k in [
+            &mut self.sk_ai,
+            &mut self.sk_ar,
+            &mut self.sk_ei,
+            &mut self.sk_er,
+            &mut self.sk_pi,
+            &mut self.sk_pr,
+        ] {
+            zeroize::Zeroize::zeroize(k);
+            *k = Vec::new();
+        }
+        self.sk_d.shrink_to_fit();
+    }
+}
+
 /// SKEYSEED = prf(Ni | Nr, g^ir). With HMAC PRFs the whole nonces are the key.
 pub fn skeyseed(prf: Prf, ni: &[u8], nr: &[u8], g_ir: &[u8]) -> Vec<u8> {
     let mut key = Vec::with_capacity(ni.len() + nr.len());

@@ -303,7 +303,7 @@ pub(crate) struct Ctx<'a> {
     /// Children handed by a rekeyed IKE SA to another one already in the map.
     pub handovers: Vec<Handover>,
     /// SPIs taken by IKE SAs, including those born during this call.
-    pub ike_spis: &'a HashMap<SaId, IkeSa>,
+    pub ike_spis: &'a HashMap<SaId, Box<IkeSa>>,
     /// Established IKE SAs of each connection, by connection id (the SA lent to the
     /// call is not among them).
     pub established_by_conn: &'a [u32],
@@ -368,7 +368,10 @@ impl Ctx<'_> {
 pub struct Endpoint {
     cfg: EndpointConfig,
     conns: Vec<Conn>,
-    sas: HashMap<SaId, IkeSa>,
+    /// Boxed: a bucket of the map is then a pointer, not a whole IKE SA (the map keeps
+    /// up to half its buckets empty), and taking an SA out to run it and filing it
+    /// again moves a pointer.
+    sas: HashMap<SaId, Box<IkeSa>>,
     /// Responder: (peer address, peer's SPI) -> our SPI, to recognise retransmitted
     /// IKE_SA_INIT requests (RFC 7296 2.1).
     init_index: HashMap<(SocketAddr, u64), SaId>,
@@ -495,7 +498,7 @@ impl Endpoint {
 
     /// Child SAs of one IKE SA (0 for an unknown one).
     pub fn child_count_of(&self, sa: SaId) -> usize {
-        self.sas.get(&sa).map_or(0, IkeSa::child_count)
+        self.sas.get(&sa).map_or(0, |s| s.child_count())
     }
 
     /// The established IKE SAs and their children's ids, for inspection.
@@ -521,7 +524,7 @@ impl Endpoint {
             IkeSa::initiate(ctx, now, conn, spi, local, remote)
         });
         let id = sa.id();
-        self.file(sa, false);
+        self.file(Box::new(sa), false);
         self.settle(now, born, handovers);
         Some(id)
     }
@@ -599,12 +602,12 @@ impl Endpoint {
 
     /// Whether MOBIKE is on for the SA.
     pub fn mobike(&self, sa: SaId) -> bool {
-        self.sas.get(&sa).is_some_and(IkeSa::mobike)
+        self.sas.get(&sa).is_some_and(|s| s.mobike())
     }
 
     /// The SA's (local, remote, UDP encapsulation).
     pub fn path(&self, sa: SaId) -> Option<(SocketAddr, SocketAddr, bool)> {
-        self.sas.get(&sa).map(IkeSa::path)
+        self.sas.get(&sa).map(|s| s.path())
     }
 
     /// The peer's addresses for the SA: the current one first, then what it
@@ -646,7 +649,7 @@ impl Endpoint {
     /// re-armed); calling [`Self::handle_timeout`] then is harmless.
     pub fn poll_timeout(&mut self) -> Option<u64> {
         while let Some(Reverse((t, sa))) = self.timers.peek().copied() {
-            match self.sas.get(&sa).and_then(IkeSa::next_timeout) {
+            match self.sas.get(&sa).and_then(|s| s.next_timeout()) {
                 Some(due) if due == t => return Some(t),
                 _ => {
                     self.timers.pop();
@@ -761,7 +764,7 @@ impl Endpoint {
             if !sa.is_dead() {
                 self.init_index.insert((remote, h.spi_i), sa.id());
             }
-            self.file(sa, false);
+            self.file(Box::new(sa), false);
         }
         self.settle(now, born, handovers);
     }
@@ -820,7 +823,7 @@ impl Endpoint {
         for mut b in born {
             let id = b.id();
             let _ = self.with_ctx(Some(id), |ctx| b.kick(ctx, now));
-            self.file(b, false);
+            self.file(Box::new(b), false);
         }
         self.apply(now, handovers);
         for (keep, who) in std::mem::take(&mut self.initial_contact) {
@@ -867,7 +870,7 @@ impl Endpoint {
 
     /// Takes SA `id` out of the map (to run it and [`Self::file`] it again), and out
     /// of the counts of the SAs in the map.
-    fn take(&mut self, id: SaId) -> Option<IkeSa> {
+    fn take(&mut self, id: SaId) -> Option<Box<IkeSa>> {
         let s = self.sas.remove(&id)?;
         if s.is_initiating() {
             self.initiating_n -= 1;
@@ -883,7 +886,7 @@ impl Endpoint {
     }
 
     /// `was_half_open`: the SA counted as half-open before this call.
-    fn file(&mut self, mut s: IkeSa, was_half_open: bool) {
+    fn file(&mut self, mut s: Box<IkeSa>, was_half_open: bool) {
         let id = s.id();
         if s.is_initiating() {
             self.initiating_n += 1;
@@ -925,6 +928,7 @@ impl Endpoint {
             }
         }
         self.children_n += s.child_count();
+        s.compact();
         let due = s.next_timeout();
         let rearm = due.is_some() && s.take_armed(due);
         self.sas.insert(id, s);

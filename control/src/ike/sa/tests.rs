@@ -15,7 +15,7 @@ impl Endpoint {
             .sas
             .values()
             .filter(|s| s.id() != keep && s.peer_id() == Some(who) && !s.is_half_open())
-            .map(IkeSa::id)
+            .map(|s| s.id())
             .collect();
         v.sort_unstable();
         v
@@ -34,7 +34,7 @@ impl Endpoint {
         assert_eq!(self.established(), count(IkeSa::is_established));
         assert_eq!(self.initiating(), count(IkeSa::is_initiating));
         assert_eq!(self.half_open(), count(IkeSa::is_half_open));
-        let children: usize = self.sas.values().map(IkeSa::child_count).sum();
+        let children: usize = self.sas.values().map(|s| s.child_count()).sum();
         assert_eq!(self.child_count(), children);
         for s in self.sas.values() {
             assert_eq!(self.child_count_of(s.id()), s.child_count());
