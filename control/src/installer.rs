@@ -197,8 +197,10 @@ pub struct Installer {
     /// [`Installer::path_between`] asks for every IKE message sent.
     by_addrs: HashMap<(SocketAddr, SocketAddr), BTreeMap<SaId, PathId>>,
     children: HashMap<ChildId, ChildRec>,
-    /// The children of `children` by IKE SA.
-    children_by_sa: HashMap<SaId, BTreeSet<ChildId>>,
+    /// The children of `children` by IKE SA, ascending. A sorted `Vec` of exactly its
+    /// length: an IKE SA has a child or two, which a `BTreeSet` would keep in a node
+    /// of eleven.
+    children_by_sa: HashMap<SaId, Vec<ChildId>>,
     tunnel_recs: HashMap<TunnelId, TunnelRec>,
     lingering: Lingering,
     l2: Option<L2Resolver>,
@@ -396,7 +398,10 @@ impl Installer {
                             c.view.sa = *new;
                         }
                     }
-                    self.children_by_sa.entry(*new).or_default().extend(moved);
+                    let to = self.children_by_sa.entry(*new).or_default();
+                    for c in moved {
+                        id_insert(to, c);
+                    }
                 }
                 Ok(())
             }
@@ -531,7 +536,7 @@ impl Installer {
                 key_out: c.key_out.clone(),
             },
         );
-        self.children_by_sa.entry(sa).or_default().insert(c.id);
+        id_insert(self.children_by_sa.entry(sa).or_default(), c.id);
         Ok(())
     }
 
@@ -548,7 +553,10 @@ impl Installer {
         let v = &rec.view;
         let tunnel = v.tunnel;
         if let Some(set) = self.children_by_sa.get_mut(&v.sa) {
-            set.remove(&child);
+            if let Ok(i) = set.binary_search(&child) {
+                set.remove(i);
+                set.shrink_to_fit();
+            }
             if set.is_empty() {
                 self.children_by_sa.remove(&v.sa);
             }
@@ -694,8 +702,10 @@ impl Installer {
 
 /// The dataplane matches on prefixes only: each selector becomes the shortest prefix
 /// covering its address range (ports and protocol are not enforced there).
+/// The covering prefixes of `ts`, without duplicates; the table keeps them for the
+/// tunnel's life, so without spare capacity.
 fn prefixes(ts: &[Selector]) -> Vec<Prefix> {
-    let mut out: Vec<Prefix> = Vec::new();
+    let mut out: Vec<Prefix> = Vec::with_capacity(ts.len());
     for s in ts {
         let (addr, len) = s.covering_prefix();
         if let Some(p) = Prefix::new(addr, len) {
@@ -704,7 +714,16 @@ fn prefixes(ts: &[Selector]) -> Vec<Prefix> {
             }
         }
     }
+    out.shrink_to_fit();
     out
+}
+
+/// Adds `id` to the ascending `ids` (if absent), growing it by exactly one.
+fn id_insert(ids: &mut Vec<ChildId>, id: ChildId) {
+    if let Err(i) = ids.binary_search(&id) {
+        ids.reserve_exact(1);
+        ids.insert(i, id);
+    }
 }
 
 #[cfg(test)]
