@@ -486,7 +486,10 @@ mod tests {
             assert_eq!(got.data()[..8], (i as u64).to_be_bytes());
             assert_eq!((got.meta.src, got.meta.dst), (peer, me));
         }
-        assert!(!fabric.punt.recv_swap(&mut got), "the overflow was not queued");
+        assert!(
+            !fabric.punt.recv_swap(&mut got),
+            "the overflow was not queued"
+        );
         // Drained: the queue takes IKE again, with the same buffers.
         send_ike(&mut wire, &mut w, q + OVER, 10, peer, me);
         assert_eq!(fabric.counters.total(Counter::PuntIke), q as u64 + 10);
