@@ -514,7 +514,7 @@ mod indexes {
                 let (l, r) = addrs_of(k);
                 assert_eq!(self.path_between(l, r), self.path_between_scan(l, r));
             }
-            let n: usize = self.by_addrs.values().map(BTreeMap::len).sum();
+            let n: usize = self.by_addrs.values().map(PairSas::len).sum();
             assert_eq!(n, self.sas.len(), "every IKE SA indexed once");
             for sa in self.sas.keys().copied().chain([1, 2, 3]) {
                 let ids: Vec<ChildId> = self.children_of(sa).iter().map(|c| c.id).collect();

@@ -394,7 +394,9 @@ pub struct Endpoint {
     /// an INITIAL_CONTACT (RFC 7296 2.4) replaces is found without a walk over all SAs.
     /// Kept by [`Self::file`]: an SA enters once its peer is known and leaves when it
     /// dies; an IKE rekey's new SA enters with the same identity.
-    by_peer: HashMap<Identity, HashSet<SaId>>,
+    /// The SAs of one identity in a `Vec` of exactly their number (nearly always one:
+    /// a `HashSet` would allocate room for four and its control bytes).
+    by_peer: HashMap<Identity, Vec<SaId>>,
     /// IKE SAs in `sas` established, and their children: counts kept by
     /// [`Self::take`] and [`Self::file`] rather than walks over all SAs.
     established_n: usize,
@@ -899,7 +901,10 @@ impl Endpoint {
         if s.is_dead() {
             if let Some(who) = s.peer_id() {
                 if let Some(ids) = self.by_peer.get_mut(who) {
-                    ids.remove(&id);
+                    if let Some(i) = ids.iter().position(|&x| x == id) {
+                        ids.swap_remove(i);
+                        ids.shrink_to_fit();
+                    }
                     if ids.is_empty() {
                         self.by_peer.remove(who);
                     }
@@ -918,7 +923,9 @@ impl Endpoint {
         if let Some(who) = s.peer_id() {
             // The identity is cloned once, when the SA enters the index.
             if !self.by_peer.get(who).is_some_and(|ids| ids.contains(&id)) {
-                self.by_peer.entry(who.clone()).or_default().insert(id);
+                let ids = self.by_peer.entry(who.clone()).or_default();
+                ids.reserve_exact(1);
+                ids.push(id);
             }
         }
         if s.is_established() {

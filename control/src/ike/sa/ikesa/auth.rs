@@ -82,9 +82,9 @@ impl IkeSa {
         let hs = self.hs.as_deref()?;
         let body = id_body(&c.local_id);
         let (msg, nonce, skp) = if initiator_role {
-            (&hs.init_req, &self.nr, &keys.sk_pi)
+            (&hs.init_req, &self.nr, keys.sk_pi())
         } else {
-            (&hs.init_resp, &self.ni, &keys.sk_pr)
+            (&hs.init_resp, &self.ni, keys.sk_pr())
         };
         Some((
             id_repr(&c.local_id),
@@ -110,9 +110,9 @@ impl IkeSa {
         let mut body = vec![id.id_type.0, 0, 0, 0];
         body.extend_from_slice(&id.data);
         let (msg, nonce, skp) = if peer_is_initiator {
-            (&hs.init_req, &self.nr, &keys.sk_pi)
+            (&hs.init_req, &self.nr, keys.sk_pi())
         } else {
-            (&hs.init_resp, &self.ni, &keys.sk_pr)
+            (&hs.init_resp, &self.ni, keys.sk_pr())
         };
         let want = psk_auth(suite.prf, psk, msg, nonce, skp, &body);
         crate::ike::crypto::ct_eq(&want, &auth.data)
