@@ -567,6 +567,7 @@ impl Installer {
             out: c.id,
             lingering: Vec::new(),
         });
+        rec.children.reserve_exact(1);
         rec.children.push(c.id);
         if !defer {
             if let Some(prev) = self.children.get_mut(&rec.out) {
