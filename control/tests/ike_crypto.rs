@@ -877,7 +877,7 @@ fn ike_keys_are_prf_plus_of_skeyseed_split_in_order() {
             ("sk_pi", k.sk_pi(), p),
             ("sk_pr", k.sk_pr(), p),
         ] {
-            assert_eq!(&got[..], &stream[at..at + n], "{s:?} {name}");
+            assert_eq!(got, &stream[at..at + n], "{s:?} {name}");
             at += n;
         }
         // The debug form shows no key.
