@@ -61,6 +61,9 @@ impl IkeKeys {
     /// its SK keys are expanded (they hold their own SK_e and SK_a) and the AUTH
     /// payloads that SK_p signs are exchanged.
     pub fn forget_all_but_sk_d(&mut self) {
+        if self.rest.is_empty() {
+            return;
+        }
         zeroize::Zeroize::zeroize(&mut *self.rest);
         self.rest = Box::default();
         self.sk_d.shrink_to_fit();

@@ -321,6 +321,13 @@ impl IkeSa {
         if self.children.capacity() > self.children.len() {
             self.children.shrink_to_fit();
         }
+        // An SA made by an IKE SA rekey starts established with all seven keys; like
+        // one established by IKE_AUTH it needs SK_d alone (its SK keys hold the rest).
+        if self.state == State::Established && self.hs.is_none() {
+            if let Some(k) = self.keys.as_mut() {
+                k.forget_all_but_sk_d();
+            }
+        }
     }
 
     /// The handshake state, made on first use.
