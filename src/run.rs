@@ -143,7 +143,8 @@ pub fn main(config: &Path) -> Result<(), String> {
 }
 
 /// The queues between the planes as the `dataplane` section sizes them: the punt queue
-/// by `punt_queue` (which follows `max_sas`), wakeups for workers that may sleep.
+/// by `punt_queue` (a fixed default, not scaled by `max_sas`), wakeups for workers that
+/// may sleep.
 pub(crate) fn fabric_config(cfg: &StaticConfig) -> FabricConfig {
     FabricConfig {
         workers: cfg.dataplane.workers,
@@ -419,38 +420,24 @@ mod tests {
     use dataplane::io::Layer;
     use shared::counters::Counter;
 
-    /// A burst of IKE larger than the punt queue used to be (every peer of a gateway
-    /// deleting its SAs at once) reaches the control plane whole when the control plane
-    /// drains only after the burst: the queue follows `max_sas`.
-    #[test]
-    fn a_burst_of_ike_as_large_as_max_sas_is_punted_whole() {
-        const BURST: usize = 5000;
-        let cfg = control::config::parse(
-            "dataplane: { max_sas: 6000 }\n\
-             cipher: { backend: udp, bind: ['127.0.0.1:4500'] }\n\
-             clear: { backend: tun, name: t0 }\n\
-             connections: [{ name: c, psk: 'a long secret' }]\n",
-        )
-        .expect("configuration");
-        let tc = cfg.table_config();
-        let mut writer = TableWriter::new(tc);
-        writer.publish();
-        let fabric = Fabric::with_config(fabric_config(&cfg));
-        let (port, mut wire) = mem::pair(256, Layer::Datagram);
-        let mut wc = worker_config(&cfg, 0, &tc).unwrap();
-        wc.idle = Idle::Busy;
-        let reader = writer.reader(0).unwrap();
-        let mut w = Worker::new(wc, port, NullPort::new(Layer::Ip), reader, fabric.clone());
-        let peer: std::net::SocketAddr = "192.0.2.7:4500".parse().unwrap();
-        let me: std::net::SocketAddr = "127.0.0.1:4500".parse().unwrap();
+    /// Sends `n` IKE messages (non-ESP marker, then the message number) from `peer` to
+    /// `me` through `wire`, the worker handling each burst but nobody draining the punt
+    /// queue, numbered from `first`.
+    fn send_ike(
+        wire: &mut mem::MemPort,
+        w: &mut Worker<mem::MemPort, NullPort>,
+        first: usize,
+        n: usize,
+        peer: std::net::SocketAddr,
+        me: std::net::SocketAddr,
+    ) {
         let mut sent = 0;
         let mut bufs = PacketBuf::alloc(256);
-        while sent < BURST {
-            let k = (BURST - sent).min(bufs.len());
+        while sent < n {
+            let k = (n - sent).min(bufs.len());
             for (i, b) in bufs[..k].iter_mut().enumerate() {
-                // Non-ESP marker, then an IKE header's worth of bytes numbered by message.
                 let mut m = [0u8; 32];
-                m[4..12].copy_from_slice(&((sent + i) as u64).to_be_bytes());
+                m[4..12].copy_from_slice(&((first + sent + i) as u64).to_be_bytes());
                 assert!(b.fill(&m));
                 b.meta.src = peer;
                 b.meta.dst = me;
@@ -459,14 +446,59 @@ mod tests {
             sent += k;
             while w.poll_once() > 0 {}
         }
-        assert_eq!(fabric.counters.total(Counter::DropPuntFull), 0);
-        assert_eq!(fabric.counters.total(Counter::PuntIke), BURST as u64);
+    }
+
+    /// The punt queue has its default size whatever `max_sas` (the memory of a gateway
+    /// with no tunnel does not follow the table's size). A burst as large as the queue
+    /// reaches the control plane whole even when the control plane drains only after
+    /// it; what goes beyond is dropped and counted as `drop_punt_full`, and once the
+    /// queue is drained IKE is punted again.
+    #[test]
+    fn the_punt_queue_holds_its_size_and_counts_what_goes_beyond() {
+        const OVER: usize = 500;
+        let q = control::config::PUNT_QUEUE_DEFAULT;
+        let cfg = control::config::parse(
+            "dataplane: { max_sas: 200000 }\n\
+             cipher: { backend: udp, bind: ['127.0.0.1:4500'] }\n\
+             clear: { backend: tun, name: t0 }\n\
+             connections: [{ name: c, psk: 'a long secret' }]\n",
+        )
+        .expect("configuration");
+        assert_eq!(cfg.dataplane.punt_queue, q);
+        let tc = cfg.table_config();
+        let mut writer = TableWriter::new(tc);
+        writer.publish();
+        let fabric = Fabric::with_config(fabric_config(&cfg));
+        assert_eq!(fabric.punt.spare(), q, "buffers preallocated");
+        let (port, mut wire) = mem::pair(256, Layer::Datagram);
+        let mut wc = worker_config(&cfg, 0, &tc).unwrap();
+        wc.idle = Idle::Busy;
+        let reader = writer.reader(0).unwrap();
+        let mut w = Worker::new(wc, port, NullPort::new(Layer::Ip), reader, fabric.clone());
+        let peer: std::net::SocketAddr = "192.0.2.7:4500".parse().unwrap();
+        let me: std::net::SocketAddr = "127.0.0.1:4500".parse().unwrap();
+        send_ike(&mut wire, &mut w, 0, q + OVER, peer, me);
+        assert_eq!(fabric.counters.total(Counter::PuntIke), q as u64);
+        assert_eq!(fabric.counters.total(Counter::DropPuntFull), OVER as u64);
         let mut got = PacketBuf::new();
-        for i in 0..BURST {
+        for i in 0..q {
             assert!(fabric.punt.recv_swap(&mut got), "message {i} missing");
             assert_eq!(got.data()[..8], (i as u64).to_be_bytes());
             assert_eq!((got.meta.src, got.meta.dst), (peer, me));
         }
+        assert!(
+            !fabric.punt.recv_swap(&mut got),
+            "the overflow was not queued"
+        );
+        // Drained: the queue takes IKE again, with the same buffers.
+        send_ike(&mut wire, &mut w, q + OVER, 10, peer, me);
+        assert_eq!(fabric.counters.total(Counter::PuntIke), q as u64 + 10);
+        assert_eq!(fabric.counters.total(Counter::DropPuntFull), OVER as u64);
+        for i in 0..10 {
+            assert!(fabric.punt.recv_swap(&mut got));
+            assert_eq!(got.data()[..8], ((q + OVER + i) as u64).to_be_bytes());
+        }
+        assert_eq!(fabric.punt.spare(), q);
         assert!(!fabric.punt.recv_swap(&mut got));
     }
 }

@@ -52,8 +52,8 @@ pub use clear::{ClearBackend, ClearConf};
 pub use connections::{ConnConf, INSTANCES_MAX, INSTANCE_PLACEHOLDER, PSK_MIN};
 pub use control::{ControlConf, SOCKET_PATH_MAX};
 pub use dataplane::{
-    default_punt_queue, DataplaneConf, Mode, Poll, BURST_RANGE, MAX_SAS_MAX,
-    PUNT_QUEUE_DEFAULT_MAX, PUNT_QUEUE_MIN, PUNT_QUEUE_RANGE, REPLAY_WINDOW_MAX, WORKERS_MAX,
+    DataplaneConf, Mode, Poll, BURST_RANGE, MAX_SAS_MAX, PUNT_QUEUE_DEFAULT, PUNT_QUEUE_RANGE,
+    REPLAY_WINDOW_MAX, WORKERS_MAX,
 };
 pub use duration::DURATION_MAX_S;
 pub use error::{ConfigError, ConfigErrors};

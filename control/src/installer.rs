@@ -14,6 +14,7 @@
 //! The caller feeds every event of a batch to [`Installer::on_event`] and then calls
 //! [`Installer::commit`] once, so the workers see each batch as one publication.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -143,6 +144,62 @@ struct TunnelRec {
     lingering: Vec<u32>,
 }
 
+/// The IKE SAs between one pair of addresses, each with its path. Nearly always one
+/// (each peer has its address), which a `BTreeMap` would keep in a node of eleven; a
+/// map only when several share the pair (many clients behind one address and port).
+#[derive(Debug)]
+enum PairSas {
+    One(SaId, PathId),
+    Many(BTreeMap<SaId, PathId>),
+}
+
+impl PairSas {
+    /// The path of the SA with the lowest SPI.
+    fn first(&self) -> PathId {
+        match self {
+            PairSas::One(_, p) => *p,
+            PairSas::Many(m) => m.values().next().copied().unwrap_or_default(),
+        }
+    }
+
+    fn insert(&mut self, sa: SaId, path: PathId) {
+        match self {
+            PairSas::One(s, p) if *s == sa => *p = path,
+            PairSas::One(s, p) => *self = PairSas::Many(BTreeMap::from([(*s, *p), (sa, path)])),
+            PairSas::Many(m) => {
+                m.insert(sa, path);
+            }
+        }
+    }
+
+    /// Removes `sa`; true if none is left.
+    fn remove(&mut self, sa: SaId) -> bool {
+        match self {
+            PairSas::One(s, _) => *s == sa,
+            PairSas::Many(m) => {
+                m.remove(&sa);
+                let only = match m.len() {
+                    1 => m.iter().next().map(|(&s, &p)| (s, p)),
+                    _ => None,
+                };
+                if let Some((s, p)) = only {
+                    *self = PairSas::One(s, p);
+                    return false;
+                }
+                m.is_empty()
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        match self {
+            PairSas::One(..) => 1,
+            PairSas::Many(m) => m.len(),
+        }
+    }
+}
+
 /// Allocates small integer ids and reuses released ones (lowest first is not needed:
 /// any free id will do, so a stack).
 struct Ids {
@@ -195,10 +252,12 @@ pub struct Installer {
     sas: HashMap<SaId, IkeView>,
     /// The IKE SAs of `sas` by (local, remote), each with its path: what
     /// [`Installer::path_between`] asks for every IKE message sent.
-    by_addrs: HashMap<(SocketAddr, SocketAddr), BTreeMap<SaId, PathId>>,
+    by_addrs: HashMap<(SocketAddr, SocketAddr), PairSas>,
     children: HashMap<ChildId, ChildRec>,
-    /// The children of `children` by IKE SA.
-    children_by_sa: HashMap<SaId, BTreeSet<ChildId>>,
+    /// The children of `children` by IKE SA, ascending. A sorted `Vec` of exactly its
+    /// length: an IKE SA has a child or two, which a `BTreeSet` would keep in a node
+    /// of eleven.
+    children_by_sa: HashMap<SaId, Vec<ChildId>>,
     tunnel_recs: HashMap<TunnelId, TunnelRec>,
     lingering: Lingering,
     l2: Option<L2Resolver>,
@@ -263,18 +322,18 @@ impl Installer {
     /// The path of an established IKE SA between these addresses (for the link header of
     /// IKE messages sent through the dataplane); of several, the lowest SPI's.
     pub fn path_between(&self, local: SocketAddr, remote: SocketAddr) -> Option<PathId> {
-        self.by_addrs
-            .get(&(local, remote))
-            .and_then(|m| m.values().next().copied())
+        self.by_addrs.get(&(local, remote)).map(PairSas::first)
     }
 
     /// Files IKE SA `v` in the map and in the address index. An SA of that SPI filed
     /// before leaves the index.
     fn file_sa(&mut self, v: IkeView) {
-        self.by_addrs
-            .entry((v.local, v.remote))
-            .or_default()
-            .insert(v.sa, v.path);
+        match self.by_addrs.entry((v.local, v.remote)) {
+            Entry::Vacant(e) => {
+                e.insert(PairSas::One(v.sa, v.path));
+            }
+            Entry::Occupied(mut e) => e.get_mut().insert(v.sa, v.path),
+        }
         if let Some(old) = self.sas.insert(v.sa, v) {
             if let Some(new) = self.sas.get(&old.sa) {
                 if (new.local, new.remote) == (old.local, old.remote) {
@@ -294,8 +353,7 @@ impl Installer {
 
     fn unindex_addrs(&mut self, sa: SaId, local: SocketAddr, remote: SocketAddr) {
         if let Some(m) = self.by_addrs.get_mut(&(local, remote)) {
-            m.remove(&sa);
-            if m.is_empty() {
+            if m.remove(sa) {
                 self.by_addrs.remove(&(local, remote));
             }
         }
@@ -396,7 +454,10 @@ impl Installer {
                             c.view.sa = *new;
                         }
                     }
-                    self.children_by_sa.entry(*new).or_default().extend(moved);
+                    let to = self.children_by_sa.entry(*new).or_default();
+                    for c in moved {
+                        id_insert(to, c);
+                    }
                 }
                 Ok(())
             }
@@ -506,6 +567,7 @@ impl Installer {
             out: c.id,
             lingering: Vec::new(),
         });
+        rec.children.reserve_exact(1);
         rec.children.push(c.id);
         if !defer {
             if let Some(prev) = self.children.get_mut(&rec.out) {
@@ -531,7 +593,7 @@ impl Installer {
                 key_out: c.key_out.clone(),
             },
         );
-        self.children_by_sa.entry(sa).or_default().insert(c.id);
+        id_insert(self.children_by_sa.entry(sa).or_default(), c.id);
         Ok(())
     }
 
@@ -548,7 +610,10 @@ impl Installer {
         let v = &rec.view;
         let tunnel = v.tunnel;
         if let Some(set) = self.children_by_sa.get_mut(&v.sa) {
-            set.remove(&child);
+            if let Ok(i) = set.binary_search(&child) {
+                set.remove(i);
+                set.shrink_to_fit();
+            }
             if set.is_empty() {
                 self.children_by_sa.remove(&v.sa);
             }
@@ -694,8 +759,10 @@ impl Installer {
 
 /// The dataplane matches on prefixes only: each selector becomes the shortest prefix
 /// covering its address range (ports and protocol are not enforced there).
+/// The covering prefixes of `ts`, without duplicates; the table keeps them for the
+/// tunnel's life, so without spare capacity.
 fn prefixes(ts: &[Selector]) -> Vec<Prefix> {
-    let mut out: Vec<Prefix> = Vec::new();
+    let mut out: Vec<Prefix> = Vec::with_capacity(ts.len());
     for s in ts {
         let (addr, len) = s.covering_prefix();
         if let Some(p) = Prefix::new(addr, len) {
@@ -704,7 +771,16 @@ fn prefixes(ts: &[Selector]) -> Vec<Prefix> {
             }
         }
     }
+    out.shrink_to_fit();
     out
+}
+
+/// Adds `id` to the ascending `ids` (if absent), growing it by exactly one.
+fn id_insert(ids: &mut Vec<ChildId>, id: ChildId) {
+    if let Err(i) = ids.binary_search(&id) {
+        ids.reserve_exact(1);
+        ids.insert(i, id);
+    }
 }
 
 #[cfg(test)]

@@ -869,15 +869,15 @@ fn ike_keys_are_prf_plus_of_skeyseed_split_in_order() {
         );
         let mut at = 0;
         for (name, got, n) in [
-            ("sk_d", &k.sk_d, p),
-            ("sk_ai", &k.sk_ai, a),
-            ("sk_ar", &k.sk_ar, a),
-            ("sk_ei", &k.sk_ei, e),
-            ("sk_er", &k.sk_er, e),
-            ("sk_pi", &k.sk_pi, p),
-            ("sk_pr", &k.sk_pr, p),
+            ("sk_d", &k.sk_d[..], p),
+            ("sk_ai", k.sk_ai(), a),
+            ("sk_ar", k.sk_ar(), a),
+            ("sk_ei", k.sk_ei(), e),
+            ("sk_er", k.sk_er(), e),
+            ("sk_pi", k.sk_pi(), p),
+            ("sk_pr", k.sk_pr(), p),
         ] {
-            assert_eq!(&got[..], &stream[at..at + n], "{s:?} {name}");
+            assert_eq!(got, &stream[at..at + n], "{s:?} {name}");
             at += n;
         }
         // The debug form shows no key.
@@ -910,8 +910,36 @@ fn ike_rekey_uses_the_old_prf_and_sk_d() {
         32,
     );
     assert_eq!(k.sk_d, stream);
-    assert_eq!(k.sk_ei.len(), 36);
-    assert!(k.sk_ai.is_empty() && k.sk_ar.is_empty());
+    assert_eq!(k.sk_ei().len(), 36);
+    assert!(k.sk_ai().is_empty() && k.sk_ar().is_empty());
+}
+
+/// What an established IKE SA keeps of its keys: SK_d alone; the SK keys made
+/// before still work (they hold their own SK_e and SK_a).
+#[test]
+fn forgetting_keeps_sk_d_alone() {
+    let mut rng = SeededRandom::new(11);
+    for s in suites() {
+        let mut k = IkeKeys::derive(&s, &[9; 32], &[1; 16], &[2; 16], 1, 2).unwrap();
+        let sk_d = k.sk_d.clone();
+        let (i_out, _) = k.initiator_sk(&s).unwrap();
+        let (_, r_in) = k.responder_sk(&s).unwrap();
+        assert!(!k.sk_pi().is_empty() && !k.sk_er().is_empty());
+        k.forget_all_but_sk_d();
+        assert_eq!(k.sk_d, sk_d);
+        for part in [
+            k.sk_ai(),
+            k.sk_ar(),
+            k.sk_ei(),
+            k.sk_er(),
+            k.sk_pi(),
+            k.sk_pr(),
+        ] {
+            assert!(part.is_empty(), "{s:?}");
+        }
+        let req = seal_message(&i_out, &mut rng, &header(), PayloadType::IDI, b"later").unwrap();
+        assert_eq!(open_message(&r_in, &req).unwrap().plaintext, b"later");
+    }
 }
 
 #[test]
@@ -931,7 +959,7 @@ fn initiator_and_responder_sk_keys_pair_up() {
             CryptoError::SkIntegrity
         );
         // The initiator's outbound keys are SK_ei/SK_ai.
-        let direct = SkKeys::new(s.encr, s.integ, &k.sk_ei, &k.sk_ai).unwrap();
+        let direct = SkKeys::new(s.encr, s.integ, k.sk_ei(), k.sk_ai()).unwrap();
         assert_eq!(open_message(&direct, &req).unwrap().plaintext, b"request");
     }
 }
@@ -1088,16 +1116,16 @@ fn check_kat(f: &std::path::Path) {
     assert_eq!(skeyseed(suite.prf, &ni, &nr, &g_ir), b("skeyseed"), "{f:?}");
     let k = IkeKeys::derive(&suite, &g_ir, &ni, &nr, spi("spi_i"), spi("spi_r")).unwrap();
     for (name, got) in [
-        ("sk_d", &k.sk_d),
-        ("sk_ai", &k.sk_ai),
-        ("sk_ar", &k.sk_ar),
-        ("sk_ei", &k.sk_ei),
-        ("sk_er", &k.sk_er),
-        ("sk_pi", &k.sk_pi),
-        ("sk_pr", &k.sk_pr),
+        ("sk_d", &k.sk_d[..]),
+        ("sk_ai", k.sk_ai()),
+        ("sk_ar", k.sk_ar()),
+        ("sk_ei", k.sk_ei()),
+        ("sk_er", k.sk_er()),
+        ("sk_pi", k.sk_pi()),
+        ("sk_pr", k.sk_pr()),
     ] {
         if kv.contains_key(name) {
-            assert_eq!(got, &b(name), "{f:?} {name}");
+            assert_eq!(got, &b(name)[..], "{f:?} {name}");
         }
     }
     // The responder opens the request with the initiator's keys, and back.
@@ -1112,8 +1140,8 @@ fn check_kat(f: &std::path::Path) {
     if let Some(psk) = kv.get("psk") {
         let psk = hex(psk.trim_start_matches("0x"));
         for (o, signed, nonce, sk_p, id_ty) in [
-            (&req, b("init_req"), &nr, &k.sk_pi, PayloadType::IDI),
-            (&resp, b("init_resp"), &ni, &k.sk_pr, PayloadType::IDR),
+            (&req, b("init_req"), &nr, k.sk_pi(), PayloadType::IDI),
+            (&resp, b("init_resp"), &ni, k.sk_pr(), PayloadType::IDR),
         ] {
             let id = inner_body(o.first_inner, &o.plaintext, id_ty);
             let auth = inner_body(o.first_inner, &o.plaintext, PayloadType::AUTH);

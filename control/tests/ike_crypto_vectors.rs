@@ -613,12 +613,12 @@ fn split7(s: &IkeSuite, stream: &[u8]) -> [Vec<u8>; 7] {
 fn keys7(k: &IkeKeys) -> [Vec<u8>; 7] {
     [
         k.sk_d.clone(),
-        k.sk_ai.clone(),
-        k.sk_ar.clone(),
-        k.sk_ei.clone(),
-        k.sk_er.clone(),
-        k.sk_pi.clone(),
-        k.sk_pr.clone(),
+        k.sk_ai().to_vec(),
+        k.sk_ar().to_vec(),
+        k.sk_ei().to_vec(),
+        k.sk_er().to_vec(),
+        k.sk_pi().to_vec(),
+        k.sk_pr().to_vec(),
     ]
 }
 
@@ -657,10 +657,10 @@ fn ike_keys_match_ring_for_every_suite() {
             // SK_a.
             if s.encr.is_aead() {
                 assert_eq!(
-                    k.sk_ei.len(),
+                    k.sk_ei().len(),
                     if s.encr == Encr::AesGcm16_128 { 20 } else { 36 }
                 );
-                assert!(k.sk_ai.is_empty() && k.sk_ar.is_empty());
+                assert!(k.sk_ai().is_empty() && k.sk_ar().is_empty());
             }
         }
     }
@@ -877,8 +877,8 @@ fn check_swan(path: &std::path::Path) {
     }
 
     // IKE_AUTH request under SK_ei/SK_ai, response under SK_er/SK_ar.
-    let in_i = SkKeys::new(suite.encr, suite.integ, &k.sk_ei, &k.sk_ai).unwrap();
-    let in_r = SkKeys::new(suite.encr, suite.integ, &k.sk_er, &k.sk_ar).unwrap();
+    let in_i = SkKeys::new(suite.encr, suite.integ, k.sk_ei(), k.sk_ai()).unwrap();
+    let in_r = SkKeys::new(suite.encr, suite.integ, k.sk_er(), k.sk_ar()).unwrap();
     let req = open_message(&in_i, &b("auth_req")).unwrap();
     let resp = open_message(&in_r, &b("auth_resp")).unwrap();
     assert_eq!(
@@ -894,12 +894,19 @@ fn check_swan(path: &std::path::Path) {
     // prf(SK_pi, IDi'); the responder its response, Ni and prf(SK_pr, IDr').
     let psk = b("psk");
     for (o, signed, nonce, sk_p, id_ty, id_key) in [
-        (&req, b("init_req"), &nr, &k.sk_pi, PayloadType::IDI, "id_i"),
+        (
+            &req,
+            b("init_req"),
+            &nr,
+            k.sk_pi(),
+            PayloadType::IDI,
+            "id_i",
+        ),
         (
             &resp,
             b("init_resp"),
             &ni,
-            &k.sk_pr,
+            k.sk_pr(),
             PayloadType::IDR,
             "id_r",
         ),

@@ -3,8 +3,9 @@
 //!
 //! Queues (all [`Channel`]s, lock-free, buffers allocated here once):
 //! - `punt`: IKE from the workers to the control plane (RFC 3948 non-ESP marker on the
-//!   NAT-T port), sized by [`FabricConfig::punt_queue`] so that a burst of IKE as large as
-//!   the number of SAs (every peer deleting at once) is held, not dropped.
+//!   NAT-T port), of [`FabricConfig::punt_queue`] buffers allocated once: sized by the
+//!   burst of IKE the control plane may leave in it during one turn of its loop, not by
+//!   the number of SAs; what does not fit is dropped and counted (`drop_punt_full`).
 //! - `punt_large`: the same for IKE datagrams longer than a packet buffer, a handful of
 //!   [`LARGE_FRAME`] buffers that the `udp` port fills itself.
 //! - `inject` / `inject_large` per worker: IKE the control plane sends from the NAT-T port.

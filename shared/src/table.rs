@@ -243,6 +243,40 @@ struct Retired {
     freed_out: Vec<Slot>,
 }
 
+/// The free slots of one direction: those given back (taken again first, last given
+/// back first), then the never-used ones from `next` up to `max`. A bound, not a list of
+/// every slot, so that an empty table costs no memory per slot of `max_sas`.
+struct Slots {
+    free: Vec<Slot>,
+    next: Slot,
+    max: Slot,
+}
+
+impl Slots {
+    fn new(max: usize) -> Slots {
+        Slots {
+            free: Vec::new(),
+            next: 0,
+            max: Slot::try_from(max).unwrap_or(Slot::MAX),
+        }
+    }
+
+    fn take(&mut self) -> Option<Slot> {
+        if let Some(s) = self.free.pop() {
+            return Some(s);
+        }
+        if self.next >= self.max {
+            return None;
+        }
+        self.next += 1;
+        Some(self.next - 1)
+    }
+
+    fn put(&mut self, slot: Slot) {
+        self.free.push(slot);
+    }
+}
+
 /// The single writer. Changes are staged and become visible together at `publish`.
 pub struct TableWriter {
     config: TableConfig,
@@ -261,8 +295,8 @@ pub struct TableWriter {
     dirty: bool,
     /// Paths set since the last publication (their records get its timestamp).
     dirty_paths: Vec<PathId>,
-    free_in: Vec<Slot>,
-    free_out: Vec<Slot>,
+    free_in: Slots,
+    free_out: Slots,
     pending_free_in: Vec<Slot>,
     pending_free_out: Vec<Slot>,
     next_install_id: u64,
@@ -292,8 +326,8 @@ impl TableWriter {
             path_generations: Vec::new(),
             dirty: false,
             dirty_paths: Vec::new(),
-            free_in: (0..config.max_inbound as Slot).rev().collect(),
-            free_out: (0..config.max_outbound as Slot).rev().collect(),
+            free_in: Slots::new(config.max_inbound),
+            free_out: Slots::new(config.max_outbound),
             pending_free_in: Vec::new(),
             pending_free_out: Vec::new(),
             next_install_id: 1,
@@ -340,7 +374,7 @@ impl TableWriter {
     /// publication that drops it is no longer seen by any worker.
     fn release_in(&mut self, slot: Slot, install_id: u64) {
         if install_id >= self.unpublished_from {
-            self.free_in.push(slot);
+            self.free_in.put(slot);
         } else {
             self.pending_free_in.push(slot);
         }
@@ -349,7 +383,7 @@ impl TableWriter {
     /// `release_in` for outbound slots.
     fn release_out(&mut self, slot: Slot, install_id: u64) {
         if install_id >= self.unpublished_from {
-            self.free_out.push(slot);
+            self.free_out.put(slot);
         } else {
             self.pending_free_out.push(slot);
         }
@@ -367,7 +401,7 @@ impl TableWriter {
         if self.next.inbound.get(spec.spi).is_some() {
             return Err(TableError::DuplicateSpi(spec.spi));
         }
-        let slot = self.free_in.pop().ok_or(TableError::InboundFull {
+        let slot = self.free_in.take().ok_or(TableError::InboundFull {
             max: self.config.max_inbound,
         })?;
         let install_id = self.install_id();
@@ -480,7 +514,7 @@ impl TableWriter {
         if self.next.path(spec.path).is_none() {
             return Err(TableError::UnknownPath(spec.path));
         }
-        let slot = self.free_out.pop().ok_or(TableError::OutboundFull {
+        let slot = self.free_out.take().ok_or(TableError::OutboundFull {
             max: self.config.max_outbound,
         })?;
         let install_id = self.install_id();
@@ -626,8 +660,8 @@ impl TableWriter {
                 break;
             }
             let r = self.retired.pop_front().expect("front exists");
-            self.free_in.extend(r.freed_in);
-            self.free_out.extend(r.freed_out);
+            self.free_in.free.extend(r.freed_in);
+            self.free_out.free.extend(r.freed_out);
             drop(r.snapshot);
             n += 1;
         }
@@ -683,5 +717,29 @@ impl TableReader {
     pub fn offline(&mut self) {
         self.cache = Cache::new(self.idle.clone());
         self.participant.offline();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Slots;
+
+    /// Slots given back are taken first (last given back first), then never-used ones
+    /// in order; nothing is held per slot of the maximum.
+    #[test]
+    fn slots_cost_nothing_per_slot_and_reuse_given_back_ones_first() {
+        let mut s = Slots::new(1 << 20);
+        assert_eq!(s.free.capacity(), 0);
+        assert_eq!((s.take(), s.take(), s.take()), (Some(0), Some(1), Some(2)));
+        s.put(1);
+        s.put(0);
+        assert_eq!((s.take(), s.take(), s.take()), (Some(0), Some(1), Some(3)));
+        let mut two = Slots::new(2);
+        assert_eq!(
+            (two.take(), two.take(), two.take()),
+            (Some(0), Some(1), None)
+        );
+        two.put(1);
+        assert_eq!((two.take(), two.take()), (Some(1), None));
     }
 }

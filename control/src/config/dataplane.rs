@@ -12,11 +12,15 @@ pub const REPLAY_WINDOW_MAX: u64 = 8192;
 pub const WORKERS_MAX: u64 = 256;
 /// SA slots per direction.
 pub const MAX_SAS_MAX: u64 = 1 << 20;
-/// IKE messages the dataplane holds for the control plane (`dataplane.punt_queue`); the
-/// default follows `max_sas` within `PUNT_QUEUE_MIN..=PUNT_QUEUE_DEFAULT_MAX`.
+/// IKE messages the dataplane holds for the control plane (`dataplane.punt_queue`).
 pub const PUNT_QUEUE_RANGE: std::ops::RangeInclusive<u64> = 64..=(1 << 20);
-pub const PUNT_QUEUE_MIN: usize = 1024;
-pub const PUNT_QUEUE_DEFAULT_MAX: usize = 65_536;
+/// The default punt queue, whatever `max_sas`: the queue absorbs the IKE that arrives
+/// while the control plane is busy with one turn of its loop (which drains it whole),
+/// not one message per SA. At 2.2 KiB a message that is 9 MiB, allocated once; what
+/// does not fit is dropped and counted (`drop_punt_full`), and the peer retransmits
+/// (RFC 7296 2.1). Bulk senders pace themselves well below it (a stopping client
+/// deletes its IKE SAs 256 at a time).
+pub const PUNT_QUEUE_DEFAULT: usize = 4096;
 
 /// Whether the fastpath encrypts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,8 +41,8 @@ pub struct DataplaneConf {
     pub mode: Mode,
     pub poll: Poll,
     /// IKE messages the dataplane queues for the control plane (each in a 2 KiB
-    /// buffer): `dataplane.punt_queue`, else `max_sas` (one message per SA: every peer
-    /// deleting at once) within `PUNT_QUEUE_MIN..=PUNT_QUEUE_DEFAULT_MAX`.
+    /// buffer): `dataplane.punt_queue`, else [`PUNT_QUEUE_DEFAULT`] (not scaled by
+    /// `max_sas`: the zero-tunnel memory must not grow with the table's size).
     pub punt_queue: usize,
 }
 
@@ -77,10 +81,9 @@ pub(super) fn validate(
         max_sas: 4096,
         mode: Mode::Esp,
         poll: Poll::Adaptive,
-        punt_queue: 0,
+        punt_queue: PUNT_QUEUE_DEFAULT,
     };
     let Some(raw) = raw else {
-        dp.punt_queue = default_punt_queue(dp.max_sas);
         return Some(dp);
     };
     let r = &raw.value;
@@ -162,23 +165,16 @@ pub(super) fn validate(
         }
         dp.cores = Some(cores);
     }
-    dp.punt_queue = default_punt_queue(dp.max_sas);
     if let Some(v) = &r.punt_queue {
         match cx.uint(
             "dataplane.punt_queue",
             v,
             PUNT_QUEUE_RANGE,
-            "IKE messages queued for the control plane, 2 KiB each; the default follows max_sas",
+            "IKE messages queued for the control plane, 2 KiB each (default 4096)",
         ) {
             Some(n) => dp.punt_queue = n as usize,
             None => ok = false,
         }
     }
     ok.then_some(dp)
-}
-
-/// The punt queue for `max_sas` SA slots: room for one IKE message per SA (a peer that
-/// deletes all its SAs at once sends that many), bounded both ways.
-pub fn default_punt_queue(max_sas: usize) -> usize {
-    max_sas.clamp(PUNT_QUEUE_MIN, PUNT_QUEUE_DEFAULT_MAX)
 }

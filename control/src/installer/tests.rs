@@ -514,15 +514,21 @@ mod indexes {
                 let (l, r) = addrs_of(k);
                 assert_eq!(self.path_between(l, r), self.path_between_scan(l, r));
             }
-            let n: usize = self.by_addrs.values().map(BTreeMap::len).sum();
+            let n: usize = self.by_addrs.values().map(PairSas::len).sum();
             assert_eq!(n, self.sas.len(), "every IKE SA indexed once");
             for sa in self.sas.keys().copied().chain([1, 2, 3]) {
                 let ids: Vec<ChildId> = self.children_of(sa).iter().map(|c| c.id).collect();
                 assert_eq!(ids, self.children_of_scan(sa));
             }
-            let n: usize = self.children_by_sa.values().map(BTreeSet::len).sum();
+            let n: usize = self.children_by_sa.values().map(Vec::len).sum();
             assert_eq!(n, self.children.len(), "every child indexed once");
             assert!(self.children_by_sa.values().all(|s| !s.is_empty()));
+            assert!(
+                self.children_by_sa
+                    .values()
+                    .all(|s| s.is_sorted_by(|a, b| a < b)),
+                "children ascending, once each"
+            );
             // Lingering: by time and by tunnel agree with by SPI, and are installed.
             let l = &self.lingering;
             assert_eq!(self.next_expiry(), l.by_spi.values().map(|x| x.until).min());

@@ -12,7 +12,11 @@ enum Secret {
 }
 
 /// Our half of a key exchange: a private key and the public value for the KE payload.
-pub struct KeyShare {
+/// Boxed: it waits in an IKE SA (and in a pending CREATE_CHILD_SA) for the peer's
+/// half, and an unboxed one would size every such slot for the largest group.
+pub struct KeyShare(Box<Share>);
+
+struct Share {
     group: DhGroup,
     secret: Secret,
     public: Vec<u8>,
@@ -42,7 +46,7 @@ impl core::fmt::Debug for SharedSecret {
 impl core::fmt::Debug for KeyShare {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("KeyShare")
-            .field("group", &self.group)
+            .field("group", &self.0.group)
             .finish_non_exhaustive()
     }
 }
@@ -107,30 +111,30 @@ impl KeyShare {
                 (Secret::X25519(s), p)
             }
         };
-        Ok(KeyShare {
+        Ok(KeyShare(Box::new(Share {
             group,
             secret,
             public,
-        })
+        })))
     }
 
     pub fn group(&self) -> DhGroup {
-        self.group
+        self.0.group
     }
 
     /// The KE payload's key exchange data.
     pub fn public(&self) -> &[u8] {
-        &self.public
+        &self.0.public
     }
 
     /// g^ir from the peer's public value, after the RFC 6989 checks: the right
     /// length, a point on the curve that is not the identity, and (Curve25519) a
     /// result that is not all zero.
     pub fn agree(&self, peer_public: &[u8]) -> Result<SharedSecret, CryptoError> {
-        if peer_public.len() != self.group.public_len() {
+        if peer_public.len() != self.0.group.public_len() {
             return Err(CryptoError::KeShareLength);
         }
-        match &self.secret {
+        match &self.0.secret {
             Secret::P256(s) => {
                 let mut sec1 = Vec::with_capacity(65);
                 sec1.push(4);

@@ -4,15 +4,17 @@
 use super::sk::SkKeys;
 use super::{CryptoError, EspSuite, IkeSuite, Prf};
 
-/// The seven IKE SA keys.
+/// The seven IKE SA keys. SK_d stands alone (an established IKE SA keeps only it,
+/// for child SA keys and its rekey); the six others are one allocation, freed by
+/// [`IkeKeys::forget_all_but_sk_d`], so that what every IKE SA keeps is small.
 pub struct IkeKeys {
     pub sk_d: Vec<u8>,
-    pub sk_ai: Vec<u8>,
-    pub sk_ar: Vec<u8>,
-    pub sk_ei: Vec<u8>,
-    pub sk_er: Vec<u8>,
-    pub sk_pi: Vec<u8>,
-    pub sk_pr: Vec<u8>,
+    /// SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr; empty once forgotten.
+    rest: Box<[u8]>,
+    /// Lengths of SK_a*, SK_e* and SK_p*.
+    a: u8,
+    e: u8,
+    p: u8,
 }
 
 impl core::fmt::Debug for IkeKeys {
@@ -23,17 +25,48 @@ impl core::fmt::Debug for IkeKeys {
 
 impl Drop for IkeKeys {
     fn drop(&mut self) {
-        for k in [
-            &mut self.sk_d,
-            &mut self.sk_ai,
-            &mut self.sk_ar,
-            &mut self.sk_ei,
-            &mut self.sk_er,
-            &mut self.sk_pi,
-            &mut self.sk_pr,
-        ] {
-            zeroize::Zeroize::zeroize(k);
+        zeroize::Zeroize::zeroize(&mut self.sk_d);
+        zeroize::Zeroize::zeroize(&mut *self.rest);
+    }
+}
+
+impl IkeKeys {
+    /// Key `i` (0: SK_ai ... 5: SK_pr) of `rest`; empty once forgotten.
+    fn part(&self, i: usize) -> &[u8] {
+        let (a, e, p) = (self.a as usize, self.e as usize, self.p as usize);
+        let lens = [a, a, e, e, p, p];
+        let at: usize = lens[..i].iter().sum();
+        self.rest.get(at..at + lens[i]).unwrap_or_default()
+    }
+    pub fn sk_ai(&self) -> &[u8] {
+        self.part(0)
+    }
+    pub fn sk_ar(&self) -> &[u8] {
+        self.part(1)
+    }
+    pub fn sk_ei(&self) -> &[u8] {
+        self.part(2)
+    }
+    pub fn sk_er(&self) -> &[u8] {
+        self.part(3)
+    }
+    pub fn sk_pi(&self) -> &[u8] {
+        self.part(4)
+    }
+    pub fn sk_pr(&self) -> &[u8] {
+        self.part(5)
+    }
+
+    /// Zeroizes and frees every key but SK_d: what an established IKE SA keeps once
+    /// its SK keys are expanded (they hold their own SK_e and SK_a) and the AUTH
+    /// payloads that SK_p signs are exchanged.
+    pub fn forget_all_but_sk_d(&mut self) {
+        if self.rest.is_empty() {
+            return;
         }
+        zeroize::Zeroize::zeroize(&mut *self.rest);
+        self.rest = Box::default();
+        self.sk_d.shrink_to_fit();
     }
 }
 
@@ -63,20 +96,17 @@ impl IkeKeys {
             &[ni, nr, &spi_i.to_be_bytes(), &spi_r.to_be_bytes()],
             total,
         )?;
-        let mut at = 0;
-        let mut take = |n: usize| {
-            let v = km[at..at + n].to_vec();
-            at += n;
-            v
+        let (Ok(a8), Ok(e8), Ok(p8)) = (u8::try_from(a), u8::try_from(e), u8::try_from(p)) else {
+            return Err(CryptoError::KeyLength);
         };
+        let sk_d = km.get(..p).ok_or(CryptoError::KeyLength)?.to_vec();
+        let rest = km.get(p..total).ok_or(CryptoError::KeyLength)?.into();
         Ok(IkeKeys {
-            sk_d: take(p),
-            sk_ai: take(a),
-            sk_ar: take(a),
-            sk_ei: take(e),
-            sk_er: take(e),
-            sk_pi: take(p),
-            sk_pr: take(p),
+            sk_d,
+            rest,
+            a: a8,
+            e: e8,
+            p: p8,
         })
     }
 
@@ -112,16 +142,16 @@ impl IkeKeys {
     /// (outbound, inbound) SK keys for the original initiator.
     pub fn initiator_sk(&self, suite: &IkeSuite) -> Result<(SkKeys, SkKeys), CryptoError> {
         Ok((
-            SkKeys::new(suite.encr, suite.integ, &self.sk_ei, &self.sk_ai)?,
-            SkKeys::new(suite.encr, suite.integ, &self.sk_er, &self.sk_ar)?,
+            SkKeys::new(suite.encr, suite.integ, self.sk_ei(), self.sk_ai())?,
+            SkKeys::new(suite.encr, suite.integ, self.sk_er(), self.sk_ar())?,
         ))
     }
 
     /// (outbound, inbound) SK keys for the original responder.
     pub fn responder_sk(&self, suite: &IkeSuite) -> Result<(SkKeys, SkKeys), CryptoError> {
         Ok((
-            SkKeys::new(suite.encr, suite.integ, &self.sk_er, &self.sk_ar)?,
-            SkKeys::new(suite.encr, suite.integ, &self.sk_ei, &self.sk_ai)?,
+            SkKeys::new(suite.encr, suite.integ, self.sk_er(), self.sk_ar())?,
+            SkKeys::new(suite.encr, suite.integ, self.sk_ei(), self.sk_ai())?,
         ))
     }
 }

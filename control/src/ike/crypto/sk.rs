@@ -73,9 +73,12 @@ pub fn aes_cbc_decrypt(key: &[u8], iv: &[u8], buf: &mut [u8]) -> Result<(), Cryp
     Aes::new(key)?.decrypt(iv, buf)
 }
 
+/// An expanded SK key, made for one message on the stack (see [`SkKeys`]): never
+/// stored, so the size of its larger variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Cipher {
     Gcm {
-        key: Box<aead::LessSafeKey>,
+        key: aead::LessSafeKey,
         salt: [u8; GCM_SALT],
     },
     Cbc {
@@ -85,10 +88,23 @@ enum Cipher {
     },
 }
 
-/// One direction's SK keys, expanded once.
+/// One direction's SK keys: SK_e (with the GCM salt) and SK_a as negotiated, expanded
+/// into a cipher context only while a message is sealed or opened. An IKE SA sends and
+/// receives a message now and then (a liveness check every few tens of seconds), so
+/// an expanded context kept per SA (some 550 bytes per AES-GCM key, twice per SA)
+/// would cost far more memory than expanding costs time (well under a microsecond,
+/// beside the message's own handling).
 pub struct SkKeys {
     encr: Encr,
-    cipher: Cipher,
+    integ: Option<Integ>,
+    /// SK_e, then SK_a (empty for GCM); zeroized on drop.
+    secret: Box<[u8]>,
+}
+
+impl Drop for SkKeys {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut *self.secret);
+    }
 }
 
 impl core::fmt::Debug for SkKeys {
@@ -118,13 +134,32 @@ impl SkKeys {
         if sk_e.len() != encr.keymat_len() {
             return Err(CryptoError::KeyLength);
         }
-        let cipher = match (encr, integ) {
-            (Encr::AesGcm16_128 | Encr::AesGcm16_256, None) => {
-                if !sk_a.is_empty() {
-                    return Err(CryptoError::KeyLength);
-                }
+        match (encr, integ) {
+            (Encr::AesGcm16_128 | Encr::AesGcm16_256, None) if sk_a.is_empty() => {}
+            (Encr::AesCbc128 | Encr::AesCbc256, Some(i)) if sk_a.len() == i.key_len() => {}
+            _ => return Err(CryptoError::KeyLength),
+        }
+        let mut secret = Vec::with_capacity(sk_e.len() + sk_a.len());
+        secret.extend_from_slice(sk_e);
+        secret.extend_from_slice(sk_a);
+        let keys = SkKeys {
+            encr,
+            integ,
+            secret: secret.into_boxed_slice(),
+        };
+        // Expanded once here so that a key the cipher refuses fails now, not at the
+        // first message.
+        keys.expand()?;
+        Ok(keys)
+    }
+
+    /// The cipher context of these keys, for one message.
+    fn expand(&self) -> Result<Cipher, CryptoError> {
+        let (sk_e, sk_a) = self.secret.split_at(self.encr.keymat_len());
+        Ok(match self.integ {
+            None => {
                 let (k, s) = sk_e.split_at(sk_e.len() - GCM_SALT);
-                let alg = if encr == Encr::AesGcm16_128 {
+                let alg = if self.encr == Encr::AesGcm16_128 {
                     &aead::AES_128_GCM
                 } else {
                     &aead::AES_256_GCM
@@ -133,38 +168,28 @@ impl SkKeys {
                 let mut salt = [0u8; GCM_SALT];
                 salt.copy_from_slice(s);
                 Cipher::Gcm {
-                    key: Box::new(aead::LessSafeKey::new(key)),
+                    key: aead::LessSafeKey::new(key),
                     salt,
                 }
             }
-            (Encr::AesCbc128 | Encr::AesCbc256, Some(i)) => {
-                if sk_a.len() != i.key_len() {
-                    return Err(CryptoError::KeyLength);
-                }
-                Cipher::Cbc {
-                    aes: Aes::new(sk_e)?,
-                    integ: i,
-                    auth: i.expand(sk_a),
-                }
-            }
-            _ => return Err(CryptoError::KeyLength),
-        };
-        Ok(SkKeys { encr, cipher })
+            Some(i) => Cipher::Cbc {
+                aes: Aes::new(sk_e)?,
+                integ: i,
+                auth: i.expand(sk_a),
+            },
+        })
     }
 
     fn icv_len(&self) -> usize {
-        match &self.cipher {
-            Cipher::Gcm { .. } => GCM_TAG,
-            Cipher::Cbc { integ, .. } => integ.icv_len(),
-        }
+        self.integ.map_or(GCM_TAG, |i| i.icv_len())
     }
 
     /// Padding for a plaintext of `len` bytes: none for GCM (RFC 5282 3), for CBC
     /// enough that plaintext, padding and the pad length octet fill whole blocks.
     fn pad_len(&self, len: usize) -> usize {
-        match self.cipher {
-            Cipher::Gcm { .. } => 0,
-            Cipher::Cbc { .. } => (AES_BLOCK - (len + 1) % AES_BLOCK) % AES_BLOCK,
+        match self.integ {
+            None => 0,
+            Some(_) => (AES_BLOCK - (len + 1) % AES_BLOCK) % AES_BLOCK,
         }
     }
 
@@ -224,7 +249,7 @@ pub fn seal_message(
     buf[icv_at - 1] = pad as u8;
     let (head, rest) = buf.split_at_mut(ct_at);
     let (ct, icv) = rest.split_at_mut(ct_len);
-    match &keys.cipher {
+    match &keys.expand()? {
         Cipher::Gcm { key, salt } => {
             // RFC 5282 5.1: the AAD runs from the IKE header through the SK
             // payload's generic header, i.e. up to the IV.
@@ -276,7 +301,7 @@ pub fn open_message(keys: &SkKeys, datagram: &[u8]) -> Result<Opened, CryptoErro
     let (head, body) = msg.split_at(iv_at);
     let (iv, rest) = body.split_at(iv_len);
     let (ct, icv) = rest.split_at(rest.len() - icv_len);
-    let mut pt = match &keys.cipher {
+    let mut pt = match &keys.expand()? {
         Cipher::Gcm { key, salt } => {
             let mut pt = Vec::with_capacity(ct.len() + icv.len());
             pt.extend_from_slice(ct);

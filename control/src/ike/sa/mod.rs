@@ -54,8 +54,6 @@ impl std::hash::Hasher for SpiHasher {
 
 /// A map keyed by our IKE SPIs.
 pub type SaMap<V> = HashMap<SaId, V, std::hash::BuildHasherDefault<SpiHasher>>;
-/// A set of our IKE SPIs.
-pub type SaSet = HashSet<SaId, std::hash::BuildHasherDefault<SpiHasher>>;
 
 /// A child SA's handle, unique over the endpoint's life.
 pub type ChildId = u64;
@@ -328,7 +326,7 @@ pub(crate) struct Ctx<'a> {
     /// Children handed by a rekeyed IKE SA to another one already in the map.
     pub handovers: Vec<Handover>,
     /// SPIs taken by IKE SAs, including those born during this call.
-    pub ike_spis: &'a SaMap<IkeSa>,
+    pub ike_spis: &'a SaMap<Box<IkeSa>>,
     /// Established IKE SAs of each connection, by connection id (the SA lent to the
     /// call is not among them).
     pub established_by_conn: &'a [u32],
@@ -393,7 +391,10 @@ impl Ctx<'_> {
 pub struct Endpoint {
     cfg: EndpointConfig,
     conns: Vec<Conn>,
-    sas: SaMap<IkeSa>,
+    /// Boxed: a bucket of the map is then a pointer, not a whole IKE SA (the map keeps
+    /// up to half its buckets empty), and taking an SA out to run it and filing it
+    /// again moves a pointer.
+    sas: SaMap<Box<IkeSa>>,
     /// Responder: (peer address, peer's SPI) -> our SPI, to recognise retransmitted
     /// IKE_SA_INIT requests (RFC 7296 2.1).
     init_index: HashMap<(SocketAddr, u64), SaId>,
@@ -416,7 +417,9 @@ pub struct Endpoint {
     /// an INITIAL_CONTACT (RFC 7296 2.4) replaces is found without a walk over all SAs.
     /// Kept by [`Self::file`]: an SA enters once its peer is known and leaves when it
     /// dies; an IKE rekey's new SA enters with the same identity.
-    by_peer: HashMap<Identity, SaSet>,
+    /// The SAs of one identity in a `Vec` of exactly their number (nearly always one:
+    /// a `HashSet` would allocate room for four and its control bytes).
+    by_peer: HashMap<Identity, Vec<SaId>>,
     /// IKE SAs in `sas` established, and their children: counts kept by
     /// [`Self::take`] and [`Self::file`] rather than walks over all SAs.
     established_n: usize,
@@ -520,7 +523,7 @@ impl Endpoint {
 
     /// Child SAs of one IKE SA (0 for an unknown one).
     pub fn child_count_of(&self, sa: SaId) -> usize {
-        self.sas.get(&sa).map_or(0, IkeSa::child_count)
+        self.sas.get(&sa).map_or(0, |s| s.child_count())
     }
 
     /// The established IKE SAs and their children's ids, for inspection.
@@ -546,7 +549,7 @@ impl Endpoint {
             IkeSa::initiate(ctx, now, conn, spi, local, remote)
         });
         let id = sa.id();
-        self.file(sa, false);
+        self.file(Box::new(sa), false);
         self.settle(now, born, handovers);
         Some(id)
     }
@@ -624,12 +627,12 @@ impl Endpoint {
 
     /// Whether MOBIKE is on for the SA.
     pub fn mobike(&self, sa: SaId) -> bool {
-        self.sas.get(&sa).is_some_and(IkeSa::mobike)
+        self.sas.get(&sa).is_some_and(|s| s.mobike())
     }
 
     /// The SA's (local, remote, UDP encapsulation).
     pub fn path(&self, sa: SaId) -> Option<(SocketAddr, SocketAddr, bool)> {
-        self.sas.get(&sa).map(IkeSa::path)
+        self.sas.get(&sa).map(|s| s.path())
     }
 
     /// The peer's addresses for the SA: the current one first, then what it
@@ -671,7 +674,7 @@ impl Endpoint {
     /// re-armed); calling [`Self::handle_timeout`] then is harmless.
     pub fn poll_timeout(&mut self) -> Option<u64> {
         while let Some(Reverse((t, sa))) = self.timers.peek().copied() {
-            match self.sas.get(&sa).and_then(IkeSa::next_timeout) {
+            match self.sas.get(&sa).and_then(|s| s.next_timeout()) {
                 Some(due) if due == t => return Some(t),
                 _ => {
                     self.timers.pop();
@@ -786,7 +789,7 @@ impl Endpoint {
             if !sa.is_dead() {
                 self.init_index.insert((remote, h.spi_i), sa.id());
             }
-            self.file(sa, false);
+            self.file(Box::new(sa), false);
         }
         self.settle(now, born, handovers);
     }
@@ -845,7 +848,7 @@ impl Endpoint {
         for mut b in born {
             let id = b.id();
             let _ = self.with_ctx(Some(id), |ctx| b.kick(ctx, now));
-            self.file(b, false);
+            self.file(Box::new(b), false);
         }
         self.apply(now, handovers);
         for (keep, who) in std::mem::take(&mut self.initial_contact) {
@@ -892,7 +895,7 @@ impl Endpoint {
 
     /// Takes SA `id` out of the map (to run it and [`Self::file`] it again), and out
     /// of the counts of the SAs in the map.
-    fn take(&mut self, id: SaId) -> Option<IkeSa> {
+    fn take(&mut self, id: SaId) -> Option<Box<IkeSa>> {
         let s = self.sas.remove(&id)?;
         if s.is_initiating() {
             self.initiating_n -= 1;
@@ -908,7 +911,7 @@ impl Endpoint {
     }
 
     /// `was_half_open`: the SA counted as half-open before this call.
-    fn file(&mut self, mut s: IkeSa, was_half_open: bool) {
+    fn file(&mut self, mut s: Box<IkeSa>, was_half_open: bool) {
         let id = s.id();
         if s.is_initiating() {
             self.initiating_n += 1;
@@ -921,7 +924,10 @@ impl Endpoint {
         if s.is_dead() {
             if let Some(who) = s.peer_id() {
                 if let Some(ids) = self.by_peer.get_mut(who) {
-                    ids.remove(&id);
+                    if let Some(i) = ids.iter().position(|&x| x == id) {
+                        ids.swap_remove(i);
+                        ids.shrink_to_fit();
+                    }
                     if ids.is_empty() {
                         self.by_peer.remove(who);
                     }
@@ -940,7 +946,9 @@ impl Endpoint {
         if let Some(who) = s.peer_id() {
             // The identity is cloned once, when the SA enters the index.
             if !s.peer_indexed() {
-                self.by_peer.entry(who.clone()).or_default().insert(id);
+                let ids = self.by_peer.entry(who.clone()).or_default();
+                ids.reserve_exact(1);
+                ids.push(id);
                 s.set_peer_indexed();
             }
         }
@@ -951,6 +959,7 @@ impl Endpoint {
             }
         }
         self.children_n += s.child_count();
+        s.compact();
         let due = s.next_timeout();
         let rearm = due.is_some() && s.take_armed(due);
         self.sas.insert(id, s);

@@ -11,10 +11,14 @@ use crate::ike::conn::PoolConf;
 #[derive(Debug)]
 struct Pool {
     conf: PoolConf,
-    /// Offsets not leased, the least recently released last: a lease and a release
-    /// are O(1) however full the pool (a walk over the offsets for a free one cost
-    /// O(size) per lease once the pool was nearly full or exhausted).
+    /// Offsets released and not leased again, the least recently released last: a
+    /// lease and a release are O(1) however full the pool (a walk over the offsets for
+    /// a free one cost O(size) per lease once the pool was nearly full or exhausted).
     free: VecDeque<u32>,
+    /// Offsets from here to the pool's size were never leased; they go before any
+    /// released one. Kept as a bound rather than in `free`, so a pool costs memory by
+    /// the leases it made, not by its size (a /13 listed whole was 2 MiB).
+    fresh: u32,
     by_peer: HashMap<String, (usize, u32)>,
 }
 
@@ -39,7 +43,8 @@ impl Pools {
         }
         self.pools.push(Pool {
             conf: conf.clone(),
-            free: (0..conf.size).collect(),
+            free: VecDeque::new(),
+            fresh: 0,
             by_peer: HashMap::new(),
         });
     }
@@ -64,7 +69,13 @@ impl Pools {
                 *n += 1;
                 return Some((offset_addr(p.conf.start, *off as u32), p.conf.dns.clone()));
             }
-            if let Some(i) = p.free.pop_front() {
+            let next = if p.fresh < p.conf.size {
+                p.fresh += 1;
+                Some(p.fresh - 1)
+            } else {
+                p.free.pop_front()
+            };
+            if let Some(i) = next {
                 p.by_peer.insert(peer.to_string(), (i as usize, 1));
                 return Some((offset_addr(p.conf.start, i), p.conf.dns.clone()));
             }
@@ -108,6 +119,35 @@ mod tests {
             size,
             dns: Vec::new(),
         }
+    }
+
+    /// A pool costs memory by its leases, not its size; never-leased addresses go
+    /// first, in order, then the released ones, least recently released first.
+    #[test]
+    fn a_large_pool_holds_nothing_per_address_and_leases_fresh_ones_first() {
+        let mut pools = Pools::default();
+        pools.add(&conf(1 << 24));
+        assert_eq!(pools.pools[0].free.capacity(), 0);
+        let names = vec!["p".to_string()];
+        let mut small = Pools::default();
+        small.add(&conf(3));
+        let lease = |p: &mut Pools, who: &str| p.lease(&names, who, false).map(|(a, _)| a);
+        let addr = |o: u8| Some(IpAddr::V4(Ipv4Addr::new(10, 3, 0, 1 + o)));
+        assert_eq!(lease(&mut pools, "a"), addr(0));
+        assert_eq!(lease(&mut small, "a"), addr(0));
+        assert_eq!(lease(&mut small, "b"), addr(1));
+        small.release("a", addr(0).unwrap());
+        assert_eq!(
+            lease(&mut small, "c"),
+            addr(2),
+            "a fresh one before a released one"
+        );
+        small.release("c", addr(2).unwrap());
+        small.release("b", addr(1).unwrap());
+        assert_eq!(lease(&mut small, "d"), addr(0));
+        assert_eq!(lease(&mut small, "e"), addr(2));
+        assert_eq!(lease(&mut small, "f"), addr(1));
+        assert_eq!(lease(&mut small, "g"), None);
     }
 
     proptest! {

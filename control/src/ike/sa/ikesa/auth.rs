@@ -79,11 +79,12 @@ impl IkeSa {
     fn my_auth(&self, c: &Conn, initiator_role: bool) -> Option<(IdRepr, Vec<u8>)> {
         let suite = self.suite?;
         let keys = self.keys.as_ref()?;
+        let hs = self.hs.as_deref()?;
         let body = id_body(&c.local_id);
         let (msg, nonce, skp) = if initiator_role {
-            (&self.init_req, &self.nr, &keys.sk_pi)
+            (&hs.init_req, &self.nr, keys.sk_pi())
         } else {
-            (&self.init_resp, &self.ni, &keys.sk_pr)
+            (&hs.init_resp, &self.ni, keys.sk_pr())
         };
         Some((
             id_repr(&c.local_id),
@@ -98,7 +99,9 @@ impl IkeSa {
         auth: &AuthRepr,
         peer_is_initiator: bool,
     ) -> bool {
-        let (Some(suite), Some(keys)) = (self.suite, self.keys.as_ref()) else {
+        let (Some(suite), Some(keys), Some(hs)) =
+            (self.suite, self.keys.as_ref(), self.hs.as_deref())
+        else {
             return false;
         };
         if auth.method != AuthMethod::SHARED_KEY_MIC {
@@ -107,9 +110,9 @@ impl IkeSa {
         let mut body = vec![id.id_type.0, 0, 0, 0];
         body.extend_from_slice(&id.data);
         let (msg, nonce, skp) = if peer_is_initiator {
-            (&self.init_req, &self.nr, &keys.sk_pi)
+            (&hs.init_req, &self.nr, keys.sk_pi())
         } else {
-            (&self.init_resp, &self.ni, &keys.sk_pr)
+            (&hs.init_resp, &self.ni, keys.sk_pr())
         };
         let want = psk_auth(suite.prf, psk, msg, nonce, skp, &body);
         crate::ike::crypto::ct_eq(&want, &auth.data)
@@ -188,12 +191,14 @@ impl IkeSa {
         if self.state != State::Established {
             return;
         }
-        self.init_req = Vec::new();
-        self.init_resp = Vec::new();
+        self.hs = None;
         self.ni = Vec::new();
         self.nr = Vec::new();
-        self.cookie = None;
-        self.ke = None;
+        // SK_e and SK_a live on in `sk_out`/`sk_in`, SK_p signed the AUTH payloads:
+        // only SK_d is needed from now on (child SA keys, an IKE SA rekey).
+        if let Some(k) = self.keys.as_mut() {
+            k.forget_all_but_sk_d();
+        }
     }
 
     fn establish(&mut self, ctx: &mut Ctx<'_>, now: u64) {
@@ -246,14 +251,20 @@ impl IkeSa {
             (keys.r_to_i, keys.i_to_r)
         };
         let id = ctx.new_child_id();
+        // Kept for the SA's lifetime (rekeys send them again): no spare capacity.
+        let (mut local_ts, mut remote_ts) = (local_ts, remote_ts);
+        local_ts.shrink_to_fit();
+        remote_ts.shrink_to_fit();
+        // The keys go to the dataplane with the event; the IKE SA never needs them
+        // again (a rekey derives new ones), so its record of the child keeps none.
         let info = ChildInfo {
             id,
             spi_in,
             spi_out,
             cipher: suite.cipher,
             esn: suite.esn,
-            key_in,
-            key_out,
+            key_in: Vec::new(),
+            key_out: Vec::new(),
             local_ts,
             remote_ts,
             replaces,
@@ -264,8 +275,15 @@ impl IkeSa {
         ctx.counters.child_up += 1;
         ctx.events.push_back(Event::ChildUp {
             sa: self.id,
-            child: info.clone(),
+            child: ChildInfo {
+                key_in,
+                key_out,
+                ..info.clone()
+            },
         });
+        // Most IKE SAs hold one child for life: room for exactly what is held (a Vec
+        // would start at four, some 700 bytes unused per SA).
+        self.children.reserve_exact(1);
         self.children.push(Child {
             info,
             state: ChildState::Installed,

@@ -61,7 +61,7 @@ impl IkeSa {
             .first()
             .and_then(|p| p.dh.first().copied())
             .unwrap_or(DhGroup::Curve25519);
-        sa.ke = Some(KeyShare::generate(group, ctx.rng));
+        sa.hs().ke = Some(KeyShare::generate(group, ctx.rng));
         sa.ni = ctx.nonce();
         sa.last_rx = now;
         sa.started = now;
@@ -85,10 +85,11 @@ impl IkeSa {
     }
 
     fn send_init(&mut self, ctx: &mut Ctx<'_>, now: u64) {
-        let Some(ke) = &self.ke else { return };
+        let Some(hs) = self.hs.as_deref() else { return };
+        let Some(ke) = &hs.ke else { return };
         let group = ke.group();
         let mut p = Vec::new();
-        if let Some(c) = &self.cookie {
+        if let Some(c) = &hs.cookie {
             p.push(Payload::Notify(NotifyRepr::new(NotifyType::COOKIE, c)));
         }
         p.push(Payload::Sa(SaRepr {
@@ -115,7 +116,7 @@ impl IkeSa {
             payloads: p,
         };
         let Ok(data) = msg.to_vec() else { return };
-        self.init_req = data.clone();
+        self.hs().init_req = data.clone();
         self.next_req_id = 1;
         let path = (self.local, self.remote);
         self.transmit_request(ctx, now, 0, data, Kind::Init, path);
@@ -229,7 +230,7 @@ impl IkeSa {
         sa.sk_in = Some(sk_in);
         sa.ni = ni.to_vec();
         sa.nr = nr.clone();
-        sa.init_req = data.to_vec();
+        sa.hs().init_req = data.to_vec();
         sa.peer_next_id = 1;
         sa.next_req_id = 0;
         sa.last_rx = now;
@@ -261,7 +262,7 @@ impl IkeSa {
             ],
         };
         let Ok(d) = resp.to_vec() else { return None };
-        sa.init_resp = d.clone();
+        sa.hs().init_resp = d.clone();
         ctx.send(local, remote, d);
         Some(sa)
     }
@@ -296,11 +297,11 @@ impl IkeSa {
         if let Some(c) = notify(p, NotifyType::COOKIE) {
             // RFC 7296 2.6: resend the same request with the cookie first. Bound its
             // size so a peer cannot make us send large messages.
-            if c.data.is_empty() || c.data.len() > 64 || self.cookie.is_some() {
+            if c.data.is_empty() || c.data.len() > 64 || self.hs().cookie.is_some() {
                 ctx.counters.invalid_syntax += 1;
                 return;
             }
-            self.cookie = Some(c.data.clone());
+            self.hs().cookie = Some(c.data.clone());
             self.pending = None;
             self.send_init(ctx, now);
             return;
@@ -314,10 +315,10 @@ impl IkeSa {
                 .ike_proposals
                 .iter()
                 .any(|pr| want.is_some_and(|w| pr.dh.contains(&w)));
-            let current = self.ke.as_ref().map(KeyShare::group);
+            let current = self.hs().ke.as_ref().map(KeyShare::group);
             match want {
                 Some(g) if offered && current != Some(g) => {
-                    self.ke = Some(KeyShare::generate(g, ctx.rng));
+                    self.hs().ke = Some(KeyShare::generate(g, ctx.rng));
                     self.pending = None;
                     self.send_init(ctx, now);
                 }
@@ -344,7 +345,9 @@ impl IkeSa {
             self.fail(ctx, FailReason::InvalidResponse);
             return;
         };
-        let Some(ke) = self.ke.take() else { return };
+        let Some(ke) = self.hs().ke.take() else {
+            return;
+        };
         if ke.group() != suite.dh || dh_from_ke(kep) != Some(suite.dh) || h.spi_r == 0 {
             ctx.counters.invalid_syntax += 1;
             self.fail(ctx, FailReason::InvalidResponse);
@@ -374,7 +377,7 @@ impl IkeSa {
         self.keys = Some(keys);
         self.sk_out = Some(sk_out);
         self.sk_in = Some(sk_in);
-        self.init_resp = data.to_vec();
+        self.hs().init_resp = data.to_vec();
         self.pending = None;
         let (nat_local, nat_remote) = self.detect_nat(p, self.spi_r);
         self.encap = nat_local || nat_remote || self.conn(ctx).force_encap;
