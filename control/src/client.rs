@@ -29,9 +29,9 @@ pub const RETRY_FIRST_NS: u64 = 1_000_000_000;
 /// The longest wait between retries.
 pub const RETRY_MAX_NS: u64 = 32_000_000_000;
 /// Initiations started per call of [`Client::start_due`].
-pub const INITIATE_PER_TURN: usize = 32;
+pub const INITIATE_PER_TURN: usize = 64;
 /// IKE SAs being set up at once at most.
-pub const MAX_INITIATING: usize = 64;
+pub const MAX_INITIATING: usize = 256;
 
 crate::named_counters! {
 /// What the client counted (reported by `mobiked ctl stats`).
