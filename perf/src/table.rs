@@ -12,6 +12,10 @@
 //! - **lookups**: `lookup_outbound` (inner src/dst of a random installed tunnel) and
 //!   `inbound` (a random installed SPI), ns per lookup over a shuffled set.
 //!
+//! With `client` set the tunnels have the shape of a client's (a traffic generator's):
+//! all share one remote selector (the gateway's subnet) and each has its own virtual IP as
+//! local selector, so the lookup must tell them apart by the inner source.
+//!
 //! A round's figure for a change is the median over its changes; reported are the median
 //! (min-max) over rounds, and the ratio of the largest size to the smallest (the goal is a
 //! publication that costs what it changes: within 2x from 1k to 100k). No reader is
@@ -38,6 +42,8 @@ pub struct TableBenchConfig {
     pub lookups: usize,
     /// Pin the thread to the last core.
     pub pin: bool,
+    /// Tunnels of a client's shape: one shared remote selector, a local one each.
+    pub client: bool,
 }
 
 impl Default for TableBenchConfig {
@@ -48,6 +54,7 @@ impl Default for TableBenchConfig {
             changes: 200,
             lookups: 200_000,
             pin: true,
+            client: false,
         }
     }
 }
@@ -95,6 +102,8 @@ pub struct Ratios {
 #[derive(Clone, Debug, Serialize)]
 pub struct TableReport {
     pub unix_time: u64,
+    /// The tunnels had a client's shape (see the module doc).
+    pub client: bool,
     pub cpu: Option<String>,
     pub core: Option<usize>,
     pub rounds: usize,
@@ -119,6 +128,11 @@ impl Rng {
         (self.next() % n as u64) as usize
     }
 }
+
+/// The remote selector every tunnel of a client's shape has.
+const CLIENT_REMOTE: &str = "172.16.0.0/24";
+/// An inner destination inside it.
+const CLIENT_DST: IpAddr = IpAddr::V4(Ipv4Addr::new(172, 16, 0, 5));
 
 /// The inner address (virtual IP) of tunnel `i`: 10.0.0.0/8 holds 16 million.
 fn vip(i: usize) -> IpAddr {
@@ -146,6 +160,8 @@ fn path_of(i: usize, turn: u16) -> PathSpec {
 struct Installed {
     w: TableWriter,
     any: Prefix,
+    /// Client shape: the remote selector all tunnels share.
+    shared_remote: Option<Prefix>,
 }
 
 /// The keys of one SA (expanded before the timer starts: key setup is the installer's
@@ -158,11 +174,15 @@ fn keys() -> Result<(EspKey, EspKey), String> {
 impl Installed {
     fn add(&mut self, i: usize, path: usize, (kin, kout): (EspKey, EspKey)) -> Result<(), String> {
         let e = |e: shared::table::TableError| format!("SA {i}: {e}");
+        let (local_ts, remote_ts) = match self.shared_remote {
+            Some(r) => (vec![Prefix::host(vip(i))], vec![r]),
+            None => (vec![self.any], vec![Prefix::host(vip(i))]),
+        };
         self.w
             .set_tunnel(Tunnel {
                 id: i as u32,
-                local_ts: vec![self.any],
-                remote_ts: vec![Prefix::host(vip(i))],
+                local_ts,
+                remote_ts,
             })
             .map_err(e)?;
         self.w
@@ -194,10 +214,15 @@ impl Installed {
     }
 }
 
-fn install(n: usize, extra: usize) -> Result<Installed, String> {
+fn install(n: usize, extra: usize, client: bool) -> Result<Installed, String> {
     let mut t = Installed {
         w: TableWriter::new(TableConfig::sized(1, n + extra)),
         any: "0.0.0.0/0".parse().map_err(|e| format!("{e}"))?,
+        shared_remote: if client {
+            Some(CLIENT_REMOTE.parse().map_err(|e| format!("{e}"))?)
+        } else {
+            None
+        },
     };
     for i in 0..n {
         t.w.set_path(i as u32, path_of(i, 0))
@@ -213,7 +238,7 @@ fn install(n: usize, extra: usize) -> Result<Installed, String> {
 
 fn measure(cfg: &TableBenchConfig, n: usize) -> Result<SizeReport, String> {
     let t0 = Instant::now();
-    let mut t = install(n, cfg.changes + 1)?;
+    let mut t = install(n, cfg.changes + 1, cfg.client)?;
     let setup_s = t0.elapsed().as_secs_f64();
     let mut rng = Rng(0x1234_5678_9abc_def1 ^ n as u64);
     let (mut add, mut mv, mut rm, mut lo, mut li) = (vec![], vec![], vec![], vec![], vec![]);
@@ -249,15 +274,25 @@ fn measure(cfg: &TableBenchConfig, n: usize) -> Result<SizeReport, String> {
         let picks: Vec<usize> = (0..cfg.lookups.min(1 << 16))
             .map(|_| rng.below(n))
             .collect();
-        let dsts: Vec<IpAddr> = picks.iter().map(|&i| vip(i)).collect();
+        // (source, destination) of an inner packet of each picked tunnel.
+        let flows: Vec<(IpAddr, IpAddr)> = picks
+            .iter()
+            .map(|&i| match cfg.client {
+                true => (vip(i), CLIENT_DST),
+                false => (IpAddr::V4(Ipv4Addr::new(192, 168, 0, 1)), vip(i)),
+            })
+            .collect();
         let spis: Vec<u32> = picks.iter().map(|&i| spi_of(i)).collect();
-        let src = IpAddr::V4(Ipv4Addr::new(192, 168, 0, 1));
         let snap = t.w.published();
         let s = Instant::now();
         let mut found = 0usize;
         for k in 0..cfg.lookups {
-            let d = dsts[k % dsts.len()];
-            found += snap.lookup_outbound(black_box(src), black_box(d)).is_some() as usize;
+            let (src, d) = flows[k % flows.len()];
+            let want = spi_of(picks[k % picks.len()]) ^ 0x5555;
+            found += (snap
+                .lookup_outbound(black_box(src), black_box(d))
+                .map(|o| o.spi)
+                == Some(want)) as usize;
         }
         lo.push(s.elapsed().as_nanos() as f64 / cfg.lookups as f64);
         if found != cfg.lookups {
@@ -328,6 +363,7 @@ pub fn run(cfg: &TableBenchConfig) -> Result<TableReport, String> {
     };
     Ok(TableReport {
         unix_time: crate::report::unix_time(),
+        client: cfg.client,
         cpu: crate::report::cpu_model(),
         core,
         rounds: cfg.rounds,
@@ -376,7 +412,12 @@ pub fn render_table(r: &TableReport) -> String {
         ]);
     }
     let mut out = format!(
-        "table publication: median (min-max) of {} rounds, {} changes and {} lookups of each kind per round, {}{}\n\n",
+        "table publication{}: median (min-max) of {} rounds, {} changes and {} lookups of each kind per round, {}{}\n\n",
+        if r.client {
+            " (client shape: one shared remote selector, a virtual IP each)"
+        } else {
+            ""
+        },
         r.rounds,
         r.changes,
         r.lookups,
@@ -410,6 +451,7 @@ mod tests {
             changes: 5,
             lookups: 500,
             pin: false,
+            client: false,
         };
         let r = run(&cfg).unwrap();
         assert_eq!(r.sizes.len(), 2);
@@ -421,5 +463,20 @@ mod tests {
         let text = render_table(&r);
         assert!(text.contains("| 300 "), "{text}");
         assert!(text.contains("| 300 / 100 "), "{text}");
+    }
+
+    #[test]
+    fn client_shape_finds_each_tunnel_by_its_source() {
+        // `measure` fails unless every lookup returns the picked tunnel's own SA.
+        let cfg = TableBenchConfig {
+            sizes: vec![300],
+            rounds: 1,
+            changes: 5,
+            lookups: 500,
+            pin: false,
+            client: true,
+        };
+        let r = run(&cfg).unwrap();
+        assert!(render_table(&r).contains("client shape"));
     }
 }

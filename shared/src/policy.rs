@@ -1,8 +1,11 @@
 //! Tunnels and their traffic selectors: which inner packets go into which outbound SA,
 //! and which inner packets an inbound SA may deliver (RFC 4301 5.1/5.2).
 
+mod ids;
+
 use crate::pages::{mix64, HashEntry, HashPages};
 use crate::sa::OutboundSa;
+use ids::Ids;
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
@@ -222,32 +225,50 @@ pub struct Hint {
 #[derive(Clone, Debug, Default)]
 pub struct PolicyEntry {
     key: Option<PolicyKey>,
-    first: TunnelId,
-    rest: Option<Arc<[TunnelId]>>,
+    ids: Ids,
     hint: Option<Hint>,
+}
+
+/// A remote selector and a local selector of the same tunnels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SourceKey {
+    dst: PolicyKey,
+    src: PolicyKey,
+}
+
+/// The tunnels that have this remote and this local selector, in id order: how the
+/// packet path tells apart the many tunnels of one remote prefix by the source (a
+/// client's tunnels to one gateway subnet, one virtual IP each) without walking them.
+#[derive(Clone, Debug, Default)]
+pub struct SourceEntry {
+    key: Option<SourceKey>,
+    ids: Ids,
+}
+
+impl HashEntry for SourceEntry {
+    type Key = SourceKey;
+    #[inline]
+    fn key(&self) -> Option<SourceKey> {
+        self.key
+    }
+    #[inline]
+    fn hash(k: &SourceKey) -> u64 {
+        mix64(PolicyEntry::hash(&k.dst) ^ PolicyEntry::hash(&k.src).rotate_left(17))
+    }
 }
 
 /// What a policy lookup found.
 pub enum Found<'a> {
     /// The outbound SA (or its absence) of the first tunnel, from the entry's hint.
     Outbound(Option<&'a OutboundSa>),
-    /// A tunnel the caller's check accepted.
+    /// The first tunnel whose local selectors contain the source.
     Tunnel(TunnelId),
 }
 
 impl PolicyEntry {
     #[inline]
     fn ids(&self) -> impl Iterator<Item = TunnelId> + '_ {
-        std::iter::once(self.first).chain(self.rest.iter().flat_map(|r| r.iter().copied()))
-    }
-
-    fn with_ids(key: PolicyKey, ids: &[TunnelId]) -> PolicyEntry {
-        PolicyEntry {
-            key: Some(key),
-            first: ids[0],
-            rest: (ids.len() > 1).then(|| ids[1..].into()),
-            hint: None,
-        }
+        self.ids.iter()
     }
 }
 
@@ -299,6 +320,29 @@ impl Lengths {
     }
 }
 
+/// Counts a key of length `k.len` in or out of `per_len`, and keeps `lengths` to the
+/// lengths with at least one key.
+fn count_length(
+    per_len: &mut [u32; 33 + 129],
+    lengths: &mut [Lengths; 2],
+    k: &PolicyKey,
+    add: bool,
+) {
+    let i = if k.v6 {
+        33 + k.len as usize
+    } else {
+        k.len as usize
+    };
+    let n = &mut per_len[i];
+    if add {
+        *n += 1;
+    } else {
+        *n = n.saturating_sub(1);
+    }
+    let present = *n > 0;
+    lengths[k.v6 as usize].set(k.len, present);
+}
+
 /// Outbound policy lookup (RFC 4301 5.1), kept up to date one tunnel at a time.
 ///
 /// Every remote selector is a key of one persistent hash table (a host route is the
@@ -306,8 +350,10 @@ impl Lengths {
 /// the table once per prefix length in use for the destination's family, longest first,
 /// so it costs one probe with host routes alone and never depends on the number of
 /// tunnels. Adding or removing a tunnel touches the page of each of its selectors. Ties
-/// between tunnels with the same remote prefix go to the lower tunnel id; the caller takes
-/// the first candidate whose local selectors also contain the source.
+/// between tunnels with the same remote prefix go to the lower tunnel id among those
+/// whose local selectors contain the source: the entry's hint answers for its first
+/// tunnel, and a second table keyed by (remote selector, local selector) for the others,
+/// probed once per local prefix length in use.
 #[derive(Clone)]
 pub struct PolicyTable {
     map: HashPages<PolicyEntry>,
@@ -315,6 +361,12 @@ pub struct PolicyTable {
     lengths: [Lengths; 2],
     /// Keys per length, IPv4 (0..=32) then IPv6 (0..=128).
     keys_per_len: [u32; 33 + 129],
+    /// Every (remote, local) selector pair of every tunnel.
+    by_src: HashPages<SourceEntry>,
+    /// Local prefix lengths present in `by_src`: IPv4, IPv6.
+    src_lengths: [Lengths; 2],
+    /// `by_src` keys per local prefix length.
+    src_keys_per_len: [u32; 33 + 129],
 }
 
 impl Default for PolicyTable {
@@ -334,50 +386,141 @@ impl PolicyTable {
             },
             lengths: [Lengths::default(); 2],
             keys_per_len: [0; 33 + 129],
+            // Grown on demand: most tables (a gateway's) never need it.
+            by_src: HashPages::default(),
+            src_lengths: [Lengths::default(); 2],
+            src_keys_per_len: [0; 33 + 129],
         }
     }
 
     /// A table holding `tunnels` (built one by one, as the writer does).
     pub fn build<'a>(tunnels: impl Iterator<Item = &'a Tunnel>) -> PolicyTable {
         let mut t = PolicyTable::default();
+        let mut seen: Vec<&Tunnel> = Vec::new();
         for tunnel in tunnels {
-            t.insert(tunnel);
+            t.insert(tunnel, |id| seen.iter().find(|s| s.id == id).copied());
+            seen.push(tunnel);
         }
         t
     }
 
     fn count(&mut self, k: &PolicyKey, add: bool) {
-        let i = if k.v6 {
-            33 + k.len as usize
-        } else {
-            k.len as usize
-        };
-        let n = &mut self.keys_per_len[i];
-        if add {
-            *n += 1;
-        } else {
-            *n -= 1;
+        count_length(&mut self.keys_per_len, &mut self.lengths, k, add);
+    }
+
+    /// Adds `id` under (`dst`, each local selector).
+    fn index_sources(&mut self, dst: PolicyKey, local_ts: &[Prefix], id: TunnelId) {
+        for l in local_ts {
+            let key = SourceKey {
+                dst,
+                src: PolicyKey::of_prefix(l),
+            };
+            match self.by_src.get(&key) {
+                Some(e) => {
+                    if let Some(ids) = e.ids.with(id) {
+                        self.by_src.insert(SourceEntry {
+                            key: Some(key),
+                            ids,
+                        });
+                    }
+                }
+                None => {
+                    self.by_src.insert(SourceEntry {
+                        key: Some(key),
+                        ids: Ids::one(id),
+                    });
+                    count_length(
+                        &mut self.src_keys_per_len,
+                        &mut self.src_lengths,
+                        &key.src,
+                        true,
+                    );
+                }
+            }
         }
-        let present = *n > 0;
-        self.lengths[k.v6 as usize].set(k.len, present);
+    }
+
+    /// Takes `id` out from under (`dst`, each local selector).
+    fn unindex_sources(&mut self, dst: PolicyKey, local_ts: &[Prefix], id: TunnelId) {
+        for l in local_ts {
+            let key = SourceKey {
+                dst,
+                src: PolicyKey::of_prefix(l),
+            };
+            let Some(left) = self.by_src.get(&key).and_then(|e| e.ids.without(id)) else {
+                continue;
+            };
+            match left {
+                Some(ids) => {
+                    self.by_src.insert(SourceEntry {
+                        key: Some(key),
+                        ids,
+                    });
+                }
+                None => {
+                    self.by_src.remove(&key);
+                    count_length(
+                        &mut self.src_keys_per_len,
+                        &mut self.src_lengths,
+                        &key.src,
+                        false,
+                    );
+                }
+            }
+        }
+    }
+
+    /// The lowest tunnel of bucket `dst` with a local selector that contains `src`.
+    #[inline]
+    fn by_source(&self, dst: PolicyKey, src: IpAddr) -> Option<TunnelId> {
+        let mut best: Option<TunnelId> = None;
+        for len in self.src_lengths[src.is_ipv6() as usize].longest_first() {
+            let key = SourceKey {
+                dst,
+                src: PolicyKey::of(src, len),
+            };
+            if let Some(e) = self.by_src.get(&key) {
+                best = Some(best.map_or(e.ids.first, |b| b.min(e.ids.first)));
+            }
+        }
+        best
     }
 
     /// Adds the remote selectors of `tunnel` (call `remove` with the old version first
     /// when a tunnel changes).
-    pub fn insert(&mut self, tunnel: &Tunnel) {
+    ///
+    /// A tunnel enters the source index only where the entry's hint cannot answer for it:
+    /// in an entry it shares with other tunnels, or with more than one local selector.
+    /// `others` gives the selectors of the tunnels already in the table (the one an entry
+    /// held alone is indexed when a second one joins it).
+    pub fn insert<'t>(&mut self, tunnel: &Tunnel, others: impl Fn(TunnelId) -> Option<&'t Tunnel>) {
         for p in &tunnel.remote_ts {
             let key = PolicyKey::of_prefix(p);
-            match self.map.get(&key) {
-                Some(e) => {
-                    let mut ids: Vec<TunnelId> = e.ids().collect();
-                    if let Err(at) = ids.binary_search(&tunnel.id) {
-                        ids.insert(at, tunnel.id);
-                        self.map.insert(PolicyEntry::with_ids(key, &ids));
-                    }
-                }
+            let before = self.map.get(&key).map(|e| e.ids.clone());
+            let ids = match &before {
+                Some(b) => match b.with(tunnel.id) {
+                    Some(ids) => ids,
+                    None => continue,
+                },
                 None => {
-                    self.map.insert(PolicyEntry::with_ids(key, &[tunnel.id]));
                     self.count(&key, true);
+                    Ids::one(tunnel.id)
+                }
+            };
+            let several = ids.several();
+            self.map.insert(PolicyEntry {
+                key: Some(key),
+                ids,
+                hint: None,
+            });
+            if several || tunnel.local_ts.len() > 1 {
+                self.index_sources(key, &tunnel.local_ts, tunnel.id);
+            }
+            // The entry has just become shared: its former only tunnel is told apart by
+            // the source from now on too.
+            if let Some(alone) = before.filter(|b| several && !b.several()) {
+                if let Some(t) = others(alone.first) {
+                    self.index_sources(key, &t.local_ts, alone.first);
                 }
             }
         }
@@ -387,22 +530,31 @@ impl PolicyTable {
     pub fn remove(&mut self, tunnel: &Tunnel) {
         for p in &tunnel.remote_ts {
             let key = PolicyKey::of_prefix(p);
-            let Some(e) = self.map.get(&key) else {
+            let Some(left) = self.map.get(&key).and_then(|e| e.ids.without(tunnel.id)) else {
                 continue;
             };
-            let ids: Vec<TunnelId> = e.ids().filter(|&id| id != tunnel.id).collect();
-            if ids.is_empty() {
-                self.map.remove(&key);
-                self.count(&key, false);
-            } else if ids.len() != e.ids().count() {
-                self.map.insert(PolicyEntry::with_ids(key, &ids));
+            match left {
+                Some(ids) => {
+                    self.map.insert(PolicyEntry {
+                        key: Some(key),
+                        ids,
+                        hint: None,
+                    });
+                }
+                None => {
+                    self.map.remove(&key);
+                    self.count(&key, false);
+                }
             }
+            self.unindex_sources(key, &tunnel.local_ts, tunnel.id);
         }
     }
 
     /// The first tunnel of the entry for `prefix`, if there is one.
     pub fn first_of(&self, prefix: &Prefix) -> Option<TunnelId> {
-        self.map.get(&PolicyKey::of_prefix(prefix)).map(|e| e.first)
+        self.map
+            .get(&PolicyKey::of_prefix(prefix))
+            .map(|e| e.ids.first)
     }
 
     /// Sets the hint of the entry for `prefix` (the writer calls it after every change of
@@ -417,14 +569,10 @@ impl PolicyTable {
 
     /// The outbound SA for an inner packet `src -> dst`: the first candidate (in the
     /// order of `candidates`) whose local selectors contain `src`, answered from the
-    /// entry's hint where it can, else from `accept`. No allocation.
+    /// entry's hint where it can, else from the source index. No allocation, and no walk
+    /// over the tunnels of a bucket however many share it.
     #[inline]
-    pub fn lookup(
-        &self,
-        src: IpAddr,
-        dst: IpAddr,
-        mut accept: impl FnMut(TunnelId) -> bool,
-    ) -> Option<Found<'_>> {
+    pub fn lookup(&self, src: IpAddr, dst: IpAddr) -> Option<Found<'_>> {
         let v6 = dst.is_ipv6();
         let words = self.lengths[v6 as usize].0;
         let mut len: i32 = if v6 { 128 } else { 32 };
@@ -442,21 +590,16 @@ impl PolicyTable {
                 continue;
             }
             let l = (w as u32 * 64 + 63 - bits.leading_zeros()) as u8;
-            if let Some(e) = self.map.get(&PolicyKey::of(dst, l)) {
+            let key = PolicyKey::of(dst, l);
+            if let Some(e) = self.map.get(&key) {
                 match &e.hint {
                     Some(h) if h.local.contains(src) => {
                         return Some(Found::Outbound(h.outbound.as_deref()))
                     }
-                    Some(h) if h.single => {}
+                    // The only tunnel, with the only local selector: a miss.
+                    Some(h) if h.single && !e.ids.several() => {}
                     _ => {
-                        if accept(e.first) {
-                            return Some(Found::Tunnel(e.first));
-                        }
-                    }
-                }
-                if let Some(rest) = &e.rest {
-                    for &id in rest.iter() {
-                        if accept(id) {
+                        if let Some(id) = self.by_source(key, src) {
                             return Some(Found::Tunnel(id));
                         }
                     }
@@ -532,5 +675,38 @@ mod tests {
         assert_eq!(first("10.1.9.9"), Some(2));
         assert_eq!(first("10.9.9.9"), Some(1));
         assert_eq!(first("192.0.2.1"), None);
+    }
+
+    #[test]
+    fn tunnels_sharing_a_remote_prefix_are_found_by_source() {
+        // A client's shape: one remote selector, a virtual IP each. The first tunnel was
+        // alone in the entry (not in the source index) until the second came.
+        let vip = |i: u32| IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+        let tunnels: Vec<Tunnel> = (0..2000)
+            .map(|i| Tunnel {
+                id: i,
+                local_ts: vec![Prefix::host(vip(i))],
+                remote_ts: vec!["172.16.0.0/24".parse().unwrap()],
+            })
+            .collect();
+        let mut pt = PolicyTable::build(tunnels.iter());
+        let dst: IpAddr = "172.16.0.5".parse().unwrap();
+        let found = |pt: &PolicyTable, i: u32| match pt.lookup(vip(i), dst) {
+            Some(Found::Tunnel(id)) => Some(id),
+            _ => None,
+        };
+        for i in [0, 1, 2, 999, 1999] {
+            assert_eq!(found(&pt, i), Some(i));
+        }
+        assert_eq!(found(&pt, 5000), None);
+        // Down to one tunnel again (the last one): still found, the others not.
+        for t in &tunnels[..1999] {
+            pt.remove(t);
+        }
+        assert_eq!(found(&pt, 1999), Some(1999));
+        assert_eq!(found(&pt, 0), None);
+        pt.remove(&tunnels[1999]);
+        assert!(pt.is_empty());
+        assert_eq!(found(&pt, 1999), None);
     }
 }

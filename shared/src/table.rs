@@ -138,16 +138,6 @@ impl TunnelEntry {
             outbound: self.outbound.clone(),
         })
     }
-
-    /// Whether the tunnel exists and one of its local selectors contains `src`.
-    #[inline]
-    fn local_contains(&self, src: IpAddr) -> bool {
-        match (&self.tunnel, self.first_local) {
-            (Some(_), Some(p)) if p.contains(src) => true,
-            (Some(t), Some(_)) => t.local_ts[1..].iter().any(|p| p.contains(src)),
-            _ => false,
-        }
-    }
 }
 
 /// One immutable version of all tables.
@@ -193,11 +183,7 @@ impl Snapshot {
     /// Outbound policy lookup: the outbound SA for an inner packet `src -> dst`.
     #[inline]
     pub fn lookup_outbound(&self, src: IpAddr, dst: IpAddr) -> Option<&OutboundSa> {
-        let found = self.policy.lookup(src, dst, |id| {
-            self.tunnels
-                .get(id as usize)
-                .is_some_and(|e| e.local_contains(src))
-        })?;
+        let found = self.policy.lookup(src, dst)?;
         match found {
             Found::Outbound(sa) => sa,
             Found::Tunnel(id) => self.tunnels.get(id as usize)?.outbound.as_deref(),
@@ -445,7 +431,12 @@ impl TableWriter {
         if let Some(old) = &old {
             self.next.policy.remove(old);
         }
-        self.next.policy.insert(&tunnel);
+        let next = &mut self.next;
+        next.policy.insert(&tunnel, |other| {
+            next.tunnels
+                .get(other as usize)
+                .and_then(|e| e.tunnel.as_deref())
+        });
         let entry = self.tunnel_entry(id)?;
         entry.first_local = tunnel.local_ts.first().copied();
         let tunnel = Arc::new(tunnel);

@@ -5,7 +5,8 @@ use mobiked_perf::table::{self, TableBenchConfig};
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: table-bench [--quick] [--json FILE] [--sizes 1000,10000,100000] \
-[--rounds N] [--changes N] [--lookups N] [--no-pin]";
+[--rounds N] [--changes N] [--lookups N] [--no-pin] [--client]\n\
+  --client: tunnels of a client's shape (one shared remote selector, a virtual IP each)";
 
 fn parse() -> Result<(TableBenchConfig, Option<String>), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -23,6 +24,10 @@ fn parse() -> Result<(TableBenchConfig, Option<String>), String> {
             "--quick" => continue,
             "--no-pin" => {
                 cfg.pin = false;
+                continue;
+            }
+            "--client" => {
+                cfg.client = true;
                 continue;
             }
             _ => {}
