@@ -267,8 +267,67 @@ pub enum Found<'a> {
 
 impl PolicyEntry {
     #[inline]
-    fn ids(&self) -> impl Iterator<Item = TunnelId> + '_ {
+    fn tunnels(&self) -> impl Iterator<Item = TunnelId> + '_ {
         self.ids.iter()
+    }
+}
+
+/// An entry holding tunnel ids under a key: the policy buckets and the source index.
+trait IdsEntry: HashEntry {
+    fn ids(&self) -> &Ids;
+    /// A fresh entry (a bucket's hint is set again by the writer after every change).
+    fn of(key: Self::Key, ids: Ids) -> Self;
+}
+
+impl IdsEntry for PolicyEntry {
+    fn ids(&self) -> &Ids {
+        &self.ids
+    }
+    fn of(key: PolicyKey, ids: Ids) -> Self {
+        PolicyEntry {
+            key: Some(key),
+            ids,
+            hint: None,
+        }
+    }
+}
+
+impl IdsEntry for SourceEntry {
+    fn ids(&self) -> &Ids {
+        &self.ids
+    }
+    fn of(key: SourceKey, ids: Ids) -> Self {
+        SourceEntry {
+            key: Some(key),
+            ids,
+        }
+    }
+}
+
+/// Adds `id` under `key`. `None` if it was there already, else the ids the key held
+/// before (`Some(None)`: the key is new).
+fn add_id<E: IdsEntry>(map: &mut HashPages<E>, key: E::Key, id: TunnelId) -> Option<Option<Ids>> {
+    let before = map.get(&key).map(|e| e.ids().clone());
+    let ids = match &before {
+        Some(b) => b.with(id)?,
+        None => Ids::one(id),
+    };
+    map.insert(E::of(key, ids));
+    Some(before)
+}
+
+/// Takes `id` from under `key`. `None` if it was not there, else whether the key is
+/// gone with it.
+fn remove_id<E: IdsEntry>(map: &mut HashPages<E>, key: E::Key, id: TunnelId) -> Option<bool> {
+    match map.get(&key)?.ids().without(id)? {
+        Some(ids) => {
+            map.insert(E::of(key, ids));
+            Some(false)
+        }
+        None => {
+            map.remove(&key);
+            Some(true)
+        }
     }
 }
 
@@ -415,27 +474,13 @@ impl PolicyTable {
                 dst,
                 src: PolicyKey::of_prefix(l),
             };
-            match self.by_src.get(&key) {
-                Some(e) => {
-                    if let Some(ids) = e.ids.with(id) {
-                        self.by_src.insert(SourceEntry {
-                            key: Some(key),
-                            ids,
-                        });
-                    }
-                }
-                None => {
-                    self.by_src.insert(SourceEntry {
-                        key: Some(key),
-                        ids: Ids::one(id),
-                    });
-                    count_length(
-                        &mut self.src_keys_per_len,
-                        &mut self.src_lengths,
-                        &key.src,
-                        true,
-                    );
-                }
+            if let Some(None) = add_id(&mut self.by_src, key, id) {
+                count_length(
+                    &mut self.src_keys_per_len,
+                    &mut self.src_lengths,
+                    &key.src,
+                    true,
+                );
             }
         }
     }
@@ -447,25 +492,13 @@ impl PolicyTable {
                 dst,
                 src: PolicyKey::of_prefix(l),
             };
-            let Some(left) = self.by_src.get(&key).and_then(|e| e.ids.without(id)) else {
-                continue;
-            };
-            match left {
-                Some(ids) => {
-                    self.by_src.insert(SourceEntry {
-                        key: Some(key),
-                        ids,
-                    });
-                }
-                None => {
-                    self.by_src.remove(&key);
-                    count_length(
-                        &mut self.src_keys_per_len,
-                        &mut self.src_lengths,
-                        &key.src,
-                        false,
-                    );
-                }
+            if remove_id(&mut self.by_src, key, id) == Some(true) {
+                count_length(
+                    &mut self.src_keys_per_len,
+                    &mut self.src_lengths,
+                    &key.src,
+                    false,
+                );
             }
         }
     }
@@ -496,29 +529,20 @@ impl PolicyTable {
     pub fn insert<'t>(&mut self, tunnel: &Tunnel, others: impl Fn(TunnelId) -> Option<&'t Tunnel>) {
         for p in &tunnel.remote_ts {
             let key = PolicyKey::of_prefix(p);
-            let before = self.map.get(&key).map(|e| e.ids.clone());
-            let ids = match &before {
-                Some(b) => match b.with(tunnel.id) {
-                    Some(ids) => ids,
-                    None => continue,
-                },
-                None => {
-                    self.count(&key, true);
-                    Ids::one(tunnel.id)
-                }
+            let Some(before) = add_id(&mut self.map, key, tunnel.id) else {
+                continue;
             };
-            let several = ids.several();
-            self.map.insert(PolicyEntry {
-                key: Some(key),
-                ids,
-                hint: None,
-            });
+            // A bucket that held a tunnel before holds several now.
+            let several = before.is_some();
+            if !several {
+                self.count(&key, true);
+            }
             if several || tunnel.local_ts.len() > 1 {
                 self.index_sources(key, &tunnel.local_ts, tunnel.id);
             }
             // The entry has just become shared: its former only tunnel is told apart by
             // the source from now on too.
-            if let Some(alone) = before.filter(|b| several && !b.several()) {
+            if let Some(alone) = before.filter(|b| !b.several()) {
                 if let Some(t) = others(alone.first) {
                     self.index_sources(key, &t.local_ts, alone.first);
                 }
@@ -530,21 +554,11 @@ impl PolicyTable {
     pub fn remove(&mut self, tunnel: &Tunnel) {
         for p in &tunnel.remote_ts {
             let key = PolicyKey::of_prefix(p);
-            let Some(left) = self.map.get(&key).and_then(|e| e.ids.without(tunnel.id)) else {
+            let Some(gone) = remove_id(&mut self.map, key, tunnel.id) else {
                 continue;
             };
-            match left {
-                Some(ids) => {
-                    self.map.insert(PolicyEntry {
-                        key: Some(key),
-                        ids,
-                        hint: None,
-                    });
-                }
-                None => {
-                    self.map.remove(&key);
-                    self.count(&key, false);
-                }
+            if gone {
+                self.count(&key, false);
             }
             self.unindex_sources(key, &tunnel.local_ts, tunnel.id);
         }
@@ -618,7 +632,7 @@ impl PolicyTable {
         self.lengths[dst.is_ipv6() as usize]
             .longest_first()
             .filter_map(move |len| self.map.get(&PolicyKey::of(dst, len)))
-            .flat_map(PolicyEntry::ids)
+            .flat_map(PolicyEntry::tunnels)
     }
 
     /// Distinct remote prefixes.

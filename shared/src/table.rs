@@ -231,11 +231,13 @@ struct Retired {
 
 /// The free slots of one direction: those given back (taken again first, last given
 /// back first), then the never-used ones from `next` up to `max`. A bound, not a list of
-/// every slot, so that an empty table costs no memory per slot of `max_sas`.
+/// every slot, so that an empty table costs no memory per slot of `max_sas`. Slots of
+/// published SAs wait in `pending` until the publication that drops them retires.
 struct Slots {
     free: Vec<Slot>,
     next: Slot,
     max: Slot,
+    pending: Vec<Slot>,
 }
 
 impl Slots {
@@ -244,6 +246,7 @@ impl Slots {
             free: Vec::new(),
             next: 0,
             max: Slot::try_from(max).unwrap_or(Slot::MAX),
+            pending: Vec::new(),
         }
     }
 
@@ -260,6 +263,16 @@ impl Slots {
 
     fn put(&mut self, slot: Slot) {
         self.free.push(slot);
+    }
+
+    /// Gives a slot back: at once if its SA was never published (no worker saw it),
+    /// else once the next publication retires.
+    fn release(&mut self, slot: Slot, published: bool) {
+        if published {
+            self.pending.push(slot);
+        } else {
+            self.put(slot);
+        }
     }
 }
 
@@ -283,8 +296,6 @@ pub struct TableWriter {
     dirty_paths: Vec<PathId>,
     free_in: Slots,
     free_out: Slots,
-    pending_free_in: Vec<Slot>,
-    pending_free_out: Vec<Slot>,
     next_install_id: u64,
     /// The first install id staged after the last publication: an SA with an id at or
     /// above it was never visible to a worker, so its slot is free again at once.
@@ -314,8 +325,6 @@ impl TableWriter {
             dirty_paths: Vec::new(),
             free_in: Slots::new(config.max_inbound),
             free_out: Slots::new(config.max_outbound),
-            pending_free_in: Vec::new(),
-            pending_free_out: Vec::new(),
             next_install_id: 1,
             unpublished_from: 1,
             generation: 0,
@@ -356,23 +365,9 @@ impl TableWriter {
         Ok(())
     }
 
-    /// Gives an inbound slot back: at once if its SA was never published, else when the
-    /// publication that drops it is no longer seen by any worker.
-    fn release_in(&mut self, slot: Slot, install_id: u64) {
-        if install_id >= self.unpublished_from {
-            self.free_in.put(slot);
-        } else {
-            self.pending_free_in.push(slot);
-        }
-    }
-
-    /// `release_in` for outbound slots.
-    fn release_out(&mut self, slot: Slot, install_id: u64) {
-        if install_id >= self.unpublished_from {
-            self.free_out.put(slot);
-        } else {
-            self.pending_free_out.push(slot);
-        }
+    /// Whether the SA installed as `install_id` has been published (a worker may see it).
+    fn was_published(&self, install_id: u64) -> bool {
+        install_id < self.unpublished_from
     }
 
     fn install_id(&mut self) -> u64 {
@@ -413,7 +408,8 @@ impl TableWriter {
             .inbound
             .remove(spi)
             .ok_or(TableError::UnknownSpi(spi))?;
-        self.release_in(sa.slot, sa.install_id);
+        let published = self.was_published(sa.install_id);
+        self.free_in.release(sa.slot, published);
         self.dirty = true;
         Ok(())
     }
@@ -461,7 +457,8 @@ impl TableWriter {
             self.refresh_hints(Some(&old));
         }
         if let Some(sa) = outbound {
-            self.release_out(sa.slot, sa.install_id);
+            let published = self.was_published(sa.install_id);
+            self.free_out.release(sa.slot, published);
         }
         self.dirty = true;
         Ok(())
@@ -520,7 +517,8 @@ impl TableWriter {
             tunnel: spec.tunnel,
         };
         if let Some(old) = self.tunnel_entry(id)?.outbound.replace(Arc::new(sa)) {
-            self.release_out(old.slot, old.install_id);
+            let published = self.was_published(old.install_id);
+            self.free_out.release(old.slot, published);
         }
         self.refresh_hints_of(spec.tunnel);
         self.dirty = true;
@@ -537,7 +535,8 @@ impl TableWriter {
             .outbound
             .take()
             .ok_or(TableError::UnknownTunnel(tunnel))?;
-        self.release_out(old.slot, old.install_id);
+        let published = self.was_published(old.install_id);
+        self.free_out.release(old.slot, published);
         self.refresh_hints_of(tunnel);
         self.dirty = true;
         Ok(())
@@ -628,8 +627,8 @@ impl TableWriter {
         self.retired.push_back(Retired {
             epoch,
             snapshot: prev,
-            freed_in: std::mem::take(&mut self.pending_free_in),
-            freed_out: std::mem::take(&mut self.pending_free_out),
+            freed_in: std::mem::take(&mut self.free_in.pending),
+            freed_out: std::mem::take(&mut self.free_out.pending),
         });
         self.dirty = false;
         self.unpublished_from = self.next_install_id;

@@ -52,10 +52,10 @@ impl Housekeeping {
     /// The earliest keepalive known to be due: of the last complete sweep, or of the
     /// paths the current one has seen.
     fn due(&self) -> Option<u64> {
-        match (self.next_keepalive_ns, self.sweep_due) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.next_keepalive_ns, self.sweep_due]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// How long an idle worker may sleep at `now`: until the next keepalive pass that can

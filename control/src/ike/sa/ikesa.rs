@@ -383,13 +383,14 @@ impl IkeSa {
     pub fn clear_armed(&mut self) {
         self.armed = None;
     }
-    /// Records `due` as armed; true if it differs from what was armed.
+    /// Whether the SA is in the endpoint's index by peer identity.
     pub fn peer_indexed(&self) -> bool {
         self.peer_indexed
     }
     pub fn set_peer_indexed(&mut self) {
         self.peer_indexed = true;
     }
+    /// Records `due` as armed; true if it differs from what was armed.
     pub fn take_armed(&mut self, due: Option<u64>) -> bool {
         let changed = self.armed != due;
         self.armed = due;
