@@ -50,6 +50,12 @@ const INJECT_BACKLOG_MAX: usize = 8192;
 /// While NAT-T messages wait for room in a worker's inject queue, look again this soon
 /// (the worker empties its queue within a burst).
 const INJECT_RETRY_NS: u64 = 1_000_000;
+/// Datagrams fed to the engine per turn (punted and from the IKE sockets together).
+/// A turn's answers leave only at its end: a peer whose whole window arrived in one
+/// turn would wait for all of it to be answered, then send its next window in one
+/// burst while this side idles. Short turns keep both ends busy (what is left is read
+/// on the next turn, which does not sleep).
+const TURN_DATAGRAMS: usize = 64;
 
 #[derive(clap::Args)]
 pub struct IkeArgs {
@@ -202,17 +208,21 @@ pub fn main(args: &IkeArgs, role: Role) -> Result<(), String> {
         );
         io.wait_readable(timeout, ctl.as_ref(), &signals);
         let now = now_ns();
-        io.receive(&mut engine, now, &mut rx);
         if let Some(addrs) = watch.as_mut().and_then(AddrWatch::addresses_changed) {
             engine.host_addresses_changed(now, addrs);
         }
-        while fabric.punt.recv_swap(&mut punted) {
+        // Punted first: those mostly complete setups already under way.
+        let mut budget = TURN_DATAGRAMS;
+        while budget > 0 && fabric.punt.recv_swap(&mut punted) {
+            budget -= 1;
             engine.handle_datagram(now, punted.meta.dst, punted.meta.src, punted.data());
         }
-        while fabric.punt_large.recv_swap(&mut punted_large) {
+        while budget > 0 && fabric.punt_large.recv_swap(&mut punted_large) {
+            budget -= 1;
             let p = &punted_large;
             engine.handle_datagram(now, p.meta.dst, p.meta.src, p.data());
         }
+        io.receive(&mut engine, now, &mut rx, budget);
         while let Some(ev) = fabric.events.pop() {
             if let WorkerEvent::PeerMoved { spi, from, to, .. } = ev {
                 engine.peer_moved(spi, from, to);
@@ -340,11 +350,12 @@ impl Io {
         }
     }
 
-    /// Feeds every datagram waiting on the IKE sockets to the endpoint.
-    fn receive(&mut self, engine: &mut Engine, now: u64, buf: &mut [u8]) {
+    /// Feeds up to `budget` datagrams waiting on the IKE sockets to the endpoint (a
+    /// flood cannot keep the loop from its other duties; the rest stays readable).
+    fn receive(&mut self, engine: &mut Engine, now: u64, buf: &mut [u8], mut budget: usize) {
         for s in &self.sockets {
-            // Bounded: a flood cannot keep the loop from its other duties.
-            for _ in 0..256 {
+            while budget > 0 {
+                budget -= 1;
                 match s.sock.recv_from(buf) {
                     Ok((n, from)) => {
                         if let Some(data) = buf.get(..n) {
