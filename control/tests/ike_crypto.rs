@@ -1,6 +1,6 @@
 //! The IKEv2 crypto suites against published vectors (RFC 4868, RFC 5903, RFC 7748,
 //! RFC 3602), an independent AES-GCM (RustCrypto `aes-gcm`, beside ring) for the SK
-//! payload, hand-written expansions of prf+ and the key schedule, whole IKE_AUTH
+//! payload and an independent X25519 (`x25519-dalek`, beside aws-lc-rs), hand-written expansions of prf+ and the key schedule, whole IKE_AUTH
 //! exchanges computed by Python's hmac and pyca/cryptography
 //! (tests/data/crypto/gen_kat.py), and proptests feeding random and mutated
 //! datagrams to the SK opener.
@@ -319,6 +319,22 @@ fn x25519_small_order_points_give_no_secret() {
             CryptoError::SharedSecretZero,
             "{u:02x?}"
         );
+    }
+}
+
+proptest! {
+    /// X25519 against an independent implementation (x25519-dalek): the same public
+    /// value and the same shared secret for any pair of private keys.
+    #[test]
+    fn x25519_matches_dalek(a in any::<[u8; 32]>(), b in any::<[u8; 32]>()) {
+        let ours = KeyShare::from_private(DhGroup::Curve25519, &a).unwrap();
+        let theirs = x25519_dalek::StaticSecret::from(b);
+        let theirs_pub = x25519_dalek::PublicKey::from(&theirs);
+        let ours_pub = x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(a));
+        prop_assert_eq!(ours.public(), ours_pub.as_bytes());
+        let z = ours.agree(theirs_pub.as_bytes()).unwrap();
+        let want = theirs.diffie_hellman(&ours_pub);
+        prop_assert_eq!(z.as_bytes(), want.as_bytes());
     }
 }
 

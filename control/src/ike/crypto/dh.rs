@@ -2,13 +2,21 @@
 //! RFC 8031), with the public-value checks of RFC 6989. Private keys come from the
 //! injected [`Random`], so a seeded run is reproducible.
 
+use aws_lc_rs::agreement;
+
 use super::random::Random;
 use super::{CryptoError, DhGroup};
 
-enum Secret {
-    P256(p256::SecretKey),
-    P384(p384::SecretKey),
-    X25519(x25519_dalek::StaticSecret),
+fn algorithm(group: DhGroup) -> &'static agreement::Algorithm {
+    match group {
+        DhGroup::Ecp256 => &agreement::ECDH_P256,
+        DhGroup::Ecp384 => &agreement::ECDH_P384,
+        DhGroup::Curve25519 => &agreement::X25519,
+    }
+}
+
+fn is_ecp(group: DhGroup) -> bool {
+    !matches!(group, DhGroup::Curve25519)
 }
 
 /// Our half of a key exchange: a private key and the public value for the KE payload.
@@ -18,7 +26,7 @@ pub struct KeyShare(Box<Share>);
 
 struct Share {
     group: DhGroup,
-    secret: Secret,
+    secret: agreement::PrivateKey,
     public: Vec<u8>,
 }
 
@@ -75,41 +83,24 @@ impl KeyShare {
 
     /// A key share from a known private key (known-answer tests).
     pub fn from_private(group: DhGroup, private: &[u8]) -> Result<KeyShare, CryptoError> {
-        let (secret, public) = match group {
-            DhGroup::Ecp256 => {
-                if private.len() != 32 {
-                    return Err(CryptoError::KeyLength);
-                }
-                let s = p256::SecretKey::from_slice(private).map_err(|_| CryptoError::KeyLength)?;
-                let p = xy(
-                    p256::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(
-                        &s.public_key(),
-                        false,
-                    )
-                    .as_bytes(),
-                );
-                (Secret::P256(s), p)
-            }
-            DhGroup::Ecp384 => {
-                if private.len() != 48 {
-                    return Err(CryptoError::KeyLength);
-                }
-                let s = p384::SecretKey::from_slice(private).map_err(|_| CryptoError::KeyLength)?;
-                let p = xy(
-                    p384::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(
-                        &s.public_key(),
-                        false,
-                    )
-                    .as_bytes(),
-                );
-                (Secret::P384(s), p)
-            }
-            DhGroup::Curve25519 => {
-                let b: [u8; 32] = private.try_into().map_err(|_| CryptoError::KeyLength)?;
-                let s = x25519_dalek::StaticSecret::from(b);
-                let p = x25519_dalek::PublicKey::from(&s).as_bytes().to_vec();
-                (Secret::X25519(s), p)
-            }
+        let len = match group {
+            DhGroup::Ecp256 | DhGroup::Curve25519 => 32,
+            DhGroup::Ecp384 => 48,
+        };
+        if private.len() != len {
+            return Err(CryptoError::KeyLength);
+        }
+        // ECP: a big-endian scalar in 1..n (anything else is refused); Curve25519:
+        // any 32 octets, clamped (RFC 7748 5).
+        let secret = agreement::PrivateKey::from_private_key(algorithm(group), private)
+            .map_err(|_| CryptoError::KeyLength)?;
+        let public = secret
+            .compute_public_key()
+            .map_err(|_| CryptoError::KeyLength)?;
+        let public = if is_ecp(group) {
+            xy(public.as_ref())
+        } else {
+            public.as_ref().to_vec()
         };
         Ok(KeyShare(Box::new(Share {
             group,
@@ -134,35 +125,27 @@ impl KeyShare {
         if peer_public.len() != self.0.group.public_len() {
             return Err(CryptoError::KeShareLength);
         }
-        match &self.0.secret {
-            Secret::P256(s) => {
-                let mut sec1 = Vec::with_capacity(65);
-                sec1.push(4);
-                sec1.extend_from_slice(peer_public);
-                let p = p256::PublicKey::from_sec1_bytes(&sec1)
-                    .map_err(|_| CryptoError::KeShareInvalid)?;
-                let z = p256::ecdh::diffie_hellman(s.to_nonzero_scalar(), p.as_affine());
-                Ok(SharedSecret(z.raw_secret_bytes().to_vec()))
-            }
-            Secret::P384(s) => {
-                let mut sec1 = Vec::with_capacity(97);
-                sec1.push(4);
-                sec1.extend_from_slice(peer_public);
-                let p = p384::PublicKey::from_sec1_bytes(&sec1)
-                    .map_err(|_| CryptoError::KeShareInvalid)?;
-                let z = p384::ecdh::diffie_hellman(s.to_nonzero_scalar(), p.as_affine());
-                Ok(SharedSecret(z.raw_secret_bytes().to_vec()))
-            }
-            Secret::X25519(s) => {
-                let b: [u8; 32] = peer_public
-                    .try_into()
-                    .map_err(|_| CryptoError::KeShareLength)?;
-                let z = s.diffie_hellman(&x25519_dalek::PublicKey::from(b));
-                if !z.was_contributory() {
-                    return Err(CryptoError::SharedSecretZero);
-                }
-                Ok(SharedSecret(z.as_bytes().to_vec()))
-            }
-        }
+        let group = self.0.group;
+        let mut sec1 = [0u8; 97];
+        let peer = if is_ecp(group) {
+            // RFC 5903 7: x | y without the point format octet SEC1 wants.
+            sec1[0] = 4;
+            let n = peer_public.len() + 1;
+            sec1[1..n].copy_from_slice(peer_public);
+            &sec1[..n]
+        } else {
+            peer_public
+        };
+        let peer = agreement::UnparsedPublicKey::new(algorithm(group), peer);
+        // ECP: the point is checked to be on the curve; Curve25519: an all-zero
+        // result (a small-order point, RFC 7748 6.1) is refused.
+        let refused = if is_ecp(group) {
+            CryptoError::KeShareInvalid
+        } else {
+            CryptoError::SharedSecretZero
+        };
+        agreement::agree(&self.0.secret, peer, refused, |z| {
+            Ok(SharedSecret(z.to_vec()))
+        })
     }
 }
