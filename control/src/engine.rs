@@ -370,14 +370,14 @@ impl Engine {
 fn connections(cfg: &StaticConfig, role: Role, udp_only: bool) -> Vec<Conn> {
     let mut out = Vec::new();
     for cc in &cfg.connections {
+        // Set on the template: the copies share its policy (see `Conn`).
+        let mut cc = cc.clone();
+        if udp_only {
+            cc.conn.force_encap = true;
+        }
         match role {
             Role::Client => out.extend(cc.instances()),
             Role::Gateway => out.push(cc.instance(1)),
-        }
-    }
-    if udp_only {
-        for c in &mut out {
-            c.force_encap = true;
         }
     }
     // Held for the process's life, one per instance on a client: no spare room (a

@@ -3,6 +3,7 @@
 //! loader, or directly by tests.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
 use super::crypto::{DhGroup, Encr, EspEncr, Integ, Prf};
@@ -584,20 +585,43 @@ pub struct Dpd {
 }
 
 /// A connection: who we are, whom we talk to, with what.
+///
+/// The copies of one connection (a client's `instances`: up to 100,000 in one process)
+/// differ only in their name, identity and addresses; everything else is one
+/// [`ConnPolicy`] they share, reached through `Deref` (`conn.psk`, `conn.dpd`). A write
+/// through `DerefMut` copies a shared policy first (`Arc::make_mut`), so the loader
+/// and tests set the policy before making copies.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conn {
     pub name: String,
-    /// Where the initiator sends IKE_SA_INIT (port 500 unless given).
-    pub peer_addrs: Vec<SocketAddr>,
     /// Our addresses (the first is the initiator's source).
     pub local_addrs: Vec<SocketAddr>,
     pub local_id: Identity,
+    policy: Arc<ConnPolicy>,
+}
+
+impl Deref for Conn {
+    type Target = ConnPolicy;
+    fn deref(&self) -> &ConnPolicy {
+        &self.policy
+    }
+}
+
+impl DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut ConnPolicy {
+        Arc::make_mut(&mut self.policy)
+    }
+}
+
+/// What the copies of a connection share (see [`Conn`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnPolicy {
+    /// Where the initiator sends IKE_SA_INIT (port 500 unless given).
+    pub peer_addrs: Vec<SocketAddr>,
     /// `None` matches any peer identity (`%any`).
     pub remote_id: Option<Identity>,
     /// Pre-shared key, both directions.
     pub psk: Vec<u8>,
-    // The lists below are shared by the copies of a connection (a client's
-    // `instances`: 100,000 copies must not hold 100,000 copies of them).
     pub ike_proposals: Arc<[IkeProposal]>,
     pub esp_proposals: Arc<[EspProposal]>,
     pub local_ts: Arc<[Selector]>,
@@ -664,41 +688,43 @@ impl Conn {
     pub fn new(name: &str, local_id: Identity, psk: &[u8]) -> Self {
         Conn {
             name: name.to_string(),
-            peer_addrs: Vec::new(),
             local_addrs: Vec::new(),
             local_id,
-            remote_id: None,
-            psk: psk.to_vec(),
-            ike_proposals: IkeProposal::defaults().into(),
-            esp_proposals: EspProposal::defaults().into(),
-            local_ts: Arc::from([]),
-            remote_ts: Arc::from([]),
-            pools: Arc::from([]),
-            request_vip4: false,
-            request_vip6: false,
-            ike_lifetime: Lifetimes {
-                rekey_s: 4 * 3600,
-                life_s: 4 * 3600 + 600,
-                jitter_s: 360,
-            },
-            child_lifetime: Lifetimes {
-                rekey_s: 3600,
-                life_s: 3600 + 360,
-                jitter_s: 120,
-            },
-            retransmit: Retransmit {
-                initial_ms: 1000,
-                tries: 6,
-                max_ms: 16_000,
-            },
-            dpd: Dpd {
-                interval_s: 30,
-                timeout_s: 60,
-            },
-            childless_timeout_ms: 60_000,
-            cookie_threshold: 1000,
-            force_encap: false,
-            mobike: Mobike::default(),
+            policy: Arc::new(ConnPolicy {
+                peer_addrs: Vec::new(),
+                remote_id: None,
+                psk: psk.to_vec(),
+                ike_proposals: IkeProposal::defaults().into(),
+                esp_proposals: EspProposal::defaults().into(),
+                local_ts: Arc::from([]),
+                remote_ts: Arc::from([]),
+                pools: Arc::from([]),
+                request_vip4: false,
+                request_vip6: false,
+                ike_lifetime: Lifetimes {
+                    rekey_s: 4 * 3600,
+                    life_s: 4 * 3600 + 600,
+                    jitter_s: 360,
+                },
+                child_lifetime: Lifetimes {
+                    rekey_s: 3600,
+                    life_s: 3600 + 360,
+                    jitter_s: 120,
+                },
+                retransmit: Retransmit {
+                    initial_ms: 1000,
+                    tries: 6,
+                    max_ms: 16_000,
+                },
+                dpd: Dpd {
+                    interval_s: 30,
+                    timeout_s: 60,
+                },
+                childless_timeout_ms: 60_000,
+                cookie_threshold: 1000,
+                force_encap: false,
+                mobike: Mobike::default(),
+            }),
         }
     }
 }

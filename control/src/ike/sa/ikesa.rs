@@ -218,7 +218,8 @@ pub(crate) struct IkeSa {
     /// What only IKE_SA_INIT and IKE_AUTH use; `None` once established.
     hs: Option<Box<Handshake>>,
     next_req_id: u32,
-    pending: Option<Pending>,
+    /// Our outstanding request (boxed: most of the time there is none).
+    pending: Option<Box<Pending>>,
     queue: VecDeque<Req>,
     retry_at: Option<u64>,
     peer_next_id: u32,
@@ -245,7 +246,9 @@ pub(crate) struct IkeSa {
     peer_id: Option<Identity>,
     vip: Option<IpAddr>,
     vip_leased: bool,
-    init_key: Option<(SocketAddr, u64)>,
+    /// Responder: our entry in the endpoint's index of IKE_SA_INIT requests, until
+    /// the SA is established (boxed: an established SA holds none).
+    init_key: Option<Box<(SocketAddr, u64)>>,
     armed: Option<u64>,
     /// Entered in the endpoint's index by peer identity (see `Endpoint::file`).
     peer_indexed: bool,
@@ -254,7 +257,7 @@ pub(crate) struct IkeSa {
     started: u64,
     /// The IKE SA we created answering the peer's rekey while ours was outstanding,
     /// and the lowest nonce of that exchange (RFC 7296 2.8.2).
-    rekey_theirs: Option<(SaId, Vec<u8>)>,
+    rekey_theirs: Option<Box<(SaId, Vec<u8>)>>,
     /// MOBIKE, once both ends said they support it in IKE_AUTH.
     mobike: Option<Box<Mobike>>,
 }
@@ -361,8 +364,8 @@ impl IkeSa {
     pub fn is_established(&self) -> bool {
         self.state == State::Established
     }
-    pub fn init_key(&self) -> Option<(SocketAddr, u64)> {
-        self.init_key
+    pub fn take_init_key(&mut self) -> Option<(SocketAddr, u64)> {
+        self.init_key.take().map(|k| *k)
     }
     pub fn child_count(&self) -> usize {
         self.children.len()
@@ -404,7 +407,7 @@ impl IkeSa {
         if let Some(Pending {
             kind: Kind::Auth { spi_in, .. } | Kind::Child { spi_in, .. },
             ..
-        }) = &self.pending
+        }) = self.pending.as_deref()
         {
             spis.remove(spi_in);
         }
@@ -504,7 +507,7 @@ impl IkeSa {
         if let Some(g) = self.give_up_at(ctx, now) {
             next_at = next_at.min(g);
         }
-        self.pending = Some(Pending {
+        self.pending = Some(Box::new(Pending {
             id,
             data,
             local: path.0,
@@ -515,7 +518,7 @@ impl IkeSa {
             tries: 1,
             kind,
             alt,
-        });
+        }));
     }
 
     fn send_response(&mut self, ctx: &mut Ctx<'_>, rq: PeerRequest, payloads: &[Payload]) {
@@ -611,7 +614,7 @@ impl IkeSa {
         if let Some(Pending {
             kind: Kind::Auth { spi_in, .. } | Kind::Child { spi_in, .. },
             ..
-        }) = self.pending.take()
+        }) = self.pending.take().map(|p| *p)
         {
             ctx.child_spis.remove(&spi_in);
         }

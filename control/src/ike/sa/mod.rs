@@ -921,6 +921,16 @@ impl Endpoint {
             (true, false) => self.half_open_n -= 1,
             _ => {}
         }
+        // A responder SA stays in the index of IKE_SA_INIT requests through IKE_AUTH,
+        // so a retransmitted IKE_SA_INIT (RFC 7296 2.1) finds it rather than making a
+        // new one; once established, the initiator had our response and sends none.
+        if s.is_established() || s.is_dead() {
+            if let Some(k) = s.take_init_key() {
+                if self.init_index.get(&k) == Some(&id) {
+                    self.init_index.remove(&k);
+                }
+            }
+        }
         if s.is_dead() {
             if let Some(who) = s.peer_id() {
                 if let Some(ids) = self.by_peer.get_mut(who) {
@@ -931,13 +941,6 @@ impl Endpoint {
                     if ids.is_empty() {
                         self.by_peer.remove(who);
                     }
-                }
-            }
-            // The index outlives the half-open state so a late duplicate of
-            // IKE_SA_INIT finds its SA rather than making a new one.
-            if let Some(k) = s.init_key() {
-                if self.init_index.get(&k) == Some(&id) {
-                    self.init_index.remove(&k);
                 }
             }
             s.release(&mut self.child_spis);

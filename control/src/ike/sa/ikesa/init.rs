@@ -235,7 +235,7 @@ impl IkeSa {
         sa.next_req_id = 0;
         sa.last_rx = now;
         sa.started = now;
-        sa.init_key = Some((remote, h.spi_i));
+        sa.init_key = Some(Box::new((remote, h.spi_i)));
         sa.state = State::HalfOpen;
         sa.half_open_until = Some(now + ctx.cfg.half_open_timeout_ms * NS_PER_MS);
         // The request's hashes were made before SPIr existed: with SPIr = 0.

@@ -29,7 +29,7 @@ impl IkeSa {
             return false;
         }
         if matches!(
-            self.pending,
+            self.pending.as_deref(),
             Some(Pending {
                 kind: Kind::RekeyIke { .. },
                 ..
@@ -90,7 +90,7 @@ impl IkeSa {
         // Our own IKE rekey is outstanding: a collision (RFC 7296 2.8.2). Answer it;
         // which new SA survives is settled when our exchange completes.
         let colliding = matches!(
-            self.pending,
+            self.pending.as_deref(),
             Some(Pending {
                 kind: Kind::RekeyIke { .. },
                 ..
@@ -102,7 +102,7 @@ impl IkeSa {
         }
         // Children in the middle of an exchange would be left behind.
         if matches!(
-            self.pending,
+            self.pending.as_deref(),
             Some(Pending {
                 kind: Kind::Child { .. },
                 ..
@@ -183,7 +183,7 @@ impl IkeSa {
             let n2 = self.sibling(
                 ctx, now, spi, false, their_spi, spi, suite, new_keys, sk_out, sk_in, ni, &nr,
             );
-            self.rekey_theirs = Some((spi, Self::min_nonce(ni, &nr)));
+            self.rekey_theirs = Some(Box::new((spi, Self::min_nonce(ni, &nr))));
             ctx.born.push(n2);
             return;
         }
@@ -328,7 +328,7 @@ impl IkeSa {
         };
         if let Some(e) = error_notify(p) {
             ctx.born_spis.retain(|s| *s != spi);
-            if let Some((n2, _)) = self.rekey_theirs.take() {
+            if let Some((n2, _)) = self.rekey_theirs.take().map(|b| *b) {
                 // Ours failed but we answered the peer's: that SA replaces this one,
                 // and the peer, its initiator, deletes this one.
                 let h = self.take_handover(ctx, n2);
@@ -394,7 +394,7 @@ impl IkeSa {
         let Ok((sk_out, sk_in)) = new_keys.initiator_sk(&suite) else {
             return;
         };
-        if let Some((n2, theirs_min)) = self.rekey_theirs.take() {
+        if let Some((n2, theirs_min)) = self.rekey_theirs.take().map(|b| *b) {
             // Both rekeyed at once (RFC 7296 2.8.2): the new SA of the exchange with
             // the lowest nonce is redundant and its initiator deletes it; the other
             // one gets the children, and its initiator deletes the old SA.
