@@ -306,7 +306,7 @@ impl Lab {
             .installer()
             .sas()
             .iter()
-            .filter_map(|s| s.vip)
+            .filter_map(|s| self.cl.engine.endpoint().peer_of(s.sa).1)
             .collect();
         v.sort();
         v

@@ -17,14 +17,14 @@
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use shared::path::{Encap, PathId, PathSpec, L2};
 use shared::policy::{Prefix, Tunnel, TunnelId};
 use shared::sa::{EspCipher, EspKey, InboundSpec, OutboundSpec};
 use shared::table::{Publication, TableError, TableWriter};
 
-use crate::ike::conn::{Identity, Selector};
+use crate::ike::conn::Selector;
 use crate::ike::sa::{ChildId, ChildInfo, ConnId, DownReason, Event, SaId};
 
 /// How long the inbound SA of a child replaced by a rekey stays installed after the
@@ -80,7 +80,8 @@ impl From<TableError> for InstallError {
     }
 }
 
-/// An IKE SA as installed: its path and what `ctl sas` reports.
+/// An IKE SA as installed: its path and addresses. What else `ctl sas` reports (the
+/// peer's identity, its virtual IP) the IKE SA holds: one copy per tunnel, not two.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IkeView {
     pub sa: SaId,
@@ -89,14 +90,12 @@ pub struct IkeView {
     pub local: SocketAddr,
     pub remote: SocketAddr,
     pub encap: bool,
-    pub peer_id: Option<Identity>,
-    pub vip: Option<IpAddr>,
     pub path: PathId,
     /// `now` of the event that brought it up.
     pub up_ns: u64,
 }
 
-/// A child SA as installed.
+/// A child SA as installed (its selectors are the IKE SA's to report).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChildView {
     pub id: ChildId,
@@ -106,8 +105,6 @@ pub struct ChildView {
     pub spi_out: u32,
     pub cipher: EspCipher,
     pub esn: bool,
-    pub local_ts: Vec<Selector>,
-    pub remote_ts: Vec<Selector>,
     /// Whether its outbound SA is the tunnel's current one (false once a rekey replaced
     /// it: only its inbound SA remains until it is deleted).
     pub outbound: bool,
@@ -408,8 +405,6 @@ impl Installer {
                 remote,
                 encap,
                 behind_nat,
-                peer_id,
-                vip,
                 ..
             } => {
                 if let Some(old) = self.sas.get(sa) {
@@ -432,8 +427,6 @@ impl Installer {
                     local: *local,
                     remote: *remote,
                     encap: *encap,
-                    peer_id: peer_id.clone(),
-                    vip: *vip,
                     path,
                     up_ns: now,
                 });
@@ -586,8 +579,6 @@ impl Installer {
                     spi_out: c.spi_out,
                     cipher: c.cipher,
                     esn: c.esn,
-                    local_ts: c.local_ts.clone(),
-                    remote_ts: c.remote_ts.clone(),
                     outbound: !defer,
                 },
                 key_out: c.key_out.clone(),

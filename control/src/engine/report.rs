@@ -24,23 +24,26 @@ pub(super) fn handle(
                     local: s.local,
                     remote: s.remote,
                     encap: s.encap || inst.udp_only(),
-                    peer_id: s.peer_id.as_ref().map(|i| i.to_string()),
-                    vip: s.vip,
+                    peer_id: ep.peer_of(s.sa).0.map(|i| i.to_string()),
+                    vip: ep.peer_of(s.sa).1,
                     path: s.path,
                     age_ms: now.saturating_sub(s.up_ns) / 1_000_000,
                     children: inst
                         .children_of(s.sa)
                         .into_iter()
-                        .map(|c| ChildSaInfo {
-                            id: c.id,
-                            spi_in: format!("{:08x}", c.spi_in),
-                            spi_out: format!("{:08x}", c.spi_out),
-                            encr: c.cipher.name().to_string(),
-                            esn: c.esn,
-                            local_ts: ts_strings(&c.local_ts),
-                            remote_ts: ts_strings(&c.remote_ts),
-                            tunnel: c.tunnel,
-                            outbound: c.outbound,
+                        .map(|c| {
+                            let (l, r) = ep.child_selectors(s.sa, c.id).unwrap_or_default();
+                            ChildSaInfo {
+                                id: c.id,
+                                spi_in: format!("{:08x}", c.spi_in),
+                                spi_out: format!("{:08x}", c.spi_out),
+                                encr: c.cipher.name().to_string(),
+                                esn: c.esn,
+                                local_ts: ts_strings(l),
+                                remote_ts: ts_strings(r),
+                                tunnel: c.tunnel,
+                                outbound: c.outbound,
+                            }
                         })
                         .collect(),
                 })

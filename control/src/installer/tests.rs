@@ -1,5 +1,6 @@
 //! The installer against a real `TableWriter`.
 use super::*;
+use crate::ike::conn::Identity;
 use shared::table::{Snapshot, TableConfig};
 use std::sync::Arc;
 

@@ -376,6 +376,14 @@ impl IkeSa {
     pub fn peer_id(&self) -> Option<&Identity> {
         self.peer_id.as_ref()
     }
+    pub fn vip(&self) -> Option<IpAddr> {
+        self.vip
+    }
+    /// A child's (local, remote) traffic selectors.
+    pub fn child_selectors(&self, child: ChildId) -> Option<(&[Selector], &[Selector])> {
+        let c = self.children.iter().find(|c| c.info.id == child)?;
+        Some((&c.info.local_ts, &c.info.remote_ts))
+    }
     /// The peer started over (INITIAL_CONTACT on a new IKE SA): go without a word.
     pub fn drop_replaced(&mut self, ctx: &mut Ctx<'_>) {
         self.die(ctx, DownReason::Replaced);

@@ -625,6 +625,18 @@ impl Endpoint {
             .unwrap_or(false)
     }
 
+    /// The authenticated peer's identity and the virtual IP of the SA.
+    pub fn peer_of(&self, sa: SaId) -> (Option<&Identity>, Option<IpAddr>) {
+        self.sas
+            .get(&sa)
+            .map_or((None, None), |s| (s.peer_id(), s.vip()))
+    }
+
+    /// A child's (local, remote) traffic selectors.
+    pub fn child_selectors(&self, sa: SaId, child: ChildId) -> Option<(&[Selector], &[Selector])> {
+        self.sas.get(&sa)?.child_selectors(child)
+    }
+
     /// Whether MOBIKE is on for the SA.
     pub fn mobike(&self, sa: SaId) -> bool {
         self.sas.get(&sa).is_some_and(|s| s.mobike())
