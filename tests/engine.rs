@@ -383,13 +383,13 @@ fn a_client_that_loses_its_address_moves_and_its_traffic_follows() {
     lab.cl.addrs = vec![ip(CL2)];
     lab.cl.engine.host_addresses_changed(lab.now, vec![ip(CL2)]);
     assert!(
-        lab.run_until(5 * S, |l| l
+        lab.run_until(5 * S, |l| l.gw.engine.installer().sas().iter().all(|s| l
             .gw
             .engine
-            .installer()
-            .sas()
-            .iter()
-            .all(|s| s.remote.ip() == ip(CL2))),
+            .writer()
+            .path(s.path)
+            .map(|r| r.spec.remote.ip())
+            == Some(ip(CL2)))),
         "the gateway's paths: {:?}\nclient {:?}\ngateway {:?}",
         lab.gw.engine.installer().sas(),
         lab.cl.engine.stats(),

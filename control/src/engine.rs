@@ -275,7 +275,10 @@ impl Engine {
         // After the events: a path installed by this turn gives its link header to
         // the messages that brought it up.
         while let Some(t) = self.ep.poll_transmit() {
-            let tag = self.installer.path_between(t.local, t.remote).unwrap_or(0);
+            let tag = self
+                .installer
+                .path_between(&self.writer, t.local, t.remote)
+                .unwrap_or(0);
             self.out.push_back((t, tag));
         }
     }

@@ -15,7 +15,7 @@
 //! [`Installer::commit`] once, so the workers see each batch as one publication.
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
 
@@ -25,7 +25,11 @@ use shared::sa::{EspCipher, EspKey, InboundSpec, OutboundSpec};
 use shared::table::{Publication, TableError, TableWriter};
 
 use crate::ike::conn::Selector;
-use crate::ike::sa::{ChildId, ChildInfo, ConnId, DownReason, Event, SaId};
+use crate::ike::sa::{ChildId, ChildInfo, ConnId, DownReason, Event, SaId, SaMap};
+
+mod index;
+
+use index::{ChildList, PairHasher, PairKeys, PairSas};
 
 /// How long the inbound SA of a child replaced by a rekey stays installed after the
 /// child is deleted: ESP the peer sent with the old SPI just before it switched may still
@@ -80,19 +84,19 @@ impl From<TableError> for InstallError {
     }
 }
 
-/// An IKE SA as installed: its path and addresses. What else `ctl sas` reports (the
-/// peer's identity, its virtual IP) the IKE SA holds: one copy per tunnel, not two.
+/// An IKE SA as installed: its path and children. What else `ctl sas` reports is
+/// held once elsewhere: the addresses in the path record, the peer's identity and
+/// virtual IP in the IKE SA.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IkeView {
     pub sa: SaId,
     pub conn: ConnId,
     pub initiator: bool,
-    pub local: SocketAddr,
-    pub remote: SocketAddr,
-    pub encap: bool,
     pub path: PathId,
     /// `now` of the event that brought it up.
     pub up_ns: u64,
+    /// Its installed children, ascending.
+    children: ChildList,
 }
 
 /// A child SA as installed (its selectors are the IKE SA's to report).
@@ -113,7 +117,7 @@ pub struct ChildView {
 struct ChildRec {
     view: ChildView,
     /// Kept to restore the outbound SA should the replacing child go down first.
-    key_out: Vec<u8>,
+    key_out: Box<[u8]>,
 }
 
 /// An inbound SA kept a little after its child went (see
@@ -123,78 +127,23 @@ struct Linger {
     tunnel: TunnelId,
 }
 
-/// The lingering inbound SAs, by SPI and by expiry, so that a child up, an expiry
-/// and the next deadline cost O(log n), not a walk over all of them.
+/// The lingering inbound SAs, by SPI, by expiry and by tunnel, so that a child up, an
+/// expiry, a tunnel's end and the next deadline cost O(log n), not a walk over all of
+/// them (and a tunnel without lingering SAs holds nothing for them).
 #[derive(Default)]
 struct Lingering {
     by_spi: HashMap<u32, Linger>,
     /// (until, SPI) of every entry of `by_spi`.
     by_time: BTreeSet<(u64, u32)>,
+    /// (tunnel, SPI) of every entry of `by_spi`.
+    by_tunnel: BTreeSet<(TunnelId, u32)>,
 }
 
 struct TunnelRec {
     /// Children whose inbound SA points at this tunnel, oldest first.
-    children: Vec<ChildId>,
+    children: ChildList,
     /// The child whose outbound SA is installed.
     out: ChildId,
-    /// SPIs of the inbound SAs lingering on this tunnel (in [`Installer::lingering`]).
-    lingering: Vec<u32>,
-}
-
-/// The IKE SAs between one pair of addresses, each with its path. Nearly always one
-/// (each peer has its address), which a `BTreeMap` would keep in a node of eleven; a
-/// map only when several share the pair (many clients behind one address and port).
-#[derive(Debug)]
-enum PairSas {
-    One(SaId, PathId),
-    Many(BTreeMap<SaId, PathId>),
-}
-
-impl PairSas {
-    /// The path of the SA with the lowest SPI.
-    fn first(&self) -> PathId {
-        match self {
-            PairSas::One(_, p) => *p,
-            PairSas::Many(m) => m.values().next().copied().unwrap_or_default(),
-        }
-    }
-
-    fn insert(&mut self, sa: SaId, path: PathId) {
-        match self {
-            PairSas::One(s, p) if *s == sa => *p = path,
-            PairSas::One(s, p) => *self = PairSas::Many(BTreeMap::from([(*s, *p), (sa, path)])),
-            PairSas::Many(m) => {
-                m.insert(sa, path);
-            }
-        }
-    }
-
-    /// Removes `sa`; true if none is left.
-    fn remove(&mut self, sa: SaId) -> bool {
-        match self {
-            PairSas::One(s, _) => *s == sa,
-            PairSas::Many(m) => {
-                m.remove(&sa);
-                let only = match m.len() {
-                    1 => m.iter().next().map(|(&s, &p)| (s, p)),
-                    _ => None,
-                };
-                if let Some((s, p)) = only {
-                    *self = PairSas::One(s, p);
-                    return false;
-                }
-                m.is_empty()
-            }
-        }
-    }
-
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        match self {
-            PairSas::One(..) => 1,
-            PairSas::Many(m) => m.len(),
-        }
-    }
 }
 
 /// Allocates small integer ids and reuses released ones (lowest first is not needed:
@@ -246,16 +195,15 @@ pub struct Installer {
     replay_window: u32,
     paths: Ids,
     tunnels: Ids,
-    sas: HashMap<SaId, IkeView>,
-    /// The IKE SAs of `sas` by (local, remote), each with its path: what
-    /// [`Installer::path_between`] asks for every IKE message sent.
-    by_addrs: HashMap<(SocketAddr, SocketAddr), PairSas>,
+    sas: SaMap<IkeView>,
+    /// The IKE SAs of `sas` by the key of (local, remote) of their path, each with
+    /// its path: what [`Installer::path_between`] asks for every IKE message sent.
+    by_addrs: HashMap<u64, PairSas, PairHasher>,
+    pair_keys: PairKeys,
     children: HashMap<ChildId, ChildRec>,
-    /// The children of `children` by IKE SA, ascending. A sorted `Vec` of exactly its
-    /// length: an IKE SA has a child or two, which a `BTreeSet` would keep in a node
-    /// of eleven.
-    children_by_sa: HashMap<SaId, Vec<ChildId>>,
-    tunnel_recs: HashMap<TunnelId, TunnelRec>,
+    /// By tunnel id: the ids are small and dense (reused), so a vector beats a map
+    /// (no key, no control bytes).
+    tunnel_recs: Vec<Option<TunnelRec>>,
     lingering: Lingering,
     l2: Option<L2Resolver>,
 }
@@ -272,11 +220,11 @@ impl Installer {
             replay_window,
             paths: Ids::new(tc.max_paths),
             tunnels: Ids::new(tc.max_tunnels),
-            sas: HashMap::new(),
-            by_addrs: HashMap::new(),
+            sas: SaMap::default(),
+            by_addrs: HashMap::default(),
+            pair_keys: PairKeys::default(),
             children: HashMap::new(),
-            children_by_sa: HashMap::new(),
-            tunnel_recs: HashMap::new(),
+            tunnel_recs: Vec::new(),
             lingering: Lingering::default(),
             l2: None,
         }
@@ -302,10 +250,10 @@ impl Installer {
 
     /// The installed children of IKE SA `sa`, oldest first.
     pub fn children_of(&self, sa: SaId) -> Vec<&ChildView> {
-        self.children_by_sa
+        self.sas
             .get(&sa)
-            .into_iter()
-            .flatten()
+            .map_or(&[][..], |s| s.children.as_slice())
+            .iter()
             .filter_map(|c| self.children.get(c))
             .map(|c| &c.view)
             .collect()
@@ -318,40 +266,41 @@ impl Installer {
 
     /// The path of an established IKE SA between these addresses (for the link header of
     /// IKE messages sent through the dataplane); of several, the lowest SPI's.
-    pub fn path_between(&self, local: SocketAddr, remote: SocketAddr) -> Option<PathId> {
-        self.by_addrs.get(&(local, remote)).map(PairSas::first)
+    /// `w`: the table the installer writes, whose path records hold the addresses.
+    pub fn path_between(
+        &self,
+        w: &TableWriter,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> Option<PathId> {
+        let sas = self.by_addrs.get(&self.pair_keys.key(local, remote))?;
+        let mut on_pair = sas.iter().filter(|&(_, p)| {
+            w.path(p)
+                .is_some_and(|r| (r.spec.local, r.spec.remote) == (local, remote))
+        });
+        on_pair.next().map(|(_, p)| p)
     }
 
-    /// Files IKE SA `v` in the map and in the address index. An SA of that SPI filed
-    /// before leaves the index.
-    fn file_sa(&mut self, v: IkeView) {
-        match self.by_addrs.entry((v.local, v.remote)) {
+    /// Enters IKE SA `sa` with path `path` in the address index under (local, remote).
+    fn index_addrs(&mut self, sa: SaId, path: PathId, local: SocketAddr, remote: SocketAddr) {
+        match self.by_addrs.entry(self.pair_keys.key(local, remote)) {
             Entry::Vacant(e) => {
-                e.insert(PairSas::One(v.sa, v.path));
+                e.insert(PairSas::One(sa, path));
             }
-            Entry::Occupied(mut e) => e.get_mut().insert(v.sa, v.path),
-        }
-        if let Some(old) = self.sas.insert(v.sa, v) {
-            if let Some(new) = self.sas.get(&old.sa) {
-                if (new.local, new.remote) == (old.local, old.remote) {
-                    return;
-                }
-            }
-            self.unindex_addrs(old.sa, old.local, old.remote);
+            Entry::Occupied(mut e) => e.get_mut().insert(sa, path),
         }
     }
 
-    /// Takes IKE SA `sa` out of the map and the address index.
-    fn take_sa(&mut self, sa: SaId) -> Option<IkeView> {
-        let v = self.sas.remove(&sa)?;
-        self.unindex_addrs(sa, v.local, v.remote);
-        Some(v)
-    }
-
-    fn unindex_addrs(&mut self, sa: SaId, local: SocketAddr, remote: SocketAddr) {
-        if let Some(m) = self.by_addrs.get_mut(&(local, remote)) {
+    /// Takes IKE SA `sa` out of the address index, where its path's current record
+    /// in `w` placed it.
+    fn unindex_addrs(&mut self, w: &TableWriter, sa: SaId, path: PathId) {
+        let Some(spec) = w.path(path).map(|r| r.spec) else {
+            return;
+        };
+        let key = self.pair_keys.key(spec.local, spec.remote);
+        if let Some(m) = self.by_addrs.get_mut(&key) {
             if m.remove(sa) {
-                self.by_addrs.remove(&(local, remote));
+                self.by_addrs.remove(&key);
             }
         }
     }
@@ -409,10 +358,7 @@ impl Installer {
             } => {
                 if let Some(old) = self.sas.get(sa) {
                     // Up twice: treat as a path change.
-                    let path = old.path;
-                    let spec = self.path_spec(*local, *remote, *encap, *behind_nat);
-                    w.set_path(path, spec)?;
-                    return Ok(());
+                    return self.move_path(w, *sa, old.path, *local, *remote, *encap, *behind_nat);
                 }
                 let path = self.paths.take().ok_or(InstallError::PathsFull)?;
                 let spec = self.path_spec(*local, *remote, *encap, *behind_nat);
@@ -420,16 +366,18 @@ impl Installer {
                     self.paths.put(path);
                     return Err(e.into());
                 }
-                self.file_sa(IkeView {
-                    sa: *sa,
-                    conn: *conn,
-                    initiator: *initiator,
-                    local: *local,
-                    remote: *remote,
-                    encap: *encap,
-                    path,
-                    up_ns: now,
-                });
+                self.index_addrs(*sa, path, *local, *remote);
+                self.sas.insert(
+                    *sa,
+                    IkeView {
+                        sa: *sa,
+                        conn: *conn,
+                        initiator: *initiator,
+                        path,
+                        up_ns: now,
+                        children: ChildList::default(),
+                    },
+                );
                 Ok(())
             }
             Event::ChildUp { sa, child } => self.child_up(w, *sa, child),
@@ -438,21 +386,30 @@ impl Installer {
             Event::IkeRekeyed { old, new } => {
                 // RFC 7296 2.8: the children move to the new IKE SA; so does the path,
                 // whose id stays: nothing changes on the wire.
-                let mut v = self.take_sa(*old).ok_or(InstallError::UnknownSa(*old))?;
-                v.sa = *new;
-                self.file_sa(v);
-                if let Some(moved) = self.children_by_sa.remove(old) {
-                    for c in &moved {
-                        if let Some(c) = self.children.get_mut(c) {
-                            c.view.sa = *new;
-                        }
-                    }
-                    let to = self.children_by_sa.entry(*new).or_default();
-                    for c in moved {
-                        id_insert(to, c);
+                let mut v = self.sas.remove(old).ok_or(InstallError::UnknownSa(*old))?;
+                self.unindex_addrs(w, *old, v.path);
+                // Should the new SA have come up by itself meanwhile, its path goes and
+                // its children join the moved ones.
+                let mut res = Ok(());
+                if let Some(prev) = self.sas.remove(new) {
+                    self.unindex_addrs(w, *new, prev.path);
+                    self.paths.put(prev.path);
+                    res = w.remove_path(prev.path).map_err(Into::into);
+                    for &c in prev.children.as_slice() {
+                        v.children.insert_sorted(c);
                     }
                 }
-                Ok(())
+                for c in v.children.as_slice() {
+                    if let Some(c) = self.children.get_mut(c) {
+                        c.view.sa = *new;
+                    }
+                }
+                v.sa = *new;
+                if let Some(spec) = w.path(v.path).map(|r| r.spec) {
+                    self.index_addrs(*new, v.path, spec.local, spec.remote);
+                }
+                self.sas.insert(*new, v);
+                res
             }
             Event::PathChanged {
                 sa,
@@ -462,19 +419,39 @@ impl Installer {
                 behind_nat,
             } => {
                 let v = self.sas.get(sa).ok_or(InstallError::UnknownSa(*sa))?;
-                let path = v.path;
-                let spec = self.path_spec(*local, *remote, *encap, *behind_nat);
-                w.set_path(path, spec)?;
-                if let Some(mut v) = self.take_sa(*sa) {
-                    v.local = *local;
-                    v.remote = *remote;
-                    v.encap = *encap;
-                    self.file_sa(v);
-                }
-                Ok(())
+                self.move_path(w, *sa, v.path, *local, *remote, *encap, *behind_nat)
             }
             Event::IkeDown { sa, reason } => self.ike_down(w, now, *sa, *reason),
         }
+    }
+
+    /// Points path `path` of IKE SA `sa` at new addresses, in the table and the index.
+    #[allow(clippy::too_many_arguments)]
+    fn move_path(
+        &mut self,
+        w: &mut TableWriter,
+        sa: SaId,
+        path: PathId,
+        local: SocketAddr,
+        remote: SocketAddr,
+        encap: bool,
+        behind_nat: bool,
+    ) -> Result<(), InstallError> {
+        let spec = self.path_spec(local, remote, encap, behind_nat);
+        let was = w.path(path).map(|r| (r.spec.local, r.spec.remote));
+        w.set_path(path, spec)?;
+        if was != Some((local, remote)) {
+            if let Some((l, r)) = was {
+                let key = self.pair_keys.key(l, r);
+                if let Some(m) = self.by_addrs.get_mut(&key) {
+                    if m.remove(sa) {
+                        self.by_addrs.remove(&key);
+                    }
+                }
+            }
+            self.index_addrs(sa, path, local, remote);
+        }
+        Ok(())
     }
 
     fn child_up(
@@ -555,12 +532,14 @@ impl Installer {
             undo(w, &mut self.tunnels);
             return Err(e.into());
         }
-        let rec = self.tunnel_recs.entry(tunnel).or_insert(TunnelRec {
-            children: Vec::new(),
+        let i = tunnel as usize;
+        if self.tunnel_recs.len() <= i {
+            self.tunnel_recs.resize_with(i + 1, || None);
+        }
+        let rec = self.tunnel_recs[i].get_or_insert(TunnelRec {
+            children: ChildList::default(),
             out: c.id,
-            lingering: Vec::new(),
         });
-        rec.children.reserve_exact(1);
         rec.children.push(c.id);
         if !defer {
             if let Some(prev) = self.children.get_mut(&rec.out) {
@@ -581,10 +560,12 @@ impl Installer {
                     esn: c.esn,
                     outbound: !defer,
                 },
-                key_out: c.key_out.clone(),
+                key_out: c.key_out.as_slice().into(),
             },
         );
-        id_insert(self.children_by_sa.entry(sa).or_default(), c.id);
+        if let Some(s) = self.sas.get_mut(&sa) {
+            s.children.insert_sorted(c.id);
+        }
         Ok(())
     }
 
@@ -600,20 +581,13 @@ impl Installer {
             .ok_or(InstallError::UnknownChild(child))?;
         let v = &rec.view;
         let tunnel = v.tunnel;
-        if let Some(set) = self.children_by_sa.get_mut(&v.sa) {
-            if let Ok(i) = set.binary_search(&child) {
-                set.remove(i);
-                set.shrink_to_fit();
-            }
-            if set.is_empty() {
-                self.children_by_sa.remove(&v.sa);
-            }
+        if let Some(s) = self.sas.get_mut(&v.sa) {
+            s.children.remove(child);
         }
         // Another child carries on in the tunnel: let this one's inbound SA linger for
         // ESP still in flight.
         let replaced = self
-            .tunnel_recs
-            .get(&tunnel)
+            .tunnel_rec(tunnel)
             .is_some_and(|t| t.children.len() > 1);
         let in_result = if replaced {
             self.linger(
@@ -625,16 +599,25 @@ impl Installer {
         } else {
             w.remove_inbound(v.spi_in)
         };
-        let Some(t) = self.tunnel_recs.get_mut(&tunnel) else {
+        let Some(t) = self
+            .tunnel_recs
+            .get_mut(tunnel as usize)
+            .and_then(Option::as_mut)
+        else {
             return in_result.map_err(Into::into);
         };
-        t.children.retain(|&c| c != child);
+        t.children.remove(child);
         if t.children.is_empty() {
             // The last child of the tunnel: its outbound SA and selectors go too, and
             // so do inbound SAs still lingering on it (the tunnel id will be reused).
-            let lingering = std::mem::take(&mut t.lingering);
-            self.tunnel_recs.remove(&tunnel);
+            self.tunnel_recs[tunnel as usize] = None;
             self.tunnels.put(tunnel);
+            let lingering: Vec<u32> = self
+                .lingering
+                .by_tunnel
+                .range((tunnel, 0)..=(tunnel, u32::MAX))
+                .map(|&(_, spi)| spi)
+                .collect();
             for spi in lingering {
                 if self.unlinger(spi) {
                     let _ = w.remove_inbound(spi);
@@ -643,7 +626,7 @@ impl Installer {
             w.remove_tunnel(tunnel)?;
         } else if t.out == child {
             // The replacing child went first: the newest remaining one sends again.
-            let Some(&next) = t.children.last() else {
+            let Some(next) = t.children.last() else {
                 return in_result.map_err(Into::into);
             };
             t.out = next;
@@ -680,17 +663,22 @@ impl Installer {
     ) -> Result<(), InstallError> {
         // The core reports the children down first; anything left is removed here so
         // that nothing outlives its IKE SA.
-        let left = self.children_by_sa.remove(&sa).unwrap_or_default();
+        let left = self
+            .sas
+            .get_mut(&sa)
+            .map(|s| std::mem::take(&mut s.children))
+            .unwrap_or_default();
         let mut first_err = None;
-        for c in left {
+        for &c in left.as_slice() {
             if let Err(e) = self.child_down(w, now, c) {
                 first_err.get_or_insert(e);
             }
         }
-        let Some(v) = self.take_sa(sa) else {
+        let Some(v) = self.sas.remove(&sa) else {
             // Never came up (a failed setup): nothing was installed.
             return first_err.map_or(Ok(()), Err);
         };
+        self.unindex_addrs(w, sa, v.path);
         self.paths.put(v.path);
         w.remove_path(v.path)?;
         first_err.map_or(Ok(()), Err)
@@ -724,9 +712,7 @@ impl Installer {
         self.unlinger(spi);
         self.lingering.by_spi.insert(spi, Linger { until, tunnel });
         self.lingering.by_time.insert((until, spi));
-        if let Some(t) = self.tunnel_recs.get_mut(&tunnel) {
-            t.lingering.push(spi);
-        }
+        self.lingering.by_tunnel.insert((tunnel, spi));
     }
 
     /// Forgets lingering inbound SA `spi` (the caller removes it from the table);
@@ -736,10 +722,12 @@ impl Installer {
             return false;
         };
         self.lingering.by_time.remove(&(l.until, spi));
-        if let Some(t) = self.tunnel_recs.get_mut(&l.tunnel) {
-            t.lingering.retain(|&s| s != spi);
-        }
+        self.lingering.by_tunnel.remove(&(l.tunnel, spi));
         true
+    }
+
+    fn tunnel_rec(&self, tunnel: TunnelId) -> Option<&TunnelRec> {
+        self.tunnel_recs.get(tunnel as usize)?.as_ref()
     }
 
     /// Publishes what the batch staged, if anything.
@@ -764,14 +752,6 @@ fn prefixes(ts: &[Selector]) -> Vec<Prefix> {
     }
     out.shrink_to_fit();
     out
-}
-
-/// Adds `id` to the ascending `ids` (if absent), growing it by exactly one.
-fn id_insert(ids: &mut Vec<ChildId>, id: ChildId) {
-    if let Err(i) = ids.binary_search(&id) {
-        ids.reserve_exact(1);
-        ids.insert(i, id);
-    }
 }
 
 #[cfg(test)]

@@ -4,6 +4,12 @@
 use super::{hex_spi, Engine};
 use crate::ctl::{ChildSaInfo, IkeSaInfo, PathInfo, Request, Response};
 use crate::ike::conn::Selector;
+use shared::path::Encap;
+use std::net::{Ipv4Addr, SocketAddr};
+
+fn unspecified() -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))
+}
 
 pub(super) fn handle(
     e: &mut Engine,
@@ -11,19 +17,26 @@ pub(super) fn handle(
     req: Request,
     extra: Vec<(String, u64)>,
 ) -> Response {
-    let (ep, inst, names) = (&mut e.ep, &e.installer, &e.names);
+    let (ep, inst, names, w) = (&mut e.ep, &e.installer, &e.names, &e.writer);
+    // Where an IKE SA's path runs, as installed: (local, remote, UDP-encapsulated).
+    let path_of = |p| {
+        let spec = w.path(p).map(|r| r.spec);
+        let (l, r) = spec.map_or((unspecified(), unspecified()), |s| (s.local, s.remote));
+        (l, r, spec.is_some_and(|s| s.encap == Encap::Udp))
+    };
     match req {
         Request::Sas => Response::Sas {
             sas: inst
                 .sas()
                 .into_iter()
-                .map(|s| IkeSaInfo {
+                .map(|s| (s, path_of(s.path)))
+                .map(|(s, (local, remote, encap))| IkeSaInfo {
                     spi: hex_spi(s.sa),
                     conn: names.get(s.conn).cloned().unwrap_or_default(),
                     initiator: s.initiator,
-                    local: s.local,
-                    remote: s.remote,
-                    encap: s.encap || inst.udp_only(),
+                    local,
+                    remote,
+                    encap,
                     peer_id: ep.peer_of(s.sa).0.map(|i| i.to_string()),
                     vip: ep.peer_of(s.sa).1,
                     path: s.path,
@@ -62,16 +75,13 @@ pub(super) fn handle(
                     .into_iter()
                     .map(|s| {
                         let rec = snap.path(s.path);
+                        let (local, remote, udp) = path_of(s.path);
                         PathInfo {
                             name: hex_spi(s.sa),
                             id: s.path,
-                            local: s.local,
-                            remote: s.remote,
-                            encap: if s.encap || inst.udp_only() {
-                                "udp".into()
-                            } else {
-                                "esp".into()
-                            },
+                            local,
+                            remote,
+                            encap: if udp { "udp".into() } else { "esp".into() },
                             generation: rec.map_or(0, |r| r.generation),
                             published_ns: rec.map_or(0, |r| r.published_ns),
                         }

@@ -490,10 +490,18 @@ mod indexes {
 
     impl Installer {
         /// The old walk: the lowest SPI's path among the IKE SAs on the pair.
-        fn path_between_scan(&self, local: SocketAddr, remote: SocketAddr) -> Option<PathId> {
+        fn path_between_scan(
+            &self,
+            w: &TableWriter,
+            local: SocketAddr,
+            remote: SocketAddr,
+        ) -> Option<PathId> {
             self.sas
                 .values()
-                .filter(|s| s.local == local && s.remote == remote)
+                .filter(|s| {
+                    w.path(s.path)
+                        .is_some_and(|r| (r.spec.local, r.spec.remote) == (local, remote))
+                })
                 .min_by_key(|s| s.sa)
                 .map(|s| s.path)
         }
@@ -510,10 +518,10 @@ mod indexes {
             v
         }
 
-        fn check_indexes(&self, snap: &Snapshot) {
+        fn check_indexes(&self, w: &TableWriter, snap: &Snapshot) {
             for k in 0..PAIRS.len() {
                 let (l, r) = addrs_of(k);
-                assert_eq!(self.path_between(l, r), self.path_between_scan(l, r));
+                assert_eq!(self.path_between(w, l, r), self.path_between_scan(w, l, r));
             }
             let n: usize = self.by_addrs.values().map(PairSas::len).sum();
             assert_eq!(n, self.sas.len(), "every IKE SA indexed once");
@@ -521,27 +529,39 @@ mod indexes {
                 let ids: Vec<ChildId> = self.children_of(sa).iter().map(|c| c.id).collect();
                 assert_eq!(ids, self.children_of_scan(sa));
             }
-            let n: usize = self.children_by_sa.values().map(Vec::len).sum();
+            let n: usize = self.sas.values().map(|s| s.children.len()).sum();
             assert_eq!(n, self.children.len(), "every child indexed once");
-            assert!(self.children_by_sa.values().all(|s| !s.is_empty()));
             assert!(
-                self.children_by_sa
+                self.sas
                     .values()
-                    .all(|s| s.is_sorted_by(|a, b| a < b)),
+                    .all(|s| s.children.as_slice().is_sorted_by(|a, b| a < b)),
                 "children ascending, once each"
             );
+            // Tunnels: each child in its tunnel's list once, nothing else there.
+            let n: usize = self
+                .tunnel_recs
+                .iter()
+                .flatten()
+                .map(|t| t.children.len())
+                .sum();
+            assert_eq!(n, self.children.len(), "every child in its tunnel once");
+            for c in self.children.values() {
+                let t = self.tunnel_rec(c.view.tunnel).expect("the child's tunnel");
+                assert!(t.children.as_slice().contains(&c.view.id));
+            }
             // Lingering: by time and by tunnel agree with by SPI, and are installed.
             let l = &self.lingering;
             assert_eq!(self.next_expiry(), l.by_spi.values().map(|x| x.until).min());
             let by_time: BTreeSet<(u64, u32)> =
                 l.by_spi.iter().map(|(&spi, x)| (x.until, spi)).collect();
             assert_eq!(l.by_time, by_time);
-            let mut on_tunnels: Vec<(TunnelId, u32)> = self
-                .tunnel_recs
-                .iter()
-                .flat_map(|(&t, r)| r.lingering.iter().map(move |&s| (t, s)))
-                .collect();
-            on_tunnels.sort_unstable();
+            let on_tunnels: Vec<(TunnelId, u32)> = l.by_tunnel.iter().copied().collect();
+            for (t, _) in &on_tunnels {
+                assert!(
+                    self.tunnel_rec(*t).is_some(),
+                    "lingering on live tunnel {t}"
+                );
+            }
             let mut want: Vec<(TunnelId, u32)> =
                 l.by_spi.iter().map(|(&spi, x)| (x.tunnel, spi)).collect();
             want.sort_unstable();
@@ -716,7 +736,7 @@ mod indexes {
             }
             self.i.commit(&mut self.w);
             let snap = self.w.published();
-            self.i.check_indexes(&snap);
+            self.i.check_indexes(&self.w, &snap);
         }
     }
 
@@ -741,7 +761,7 @@ mod indexes {
             }
             r.step(&Op::Expire(600));
             prop_assert!(r.i.by_addrs.is_empty());
-            prop_assert!(r.i.children_by_sa.is_empty());
+            prop_assert!(r.i.tunnel_recs.iter().all(Option::is_none));
             prop_assert_eq!(r.i.lingering(), 0);
             prop_assert!(r.i.lingering.by_time.is_empty());
         }

@@ -10,7 +10,7 @@ use std::collections::{HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 
 use super::negotiate::{self as neg};
-use super::{ChildId, ChildInfo, ConnId, Ctx, DownReason, Event, FailReason, SaId};
+use super::{ChildId, ConnId, Ctx, DownReason, Event, FailReason, SaId};
 use crate::ike::conn::{Conn, Identity, Selector};
 use crate::ike::crypto::dh::KeyShare;
 use crate::ike::crypto::keys::IkeKeys;
@@ -30,6 +30,8 @@ mod init;
 mod mobike;
 mod payloads;
 mod timers;
+
+use timers::Deadline;
 
 pub(crate) use mobike::Mobike;
 
@@ -77,15 +79,28 @@ struct RekeyDone {
     new: ChildId,
 }
 
+/// What an IKE SA keeps of a child SA once it is up: its keys went to the dataplane
+/// with [`Event::ChildUp`], and a rekey derives new ones (RFC 7296 2.17), so none stay
+/// here; the selectors do, a rekey offers them again (2.9).
+#[derive(Debug, Clone)]
+struct ChildSa {
+    id: ChildId,
+    spi_in: u32,
+    spi_out: u32,
+    local_ts: Box<[Selector]>,
+    remote_ts: Box<[Selector]>,
+}
+
 struct Child {
-    info: ChildInfo,
+    info: ChildSa,
     state: ChildState,
-    rekey_at: Option<u64>,
-    expire_at: Option<u64>,
+    rekey_at: Deadline,
+    expire_at: Deadline,
     /// Our rekey of this child (we initiated) and the peer's, once each completed;
-    /// both present means the exchanges collided (RFC 7296 2.8.1).
-    ours: Option<RekeyDone>,
-    theirs: Option<RekeyDone>,
+    /// both present means the exchanges collided (RFC 7296 2.8.1). Boxed: present
+    /// only between a rekey and the old child's DELETE.
+    ours: Option<Box<RekeyDone>>,
+    theirs: Option<Box<RekeyDone>>,
 }
 
 #[derive(Debug, Clone)]
@@ -183,8 +198,9 @@ pub(crate) struct Handover {
 }
 
 /// The state of the initial exchanges that an established IKE SA no longer needs: our
-/// key share until the DH result (RFC 7296 1.2), the cookie to send again (2.6), and
-/// both IKE_SA_INIT messages, which the AUTH payloads sign (2.15). Boxed, and dropped
+/// key share until the DH result (RFC 7296 1.2), the cookie to send again (2.6), both
+/// IKE_SA_INIT messages and both nonces, which the AUTH payloads sign (2.15) and the
+/// first child's keys come from (2.17). Boxed, and dropped
 /// by `forget_handshake`: an established SA carries one empty pointer for it.
 #[derive(Default)]
 struct Handshake {
@@ -192,6 +208,8 @@ struct Handshake {
     init_req: Vec<u8>,
     init_resp: Vec<u8>,
     cookie: Option<Vec<u8>>,
+    ni: Vec<u8>,
+    nr: Vec<u8>,
 }
 
 pub(crate) struct IkeSa {
@@ -213,15 +231,13 @@ pub(crate) struct IkeSa {
     keys: Option<IkeKeys>,
     sk_out: Option<SkKeys>,
     sk_in: Option<SkKeys>,
-    ni: Vec<u8>,
-    nr: Vec<u8>,
     /// What only IKE_SA_INIT and IKE_AUTH use; `None` once established.
     hs: Option<Box<Handshake>>,
     next_req_id: u32,
     /// Our outstanding request (boxed: most of the time there is none).
     pending: Option<Box<Pending>>,
     queue: VecDeque<Req>,
-    retry_at: Option<u64>,
+    retry_at: Deadline,
     peer_next_id: u32,
     last_resp: Option<(u32, Vec<u8>)>,
     /// The last response went out while our request with the same message ID was
@@ -232,13 +248,13 @@ pub(crate) struct IkeSa {
     /// while answering UPDATE_SA_ADDRESSES).
     resp_twin: Option<Box<(u32, SocketAddr, SocketAddr)>>,
     children: Vec<Child>,
-    rekey_at: Option<u64>,
-    expire_at: Option<u64>,
-    half_open_until: Option<u64>,
-    dpd_at: Option<u64>,
+    rekey_at: Deadline,
+    expire_at: Deadline,
+    half_open_until: Deadline,
+    dpd_at: Deadline,
     /// Established without any child SA: deleted at this time unless one comes
     /// (see `Conn::childless_timeout_ms`).
-    childless_until: Option<u64>,
+    childless_until: Deadline,
     last_rx: u64,
     /// When the peer's last liveness check (an empty INFORMATIONAL request) came; 0:
     /// none yet. While they keep coming, ours wait (see `timers`).
@@ -249,7 +265,7 @@ pub(crate) struct IkeSa {
     /// Responder: our entry in the endpoint's index of IKE_SA_INIT requests, until
     /// the SA is established (boxed: an established SA holds none).
     init_key: Option<Box<(SocketAddr, u64)>>,
-    armed: Option<u64>,
+    armed: Deadline,
     /// Entered in the endpoint's index by peer identity (see `Endpoint::file`).
     peer_indexed: bool,
     up_reported: bool,
@@ -285,29 +301,27 @@ impl IkeSa {
             keys: None,
             sk_out: None,
             sk_in: None,
-            ni: Vec::new(),
-            nr: Vec::new(),
             hs: None,
             next_req_id: 0,
             pending: None,
             queue: VecDeque::new(),
-            retry_at: None,
+            retry_at: Deadline::NONE,
             peer_next_id: 0,
             last_resp: None,
             resp_twin: None,
             children: Vec::new(),
-            rekey_at: None,
-            expire_at: None,
-            half_open_until: None,
-            dpd_at: None,
-            childless_until: None,
+            rekey_at: Deadline::NONE,
+            expire_at: Deadline::NONE,
+            half_open_until: Deadline::NONE,
+            dpd_at: Deadline::NONE,
+            childless_until: Deadline::NONE,
             last_rx: 0,
             peer_dpd_rx: 0,
             peer_id: None,
             vip: None,
             vip_leased: false,
             init_key: None,
-            armed: None,
+            armed: Deadline::NONE,
             peer_indexed: false,
             up_reported: false,
             started: 0,
@@ -392,7 +406,7 @@ impl IkeSa {
         self.last_rx = self.last_rx.max(now);
     }
     pub fn clear_armed(&mut self) {
-        self.armed = None;
+        self.armed = Deadline::NONE;
     }
     /// Whether the SA is in the endpoint's index by peer identity.
     pub fn peer_indexed(&self) -> bool {
@@ -403,8 +417,8 @@ impl IkeSa {
     }
     /// Records `due` as armed; true if it differs from what was armed.
     pub fn take_armed(&mut self, due: Option<u64>) -> bool {
-        let changed = self.armed != due;
-        self.armed = due;
+        let changed = self.armed.get() != due;
+        self.armed = due.into();
         changed
     }
     /// Returns the child SPIs to the free set.
@@ -590,7 +604,7 @@ impl IkeSa {
                 if ch.state != ChildState::Rekeying {
                     return;
                 }
-                let (l, r) = (ch.info.local_ts.clone(), ch.info.remote_ts.clone());
+                let (l, r) = (ch.info.local_ts.to_vec(), ch.info.remote_ts.to_vec());
                 self.send_child_request(ctx, now, Some(id), l, r, None);
             }
             Req::RekeyIke => self.send_rekey_ike(ctx, now, None),

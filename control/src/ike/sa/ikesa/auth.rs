@@ -4,13 +4,14 @@
 //! refusals); also what both IKE_AUTH and CREATE_CHILD_SA use to bring a child SA up.
 //! EAP (2.16) is not implemented: a request without AUTH is refused.
 
+use crate::ike::sa::ikesa::timers::Deadline;
 use std::net::IpAddr;
 
 use super::payloads::{error_notify, ip_bytes, notify, sa_payload, ts_payloads, ts_repr};
 use super::timers::lifetime_deadlines;
 use super::{
-    neg, Child, ChildState, ConnId, Ctx, Event, FailReason, IkeSa, Kind, PeerRequest, State,
-    NS_PER_S,
+    neg, Child, ChildSa, ChildState, ConnId, Ctx, Event, FailReason, IkeSa, Kind, PeerRequest,
+    State, NS_PER_S,
 };
 use crate::ike::conn::{Conn, Identity, Selector};
 use crate::ike::crypto::keys::{psk_auth, ChildKeys};
@@ -82,9 +83,9 @@ impl IkeSa {
         let hs = self.hs.as_deref()?;
         let body = id_body(&c.local_id);
         let (msg, nonce, skp) = if initiator_role {
-            (&hs.init_req, &self.nr, keys.sk_pi())
+            (&hs.init_req, &hs.nr, keys.sk_pi())
         } else {
-            (&hs.init_resp, &self.ni, keys.sk_pr())
+            (&hs.init_resp, &hs.ni, keys.sk_pr())
         };
         Some((
             id_repr(&c.local_id),
@@ -110,9 +111,9 @@ impl IkeSa {
         let mut body = vec![id.id_type.0, 0, 0, 0];
         body.extend_from_slice(&id.data);
         let (msg, nonce, skp) = if peer_is_initiator {
-            (&hs.init_req, &self.nr, keys.sk_pi())
+            (&hs.init_req, &hs.nr, keys.sk_pi())
         } else {
-            (&hs.init_resp, &self.ni, keys.sk_pr())
+            (&hs.init_resp, &hs.ni, keys.sk_pr())
         };
         let want = psk_auth(suite.prf, psk, msg, nonce, skp, &body);
         crate::ike::crypto::ct_eq(&want, &auth.data)
@@ -192,8 +193,6 @@ impl IkeSa {
             return;
         }
         self.hs = None;
-        self.ni = Vec::new();
-        self.nr = Vec::new();
         // SK_e and SK_a live on in `sk_out`/`sk_in`, SK_p signed the AUTH payloads:
         // only SK_d is needed from now on (child SA keys, an IKE SA rekey).
         if let Some(k) = self.keys.as_mut() {
@@ -203,7 +202,7 @@ impl IkeSa {
 
     fn establish(&mut self, ctx: &mut Ctx<'_>, now: u64) {
         self.state = State::Established;
-        self.half_open_until = None;
+        self.half_open_until = Deadline::NONE;
         let c = self.conn(ctx);
         let (lt, dpd) = (c.ike_lifetime, c.dpd);
         let (rekey, expire) = lifetime_deadlines(ctx, now, &lt);
@@ -212,7 +211,9 @@ impl IkeSa {
         self.rekey_at = rekey;
         self.expire_at = expire;
         self.last_rx = now;
-        self.dpd_at = (dpd.interval_s > 0).then(|| now + dpd.interval_s * NS_PER_S);
+        self.dpd_at = (dpd.interval_s > 0)
+            .then(|| now + dpd.interval_s * NS_PER_S)
+            .into();
         ctx.counters.ike_up += 1;
         self.up_reported = true;
         let Some(suite) = self.suite else { return };
@@ -251,24 +252,15 @@ impl IkeSa {
             (keys.r_to_i, keys.i_to_r)
         };
         let id = ctx.new_child_id();
-        // Kept for the SA's lifetime (rekeys send them again): no spare capacity.
-        let (mut local_ts, mut remote_ts) = (local_ts, remote_ts);
-        local_ts.shrink_to_fit();
-        remote_ts.shrink_to_fit();
-        // The keys go to the dataplane with the event; the IKE SA never needs them
-        // again (a rekey derives new ones), so its record of the child keeps none.
-        let info = ChildInfo {
+        // The record keeps the selectors for the SA's lifetime (rekeys offer them
+        // again) in exactly their length; the keys go to the dataplane with the event
+        // only (a rekey derives new ones).
+        let info = ChildSa {
             id,
             spi_in,
             spi_out,
-            cipher: suite.cipher,
-            esn: suite.esn,
-            key_in: Vec::new(),
-            key_out: Vec::new(),
-            local_ts,
-            remote_ts,
-            replaces,
-            defer_outbound: replaces.is_some() && !exchange_initiator,
+            local_ts: local_ts.as_slice().into(),
+            remote_ts: remote_ts.as_slice().into(),
         };
         let lt = self.conn(ctx).child_lifetime;
         let (rekey_at, expire_at) = lifetime_deadlines(ctx, now, &lt);
@@ -276,9 +268,17 @@ impl IkeSa {
         ctx.events.push_back(Event::ChildUp {
             sa: self.id,
             child: ChildInfo {
+                id,
+                spi_in,
+                spi_out,
+                cipher: suite.cipher,
+                esn: suite.esn,
                 key_in,
                 key_out,
-                ..info.clone()
+                local_ts,
+                remote_ts,
+                replaces,
+                defer_outbound: replaces.is_some() && !exchange_initiator,
             },
         });
         // Most IKE SAs hold one child for life: room for exactly what is held (a Vec
@@ -486,7 +486,10 @@ impl IkeSa {
             let Some(prf) = self.suite.map(|s| s.prf) else {
                 return;
             };
-            if let Ok(ck) = ChildKeys::derive(&suite, prf, &keys.sk_d, None, &self.ni, &self.nr) {
+            let Some(hs) = self.hs.as_deref() else {
+                return;
+            };
+            if let Ok(ck) = ChildKeys::derive(&suite, prf, &keys.sk_d, None, &hs.ni, &hs.nr) {
                 self.add_child(ctx, now, suite, spi_in, spi_out, ck, false, l, r, None);
             }
         }
@@ -516,7 +519,7 @@ impl IkeSa {
         p: &[Payload],
         ke_group: Option<u16>,
         in_auth: bool,
-        rekeyed: Option<&ChildInfo>,
+        rekeyed: Option<&ChildSa>,
     ) -> Result<(EspSuite, u32, u8, Vec<Selector>, Vec<Selector>), NotifyType> {
         let Some((prop, suite, spi_out)) =
             neg::select_esp(&c.esp_proposals, props, ke_group, in_auth)
@@ -529,7 +532,7 @@ impl IkeSa {
             return Err(NotifyType::INVALID_SYNTAX);
         };
         let (ours_l, ours_r) = match rekeyed {
-            Some(old) => (old.local_ts.clone(), old.remote_ts.clone()),
+            Some(old) => (old.local_ts.to_vec(), old.remote_ts.to_vec()),
             None => self.offer_ts(c),
         };
         // TSi is the initiator's side: the peer's, matched against our remote.
@@ -628,7 +631,10 @@ impl IkeSa {
                         let Some(prf) = self.suite.map(|s| s.prf) else {
                             return;
                         };
-                        match ChildKeys::derive(&suite, prf, &keys.sk_d, None, &self.ni, &self.nr) {
+                        let Some(hs) = self.hs.as_deref() else {
+                            return;
+                        };
+                        match ChildKeys::derive(&suite, prf, &keys.sk_d, None, &hs.ni, &hs.nr) {
                             Ok(ck) => {
                                 self.add_child(
                                     ctx, now, suite, spi_in, spi_out, ck, true, tsi, tsr, None,

@@ -14,6 +14,7 @@ use crate::ike::conn::Selector;
 use crate::ike::crypto::dh::KeyShare;
 use crate::ike::crypto::keys::ChildKeys;
 use crate::ike::crypto::DhGroup;
+use crate::ike::sa::ikesa::timers::Deadline;
 use crate::ike::sa::ChildId;
 use crate::ike::wire::ke::{self, KeRepr};
 use crate::ike::wire::nonce::NonceRepr;
@@ -44,7 +45,7 @@ impl IkeSa {
             return false;
         }
         c.state = ChildState::Rekeying;
-        c.rekey_at = None;
+        c.rekey_at = Deadline::NONE;
         self.queue.push_back(Req::RekeyChild(child));
         self.kick(ctx, now);
         true
@@ -167,7 +168,7 @@ impl IkeSa {
                     } else {
                         self.queue.push_front(Req::CreateChild);
                     }
-                    self.retry_at = Some(now + TEMP_FAILURE_RETRY_MS * NS_PER_MS);
+                    self.retry_at = Deadline::at(now + TEMP_FAILURE_RETRY_MS * NS_PER_MS);
                 }
                 NotifyType::INVALID_KE_PAYLOAD => {
                     let want = notify(p, NotifyType::INVALID_KE_PAYLOAD)
@@ -249,11 +250,11 @@ impl IkeSa {
         if let Some(old) = rekey {
             if let Some(ch) = self.children.iter_mut().find(|c| c.info.id == old) {
                 ch.state = ChildState::Replaced;
-                ch.rekey_at = None;
-                ch.ours = Some(RekeyDone {
+                ch.rekey_at = Deadline::NONE;
+                ch.ours = Some(Box::new(RekeyDone {
                     min_nonce: Self::min_nonce(&ni, nr),
                     new,
-                });
+                }));
                 let collided = ch.theirs.is_some();
                 // The initiator of a rekey deletes the old SA (RFC 7296 2.8).
                 self.queue.push_back(Req::DeleteChildren(vec![old]));
@@ -416,12 +417,12 @@ impl IkeSa {
                 // too, this is a collision, settled when both are done.
                 if ch.state == ChildState::Installed {
                     ch.state = ChildState::Replaced;
-                    ch.rekey_at = None;
+                    ch.rekey_at = Deadline::NONE;
                 }
-                ch.theirs = Some(RekeyDone {
+                ch.theirs = Some(Box::new(RekeyDone {
                     min_nonce: Self::min_nonce(ni, &nr),
                     new,
-                });
+                }));
                 if ch.ours.is_some() {
                     self.resolve_collision(ctx, now, old_id);
                 }

@@ -3,6 +3,7 @@
 //! 3.10.1), the responder's answer or stateless refusal, the keys both derive (2.14),
 //! and NAT detection from the NAT_DETECTION_*_IP notifications (2.23).
 
+use crate::ike::sa::ikesa::timers::Deadline;
 use std::net::{IpAddr, SocketAddr};
 
 use super::payloads::{
@@ -62,7 +63,7 @@ impl IkeSa {
             .and_then(|p| p.dh.first().copied())
             .unwrap_or(DhGroup::Curve25519);
         sa.hs().ke = Some(KeyShare::generate(group, ctx.rng));
-        sa.ni = ctx.nonce();
+        sa.hs().ni = ctx.nonce();
         sa.last_rx = now;
         sa.started = now;
         sa.send_init(ctx, now);
@@ -100,7 +101,7 @@ impl IkeSa {
             data: ke.public().to_vec(),
         }));
         p.push(Payload::Nonce(NonceRepr {
-            nonce: self.ni.clone(),
+            nonce: hs.ni.clone(),
         }));
         let src = self.nat_d_source(ctx, 0, self.local);
         p.push(Payload::Notify(NotifyRepr::new(
@@ -228,8 +229,8 @@ impl IkeSa {
         sa.keys = Some(keys);
         sa.sk_out = Some(sk_out);
         sa.sk_in = Some(sk_in);
-        sa.ni = ni.to_vec();
-        sa.nr = nr.clone();
+        sa.hs().ni = ni.to_vec();
+        sa.hs().nr = nr.clone();
         sa.hs().init_req = data.to_vec();
         sa.peer_next_id = 1;
         sa.next_req_id = 0;
@@ -237,7 +238,7 @@ impl IkeSa {
         sa.started = now;
         sa.init_key = Some(Box::new((remote, h.spi_i)));
         sa.state = State::HalfOpen;
-        sa.half_open_until = Some(now + ctx.cfg.half_open_timeout_ms * NS_PER_MS);
+        sa.half_open_until = Deadline::at(now + ctx.cfg.half_open_timeout_ms * NS_PER_MS);
         // The request's hashes were made before SPIr existed: with SPIr = 0.
         let (nat_local, nat_remote) = sa.detect_nat(p, 0);
         sa.encap = nat_local || nat_remote || ctx.conns[conn].force_encap;
@@ -359,20 +360,15 @@ impl IkeSa {
             return;
         };
         self.spi_r = h.spi_r;
-        let Ok(keys) = IkeKeys::derive(
-            &suite,
-            g_ir.as_bytes(),
-            &self.ni,
-            nr,
-            self.spi_i,
-            self.spi_r,
-        ) else {
+        let (spi_i, spi_r) = (self.spi_i, self.spi_r);
+        let Ok(keys) = IkeKeys::derive(&suite, g_ir.as_bytes(), &self.hs().ni, nr, spi_i, spi_r)
+        else {
             return;
         };
         let Ok((sk_out, sk_in)) = keys.initiator_sk(&suite) else {
             return;
         };
-        self.nr = nr.to_vec();
+        self.hs().nr = nr.to_vec();
         self.suite = Some(suite);
         self.keys = Some(keys);
         self.sk_out = Some(sk_out);

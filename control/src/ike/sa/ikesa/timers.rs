@@ -8,6 +8,49 @@ use super::{
     Ctx, DownReason, FailReason, IkeSa, Kind, Req, State, NS_PER_MS, NS_PER_S, PATH_PROBE_MS,
 };
 use crate::ike::conn::Lifetimes;
+use std::num::NonZeroU64;
+
+/// A point in time something is due at, or none: eight bytes where `Option<u64>` takes
+/// sixteen (an IKE SA has seven of them and each child two; with 100,000 tunnels that
+/// is over 10 MB). Time 0 is kept as 1 ns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Deadline(Option<NonZeroU64>);
+
+impl Deadline {
+    pub const NONE: Deadline = Deadline(None);
+
+    pub fn at(ns: u64) -> Deadline {
+        Deadline(NonZeroU64::new(ns.max(1)))
+    }
+
+    pub fn get(self) -> Option<u64> {
+        self.0.map(NonZeroU64::get)
+    }
+
+    pub fn is_none(self) -> bool {
+        self.0.is_none()
+    }
+
+    /// Set and not later than `now`.
+    pub fn due(self, now: u64) -> bool {
+        self.get().is_some_and(|t| t <= now)
+    }
+
+    /// Whether it was due at `now`; if so it is cleared.
+    pub fn take_due(&mut self, now: u64) -> bool {
+        let due = self.due(now);
+        if due {
+            *self = Deadline::NONE;
+        }
+        due
+    }
+}
+
+impl From<Option<u64>> for Deadline {
+    fn from(t: Option<u64>) -> Deadline {
+        t.map_or(Deadline::NONE, Deadline::at)
+    }
+}
 
 /// (rekey, expire) deadlines from `now` for lifetimes `l` (0: none); the rekey comes
 /// up to `jitter_s` early, at random, so that both ends rarely start it at once.
@@ -15,7 +58,7 @@ pub(super) fn lifetime_deadlines(
     ctx: &mut Ctx<'_>,
     now: u64,
     l: &Lifetimes,
-) -> (Option<u64>, Option<u64>) {
+) -> (Deadline, Deadline) {
     let expire = (l.life_s > 0).then(|| now + l.life_s * NS_PER_S);
     let rekey = (l.rekey_s > 0).then(|| {
         let mut b = [0u8; 8];
@@ -27,7 +70,7 @@ pub(super) fn lifetime_deadlines(
         };
         now + l.rekey_s * NS_PER_S - jitter
     });
-    (rekey, expire)
+    (rekey.into(), expire.into())
 }
 
 /// Liveness checks are due on a grid of this step (RFC 7296 2.4 leaves their timing to
@@ -56,18 +99,18 @@ impl IkeSa {
         }
         let mut t = [
             self.pending.as_ref().map(|p| p.next_at),
-            self.retry_at,
-            self.rekey_at,
-            self.expire_at,
-            self.half_open_until,
-            self.dpd_at.map(on_dpd_grid),
-            self.childless_until,
+            self.retry_at.get(),
+            self.rekey_at.get(),
+            self.expire_at.get(),
+            self.half_open_until.get(),
+            self.dpd_at.get().map(on_dpd_grid),
+            self.childless_until.get(),
         ]
         .into_iter()
         .flatten()
         .min();
         for c in &self.children {
-            for d in [c.rekey_at, c.expire_at].into_iter().flatten() {
+            for d in [c.rekey_at.get(), c.expire_at.get()].into_iter().flatten() {
                 t = Some(t.map_or(d, |x| x.min(d)));
             }
         }
@@ -88,10 +131,10 @@ impl IkeSa {
     pub(super) fn arm_childless(&mut self, ctx: &Ctx<'_>, now: u64) {
         let childless = self.state == State::Established && self.children.is_empty();
         if !childless {
-            self.childless_until = None;
+            self.childless_until = Deadline::NONE;
         } else if self.childless_until.is_none() {
             let ms = self.conn(ctx).childless_timeout_ms;
-            self.childless_until = (ms > 0).then(|| now.saturating_add(ms * NS_PER_MS));
+            self.childless_until = (ms > 0).then(|| now.saturating_add(ms * NS_PER_MS)).into();
         }
     }
 
@@ -99,7 +142,7 @@ impl IkeSa {
         if self.state == State::Dead {
             return;
         }
-        if self.half_open_until.is_some_and(|t| t <= now) && self.state == State::HalfOpen {
+        if self.half_open_until.due(now) && self.state == State::HalfOpen {
             ctx.counters.half_open_expired += 1;
             self.die(ctx, DownReason::Failed(FailReason::HalfOpenTimeout));
             return;
@@ -156,8 +199,7 @@ impl IkeSa {
                 ctx.send(l, r, d);
             }
         }
-        if self.expire_at.is_some_and(|t| t <= now) {
-            self.expire_at = None;
+        if self.expire_at.take_due(now) {
             match self.state {
                 State::Rekeyed => {
                     self.die(ctx, DownReason::Rekeyed);
@@ -174,21 +216,19 @@ impl IkeSa {
                 }
             }
         }
-        if self.retry_at.is_some_and(|t| t <= now) {
-            self.retry_at = None;
+        // A retry wait ends; the next `kick` sends what is queued.
+        self.retry_at.take_due(now);
+        if self.childless_until.take_due(now)
+            && self.state == State::Established
+            && self.children.is_empty()
+        {
+            ctx.counters.childless_deleted += 1;
+            self.start_delete(ctx, now);
         }
-        if self.childless_until.is_some_and(|t| t <= now) {
-            self.childless_until = None;
-            if self.state == State::Established && self.children.is_empty() {
-                ctx.counters.childless_deleted += 1;
-                self.start_delete(ctx, now);
-            }
-        }
-        if self.rekey_at.is_some_and(|t| t <= now) {
-            self.rekey_at = None;
+        if self.rekey_at.take_due(now) {
             self.start_rekey_ike(ctx, now);
         }
-        if self.dpd_at.is_some_and(|t| on_dpd_grid(t) <= now) {
+        if self.dpd_at.get().is_some_and(|t| on_dpd_grid(t) <= now) {
             let interval = ctx.conns[self.conn].dpd.interval_s * NS_PER_S;
             let heard = match self.peer_dpd_rx {
                 t if t > 0 && !self.initiator => self.last_rx.max(t + DPD_DEFER_NS),
@@ -196,23 +236,21 @@ impl IkeSa {
             };
             if now.saturating_sub(heard) >= interval && self.pending.is_none() {
                 self.start_dpd(ctx, now);
-                self.dpd_at = Some(now + interval);
+                self.dpd_at = Deadline::at(now + interval);
             } else {
                 // Due again once `interval` has passed since we last heard from the
                 // peer; while a request of ours is outstanding (itself a check) look
                 // again on the next grid step.
-                self.dpd_at = Some(heard.saturating_add(interval).max(now + DPD_GRID_NS));
+                self.dpd_at = Deadline::at(heard.saturating_add(interval).max(now + DPD_GRID_NS));
             }
         }
         let mut rekey = Vec::new();
         let mut expire = Vec::new();
         for c in &mut self.children {
-            if c.rekey_at.is_some_and(|t| t <= now) {
-                c.rekey_at = None;
+            if c.rekey_at.take_due(now) {
                 rekey.push(c.info.id);
             }
-            if c.expire_at.is_some_and(|t| t <= now) {
-                c.expire_at = None;
+            if c.expire_at.take_due(now) {
                 expire.push(c.info.id);
             }
         }
@@ -233,5 +271,25 @@ impl IkeSa {
             }
         }
         self.kick(ctx, now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Deadline;
+
+    #[test]
+    fn deadlines_take_eight_bytes_and_fire_once() {
+        assert_eq!(std::mem::size_of::<Deadline>(), 8);
+        assert_eq!(Deadline::NONE.get(), None);
+        assert_eq!(Deadline::at(0).get(), Some(1), "time 0 is kept as 1 ns");
+        assert_eq!(Deadline::from(Some(7)).get(), Some(7));
+        assert!(Deadline::from(None).is_none());
+        let mut d = Deadline::at(10);
+        assert!(!d.take_due(9));
+        assert_eq!(d.get(), Some(10));
+        assert!(d.take_due(10));
+        assert!(d.is_none());
+        assert!(!d.take_due(u64::MAX));
     }
 }

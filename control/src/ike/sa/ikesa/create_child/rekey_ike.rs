@@ -11,6 +11,7 @@ use crate::ike::sa::ikesa::payloads::{
     dh_from_ke, error_notify, ke_payload, nonce_payload, notify, sa_payload,
 };
 use crate::ike::sa::ikesa::timers::lifetime_deadlines;
+use crate::ike::sa::ikesa::timers::Deadline;
 use crate::ike::sa::ikesa::{
     neg, Ctx, Event, Handover, IkeSa, Kind, PeerRequest, Pending, Req, State, NS_PER_MS, NS_PER_S,
     REKEYED_LINGER_NS, TEMP_FAILURE_RETRY_MS,
@@ -37,7 +38,7 @@ impl IkeSa {
         ) {
             return false;
         }
-        self.rekey_at = None;
+        self.rekey_at = Deadline::NONE;
         self.queue.push_back(Req::RekeyIke);
         self.kick(ctx, now);
         true
@@ -181,19 +182,19 @@ impl IkeSa {
         self.send_response(ctx, rq, &resp);
         if colliding {
             let n2 = self.sibling(
-                ctx, now, spi, false, their_spi, spi, suite, new_keys, sk_out, sk_in, ni, &nr,
+                ctx, now, spi, false, their_spi, spi, suite, new_keys, sk_out, sk_in,
             );
             self.rekey_theirs = Some(Box::new((spi, Self::min_nonce(ni, &nr))));
             ctx.born.push(n2);
             return;
         }
         let mut new = self.successor(
-            ctx, now, spi, false, their_spi, spi, suite, new_keys, sk_out, sk_in, ni, &nr,
+            ctx, now, spi, false, their_spi, spi, suite, new_keys, sk_out, sk_in,
         );
         new.last_rx = now;
         ctx.born.push(new);
         // The peer deletes this SA; wait for it a bounded time.
-        self.expire_at = Some(now + REKEYED_LINGER_NS);
+        self.expire_at = Deadline::at(now + REKEYED_LINGER_NS);
     }
 
     /// A new IKE SA made by a rekey of this one, without children yet: they move with
@@ -212,8 +213,6 @@ impl IkeSa {
         keys: IkeKeys,
         sk_out: SkKeys,
         sk_in: SkKeys,
-        ni: &[u8],
-        nr: &[u8],
     ) -> IkeSa {
         let mut n = IkeSa::blank(id, self.conn, initiator, self.local, self.remote);
         n.spi_i = spi_i;
@@ -225,8 +224,6 @@ impl IkeSa {
         n.keys = Some(keys);
         n.sk_out = Some(sk_out);
         n.sk_in = Some(sk_in);
-        n.ni = ni.to_vec();
-        n.nr = nr.to_vec();
         n.peer_id = self.peer_id.clone();
         n.vip = self.vip;
         n.mobike = self.mobike.clone();
@@ -237,7 +234,9 @@ impl IkeSa {
         n.rekey_at = rekey;
         n.expire_at = expire;
         n.last_rx = now;
-        n.dpd_at = (dpd.interval_s > 0).then(|| now + dpd.interval_s * NS_PER_S);
+        n.dpd_at = (dpd.interval_s > 0)
+            .then(|| now + dpd.interval_s * NS_PER_S)
+            .into();
         n
     }
 
@@ -266,8 +265,8 @@ impl IkeSa {
         };
         self.vip_leased = false;
         self.state = State::Rekeyed;
-        self.rekey_at = None;
-        self.dpd_at = None;
+        self.rekey_at = Deadline::NONE;
+        self.dpd_at = Deadline::NONE;
         ctx.events.push_back(Event::IkeRekeyed {
             old: self.id,
             new: to,
@@ -305,11 +304,9 @@ impl IkeSa {
         keys: IkeKeys,
         sk_out: SkKeys,
         sk_in: SkKeys,
-        ni: &[u8],
-        nr: &[u8],
     ) -> IkeSa {
         let mut n = self.sibling(
-            ctx, now, id, initiator, spi_i, spi_r, suite, keys, sk_out, sk_in, ni, nr,
+            ctx, now, id, initiator, spi_i, spi_r, suite, keys, sk_out, sk_in,
         );
         let h = self.take_handover(ctx, id);
         n.adopt(h);
@@ -333,7 +330,7 @@ impl IkeSa {
                 // and the peer, its initiator, deletes this one.
                 let h = self.take_handover(ctx, n2);
                 ctx.handovers.push(h);
-                self.expire_at = Some(now + REKEYED_LINGER_NS);
+                self.expire_at = Deadline::at(now + REKEYED_LINGER_NS);
                 return;
             }
             match e {
@@ -341,7 +338,8 @@ impl IkeSa {
                     let mut b = [0u8; 2];
                     ctx.rng.fill(&mut b);
                     let jitter = u64::from(u16::from_be_bytes(b)) % 1000;
-                    self.rekey_at = Some(now + (TEMP_FAILURE_RETRY_MS + jitter) * NS_PER_MS);
+                    self.rekey_at =
+                        Deadline::at(now + (TEMP_FAILURE_RETRY_MS + jitter) * NS_PER_MS);
                 }
                 NotifyType::INVALID_KE_PAYLOAD => {
                     let want = notify(p, NotifyType::INVALID_KE_PAYLOAD)
@@ -400,19 +398,19 @@ impl IkeSa {
             // one gets the children, and its initiator deletes the old SA.
             if Self::min_nonce(&ni, nr) < theirs_min {
                 let mut n1 = self.sibling(
-                    ctx, now, spi, true, spi, their_spi, suite, new_keys, sk_out, sk_in, &ni, nr,
+                    ctx, now, spi, true, spi, their_spi, suite, new_keys, sk_out, sk_in,
                 );
                 n1.queue.push_back(Req::DeleteIke);
                 n1.kick(ctx, now);
                 ctx.born.push(n1);
                 let h = self.take_handover(ctx, n2);
                 ctx.handovers.push(h);
-                self.expire_at = Some(now + REKEYED_LINGER_NS);
+                self.expire_at = Deadline::at(now + REKEYED_LINGER_NS);
                 return;
             }
         }
         let new = self.successor(
-            ctx, now, spi, true, spi, their_spi, suite, new_keys, sk_out, sk_in, &ni, nr,
+            ctx, now, spi, true, spi, their_spi, suite, new_keys, sk_out, sk_in,
         );
         ctx.born.push(new);
         // The rekey's initiator deletes the old IKE SA (RFC 7296 2.18).
