@@ -29,12 +29,14 @@ impl HashEntry for SpiEntry {
     }
 }
 
-/// Buckets per page (2 KiB). Every inbound packet reads one, so the index should stay
-/// within the TLB's reach: with 32-bucket pages scattered among the SAs, a lookup at
-/// 100,000 SAs took 44 ns against 15 ns for the old flat arrays; with 128, 28 ns. The
-/// price is at the writer: a page copy raises the count of each SA in it (about 50 at the
-/// highest load), some 5 us more per installation at 100,000 SAs.
-const SPI_PAGE: usize = 128;
+/// Buckets per page (512 B). Every inbound packet reads one, so the index should stay
+/// within the TLB's reach, and every installation copies one, raising the count of each
+/// SA in it: in cold memory with 100,000 SAs. With 32-bucket pages scattered among the
+/// SAs a lookup at 100,000 once took 44 ns against 28 with 128; measured again after the
+/// tables shrank (2026-12-06, `table-bench --sizes 100000`, interleaved runs) 128 took
+/// 39 ns and 32 took 33-46, while an installation with its publication fell from 15.3
+/// to 8.5-11 us.
+const SPI_PAGE: usize = 32;
 
 /// SPI -> inbound SA.
 #[derive(Clone, Default)]
