@@ -11,10 +11,15 @@
 //! Datagrams are IKE messages without the RFC 3948 non-ESP marker: the engine strips
 //! it on receipt and adds it when sending to the NAT-T port.
 
+mod counters;
+mod events;
 mod ikesa;
 pub mod negotiate;
 pub mod pool;
 mod stateless;
+
+pub use counters::Counters;
+pub use events::{ChildInfo, DownReason, Event, FailReason, Transmit};
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
@@ -22,7 +27,6 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::conn::{Conn, Identity, Selector};
 use super::crypto::random::Random;
-use super::crypto::IkeSuite;
 use super::wire::header::{self, HeaderRepr};
 use super::wire::ExchangeType;
 use ikesa::{Handover, IkeSa};
@@ -95,219 +99,6 @@ impl Default for EndpointConfig {
             half_open_timeout_ms: 30_000,
         }
     }
-}
-
-/// A datagram to send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Transmit {
-    pub local: SocketAddr,
-    pub remote: SocketAddr,
-    pub data: Vec<u8>,
-}
-
-/// A child SA for the dataplane: SPIs, transform, keys (as `shared::sa::EspKey` takes
-/// them: key || salt for AEAD, encryption key || integrity key for CBC) and selectors,
-/// from this end's point of view.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ChildInfo {
-    pub id: ChildId,
-    pub spi_in: u32,
-    pub spi_out: u32,
-    pub cipher: shared::sa::EspCipher,
-    pub esn: bool,
-    pub key_in: Vec<u8>,
-    pub key_out: Vec<u8>,
-    pub local_ts: Vec<Selector>,
-    pub remote_ts: Vec<Selector>,
-    /// The child this one replaces (a rekey): install this one, then remove that one
-    /// when its [`Event::ChildDown`] comes.
-    pub replaces: Option<ChildId>,
-    /// We answered this rekey: keep sending on `replaces` until it goes down. The
-    /// peer starts using the new SA only once it has our response, and its DELETE of
-    /// the old SA follows that, so switching then loses nothing in between (RFC 7296
-    /// 2.8).
-    pub defer_outbound: bool,
-}
-
-impl core::fmt::Debug for ChildInfo {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("ChildInfo")
-            .field("id", &self.id)
-            .field("spi_in", &format_args!("{:#010x}", self.spi_in))
-            .field("spi_out", &format_args!("{:#010x}", self.spi_out))
-            .field("cipher", &self.cipher)
-            .field("esn", &self.esn)
-            .field("local_ts", &self.local_ts)
-            .field("remote_ts", &self.remote_ts)
-            .field("replaces", &self.replaces)
-            .field("defer_outbound", &self.defer_outbound)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Why an IKE SA ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DownReason {
-    /// We deleted it (command or hard lifetime) and the peer confirmed or timed out.
-    Deleted,
-    /// The peer deleted it.
-    DeletedByPeer,
-    /// A request went unanswered through all retransmissions (DPD or any other).
-    PeerDead,
-    /// Replaced by a rekeyed IKE SA.
-    Rekeyed,
-    /// The hard lifetime passed.
-    Expired,
-    /// The peer authenticated a new IKE SA with INITIAL_CONTACT: it lost this one
-    /// (RFC 7296 2.4), which goes without a DELETE exchange.
-    Replaced,
-    /// Setup failed: no proposal chosen, authentication failed, etc.
-    Failed(FailReason),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailReason {
-    NoProposalChosen,
-    AuthenticationFailed,
-    /// The peer answered with an error notification of this type.
-    PeerError(u16),
-    /// The peer's answer broke the protocol (missing payloads, bad key share...).
-    InvalidResponse,
-    /// No answer to IKE_SA_INIT or IKE_AUTH.
-    Timeout,
-    /// We refused the peer's child SA with this error notification (no room in the
-    /// dataplane, the address pool exhausted, selectors or proposals unacceptable).
-    Refused(u16),
-    /// Half-open for too long (responder).
-    HalfOpenTimeout,
-}
-
-/// What the caller must act on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    /// An IKE SA is established. `vip` is our virtual IP (client) or the one leased
-    /// to the peer (gateway).
-    IkeUp {
-        sa: SaId,
-        conn: ConnId,
-        initiator: bool,
-        local: SocketAddr,
-        remote: SocketAddr,
-        encap: bool,
-        /// A NAT is in front of this end (RFC 7296 2.23): the dataplane sends NAT
-        /// keepalives on the path (RFC 3948 4), and only then.
-        behind_nat: bool,
-        peer_id: Option<Identity>,
-        vip: Option<IpAddr>,
-        /// The negotiated IKE suite.
-        suite: IkeSuite,
-        /// From our first IKE_SA_INIT (initiator) or the peer's (responder) to now;
-        /// for an SA born of a rekey, the rekey exchange.
-        setup_ns: u64,
-    },
-    /// Install a child SA; it follows the path of IKE SA `sa`.
-    ChildUp { sa: SaId, child: ChildInfo },
-    /// Remove a child SA from the dataplane.
-    ChildDown {
-        sa: SaId,
-        child: ChildId,
-        spi_in: u32,
-        spi_out: u32,
-    },
-    /// A child could not be negotiated (the IKE SA stays up): the peer refused ours
-    /// ([`FailReason::PeerError`] and others) or we refused the peer's
-    /// ([`FailReason::Refused`]).
-    ChildFailed { sa: SaId, reason: FailReason },
-    /// The IKE SA `old` was rekeyed into `new`: its children (and path) now belong to
-    /// `new`.
-    IkeRekeyed { old: SaId, new: SaId },
-    /// The addresses or encapsulation the SA's traffic uses changed.
-    PathChanged {
-        sa: SaId,
-        local: SocketAddr,
-        remote: SocketAddr,
-        encap: bool,
-        /// As in [`Event::IkeUp`].
-        behind_nat: bool,
-    },
-    /// The IKE SA is gone; its remaining children were reported down before this.
-    IkeDown { sa: SaId, reason: DownReason },
-}
-
-crate::named_counters! {
-/// Why a received datagram was dropped or refused: one counter each.
-pub struct Counters {
-    rx => "ike_rx",
-    tx => "ike_tx",
-    /// Header or payload chain did not parse.
-    malformed => "ike_malformed",
-    /// Major version other than 2 (requests of a later one are answered with
-    /// INVALID_MAJOR_VERSION, RFC 7296 2.5).
-    bad_version => "ike_bad_version",
-    /// Requests refused for an unknown payload with the critical bit set, answered
-    /// with UNSUPPORTED_CRITICAL_PAYLOAD (RFC 7296 2.5).
-    unsupported_critical => "ike_unsupported_critical",
-    /// No IKE SA with that SPI (or the other SPI did not match).
-    unknown_spi => "ike_unknown_spi",
-    /// SK payload failed its integrity check or did not decrypt.
-    decrypt_failed => "ike_decrypt_failed",
-    /// A request whose message ID is neither the next nor the last one.
-    msgid_out_of_window => "ike_msgid_out_of_window",
-    /// A response to no outstanding request.
-    unexpected_response => "ike_unexpected_response",
-    /// Retransmitted requests answered from the response cache.
-    resent_responses => "ike_resent_responses",
-    /// Our requests retransmitted after a timeout.
-    retransmits => "ike_retransmits",
-    auth_failed => "ike_auth_failed",
-    no_proposal => "ike_no_proposal",
-    invalid_ke_sent => "ike_invalid_ke_sent",
-    cookies_sent => "ike_cookies_sent",
-    /// Requests with a cookie that did not verify.
-    cookie_invalid => "ike_cookie_invalid",
-    /// IKE_SA_INIT requests dropped because of the half-open or total SA limits.
-    limit_dropped => "ike_limit_dropped",
-    ts_unacceptable => "ike_ts_unacceptable",
-    /// Messages that are valid but break the exchange (missing payloads, bad values).
-    invalid_syntax => "ike_invalid_syntax",
-    /// A key share that failed the RFC 6989 checks.
-    bad_key_share => "ike_bad_key_share",
-    /// Messages from a peer while the SA was being torn down, or of an exchange
-    /// type we do not handle.
-    ignored => "ike_ignored",
-    ike_up => "ike_up",
-    ike_down => "ike_down",
-    child_up => "ike_child_up",
-    child_down => "ike_child_down",
-    half_open_expired => "ike_half_open_expired",
-    /// New child SAs refused with NO_ADDITIONAL_SAS: the dataplane is full
-    /// (`max_child_sas`).
-    child_refused_capacity => "ike_child_refused_capacity",
-    /// Virtual IPs asked for when every pool of the connection was leased out
-    /// (answered with INTERNAL_ADDRESS_FAILURE, no child SA).
-    pool_exhausted => "ike_pool_exhausted",
-    /// Established IKE SAs deleted for having had no child SA for
-    /// `childless_timeout`.
-    childless_deleted => "ike_childless_deleted",
-    /// IKE SAs dropped because the peer came back with INITIAL_CONTACT.
-    initial_contact_dropped => "ike_initial_contact_dropped",
-    /// MOBIKE: the SA's path changed (either end).
-    mobike_moves => "mobike_moves",
-    /// UPDATE_SA_ADDRESSES we sent / received.
-    mobike_updates_sent => "mobike_updates_sent",
-    mobike_updates_received => "mobike_updates_received",
-    /// Updates refused (NAT with NO_NATS_ALLOWED, unacceptable addresses), either way.
-    mobike_refused => "mobike_refused",
-    /// Return routability checks that failed (the SAs stayed).
-    mobike_rr_failed => "mobike_rr_failed",
-    /// An update was due but no address pair was usable.
-    mobike_no_path => "mobike_no_path",
-    /// Answers to updates overtaken by an address change (ignored, a new one sent).
-    mobike_stale_responses => "mobike_stale_responses",
-    /// Our address in use went away: outbound moved to the pair being tried before
-    /// the answer came.
-    mobike_early_switches => "mobike_early_switches",
-}
 }
 
 /// The state shared by every IKE SA of an endpoint, lent to one SA at a time.
