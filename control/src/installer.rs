@@ -274,11 +274,11 @@ impl Installer {
         remote: SocketAddr,
     ) -> Option<PathId> {
         let sas = self.by_addrs.get(&self.pair_keys.key(local, remote))?;
-        let mut on_pair = sas.iter().filter(|&(_, p)| {
+        let on_pair = |p| {
             w.path(p)
                 .is_some_and(|r| (r.spec.local, r.spec.remote) == (local, remote))
-        });
-        on_pair.next().map(|(_, p)| p)
+        };
+        sas.iter().map(|(_, p)| p).find(|&p| on_pair(p))
     }
 
     /// Enters IKE SA `sa` with path `path` in the address index under (local, remote).
@@ -294,10 +294,14 @@ impl Installer {
     /// Takes IKE SA `sa` out of the address index, where its path's current record
     /// in `w` placed it.
     fn unindex_addrs(&mut self, w: &TableWriter, sa: SaId, path: PathId) {
-        let Some(spec) = w.path(path).map(|r| r.spec) else {
-            return;
-        };
-        let key = self.pair_keys.key(spec.local, spec.remote);
+        if let Some(spec) = w.path(path).map(|r| r.spec) {
+            self.unindex_pair(sa, spec.local, spec.remote);
+        }
+    }
+
+    /// Takes IKE SA `sa` out of the address index under (local, remote).
+    fn unindex_pair(&mut self, sa: SaId, local: SocketAddr, remote: SocketAddr) {
+        let key = self.pair_keys.key(local, remote);
         if let Some(m) = self.by_addrs.get_mut(&key) {
             if m.remove(sa) {
                 self.by_addrs.remove(&key);
@@ -388,17 +392,6 @@ impl Installer {
                 // whose id stays: nothing changes on the wire.
                 let mut v = self.sas.remove(old).ok_or(InstallError::UnknownSa(*old))?;
                 self.unindex_addrs(w, *old, v.path);
-                // Should the new SA have come up by itself meanwhile, its path goes and
-                // its children join the moved ones.
-                let mut res = Ok(());
-                if let Some(prev) = self.sas.remove(new) {
-                    self.unindex_addrs(w, *new, prev.path);
-                    self.paths.put(prev.path);
-                    res = w.remove_path(prev.path).map_err(Into::into);
-                    for &c in prev.children.as_slice() {
-                        v.children.insert_sorted(c);
-                    }
-                }
                 for c in v.children.as_slice() {
                     if let Some(c) = self.children.get_mut(c) {
                         c.view.sa = *new;
@@ -409,7 +402,7 @@ impl Installer {
                     self.index_addrs(*new, v.path, spec.local, spec.remote);
                 }
                 self.sas.insert(*new, v);
-                res
+                Ok(())
             }
             Event::PathChanged {
                 sa,
@@ -442,12 +435,7 @@ impl Installer {
         w.set_path(path, spec)?;
         if was != Some((local, remote)) {
             if let Some((l, r)) = was {
-                let key = self.pair_keys.key(l, r);
-                if let Some(m) = self.by_addrs.get_mut(&key) {
-                    if m.remove(sa) {
-                        self.by_addrs.remove(&key);
-                    }
-                }
+                self.unindex_pair(sa, l, r);
             }
             self.index_addrs(sa, path, local, remote);
         }

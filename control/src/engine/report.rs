@@ -29,16 +29,16 @@ pub(super) fn handle(
             sas: inst
                 .sas()
                 .into_iter()
-                .map(|s| (s, path_of(s.path)))
-                .map(|(s, (local, remote, encap))| IkeSaInfo {
+                .map(|s| (s, path_of(s.path), ep.peer_of(s.sa)))
+                .map(|(s, (local, remote, encap), (peer, vip))| IkeSaInfo {
                     spi: hex_spi(s.sa),
                     conn: names.get(s.conn).cloned().unwrap_or_default(),
                     initiator: s.initiator,
                     local,
                     remote,
                     encap,
-                    peer_id: ep.peer_of(s.sa).0.map(|i| i.to_string()),
-                    vip: ep.peer_of(s.sa).1,
+                    peer_id: peer.map(|i| i.to_string()),
+                    vip,
                     path: s.path,
                     age_ms: now.saturating_sub(s.up_ns) / 1_000_000,
                     children: inst

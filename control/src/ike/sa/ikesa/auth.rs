@@ -4,14 +4,13 @@
 //! refusals); also what both IKE_AUTH and CREATE_CHILD_SA use to bring a child SA up.
 //! EAP (2.16) is not implemented: a request without AUTH is refused.
 
-use crate::ike::sa::ikesa::timers::Deadline;
 use std::net::IpAddr;
 
 use super::payloads::{error_notify, ip_bytes, notify, sa_payload, ts_payloads, ts_repr};
 use super::timers::lifetime_deadlines;
 use super::{
-    neg, Child, ChildSa, ChildState, ConnId, Ctx, Event, FailReason, IkeSa, Kind, PeerRequest,
-    State, NS_PER_S,
+    neg, Child, ChildSa, ChildState, ConnId, Ctx, Deadline, Event, FailReason, IkeSa, Kind,
+    PeerRequest, State, NS_PER_S,
 };
 use crate::ike::conn::{Conn, Identity, Selector};
 use crate::ike::crypto::keys::{psk_auth, ChildKeys};

@@ -7,14 +7,13 @@ use super::payloads::{
     dh_from_ke, error_notify, ke_payload, nonce_payload, notify, sa_payload, ts_payloads, ts_repr,
 };
 use super::{
-    neg, ChildState, Ctx, Event, FailReason, IkeSa, Kind, PeerRequest, RekeyDone, Req, State,
-    NS_PER_MS, TEMP_FAILURE_RETRY_MS,
+    neg, ChildState, Ctx, Deadline, Event, FailReason, IkeSa, Kind, PeerRequest, RekeyDone, Req,
+    State, NS_PER_MS, TEMP_FAILURE_RETRY_MS,
 };
 use crate::ike::conn::Selector;
 use crate::ike::crypto::dh::KeyShare;
 use crate::ike::crypto::keys::ChildKeys;
 use crate::ike::crypto::DhGroup;
-use crate::ike::sa::ikesa::timers::Deadline;
 use crate::ike::sa::ChildId;
 use crate::ike::wire::ke::{self, KeRepr};
 use crate::ike::wire::nonce::NonceRepr;

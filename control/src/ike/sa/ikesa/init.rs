@@ -3,13 +3,12 @@
 //! 3.10.1), the responder's answer or stateless refusal, the keys both derive (2.14),
 //! and NAT detection from the NAT_DETECTION_*_IP notifications (2.23).
 
-use crate::ike::sa::ikesa::timers::Deadline;
 use std::net::{IpAddr, SocketAddr};
 
 use super::payloads::{
     dh_from_ke, error_notify, ip_bytes, ke_payload, nonce_payload, notifies, notify, sa_payload,
 };
-use super::{neg, ConnId, Ctx, FailReason, IkeSa, Kind, State, NS_PER_MS};
+use super::{neg, ConnId, Ctx, Deadline, FailReason, IkeSa, Kind, State, NS_PER_MS};
 use crate::ike::crypto::dh::KeyShare;
 use crate::ike::crypto::keys::IkeKeys;
 use crate::ike::crypto::{DhGroup, Prf};

@@ -11,10 +11,9 @@ use crate::ike::sa::ikesa::payloads::{
     dh_from_ke, error_notify, ke_payload, nonce_payload, notify, sa_payload,
 };
 use crate::ike::sa::ikesa::timers::lifetime_deadlines;
-use crate::ike::sa::ikesa::timers::Deadline;
 use crate::ike::sa::ikesa::{
-    neg, Ctx, Event, Handover, IkeSa, Kind, PeerRequest, Pending, Req, State, NS_PER_MS, NS_PER_S,
-    REKEYED_LINGER_NS, TEMP_FAILURE_RETRY_MS,
+    neg, Ctx, Deadline, Event, Handover, IkeSa, Kind, PeerRequest, Pending, Req, State, NS_PER_MS,
+    NS_PER_S, REKEYED_LINGER_NS, TEMP_FAILURE_RETRY_MS,
 };
 use crate::ike::sa::SaId;
 use crate::ike::wire::ke::{self, KeRepr};
