@@ -16,6 +16,7 @@
 //!   that cannot be waited on says so and its worker naps briefly between polls instead.
 
 pub mod afpacket;
+pub mod flows;
 pub mod mem;
 pub mod null;
 pub mod pcap;

@@ -105,6 +105,22 @@ pub fn setsockopt<T: Copy>(
     Ok(())
 }
 
+/// Binds `fd` to `addr`.
+pub fn bind(fd: RawFd, addr: &SocketAddr) -> io::Result<()> {
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    let mut st: libc::sockaddr_storage = unsafe { mem::zeroed() };
+    let len = sockaddr_from(addr, &mut st);
+    // SAFETY: `st` holds a socket address of `len` bytes.
+    cvt(unsafe {
+        libc::bind(
+            fd,
+            &st as *const libc::sockaddr_storage as *const libc::sockaddr,
+            len,
+        )
+    })?;
+    Ok(())
+}
+
 /// Writes `addr` as a kernel socket address; returns its length.
 pub fn sockaddr_from(addr: &SocketAddr, out: &mut libc::sockaddr_storage) -> libc::socklen_t {
     match addr {
@@ -283,4 +299,66 @@ pub fn attach_drop_all_filter(fd: RawFd) -> io::Result<()> {
         filter: insn.as_mut_ptr(),
     };
     setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog)
+}
+
+/// A periodic CLOCK_MONOTONIC timer as a descriptor (timerfd): readable once a period
+/// has passed since it was last drained. Lets a worker whose port has no descriptor of
+/// its own (a traffic generator) sleep in poll(2) between the packets it must make.
+pub struct Ticker {
+    fd: OwnedFd,
+    start_ns: u64,
+    period_ns: u64,
+    /// The number of the last period drained.
+    drained: u64,
+}
+
+impl Ticker {
+    /// A timer firing every `period_ns` (at least 1 µs) from now.
+    pub fn new(period_ns: u64) -> io::Result<Ticker> {
+        let period_ns = period_ns.max(1_000);
+        // SAFETY: integer arguments; the result is checked.
+        let raw = cvt(unsafe {
+            libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+            )
+        })?;
+        // SAFETY: `raw` is a new descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let ts = libc::timespec {
+            tv_sec: (period_ns / 1_000_000_000) as libc::time_t,
+            tv_nsec: (period_ns % 1_000_000_000) as libc::c_long,
+        };
+        let spec = libc::itimerspec {
+            it_interval: ts,
+            it_value: ts,
+        };
+        // SAFETY: a valid itimerspec; the old value is not asked for.
+        cvt(unsafe { libc::timerfd_settime(fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) })?;
+        Ok(Ticker {
+            fd,
+            start_ns: shared::clock::now_ns(),
+            period_ns,
+            drained: 0,
+        })
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Clears the descriptor's readiness if a period ended since the last call (one
+    /// read(2) per period at most, none otherwise), so that poll(2) blocks again.
+    #[inline]
+    pub fn drain(&mut self, now_ns: u64) {
+        let k = now_ns.saturating_sub(self.start_ns) / self.period_ns;
+        if k <= self.drained {
+            return;
+        }
+        self.drained = k;
+        let mut count = [0u8; 8];
+        // SAFETY: reads at most 8 bytes into a buffer of 8; EAGAIN (nothing due yet by
+        // the kernel's reckoning) is fine.
+        let _ = unsafe { libc::read(self.fd.as_raw_fd(), count.as_mut_ptr().cast(), 8) };
+    }
 }

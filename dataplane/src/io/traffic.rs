@@ -83,7 +83,7 @@ pub enum PacketSize {
 }
 
 /// The IMIX cycle: seven 64s, four 576s, one 1500, spread out.
-const IMIX: [usize; 12] = [64, 576, 64, 64, 576, 64, 1500, 64, 576, 64, 576, 64];
+pub(crate) const IMIX: [usize; 12] = [64, 576, 64, 64, 576, 64, 1500, 64, 576, 64, 576, 64];
 
 /// Generator settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -129,7 +129,7 @@ pub struct GenStats {
     pub discarded: AtomicU64,
 }
 
-const NS_PER_SEC: u128 = 1_000_000_000;
+pub(crate) const NS_PER_SEC: u128 = 1_000_000_000;
 
 /// The traffic generator. See the module documentation.
 pub struct TrafficGen {
@@ -380,7 +380,7 @@ impl FlowState {
 
 /// What happened to one packet's sequence number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum SeqEvent {
+pub(crate) enum SeqEvent {
     /// The newest so far, after `gap` missing ones.
     InOrder {
         gap: u64,
@@ -412,7 +412,7 @@ impl FlowState {
             }
             let (i, m) = self.bit(seq);
             self.seen[i] |= m;
-            self.next = seq + 1;
+            self.next = seq.saturating_add(1);
             return SeqEvent::InOrder { gap };
         }
         if self.next - seq > w {
@@ -478,9 +478,9 @@ pub struct Latency {
 }
 
 /// Latency histogram bounds: 1 us to 60 s, 3 significant digits.
-const LATENCY_LOW_NS: u64 = 1_000;
-const LATENCY_HIGH_NS: u64 = 60_000_000_000;
-const LATENCY_SIGFIG: u8 = 3;
+pub(crate) const LATENCY_LOW_NS: u64 = 1_000;
+pub(crate) const LATENCY_HIGH_NS: u64 = 60_000_000_000;
+pub(crate) const LATENCY_SIGFIG: u8 = 3;
 
 /// The traffic sink. See the module documentation.
 pub struct TrafficSink {

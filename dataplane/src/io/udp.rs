@@ -58,6 +58,10 @@ pub struct UdpConfig {
     pub gro: bool,
     /// `SO_REUSEPORT`, for several workers on one address.
     pub reuse_port: bool,
+    /// `SO_REUSEADDR`: with it on every socket, a wildcard and specific addresses share
+    /// one port on one host (the specific address wins the lookup). The lab runs a
+    /// gateway on two loopback addresses and many clients on the wildcard this way.
+    pub reuse_addr: bool,
     /// `SO_RCVBUF`/`SO_SNDBUF` in bytes (0 keeps the kernel default).
     pub socket_buffer: usize,
 }
@@ -69,6 +73,7 @@ impl Default for UdpConfig {
             gso: true,
             gro: true,
             reuse_port: false,
+            reuse_addr: false,
             socket_buffer: 4 << 20,
         }
     }
@@ -435,6 +440,9 @@ fn open_socket(addr: &SocketAddr, cfg: &UdpConfig) -> io::Result<Sock> {
     if cfg.reuse_port {
         sys::setsockopt(raw, libc::SOL_SOCKET, libc::SO_REUSEPORT, &one)?;
     }
+    if cfg.reuse_addr {
+        sys::setsockopt(raw, libc::SOL_SOCKET, libc::SO_REUSEADDR, &one)?;
+    }
     if cfg.socket_buffer > 0 {
         let size = libc::c_int::try_from(cfg.socket_buffer).unwrap_or(libc::c_int::MAX);
         // The FORCE variants exceed rmem_max/wmem_max when privileged; else best effort.
@@ -453,18 +461,7 @@ fn open_socket(addr: &SocketAddr, cfg: &UdpConfig) -> io::Result<Sock> {
             sys::setsockopt(raw, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, &one)?;
         }
     }
-    // SAFETY: all-zero is a valid sockaddr_storage.
-    let mut st: libc::sockaddr_storage = unsafe { mem::zeroed() };
-    let len = sys::sockaddr_from(addr, &mut st);
-    // SAFETY: `st` holds a socket address of `len` bytes.
-    sys::cvt(unsafe {
-        libc::bind(
-            raw,
-            &st as *const libc::sockaddr_storage as *const libc::sockaddr,
-            len,
-        )
-    })
-    .map_err(|e| io::Error::new(e.kind(), format!("udp: bind {addr}: {e}")))?;
+    sys::bind(raw, addr).map_err(|e| io::Error::new(e.kind(), format!("udp: bind {addr}: {e}")))?;
     let local = sys::local_addr(raw)?;
     // Probing with the option itself tells kernels without GSO/GRO (ENOPROTOOPT) apart.
     let zero: libc::c_int = 0;
