@@ -1,10 +1,12 @@
 //! The client's connection driver, sans-IO: which connections to initiate when, and
 //! what to do when a tunnel cannot be had.
 //!
-//! - A bounded setup window: at most [`MAX_INITIATING`] IKE SAs being set up at once
-//!   and [`INITIATE_PER_TURN`] started per call, so that thousands of instances do
-//!   not send IKE_SA_INIT in one burst (more would only queue in sockets and come
-//!   back as retransmissions).
+//! - A bounded setup window: at most `ike.setup_window` IKE SAs being set up at once
+//!   (default [`MAX_INITIATING`]) and [`INITIATE_PER_TURN`] started per call, so that
+//!   thousands of instances do not send IKE_SA_INIT in one burst (more would only
+//!   queue in sockets and come back as retransmissions); and, when `ike.setup_rate`
+//!   is set, at most that many started per second, evenly spaced (a load generator's
+//!   setup rate).
 //! - Retries with exponential backoff ([`RETRY_FIRST_NS`] doubling up to
 //!   [`RETRY_MAX_NS`]) after a failed setup, a lost IKE SA, or an IKE SA left without
 //!   any child SA: the gateway refused it (NO_ADDITIONAL_SAS when its dataplane is
@@ -30,8 +32,26 @@ pub const RETRY_FIRST_NS: u64 = 1_000_000_000;
 pub const RETRY_MAX_NS: u64 = 32_000_000_000;
 /// Initiations started per call of [`Client::start_due`].
 pub const INITIATE_PER_TURN: usize = 64;
-/// IKE SAs being set up at once at most.
+/// IKE SAs being set up at once at most, unless `ike.setup_window` says otherwise.
 pub const MAX_INITIATING: usize = 256;
+
+/// How fast initiations start (`ike.setup_window`, `ike.setup_rate`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pace {
+    /// IKE SAs being set up at once at most.
+    pub window: usize,
+    /// Initiations per second at most; 0 = no limit.
+    pub rate: u64,
+}
+
+impl Default for Pace {
+    fn default() -> Self {
+        Pace {
+            window: MAX_INITIATING,
+            rate: 0,
+        }
+    }
+}
 
 crate::named_counters! {
 /// What the client counted (reported by `mobiked ctl stats`).
@@ -55,17 +75,30 @@ pub struct Client {
     /// Connections waiting to initiate, by due time.
     due: BinaryHeap<Reverse<(u64, ConnId)>>,
     by_sa: HashMap<SaId, ConnId>,
+    pace: Pace,
+    /// With a rate: the earliest time of the next initiation.
+    next_slot: u64,
     pub counters: ClientCounters,
 }
 
 impl Client {
     /// Every connection with a peer address is due at `now`.
     pub fn new(conns: &[Conn], now: u64) -> Client {
+        Client::paced(conns, now, Pace::default())
+    }
+
+    /// As [`Self::new`], started at `pace`.
+    pub fn paced(conns: &[Conn], now: u64, pace: Pace) -> Client {
         let mut c = Client {
             active: vec![false; conns.len()],
             backoff: vec![RETRY_FIRST_NS; conns.len()],
             due: BinaryHeap::new(),
             by_sa: HashMap::new(),
+            pace: Pace {
+                window: pace.window.max(1),
+                ..pace
+            },
+            next_slot: now,
             counters: ClientCounters::default(),
         };
         for (i, conn) in conns.iter().enumerate() {
@@ -78,13 +111,20 @@ impl Client {
 
     /// Starts the connections that are due, within the setup window.
     pub fn start_due(&mut self, ep: &mut Endpoint, now: u64) {
-        let room = MAX_INITIATING.saturating_sub(ep.initiating());
+        let room = self.pace.window.saturating_sub(ep.initiating());
         for _ in 0..INITIATE_PER_TURN.min(room) {
             let Some(Reverse((t, i))) = self.due.peek().copied() else {
                 break;
             };
             if t > now {
                 break;
+            }
+            if let Some(interval) = 1_000_000_000u64.checked_div(self.pace.rate) {
+                if self.next_slot > now {
+                    break;
+                }
+                // Evenly spaced; a late turn catches up by at most one interval.
+                self.next_slot = self.next_slot.max(now.saturating_sub(interval)) + interval;
             }
             self.due.pop();
             self.counters.initiated += 1;
@@ -110,10 +150,15 @@ impl Client {
     /// if the window has room for one (otherwise an IKE SA coming up or failing makes
     /// room, and that arrives as a datagram or a timer of its own).
     pub fn next_due(&self, ep: &Endpoint) -> Option<u64> {
-        if ep.initiating() >= MAX_INITIATING {
+        if ep.initiating() >= self.pace.window {
             return None;
         }
-        self.next_deadline()
+        let t = self.next_deadline()?;
+        Some(if self.pace.rate > 0 {
+            t.max(self.next_slot)
+        } else {
+            t
+        })
     }
 
     /// Connections waiting for their (re)try.
@@ -243,5 +288,65 @@ mod tests {
         c.by_sa.insert(78, 0);
         c.on_event(&mut ep, &down(78), 500, true);
         assert_eq!(c.next_deadline(), None);
+    }
+
+    fn many(n: usize) -> Endpoint {
+        let conns = (0..n)
+            .map(|i| {
+                let mut a = Conn::new("a", Identity::Fqdn(format!("a{i}.test")), b"0123456789");
+                a.peer_addrs = vec!["192.0.2.1:500".parse().unwrap()];
+                a.local_addrs = vec!["192.0.2.2:500".parse().unwrap()];
+                a
+            })
+            .collect();
+        Endpoint::new(
+            EndpointConfig::default(),
+            conns,
+            Box::new(SeededRandom::new(2)),
+        )
+    }
+
+    #[test]
+    fn the_setup_rate_spaces_initiations_and_the_window_bounds_them() {
+        const MS: u64 = 1_000_000;
+        let mut ep = many(40);
+        // 100 per second: one every 10 ms.
+        let pace = Pace {
+            window: 8,
+            rate: 100,
+        };
+        let mut c = Client::paced(ep.conns(), 0, pace);
+        c.start_due(&mut ep, 0);
+        assert_eq!(ep.initiating(), 1);
+        assert_eq!(c.next_due(&ep), Some(10 * MS));
+        c.start_due(&mut ep, 9 * MS);
+        assert_eq!(ep.initiating(), 1, "not before its slot");
+        c.start_due(&mut ep, 10 * MS);
+        assert_eq!(ep.initiating(), 2);
+        // A late turn catches up by one interval, not by all it missed.
+        c.start_due(&mut ep, 100 * MS);
+        assert_eq!(ep.initiating(), 4);
+        // The window: never more than 8 setting up, however late.
+        for t in 1..100 {
+            c.start_due(&mut ep, (100 + t * 10) * MS);
+        }
+        assert_eq!(ep.initiating(), 8);
+        assert_eq!(
+            c.next_due(&ep),
+            None,
+            "a full window waits for a setup to end"
+        );
+        // Without a rate, a turn starts up to the window at once.
+        let mut ep = many(40);
+        let mut c = Client::paced(
+            ep.conns(),
+            0,
+            Pace {
+                window: 30,
+                rate: 0,
+            },
+        );
+        c.start_due(&mut ep, 0);
+        assert_eq!(ep.initiating(), 30);
     }
 }

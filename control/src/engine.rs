@@ -15,6 +15,7 @@
 
 mod addresses;
 mod events;
+mod observe;
 mod report;
 
 use std::collections::VecDeque;
@@ -36,6 +37,7 @@ use crate::shutdown::Shutdown;
 
 pub use addresses::usable;
 pub use events::hex_spi;
+pub use observe::Observation;
 
 /// While retired table versions wait for the workers' quiescent points, look again
 /// this soon.
@@ -79,6 +81,8 @@ pub struct Engine {
     out: VecDeque<(Transmit, PathId)>,
     counters: EngineCounters,
     progress_at: u64,
+    /// Timed events for benchmarks ([`Self::observe`]); None in service.
+    observer: Option<observe::Observer>,
 }
 
 impl Engine {
@@ -117,7 +121,11 @@ impl Engine {
         };
         let names: Vec<String> = conns.iter().map(|c| c.name.clone()).collect();
         let ep = Endpoint::new(ecfg, conns, rng);
-        let client = (role == Role::Client).then(|| Client::new(ep.conns(), now));
+        let pace = crate::client::Pace {
+            window: cfg.ike.setup_window,
+            rate: cfg.ike.setup_rate,
+        };
+        let client = (role == Role::Client).then(|| Client::paced(ep.conns(), now, pace));
         let mobility = Mobility::new(&ep);
         let loopback: Vec<IpAddr> = cfg
             .ike
@@ -150,6 +158,7 @@ impl Engine {
             out: VecDeque::new(),
             counters: EngineCounters::default(),
             progress_at: now,
+            observer: None,
         })
     }
 
@@ -157,6 +166,27 @@ impl Engine {
     pub fn with_l2(mut self, resolve: L2Resolver) -> Engine {
         self.installer = self.installer.with_l2(resolve);
         self
+    }
+
+    /// Keeps the events that time tunnels and handovers for [`Self::poll_observation`]
+    /// (benchmarks and the lab; the caller must drain them).
+    pub fn observe(&mut self) {
+        self.observer.get_or_insert_with(observe::Observer::default);
+        self.mobility.observe();
+    }
+
+    /// The next observed event (see [`Self::observe`]).
+    pub fn poll_observation(&mut self) -> Option<Observation> {
+        let o = self.observer.as_mut()?;
+        if let Some((at, sa, due)) = self.mobility.poll_started() {
+            return Some(Observation::RotationStarted { at, sa, due });
+        }
+        o.pop()
+    }
+
+    /// Observations dropped because nobody drained them.
+    pub fn observations_dropped(&self) -> u64 {
+        self.observer.as_ref().map_or(0, |o| o.dropped)
     }
 
     /// Tells MOBIKE which address pairs the host has a route for (tried first).
@@ -289,6 +319,9 @@ impl Engine {
             if let Err(e) = self.installer.on_event(&mut self.writer, now, &ev) {
                 self.counters.install_failed += 1;
                 refuse_uninstallable(&mut self.ep, now, &ev, &e);
+            }
+            if let Some(o) = self.observer.as_mut() {
+                o.event(now, &ev, &self.installer);
             }
             if let Some(c) = self.client.as_mut() {
                 c.on_event(&mut self.ep, &ev, now, self.stopping.is_some());

@@ -44,6 +44,8 @@ pub struct Mobility {
     /// The longest `mobikedebounce` of the connections.
     debounce_ns: u64,
     pub counters: MobilityCounters,
+    /// Rotations started (when, SA, due time), kept only for an observing engine.
+    started: Option<std::collections::VecDeque<(u64, SaId, u64)>>,
 }
 
 impl Mobility {
@@ -58,6 +60,16 @@ impl Mobility {
             debounce_ns: debounce_ms * NS_PER_MS,
             ..Mobility::default()
         }
+    }
+
+    /// Keeps each rotation's start and due time for [`Self::poll_started`].
+    pub fn observe(&mut self) {
+        self.started.get_or_insert_with(Default::default);
+    }
+
+    /// The next rotation started: (when, SA, its due time).
+    pub fn poll_started(&mut self) -> Option<(u64, SaId, u64)> {
+        self.started.as_mut()?.pop_front()
     }
 
     /// The host's usable addresses changed: the endpoint hears of it now, or once
@@ -88,7 +100,12 @@ impl Mobility {
                 if life == 0 || !ep.mobike(*sa) {
                     return;
                 }
-                let when = Rotation::new(now, life);
+                let mut when = Rotation::new(now, life);
+                if c.mobike.ip_spread {
+                    // The SPI is random: the first moves of SAs set up together
+                    // spread evenly over one lifetime.
+                    when.next_at = now + 1 + sa % life;
+                }
                 self.arm(*sa, &when);
                 self.rotating.insert(
                     *sa,
@@ -158,6 +175,9 @@ impl Mobility {
             match r.policy.next_pair(&own, &peer, (local.ip(), remote.ip())) {
                 Some((o, p)) if ep.migrate(now, sa, o, p) => {
                     self.counters.rotations += 1;
+                    if let Some(q) = self.started.as_mut().filter(|q| q.len() < 1 << 20) {
+                        q.push_back((now, sa, t));
+                    }
                     debug!(sa = format_args!("{sa:016x}"), local = %o, remote = %p, "rotating");
                 }
                 _ => self.counters.rotations_stuck += 1,

@@ -933,6 +933,8 @@ fn ike_examples_load_and_pair_up() {
             port: 500,
             port_nat_t: 4500,
             cookie_threshold: 1000,
+            setup_rate: 0,
+            setup_window: 256,
         }
     );
     let pool = PoolConf {
@@ -1137,7 +1139,7 @@ fn connection_defaults_follow_swanctl() {
     let c = parse_ok(
         "cipher: { backend: udp, bind: ['192.0.2.1:4500', '[::]:4500'] }\n\
          clear: { backend: tun, name: t0 }\n\
-         ike: { listen: ['192.0.2.1', '0.0.0.0', '::'], cookie_threshold: 0 }\n\
+         ike: { listen: ['192.0.2.1', '0.0.0.0', '::'], cookie_threshold: 0, setup_rate: 500, setup_window: 32 }\n\
          pools:\n  - { name: r, addrs: 10.9.0.10-10.9.0.19 }\n  - { name: six, addrs: 'fd00::/112' }\n\
          connections:\n  - name: c\n    psk: 0x0011223344556677\n    remote_addrs: '192.0.2.2:4501, 192.0.2.3'\n    \
          local_addrs: 192.0.2.1\n    proposals: 'aes256-sha384-ecp256, default'\n    esp_proposals: aes256gcm16-x25519-esn\n    \
@@ -1149,6 +1151,7 @@ fn connection_defaults_follow_swanctl() {
     .clone();
     assert_eq!(c.ike.listen, vec![ip("192.0.2.1"), ip("0.0.0.0"), ip("::")]);
     assert_eq!(c.ike.cookie_threshold, 0);
+    assert_eq!((c.ike.setup_rate, c.ike.setup_window), (500, 32));
     assert_eq!(
         (
             c.pools[0].start,
@@ -1615,6 +1618,20 @@ const BROKEN_IKE: &[(&str, &str, &str, &str, &str)] = &[
         "ike.cookie_threshold",
         "not a whole number",
     ),
+    (
+        "gateway.yaml",
+        "  cookie_threshold: 1000",
+        "  cookie_threshold: 1000\n  setup_window: 0",
+        "ike.setup_window",
+        "IKE SAs a client sets up at once at most",
+    ),
+    (
+        "gateway.yaml",
+        "  cookie_threshold: 1000",
+        "  cookie_threshold: 1000\n  setup_rate: fast",
+        "ike.setup_rate",
+        "not a whole number",
+    ),
     // pools:
     (
         "gateway.yaml",
@@ -2060,7 +2077,8 @@ clear: { backend: tun, name: t0 }\n\
 connections:\n  - name: c\n    psk: a long secret\n    peeraddr: 192.0.2.2\n    \
 local_id: c-%n@example.org\n    vips: [0.0.0.0]\n    instances: 2\n    mobike: true\n    \
 startclntaddr: 192.168.1.1/24\n    mobikeaddrpertunnel: 3\n    mobikeiplifetime: 30s\n    \
-mobikechangeaddrtype: both\n    disallownat: true\n    mobikedebounce: 50ms\n";
+mobikechangeaddrtype: both\n    disallownat: true\n    mobikedebounce: 50ms\n    \
+mobikeipspread: true\n";
 
 /// A gateway with MOBIKE, two local addresses, return-routability checks.
 const MOBIKE_GW: &str = "cipher: { backend: udp, bind: ['192.0.2.1:4500', '192.0.2.9:4500'] }\n\
@@ -2083,6 +2101,7 @@ fn mobike_keys_parse() {
             disallow_nat: true,
             rr_check: false,
             ip_lifetime_ms: 30_000,
+            ip_spread: true,
             change_type: ChangeType::Both,
             addrs_per_gw: 0,
             debounce_ms: 50,

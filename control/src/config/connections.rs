@@ -195,6 +195,7 @@ pub(super) struct RawConn {
     disallownat: Option<S>,
     mobikerrcheck: Option<S>,
     mobikeiplifetime: Option<S>,
+    mobikeipspread: Option<S>,
     mobikechangeaddrtype: Option<S>,
     mobikeaddrpergw: Option<S>,
     mobikedebounce: Option<S>,

@@ -24,7 +24,15 @@ pub struct IkeListenConf {
     pub port_nat_t: u16,
     /// Half-open IKE SAs above which the responder demands cookies (RFC 7296 2.6).
     pub cookie_threshold: usize,
+    /// A client's new IKE SAs per second at most (0 = as fast as the window allows).
+    pub setup_rate: u64,
+    /// A client's IKE SAs being set up at once at most.
+    pub setup_window: usize,
 }
+
+/// `ike.setup_window` default and largest value.
+pub const SETUP_WINDOW_DEFAULT: usize = 256;
+pub const SETUP_WINDOW_MAX: u64 = 65_536;
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,6 +41,8 @@ pub(super) struct RawIke {
     port: Option<S>,
     port_nat_t: Option<S>,
     cookie_threshold: Option<S>,
+    setup_rate: Option<S>,
+    setup_window: Option<S>,
 }
 
 pub(super) fn validate(
@@ -97,6 +107,35 @@ pub(super) fn validate(
             None => {
                 ok = false;
                 1000
+            }
+        },
+    };
+    let setup_rate = match r.and_then(|r| r.setup_rate.as_ref()) {
+        None => 0,
+        Some(v) => cx
+            .uint(
+                "ike.setup_rate",
+                v,
+                0..=1_000_000,
+                "new IKE SAs per second a client starts at most (0 = no limit)",
+            )
+            .unwrap_or_else(|| {
+                ok = false;
+                0
+            }),
+    };
+    let setup_window = match r.and_then(|r| r.setup_window.as_ref()) {
+        None => SETUP_WINDOW_DEFAULT,
+        Some(v) => match cx.uint(
+            "ike.setup_window",
+            v,
+            1..=SETUP_WINDOW_MAX,
+            "IKE SAs a client sets up at once at most",
+        ) {
+            Some(n) => n as usize,
+            None => {
+                ok = false;
+                SETUP_WINDOW_DEFAULT
             }
         },
     };
@@ -218,6 +257,8 @@ pub(super) fn validate(
         port,
         port_nat_t,
         cookie_threshold,
+        setup_rate,
+        setup_window,
     };
     (conf, ok)
 }

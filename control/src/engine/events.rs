@@ -1,7 +1,7 @@
 //! The log lines of the IKE core's events: one per IKE SA or child SA up, down,
 //! rekeyed, moved or refused, with what an operator needs to follow it.
 
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::ike::sa::{ConnId, Event, FailReason, SaId};
 use crate::installer::Installer;
@@ -92,6 +92,9 @@ pub(super) fn log(ev: &Event, names: &[String], inst: &Installer) {
             encap,
             behind_nat,
         } => info!(sa = %hex_spi(*sa), %local, %remote, encap, behind_nat, "path changed"),
+        Event::UpdateSent { sa, local, remote } => {
+            debug!(sa = %hex_spi(*sa), %local, %remote, "UPDATE_SA_ADDRESSES sent")
+        }
         Event::IkeDown { sa, reason } => info!(sa = %hex_spi(*sa), ?reason, "IKE SA down"),
     }
 }

@@ -673,6 +673,10 @@ pub struct Mobike {
     /// Client: change address every this many milliseconds, 0 = never
     /// (`mobikeiplifetime`).
     pub ip_lifetime_ms: u64,
+    /// Client: the first rotation of each IKE SA comes at a point spread over its
+    /// first lifetime (taken from its SPI) instead of a whole lifetime after it came
+    /// up, so that tunnels set up together do not all move at once (`mobikeipspread`).
+    pub ip_spread: bool,
     /// Client: what the rotation changes (`mobikechangeaddrtype`).
     pub change_type: ChangeType,
     /// Gateway: how many of its own addresses it announces, 0 = all

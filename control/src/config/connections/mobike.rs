@@ -30,8 +30,9 @@ pub(super) struct ClientBlock {
 }
 
 /// Keys only a client's address rotation reads.
-const ROTATION_KEYS: [&str; 4] = [
+const ROTATION_KEYS: [&str; 5] = [
     "mobikeiplifetime",
+    "mobikeipspread",
     "mobikechangeaddrtype",
     "mobikeaddrpertunnel",
     "startclntaddr",
@@ -54,10 +55,11 @@ pub(super) fn mobike_gate(
         None => Some(false),
         Some(v) => cx.boolean(&at("mobike"), v),
     };
-    let keys: [(&str, &Option<S>); 8] = [
+    let keys: [(&str, &Option<S>); 9] = [
         ("disallownat", &r.disallownat),
         ("mobikerrcheck", &r.mobikerrcheck),
         ("mobikeiplifetime", &r.mobikeiplifetime),
+        ("mobikeipspread", &r.mobikeipspread),
         ("mobikechangeaddrtype", &r.mobikechangeaddrtype),
         ("mobikeaddrpergw", &r.mobikeaddrpergw),
         ("mobikedebounce", &r.mobikedebounce),
@@ -297,6 +299,7 @@ pub(super) fn mobike_settings(
         None => Some(d.ip_lifetime_ms),
         Some(v) => cx.duration_ms(&at("mobikeiplifetime"), v, 0..=DURATION_MAX_S * 1000),
     };
+    let ip_spread = flag(cx, "mobikeipspread", &r.mobikeipspread, d.ip_spread);
     let change_type = match &r.mobikechangeaddrtype {
         None => Some(d.change_type),
         Some(v) => cx
@@ -353,6 +356,7 @@ pub(super) fn mobike_settings(
         disallow_nat: disallow_nat?,
         rr_check: rr_check?,
         ip_lifetime_ms: ip_lifetime_ms?,
+        ip_spread: ip_spread?,
         change_type: change_type?,
         addrs_per_gw: addrs_per_gw?,
         debounce_ms: debounce_ms?,

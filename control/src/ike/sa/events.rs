@@ -141,6 +141,14 @@ pub enum Event {
         /// As in [`Event::IkeUp`].
         behind_nat: bool,
     },
+    /// MOBIKE: we sent an UPDATE_SA_ADDRESSES for `local` -> `remote` (RFC 4555 3.5),
+    /// the first of its transmissions; the SAs move when it is answered
+    /// ([`Event::PathChanged`]). Nothing to install: for those who time handovers.
+    UpdateSent {
+        sa: SaId,
+        local: SocketAddr,
+        remote: SocketAddr,
+    },
     /// The IKE SA is gone; its remaining children were reported down before this.
     IkeDown { sa: SaId, reason: DownReason },
 }

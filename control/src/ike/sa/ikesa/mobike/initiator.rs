@@ -254,6 +254,11 @@ impl IkeSa {
             m.announced = own;
         }
         ctx.counters.mobike_updates_sent += 1;
+        ctx.events.push_back(Event::UpdateSent {
+            sa: self.id,
+            local: first.0,
+            remote: first.1,
+        });
         let kind = Kind::Update { first };
         self.send_request_via(
             ctx,
