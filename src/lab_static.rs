@@ -1,5 +1,5 @@
-//! `mobiked lab`: the embedded default. Two endpoints in one process over loopback, no
-//! root and no setup: endpoint A encrypts a generated stream and sends it over the `udp`
+//! `mobiked bench loopback`: two endpoints with static SAs in one process over loopback,
+//! no root and no setup: endpoint A encrypts a generated stream and sends it over the `udp`
 //! backend to endpoint B, which decrypts it into a sink that checks sequence numbers and
 //! timestamps. Every few seconds both endpoints move their path to the other pair of
 //! loopback addresses; the report gives loss, throughput, and the latency of each switch

@@ -2,6 +2,9 @@
 
 mod ike_run;
 mod lab;
+mod lab_static;
+mod node;
+mod report_cmd;
 mod run;
 mod wait;
 
@@ -28,7 +31,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Two endpoints in one process over loopback: traffic, path switches, a report.
+    /// A gateway and a few hundred emulated clients in one process over loopback: real
+    /// IKE and MOBIKE with address rotation, a stream in every tunnel, a report.
     Lab(lab::LabArgs),
     /// Run static SAs from a configuration file until SIGINT/SIGTERM.
     Run {
@@ -51,6 +55,9 @@ enum Cmd {
         #[command(subcommand)]
         which: BenchCmd,
     },
+    /// Compare run reports (JSON from `mobiked lab` or `mobiked bench`) in one table, and
+    /// optionally one HTML page.
+    Report(report_cmd::ReportArgs),
     /// Talk to a running instance over its control socket.
     Ctl {
         /// The control socket (`control.socket` in its configuration).
@@ -97,6 +104,9 @@ enum CtlCmd {
 
 #[derive(Subcommand)]
 enum BenchCmd {
+    /// Two endpoints with static SAs in one process over loopback: offered load, path
+    /// switches, loss and publish-to-wire latency (no IKE).
+    Loopback(lab_static::LabArgs),
     /// ESP encap/decap on one core against the bare primitives (AEAD seal/open, or
     /// AES-CBC + HMAC) over the same bytes, for AES-GCM, ChaCha20-Poly1305 and CBC suites.
     Esp {
@@ -178,6 +188,7 @@ fn main() -> ExitCode {
         },
         Cmd::Ctl { socket, req } => ctl(&socket, req),
         Cmd::Bench { which } => bench(which),
+        Cmd::Report(args) => report_cmd::main(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -236,6 +247,7 @@ fn write_json(path: Option<PathBuf>, report: &impl serde::Serialize) -> Result<(
 
 fn bench(which: BenchCmd) -> Result<(), String> {
     match which {
+        BenchCmd::Loopback(args) => lab_static::main(args),
         BenchCmd::Esp {
             json,
             rounds,

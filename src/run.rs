@@ -360,6 +360,16 @@ fn open_ports(cfg: &StaticConfig, w: usize) -> Result<(Port, Port), String> {
 
 /// Worker `w`'s cipher-side port (with its pcap writer if configured).
 pub(crate) fn open_cipher(cfg: &StaticConfig, w: usize) -> Result<Port, String> {
+    open_cipher_shared(cfg, w, false)
+}
+
+/// As [`open_cipher`]; `reuse_addr`: the `udp` backend's sockets share their port with
+/// other sockets of this host (`SO_REUSEADDR`, see `UdpConfig::reuse_addr`).
+pub(crate) fn open_cipher_shared(
+    cfg: &StaticConfig,
+    w: usize,
+    reuse_addr: bool,
+) -> Result<Port, String> {
     let workers = cfg.dataplane.workers;
     let cipher: Port = match &cfg.cipher.backend {
         CipherBackend::Udp { bind, gso, gro } => Box::new(
@@ -368,6 +378,7 @@ pub(crate) fn open_cipher(cfg: &StaticConfig, w: usize) -> Result<Port, String> 
                 gso: *gso,
                 gro: *gro,
                 reuse_port: workers > 1,
+                reuse_addr,
                 ..UdpConfig::default()
             })
             .map_err(|e| format!("cipher.bind {bind:?}: {e}"))?,

@@ -55,11 +55,6 @@ impl StopSignal {
         Ok(StopSignal { flag, read })
     }
 
-    /// The flag the handler sets.
-    pub fn flag(&self) -> Arc<AtomicBool> {
-        self.flag.clone()
-    }
-
     pub fn requested(&self) -> bool {
         self.flag.load(Ordering::Relaxed)
     }

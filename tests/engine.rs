@@ -7,7 +7,7 @@
 //! workers (inject, punt). No sockets, no threads, no sleeps.
 
 use control::config;
-use control::engine::{Engine, Role};
+use control::engine::{Engine, Observation, Role};
 use control::ike::crypto::random::SeededRandom;
 use control::ike::sa::Transmit;
 use dataplane::buf::LARGE_FRAME;
@@ -399,6 +399,80 @@ fn a_client_that_loses_its_address_moves_and_its_traffic_follows() {
     assert_eq!(lab.ping_all(2), (3, 3));
     let stats: std::collections::HashMap<String, u64> = lab.gw.engine.stats().into_iter().collect();
     assert_eq!(stats["mobike_moves"], 3, "{stats:?}");
+}
+
+#[test]
+fn rotations_are_observed_with_their_times_and_spread_over_a_lifetime() {
+    let mut lab = Lab::new(
+        8,
+        &format!(
+            "    mobike: true\n    local_addrs: [{CL1}, {CL2}]\n    mobikeiplifetime: 2s\n    mobikeipspread: true\n"
+        ),
+        "    mobike: true\n",
+    );
+    lab.cl.engine.observe();
+    assert!(lab.run_until(10 * S, |l| l.tunnels() == (8, 8)));
+    let up_at = lab.now;
+    let mut obs = Vec::new();
+    let mut handovers = perf::rig::handover::Handovers::default();
+    assert!(lab.run_until(5 * S, |l| {
+        while let Some(o) = l.cl.engine.poll_observation() {
+            handovers.observe(&o);
+            obs.push(o);
+        }
+        handovers.completed >= 8
+    }));
+    assert_eq!(lab.ping_all(3), (8, 8), "traffic follows every move");
+    let ups: Vec<_> = obs
+        .iter()
+        .filter_map(|o| match o {
+            Observation::IkeUp { sa, vip, path, .. } => Some((*sa, *vip, *path)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ups.len(), 8);
+    assert!(ups
+        .iter()
+        .all(|(_, vip, path)| vip.is_some() && path.is_some()));
+    // Each SA's first rotation: due within its first lifetime, started when due
+    // (the virtual clock runs to it), its update sent then, its answer after.
+    let mut dues = Vec::new();
+    for (sa, _, path) in &ups {
+        let due = obs.iter().find_map(|o| match o {
+            Observation::RotationStarted { sa: s, due, at } if s == sa => Some((*due, *at)),
+            _ => None,
+        });
+        let (due, started) = due.expect("a rotation");
+        assert!(
+            due <= up_at + 2 * S && started >= due,
+            "{due} {started} {up_at}"
+        );
+        let sent = obs.iter().find_map(|o| match o {
+            Observation::UpdateSent { sa: s, at, .. } if s == sa => Some(*at),
+            _ => None,
+        });
+        let moved = obs.iter().find_map(|o| match o {
+            Observation::PathChanged {
+                sa: s,
+                at,
+                path: p,
+                local,
+                ..
+            } if s == sa => Some((*at, *p, *local)),
+            _ => None,
+        });
+        let (sent, (moved, p, local)) = (sent.expect("an update"), moved.expect("a move"));
+        assert!(started <= sent && sent <= moved);
+        assert_eq!(p, *path, "the SA keeps its path record");
+        assert_eq!(local.ip(), ip(CL2), "own-only: to the other address");
+        dues.push(due);
+    }
+    // Spread: eight SAs set up together do not all come due at one time.
+    dues.sort();
+    dues.dedup();
+    assert!(dues.len() >= 4, "rotation due times {dues:?}");
+    assert_eq!(handovers.timings.signal.len(), 8);
+    assert_eq!(lab.cl.engine.observations_dropped(), 0);
 }
 
 #[test]
