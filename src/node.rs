@@ -222,7 +222,7 @@ impl<L: BurstIo + 'static> Node<L> {
             return;
         }
         // Sleep until the engine's next deadline or a descriptor has work.
-        let timeout = wait::timeout_ms(
+        let timeout = wait::timeout_ns(
             now,
             [
                 engine.next_deadline(now),
@@ -408,9 +408,14 @@ struct Io {
 }
 
 impl Io {
-    /// Waits up to `ms` for an IKE socket, netlink, the dataplane's punt queues, the
+    /// Waits up to `timeout_ns` for an IKE socket, netlink, the dataplane's punt queues, the
     /// control socket or a stop signal.
-    fn wait_readable(&mut self, ms: i32, ctl: Option<&CtlServer>, signals: Option<&StopSignal>) {
+    fn wait_readable(
+        &mut self,
+        timeout_ns: u64,
+        ctl: Option<&CtlServer>,
+        signals: Option<&StopSignal>,
+    ) {
         let set = &mut self.set;
         set.clear();
         for s in &self.sockets {
@@ -426,7 +431,11 @@ impl Io {
         // IKE punted since the last drain must not wait for the timeout.
         let (punt, punt_empty) = wait::arm_punt(set, &self.fabric.punt);
         let (large, large_empty) = wait::arm_punt(set, &self.fabric.punt_large);
-        set.wait(if punt_empty && large_empty { ms } else { 0 });
+        set.wait_ns(if punt_empty && large_empty {
+            timeout_ns
+        } else {
+            0
+        });
         wait::finish_punt(set, &self.fabric.punt, punt);
         wait::finish_punt(set, &self.fabric.punt_large, large);
         if let (Some(s), Some(i)) = (signals, signal) {

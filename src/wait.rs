@@ -32,6 +32,17 @@ pub fn timeout_ms(now: u64, deadlines: impl IntoIterator<Item = Option<u64>>, ca
     i32::try_from(wait_ns.div_ceil(1_000_000)).unwrap_or(i32::MAX)
 }
 
+/// Nanoseconds to sleep at `now` until the earliest of `deadlines`, at most `cap_ms`
+/// (for [`PollSet::wait_ns`]: a rotation or retransmission due between two
+/// milliseconds runs when due, not at the next whole millisecond).
+pub fn timeout_ns(now: u64, deadlines: impl IntoIterator<Item = Option<u64>>, cap_ms: u64) -> u64 {
+    deadlines
+        .into_iter()
+        .flatten()
+        .map(|t| t.saturating_sub(now))
+        .fold(cap_ms.saturating_mul(1_000_000), u64::min)
+}
+
 /// SIGINT and SIGTERM: a flag the loop checks, and a self-pipe that makes its poll(2)
 /// return at once (the handler sets the flag first, then writes).
 pub struct StopSignal {
@@ -106,6 +117,15 @@ impl PollSet {
         let _ = sys::poll(&mut self.fds, timeout_ms);
     }
 
+    /// As [`Self::wait`], for up to `timeout_ns` nanoseconds.
+    pub fn wait_ns(&mut self, timeout_ns: u64) {
+        if self.fds.is_empty() {
+            std::thread::sleep(std::time::Duration::from_nanos(timeout_ns));
+            return;
+        }
+        let _ = sys::ppoll(&mut self.fds, Some(timeout_ns));
+    }
+
     /// Whether the descriptor at `index` had events in the last wait.
     pub fn ready(&self, index: usize) -> bool {
         self.fds.get(index).is_some_and(|p| p.revents != 0)
@@ -155,6 +175,26 @@ mod tests {
         // Far away: the cap.
         assert_eq!(timeout_ms(now, [Some(now + 3_600_000 * MS)], 1000), 1000);
         assert_eq!(timeout_ms(now, [Some(u64::MAX)], u64::MAX), i32::MAX);
+    }
+
+    #[test]
+    fn nanosecond_timeouts_are_exact_and_capped() {
+        let now = 5_000 * MS;
+        assert_eq!(timeout_ns(now, [None], 1000), 1000 * MS);
+        assert_eq!(
+            timeout_ns(now, [Some(now + 2 * MS + 1), Some(now + 9 * MS)], 1000),
+            2 * MS + 1
+        );
+        assert_eq!(timeout_ns(now, [Some(now - 1)], 1000), 0);
+        // A wait of 300 us with nothing ready returns after about that, not a whole ms.
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut set = PollSet::default();
+        set.add(a.as_raw_fd(), libc::POLLIN);
+        let t = std::time::Instant::now();
+        set.wait_ns(300_000);
+        let took = t.elapsed();
+        assert!(took >= std::time::Duration::from_micros(300), "{took:?}");
+        assert!(!set.ready(0));
     }
 
     #[test]

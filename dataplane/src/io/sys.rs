@@ -77,6 +77,37 @@ pub fn poll(fds: &mut [libc::pollfd], timeout_ms: libc::c_int) -> io::Result<usi
     Ok(r as usize)
 }
 
+/// ppoll(2) on `fds` for up to `timeout_ns` (None: no limit): as [`poll`], to the
+/// nanosecond (a timer due between two milliseconds is not slept past).
+pub fn ppoll(fds: &mut [libc::pollfd], timeout_ns: Option<u64>) -> io::Result<usize> {
+    let ts = timeout_ns.map(|ns| libc::timespec {
+        tv_sec: (ns / 1_000_000_000).min(i32::MAX as u64) as libc::time_t,
+        tv_nsec: (ns % 1_000_000_000) as libc::c_long,
+    });
+    let tp = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `fds` is a valid, initialised slice of pollfd structures that outlives the
+    // call, its length is passed with it; `tp` is null or points at `ts`, alive here; no
+    // signal mask is changed.
+    let r = unsafe {
+        libc::ppoll(
+            fds.as_mut_ptr(),
+            fds.len() as libc::nfds_t,
+            tp,
+            std::ptr::null(),
+        )
+    };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        return match e.kind() {
+            io::ErrorKind::Interrupted => Ok(0),
+            _ => Err(e),
+        };
+    }
+    Ok(r as usize)
+}
+
 /// `socket(2)` returning an owned descriptor.
 pub fn socket(domain: libc::c_int, ty: libc::c_int, proto: libc::c_int) -> io::Result<OwnedFd> {
     // SAFETY: plain syscall with integer arguments.
