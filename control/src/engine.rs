@@ -139,11 +139,14 @@ impl Engine {
             )
             .filter(|a| a.is_loopback())
             .collect();
-        let protected = ep
+        // The copies of a connection share their selectors: each once.
+        let mut protected: Vec<Selector> = ep
             .conns()
             .iter()
             .flat_map(|c| c.local_ts.iter().copied())
             .collect();
+        protected.sort_unstable_by_key(|s| (s.start, s.end, s.protocol, s.start_port, s.end_port));
+        protected.dedup();
         Ok(Engine {
             ep,
             installer,

@@ -32,8 +32,10 @@ pub fn usable(
         });
         !link_local && !a.is_multicast() && !a.is_loopback() && !inside
     });
+    // A set: a client emulating thousands of tunnels on loopback lists thousands.
+    let mut seen: std::collections::HashSet<std::net::IpAddr> = addrs.iter().copied().collect();
     for a in loopback {
-        if !addrs.contains(a) {
+        if seen.insert(*a) {
             addrs.push(*a);
         }
     }

@@ -126,7 +126,7 @@ pub(crate) struct Ctx<'a> {
     /// The endpoint drops the other IKE SAs with that identity after the call.
     pub initial_contact: Vec<(SaId, Identity)>,
     /// The host's usable addresses (MOBIKE).
-    pub own_addrs: &'a [IpAddr],
+    pub own_addrs: &'a OwnAddrs,
     /// Whether the host has a route from one address to another (MOBIKE's path
     /// choice); without an oracle every pair may work.
     pub routable: &'a dyn Fn(IpAddr, IpAddr) -> bool,
@@ -219,9 +219,49 @@ pub struct Endpoint {
     children_n: usize,
     /// The host's usable addresses: at first the connections' local addresses, then
     /// whatever [`Endpoint::set_own_addrs`] says.
-    own_addrs: Vec<IpAddr>,
+    own_addrs: OwnAddrs,
     /// See [`Endpoint::set_route_oracle`].
     routable: Box<dyn Fn(IpAddr, IpAddr) -> bool + Send>,
+}
+
+/// The host's usable addresses in their order, and as a set: a client emulating
+/// thousands of tunnels holds tens of thousands of addresses, and MOBIKE asks whether
+/// one is ours on every path choice (a scan of the list cost O(addresses) per rotation,
+/// and building the list O(addresses²) at start).
+#[derive(Clone, Debug, Default)]
+pub struct OwnAddrs {
+    list: Vec<IpAddr>,
+    set: HashSet<IpAddr>,
+}
+
+impl OwnAddrs {
+    /// `addrs` without repeats, in their order.
+    pub fn new(addrs: &[IpAddr]) -> OwnAddrs {
+        let mut o = OwnAddrs::default();
+        for a in addrs {
+            o.push(*a);
+        }
+        o
+    }
+
+    /// Adds `a` at the end unless it is there.
+    pub fn push(&mut self, a: IpAddr) {
+        if self.set.insert(a) {
+            self.list.push(a);
+        }
+    }
+
+    pub fn contains(&self, a: &IpAddr) -> bool {
+        self.set.contains(a)
+    }
+
+    pub fn as_slice(&self) -> &[IpAddr] {
+        &self.list
+    }
+
+    pub fn to_vec(&self) -> Vec<IpAddr> {
+        self.list.clone()
+    }
 }
 
 impl Endpoint {
@@ -230,15 +270,13 @@ impl Endpoint {
         let mut cookie_secret = [0u8; 32];
         rng.fill(&mut cookie_secret);
         let mut pools = Pools::default();
-        let mut own_addrs: Vec<IpAddr> = Vec::new();
+        let mut own_addrs = OwnAddrs::default();
         for c in &conns {
             for p in c.pools.iter() {
                 pools.add(p);
             }
             for a in &c.local_addrs {
-                if !own_addrs.contains(&a.ip()) {
-                    own_addrs.push(a.ip());
-                }
+                own_addrs.push(a.ip());
             }
         }
         Endpoint {
@@ -394,17 +432,17 @@ impl Endpoint {
     /// removed, a link down). An SA whose initiator lost its address moves to the
     /// best pair left (break-before-make); each end announces its new list.
     pub fn set_own_addrs(&mut self, now: u64, addrs: &[IpAddr]) {
-        if self.own_addrs == addrs {
+        if self.own_addrs.as_slice() == addrs {
             return;
         }
-        self.own_addrs = addrs.to_vec();
+        self.own_addrs = OwnAddrs::new(addrs);
         for sa in self.sa_ids() {
             self.on_sa(now, sa, |s, ctx| s.own_addrs_changed(ctx, now));
         }
     }
 
     /// The host's usable addresses as last set.
-    pub fn own_addrs(&self) -> &[IpAddr] {
+    pub fn own_addrs(&self) -> &OwnAddrs {
         &self.own_addrs
     }
 
