@@ -13,16 +13,14 @@
 //! lookup, the clients take the rest on the wildcard).
 
 use crate::node::{Node, NodeOptions};
+use crate::streams::{stream_report, StreamIds, Streams, Tally};
 use clap::Args;
 use control::engine::{Observation, Role};
-use dataplane::io::flows::{FlowGenConfig, FlowSinkConfig, FlowTable, FlowWriter, TrafficPort};
+use dataplane::io::flows::{FlowGenConfig, FlowSinkConfig, FlowTable, TrafficPort};
 use dataplane::io::traffic::PacketSize;
 use dataplane::worker::WorkerEvent;
-use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use perf::rig::handover::Handovers;
-use perf::rig::report::{Metric, RunReport, Series};
-use std::collections::HashMap;
+use perf::rig::report::{RunReport, Series};
 use std::io::IsTerminal;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -70,15 +68,11 @@ const CLIENT_START: Ipv4Addr = Ipv4Addr::new(127, 64, 0, 1);
 /// The gateway's protected LAN, where its end of every stream lives.
 const LAN_HOST: Ipv4Addr = Ipv4Addr::new(10, 201, 0, 1);
 const POOL_BASE: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 0);
-const STREAM_PORT: u16 = 9;
 const PSK: &str = "0x6d6f62696b65642d6c61622d70736b2d2d6e6f742d666f722d616e792d757365";
 /// Packets in flight get this long to arrive after generation stops.
 const DRAIN: Duration = Duration::from_millis(500);
 /// How often the series are sampled and the status line redrawn.
 const SAMPLE: Duration = Duration::from_millis(250);
-/// A gateway's stream to a new client starts this long after the child SA is up at
-/// the gateway (the client installs it when the IKE_AUTH answer arrives).
-const DOWN_START_NS: u64 = 50_000_000;
 /// Idle workers wake this often to make the streams' next packets.
 const TICK_NS: u64 = 1_000_000;
 /// Time allowed for the clients' DELETEs at the end.
@@ -189,42 +183,38 @@ fn client_yaml(args: &LabArgs, p: &Plan) -> String {
     )
 }
 
-/// The stream id of a tunnel: its virtual IP's offset in the pool (both ends know it).
-fn flow_of(vip: IpAddr, flows: u32) -> Option<u32> {
-    let IpAddr::V4(v) = vip else { return None };
-    let off = u32::from(v).wrapping_sub(u32::from(POOL_BASE));
-    (off < flows).then_some(off)
-}
-
 /// What the node threads tell the main thread.
 enum Msg {
-    Gateway(Observation),
     Client(Observation),
     GatewayWorker(WorkerEvent),
     ClientWorker(WorkerEvent),
 }
 
-/// One node's control thread: turns until the engine finished its stop; starts and
-/// ends the streams of its tunnels as they come and go.
+impl Msg {
+    fn into_tally(self, t: &mut Tally) {
+        match self {
+            Msg::Client(o) => t.client(&o),
+            Msg::GatewayWorker(ev) | Msg::ClientWorker(ev) => t.worker_event(&ev),
+        }
+    }
+}
+
+/// One node's control thread: turns until the engine finished its stop (or the stop
+/// took too long); starts and ends the streams of its tunnels as they come and go.
 fn run_node(
     mut node: Node<TrafficPort>,
     role: Role,
-    mut flows: FlowWriter,
-    send: bool,
-    nflows: u32,
+    mut streams: Streams,
     stop: Arc<AtomicBool>,
     tx: mpsc::Sender<Msg>,
 ) -> (Node<TrafficPort>, u64) {
-    let mut sa_flow: HashMap<u64, u32> = HashMap::new();
-    let stream = SocketAddr::new(IpAddr::V4(LAN_HOST), STREAM_PORT);
-    let deadline = |t: Instant| t.elapsed() > STOP_LIMIT;
     let mut stopping: Option<Instant> = None;
     while !node.engine.is_finished() {
         let stop_now = stop.load(Ordering::Relaxed);
         if stop_now && stopping.is_none() {
             stopping = Some(Instant::now());
         }
-        if stopping.is_some_and(deadline) {
+        if stopping.is_some_and(|t| t.elapsed() > STOP_LIMIT) {
             break;
         }
         node.turn(stop_now, 20, None, |ev| {
@@ -234,120 +224,14 @@ fn run_node(
             });
         });
         while let Some(o) = node.engine.poll_observation() {
-            match &o {
-                Observation::ChildUp {
-                    at,
-                    sa,
-                    local,
-                    remote,
-                    rekey: false,
-                    ..
-                } if send => {
-                    // The client's virtual IP is its narrowed local selector; the
-                    // gateway sees it as the remote one.
-                    let (vip, ours) = match role {
-                        Role::Client => (*local, *remote),
-                        Role::Gateway => (*remote, *local),
-                    };
-                    if let (Some(vip), Some(_)) = (vip, ours) {
-                        if let Some(f) = flow_of(vip, nflows) {
-                            let me = SocketAddr::new(vip, STREAM_PORT);
-                            let (src, dst) = match role {
-                                Role::Client => (me, stream),
-                                Role::Gateway => (stream, me),
-                            };
-                            // The gateway answered IKE_AUTH in this turn: its stream
-                            // starts once the client has installed the child SA.
-                            let since = match role {
-                                Role::Client => *at,
-                                Role::Gateway => at + DOWN_START_NS,
-                            };
-                            flows.set(f, src, dst, since);
-                            sa_flow.insert(*sa, f);
-                        }
-                    }
-                }
-                Observation::IkeRekeyed { old, new, .. } => {
-                    if let Some(f) = sa_flow.remove(old) {
-                        sa_flow.insert(*new, f);
-                    }
-                }
-                Observation::IkeDown { sa, .. } => {
-                    if let Some(f) = sa_flow.remove(sa) {
-                        flows.clear(f);
-                    }
-                }
-                _ => {}
+            streams.observe(&o);
+            if role == Role::Client {
+                let _ = tx.send(Msg::Client(o));
             }
-            let _ = tx.send(match role {
-                Role::Gateway => Msg::Gateway(o),
-                Role::Client => Msg::Client(o),
-            });
         }
     }
     let dropped = node.engine.observations_dropped();
     (node, dropped)
-}
-
-/// What the main thread keeps of the observations.
-#[derive(Default)]
-struct Tally {
-    handovers: Handovers,
-    up: u64,
-    down: u64,
-    first_init: Option<u64>,
-    last_up: u64,
-    setup: Option<Histogram<u64>>,
-    /// Per stream: when its client started to set up (IKE_SA_INIT sent).
-    init_at: HashMap<u32, u64>,
-    gw_up: u64,
-}
-
-impl Tally {
-    fn take(&mut self, m: Msg, flows: u32) {
-        match m {
-            Msg::Client(o) => {
-                if let Observation::IkeUp {
-                    at, setup_ns, vip, ..
-                } = &o
-                {
-                    self.up += 1;
-                    let init = at.saturating_sub(*setup_ns);
-                    self.first_init = Some(self.first_init.map_or(init, |f| f.min(init)));
-                    self.last_up = self.last_up.max(*at);
-                    if let Some(h) = self.setup.as_mut() {
-                        h.saturating_record((*setup_ns).max(1));
-                    }
-                    if let Some(f) = vip.and_then(|v| flow_of(v, flows)) {
-                        self.init_at.entry(f).or_insert(init);
-                    }
-                }
-                if matches!(o, Observation::IkeDown { .. }) {
-                    self.down += 1;
-                }
-                self.handovers.observe(&o);
-            }
-            Msg::Gateway(o) => {
-                if matches!(o, Observation::IkeUp { .. }) {
-                    self.gw_up += 1;
-                }
-            }
-            Msg::ClientWorker(ev) => {
-                if matches!(ev, WorkerEvent::PathOnWire { .. }) {
-                    self.handovers.worker_event(&ev);
-                }
-            }
-            Msg::GatewayWorker(ev) => {
-                if matches!(ev, WorkerEvent::PeerMoved { .. }) {
-                    self.handovers.worker_event(&ev);
-                }
-            }
-        }
-    }
-}
-
-fn ns_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("constant bounds are valid")
 }
 
 pub fn main(args: LabArgs) -> Result<(), String> {
@@ -439,19 +323,25 @@ pub fn main(args: LabArgs) -> Result<(), String> {
     let stop_gw = Arc::new(AtomicBool::new(false));
     let stop_cl = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel();
-    let nflows = p.flows;
+    let ids = StreamIds::Pool {
+        base: IpAddr::V4(POOL_BASE),
+        size: p.flows,
+    };
+    let lan = IpAddr::V4(LAN_HOST);
+    let gw_streams = Streams::new(gw_writer, Role::Gateway, ids, p.down, lan);
+    let cl_streams = Streams::new(cl_writer, Role::Client, ids, p.up, lan);
     let gw_thread = {
         let (stop, tx) = (stop_gw.clone(), tx.clone());
         std::thread::Builder::new()
             .name("lab-gw".into())
-            .spawn(move || run_node(gw, Role::Gateway, gw_writer, p.down, nflows, stop, tx))
+            .spawn(move || run_node(gw, Role::Gateway, gw_streams, stop, tx))
             .map_err(|e| format!("starting the gateway thread: {e}"))?
     };
     let cl_thread = {
         let (stop, tx) = (stop_cl.clone(), tx.clone());
         std::thread::Builder::new()
             .name("lab-cl".into())
-            .spawn(move || run_node(cl, Role::Client, cl_writer, p.up, nflows, stop, tx))
+            .spawn(move || run_node(cl, Role::Client, cl_streams, stop, tx))
             .map_err(|e| format!("starting the client thread: {e}"))?
     };
     drop(tx);
@@ -478,10 +368,7 @@ pub fn main(args: LabArgs) -> Result<(), String> {
             .progress_chars("=> "),
     );
 
-    let mut tally = Tally {
-        setup: Some(ns_histogram()),
-        ..Tally::default()
-    };
+    let mut tally = Tally::new(ids);
     let start = Instant::now();
     let total = Duration::from_secs_f64(args.duration);
     let mut series_up = Vec::new();
@@ -511,7 +398,7 @@ pub fn main(args: LabArgs) -> Result<(), String> {
             break;
         }
         while let Ok(m) = rx.recv_timeout(Duration::from_millis(5)) {
-            tally.take(m, nflows);
+            m.into_tally(&mut tally);
             if start.elapsed() >= next_sample {
                 break;
             }
@@ -521,7 +408,7 @@ pub fn main(args: LabArgs) -> Result<(), String> {
             let (rx_now, lost_now, moves) =
                 (received_total(), lost_total(), tally.handovers.completed);
             let dt = SAMPLE.as_secs_f64();
-            series_up.push([ts, tally.up.saturating_sub(tally.down) as f64]);
+            series_up.push([ts, tally.tunnels() as f64]);
             series_moves.push([ts, (moves - last.2) as f64 / dt]);
             series_lost.push([ts, lost_now.saturating_sub(last.1) as f64]);
             series_rx.push([ts, rx_now.saturating_sub(last.0) as f64 / dt]);
@@ -529,7 +416,7 @@ pub fn main(args: LabArgs) -> Result<(), String> {
             next_sample += SAMPLE;
             let msg = format!(
                 "tunnels {}/{} handovers {} sent {} received {} lost {}",
-                tally.up.saturating_sub(tally.down),
+                tally.tunnels(),
                 p.clients,
                 moves,
                 sent_total(),
@@ -551,7 +438,7 @@ pub fn main(args: LabArgs) -> Result<(), String> {
     let drain = Instant::now();
     while drain.elapsed() < DRAIN && received_total() < sent_total() {
         while let Ok(m) = rx.try_recv() {
-            tally.take(m, nflows);
+            m.into_tally(&mut tally);
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -564,7 +451,7 @@ pub fn main(args: LabArgs) -> Result<(), String> {
         .join()
         .map_err(|_| "the gateway thread panicked".to_string())?;
     while let Ok(m) = rx.try_recv() {
-        tally.take(m, nflows);
+        m.into_tally(&mut tally);
     }
     bar.finish_and_clear();
     let gw_left = gw_node.engine.endpoint().sa_count();
@@ -615,109 +502,29 @@ pub fn main(args: LabArgs) -> Result<(), String> {
     ] {
         r.setting(k, &v);
     }
-    let sent = sent_total();
-    let (gw_t, cl_t) = (gw_sink_final.totals(), cl_sink_final.totals());
-    let received = gw_t.received + cl_t.received;
-    let setup_s = tally
-        .first_init
-        .map_or(0.0, |f| tally.last_up.saturating_sub(f) as f64 / 1e9);
     let count = |stats: &[(String, u64)], name: &str| {
-        stats.iter().find(|(n, _)| n == name).map_or(0, |(_, v)| *v)
+        stats.iter().find(|(n, _)| n == name).map_or(0, |(_, v)| *v) as f64
     };
-    let totals: Vec<(&str, f64, &str, &str)> = vec![
-        (
-            "tunnels up",
-            tally.up as f64,
-            "",
-            "IKE SAs the clients established",
-        ),
-        (
-            "setup time",
-            setup_s,
-            "s",
-            "first IKE_SA_INIT to the last IKE SA up",
-        ),
-        (
-            "setup rate",
-            if setup_s > 0.0 {
-                tally.up as f64 / setup_s
-            } else {
-                0.0
-            },
-            "/s",
-            "tunnels per second while setting up",
-        ),
+    stream_report(
+        &mut r,
+        Some(&tally),
+        &[&gw_sink_final, &cl_sink_final],
+        sent_total(),
+        true,
+        traffic_s,
+    );
+    for (n, v, u, h) in [
         (
             "setup failures",
-            count(&cl_stats, "client_setup_failed") as f64,
+            count(&cl_stats, "client_setup_failed"),
             "",
             "IKE SA setups that failed (retried)",
         ),
         (
-            "handovers started",
-            tally.handovers.started as f64,
-            "",
-            "UPDATE_SA_ADDRESSES sent",
-        ),
-        (
-            "handovers done",
-            tally.handovers.completed as f64,
-            "",
-            "answered, SAs moved",
-        ),
-        (
-            "handovers in progress",
-            tally.handovers.in_progress() as f64,
-            "",
-            "unanswered at the end",
-        ),
-        (
             "rotations stuck",
-            count(&cl_stats, "mobike_rotations_stuck") as f64,
+            count(&cl_stats, "mobike_rotations_stuck"),
             "",
             "due with no other pair",
-        ),
-        ("sent", sent as f64, "packets", "both directions"),
-        ("received", received as f64, "packets", "both directions"),
-        (
-            "lost",
-            sent.saturating_sub(received) as f64,
-            "packets",
-            "sent and never received",
-        ),
-        (
-            "loss",
-            if sent == 0 {
-                0.0
-            } else {
-                sent.saturating_sub(received) as f64 * 100.0 / sent as f64
-            },
-            "%",
-            "",
-        ),
-        (
-            "duplicates",
-            (gw_t.duplicates + cl_t.duplicates) as f64,
-            "packets",
-            "",
-        ),
-        (
-            "reordered",
-            (gw_t.reordered + cl_t.reordered) as f64,
-            "packets",
-            "",
-        ),
-        (
-            "bad",
-            (gw_t.bad + cl_t.bad) as f64,
-            "packets",
-            "not a stream packet of a known tunnel",
-        ),
-        (
-            "throughput",
-            received as f64 / traffic_s,
-            "pps",
-            "received, both directions",
         ),
         (
             "gateway IKE SAs left",
@@ -731,42 +538,8 @@ pub fn main(args: LabArgs) -> Result<(), String> {
             "",
             "",
         ),
-    ];
-    for (n, v, u, h) in totals {
+    ] {
         r.total(n, v, u, h);
-    }
-    // Time to first packet: from a client's first IKE_SA_INIT to its stream's first
-    // packet at the far end (up: the gateway's sink; down: the client's).
-    let mut ttfp = ns_histogram();
-    for (flow, init) in &tally.init_at {
-        let first = [&gw_sink_final, &cl_sink_final]
-            .iter()
-            .filter_map(|s| s.flow(*flow))
-            .map(|f| f.first_rx_ns)
-            .filter(|t| *t != 0)
-            .min();
-        if let Some(t) = first {
-            ttfp.saturating_record(t.saturating_sub(*init).max(1));
-        }
-    }
-    let mut latency = gw_sink_final.latency().clone();
-    let _ = latency.add(cl_sink_final.latency());
-    let mut gaps = gw_sink_final.gaps().clone();
-    let _ = gaps.add(cl_sink_final.gaps());
-    let t = &tally.handovers.timings;
-    let metrics = [
-        ("setup", "ms", 1e6, "one tunnel: first IKE_SA_INIT to the end of IKE_AUTH", tally.setup.as_ref().unwrap_or(&ns_histogram()).clone()),
-        ("time to first packet", "ms", 1e6, "first IKE_SA_INIT to the stream's first packet at the far end (includes the wait for the stream's next packet)", ttfp),
-        ("T_detect", "us", 1e3, "rotation due -> UPDATE_SA_ADDRESSES sent", t.detect.clone()),
-        ("T_signal", "ms", 1e6, "UPDATE_SA_ADDRESSES sent -> answer handled, SAs moved", t.signal.clone()),
-        ("T_publish", "us", 1e3, "answer handled -> new path published to the workers", t.publish.clone()),
-        ("T_wire", "ms", 1e6, "answer handled -> first packet with the new header on the wire (bound by the stream's packet interval)", t.wire.clone()),
-        ("handover", "ms", 1e6, "rotation due -> first packet from the new address at the gateway", t.peer.clone()),
-        ("gap", "ms", 1e6, "per stream: arrivals more than three packet intervals apart", gaps),
-        ("one-way latency", "us", 1e3, "stream packets, generator to sink", latency),
-    ];
-    for (name, unit, k, help, h) in metrics {
-        r.metric(Metric::from_histogram(name, unit, help, &h, k));
     }
     for (name, unit, help, points) in [
         ("tunnels up", "", "client IKE SAs established", series_up),

@@ -6,6 +6,7 @@ mod lab_static;
 mod node;
 mod report_cmd;
 mod run;
+mod streams;
 mod wait;
 
 use clap::{Parser, Subcommand};
