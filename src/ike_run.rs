@@ -332,14 +332,6 @@ fn traffic_main(args: &IkeArgs, cfg: &StaticConfig, role: Role) -> Result<(), St
     ] {
         r.total(n, count(key), "", help);
     }
-    print!("{}", perf::rig::report::table(&r));
-    if let Some(path) = &args.report {
-        r.save(path)
-            .map_err(|e| format!("--report {}: {e}", path.display()))?;
-    }
-    if let Some(path) = &args.html {
-        std::fs::write(path, perf::rig::html::page(&r))
-            .map_err(|e| format!("--html {}: {e}", path.display()))?;
-    }
+    streams::publish(&r, args.report.as_deref(), "--report", args.html.as_deref())?;
     Ok(())
 }

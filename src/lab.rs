@@ -569,15 +569,7 @@ pub fn main(args: LabArgs) -> Result<(), String> {
             points,
         });
     }
-    print!("{}", perf::rig::report::table(&r));
-    if let Some(path) = &args.json {
-        r.save(path)
-            .map_err(|e| format!("--json {}: {e}", path.display()))?;
-    }
-    if let Some(path) = &args.html {
-        std::fs::write(path, perf::rig::html::page(&r))
-            .map_err(|e| format!("--html {}: {e}", path.display()))?;
-    }
+    crate::streams::publish(&r, args.json.as_deref(), "--json", args.html.as_deref())?;
     if !r.complete {
         return Err(format!(
             "incomplete run: {}",

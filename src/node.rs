@@ -37,7 +37,7 @@ use std::thread::JoinHandle;
 use tracing::{debug, info, warn};
 
 /// SO_RCVBUF/SO_SNDBUF of the IKE sockets.
-const IKE_SOCKET_BUFFER: libc::c_int = 4 << 20;
+const IKE_SOCKET_BUFFER: usize = 4 << 20;
 /// Largest IKE datagram read (RFC 7296 2: at least 1280 must be accepted; 64 KiB is
 /// the UDP limit).
 const MAX_DATAGRAM: usize = 65_535;
@@ -311,28 +311,12 @@ impl<L: BurstIo + 'static> Node<L> {
 /// many clients at once or a flood, must queue in the kernel rather than be dropped
 /// before the loop's next turn); `reuse_addr` as in [`NodeOptions`].
 fn ike_socket(local: SocketAddr, reuse_addr: bool) -> std::io::Result<UdpSocket> {
-    let domain = if local.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
+    let opts = sys::UdpSocketOpts {
+        reuse_port: false,
+        reuse_addr,
+        buffer: IKE_SOCKET_BUFFER,
     };
-    let fd = sys::socket(
-        domain,
-        libc::SOCK_DGRAM | libc::SOCK_NONBLOCK,
-        libc::IPPROTO_UDP,
-    )?;
-    let raw = fd.as_raw_fd();
-    let one: libc::c_int = 1;
-    if local.is_ipv6() {
-        sys::setsockopt(raw, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, &one)?;
-    }
-    if reuse_addr {
-        sys::setsockopt(raw, libc::SOL_SOCKET, libc::SO_REUSEADDR, &one)?;
-    }
-    for opt in [libc::SO_RCVBUFFORCE, libc::SO_SNDBUFFORCE] {
-        let _ = sys::setsockopt(raw, libc::SOL_SOCKET, opt, &IKE_SOCKET_BUFFER);
-    }
-    sys::bind(raw, &local)?;
+    let fd = sys::udp_socket(&local, &opts)?;
     Ok(UdpSocket::from(fd))
 }
 

@@ -364,8 +364,17 @@ pub fn stream_report(
             ("T_signal", "ms", 1e6, "UPDATE_SA_ADDRESSES sent -> answer handled, SAs moved", h.signal.clone()),
             ("T_publish", "us", 1e3, "answer handled -> new path published to the workers", h.publish.clone()),
             ("T_wire", "ms", 1e6, "answer handled -> first packet with the new header on the wire (bound by the stream's packet interval)", h.wire.clone()),
-            ("handover", "ms", 1e6, "rotation due -> first packet from the client's new address at the gateway", h.peer.clone()),
         ]);
+        if paired {
+            // Needs the gateway's workers: only when both ends are in this run.
+            metrics.push((
+                "handover",
+                "ms",
+                1e6,
+                "rotation due -> first packet from the client's new address at the gateway",
+                h.peer.clone(),
+            ));
+        }
     }
     metrics.push((
         "gap",
@@ -384,4 +393,24 @@ pub fn stream_report(
     for (name, unit, k, help, h) in metrics {
         r.metric(Metric::from_histogram(name, unit, help, &h, k));
     }
+}
+
+/// Prints the report's table and writes it as JSON (`json`, named `json_flag` in
+/// messages) and as an HTML page (`--html`) where asked.
+pub fn publish(
+    r: &RunReport,
+    json: Option<&std::path::Path>,
+    json_flag: &str,
+    html: Option<&std::path::Path>,
+) -> Result<(), String> {
+    print!("{}", perf::rig::report::table(r));
+    if let Some(path) = json {
+        r.save(path)
+            .map_err(|e| format!("{json_flag} {}: {e}", path.display()))?;
+    }
+    if let Some(path) = html {
+        std::fs::write(path, perf::rig::html::page(r))
+            .map_err(|e| format!("--html {}: {e}", path.display()))?;
+    }
+    Ok(())
 }

@@ -72,3 +72,45 @@ fn a_lab_on_ports_in_use_says_so() {
         "{stderr}"
     );
 }
+
+#[test]
+fn an_interrupted_lab_tears_down_and_reports_what_it_measured() {
+    let dir = std::env::temp_dir().join(format!("mobiked-lab-int-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("lab.json");
+    let child = Command::new(BIN)
+        .args([
+            "lab",
+            "--clients",
+            "10",
+            "--duration",
+            "60",
+            "--port",
+            "24800",
+        ])
+        .args(["--log", "warn", "--json"])
+        .arg(&json)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "an interrupted run is no success");
+    assert!(stderr.contains("incomplete run: interrupted"), "{stderr}");
+    let r = RunReport::load(&json).unwrap();
+    assert!(!r.complete);
+    assert!(r.duration_s < 10.0, "{}", r.duration_s);
+    assert_eq!(total(&r, "tunnels up"), 10.0);
+    assert_eq!(total(&r, "gateway IKE SAs left"), 0.0, "torn down");
+    // The ports are free again.
+    std::net::UdpSocket::bind("127.77.0.1:24800").unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}

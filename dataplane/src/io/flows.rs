@@ -14,13 +14,11 @@
 
 use crate::buf::{PacketBuf, MAX_FRAME};
 use crate::io::traffic::{
-    GenStats, PacketSize, SeqEvent, TestHeader, IMIX, LATENCY_HIGH_NS, LATENCY_LOW_NS,
-    LATENCY_SIGFIG, NS_PER_SEC, TEST_HEADER_LEN,
+    udp_checksum_ok, GenStats, PacketSize, SeqEvent, TestHeader, TokenBucket, IMIX,
+    LATENCY_HIGH_NS, LATENCY_LOW_NS, LATENCY_SIGFIG, TEST_HEADER_LEN,
 };
 use crate::io::{BurstIo, Layer};
-use crate::ip::{
-    build_udp_packet, parse_outer, udp_checksum, IPV4_HEADER_LEN, IPV6_HEADER_LEN, UDP_HEADER_LEN,
-};
+use crate::ip::{build_udp_packet, parse_outer, IPV4_HEADER_LEN, IPV6_HEADER_LEN, UDP_HEADER_LEN};
 use hdrhistogram::Histogram;
 use shared::clock::now_ns;
 use shared::path::Encap;
@@ -72,8 +70,7 @@ pub struct FlowGen {
     /// Next index into the table's dense list.
     cursor: u32,
     /// Token bucket in packet-nanoseconds, as in `TrafficGen`.
-    tokens: u128,
-    last_ns: Option<u64>,
+    bucket: TokenBucket,
 }
 
 impl FlowGen {
@@ -84,8 +81,7 @@ impl FlowGen {
             cfg,
             stats: Arc::new(GenStats::default()),
             cursor: 0,
-            tokens: 0,
-            last_ns: None,
+            bucket: TokenBucket::default(),
         }
     }
 
@@ -112,19 +108,7 @@ impl FlowGen {
             return want;
         }
         let rate = u128::from(self.cfg.rate_pps_per_flow) * u128::from(active);
-        let depth = u128::from(self.cfg.bucket.max(1)) * NS_PER_SEC;
-        match self.last_ns {
-            // The bucket starts full.
-            None => self.tokens = depth,
-            Some(last) => {
-                let elapsed = u128::from(now_ns.saturating_sub(last));
-                self.tokens = (self.tokens + elapsed * rate).min(depth);
-            }
-        }
-        self.last_ns = Some(now_ns.max(self.last_ns.unwrap_or(0)));
-        let n = (want as u128).min(self.tokens / NS_PER_SEC);
-        self.tokens -= n * NS_PER_SEC;
-        n as usize
+        self.bucket.take(want as u64, rate, self.cfg.bucket, now_ns) as usize
     }
 
     /// Writes up to `bufs.len()` packets into the front of `bufs` as of time `now_ns` and
@@ -196,7 +180,7 @@ impl FlowGen {
         }
         if made < n && self.cfg.rate_pps_per_flow != 0 {
             // Return unused tokens.
-            self.tokens += (n - made) as u128 * NS_PER_SEC;
+            self.bucket.give_back((n - made) as u64);
         }
         if made > 0 {
             self.stats.packets.fetch_add(made as u64, Ordering::Relaxed);
@@ -453,21 +437,8 @@ impl FlowSink {
         if hdr.flow >= self.cfg.capacity {
             return Err(Bad::Flow);
         }
-        if self.cfg.verify_checksum {
-            let udp = outer
-                .payload
-                .start
-                .checked_sub(UDP_HEADER_LEN)
-                .and_then(|s| pkt.get(s..outer.payload.end))
-                .ok_or(Bad::Malformed)?;
-            let stored = u16::from_be_bytes([udp[6], udp[7]]);
-            // RFC 768: 0 = no checksum (IPv4 only). Summed with the stored checksum in place,
-            // a correct segment folds to all ones, which `udp_checksum` reports as 0xffff.
-            let ok = (stored == 0 && outer.src.is_ipv4())
-                || (stored != 0 && udp_checksum(outer.src.ip(), outer.dst.ip(), udp) == 0xffff);
-            if !ok {
-                return Err(Bad::Checksum);
-            }
+        if self.cfg.verify_checksum && !udp_checksum_ok(pkt, &outer).ok_or(Bad::Malformed)? {
+            return Err(Bad::Checksum);
         }
         Ok(hdr)
     }

@@ -67,6 +67,12 @@ pub fn poll(fds: &mut [libc::pollfd], timeout_ms: libc::c_int) -> io::Result<usi
     // SAFETY: `fds` is a valid, initialised slice of pollfd structures that outlives the
     // call, and its length is passed with it.
     let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    poll_result(r)
+}
+
+/// What poll(2) and ppoll(2) returned: the number of descriptors with events, EINTR
+/// as none.
+fn poll_result(r: libc::c_int) -> io::Result<usize> {
     if r < 0 {
         let e = io::Error::last_os_error();
         return match e.kind() {
@@ -98,14 +104,7 @@ pub fn ppoll(fds: &mut [libc::pollfd], timeout_ns: Option<u64>) -> io::Result<us
             std::ptr::null(),
         )
     };
-    if r < 0 {
-        let e = io::Error::last_os_error();
-        return match e.kind() {
-            io::ErrorKind::Interrupted => Ok(0),
-            _ => Err(e),
-        };
-    }
-    Ok(r as usize)
+    poll_result(r)
 }
 
 /// `socket(2)` returning an owned descriptor.
@@ -392,4 +391,55 @@ impl Ticker {
         // the kernel's reckoning) is fine.
         let _ = unsafe { libc::read(self.fd.as_raw_fd(), count.as_mut_ptr().cast(), 8) };
     }
+}
+
+/// How [`udp_socket`] sets a socket up before binding it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct UdpSocketOpts {
+    /// `SO_REUSEPORT`: several sockets (workers) on one address.
+    pub reuse_port: bool,
+    /// `SO_REUSEADDR`: a wildcard and specific addresses share a port on one host.
+    pub reuse_addr: bool,
+    /// `SO_RCVBUF`/`SO_SNDBUF` in bytes (the FORCE variants when privileged, which
+    /// exceed rmem_max/wmem_max; else best effort); 0 keeps the kernel's.
+    pub buffer: usize,
+}
+
+/// A non-blocking UDP socket bound to `addr` (IPv6 sockets IPv6-only, so that an IPv4
+/// bind on the same port stays separate).
+pub fn udp_socket(addr: &SocketAddr, o: &UdpSocketOpts) -> io::Result<OwnedFd> {
+    let domain = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    let fd = socket(
+        domain,
+        libc::SOCK_DGRAM | libc::SOCK_NONBLOCK,
+        libc::IPPROTO_UDP,
+    )?;
+    let raw = fd.as_raw_fd();
+    let one: libc::c_int = 1;
+    if addr.is_ipv6() {
+        setsockopt(raw, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, &one)?;
+    }
+    if o.reuse_port {
+        setsockopt(raw, libc::SOL_SOCKET, libc::SO_REUSEPORT, &one)?;
+    }
+    if o.reuse_addr {
+        setsockopt(raw, libc::SOL_SOCKET, libc::SO_REUSEADDR, &one)?;
+    }
+    if o.buffer > 0 {
+        let size = libc::c_int::try_from(o.buffer).unwrap_or(libc::c_int::MAX);
+        for (force, plain) in [
+            (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+            (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+        ] {
+            if setsockopt(raw, libc::SOL_SOCKET, force, &size).is_err() {
+                let _ = setsockopt(raw, libc::SOL_SOCKET, plain, &size);
+            }
+        }
+    }
+    bind(raw, addr).map_err(|e| io::Error::new(e.kind(), format!("bind {addr}: {e}")))?;
+    Ok(fd)
 }

@@ -129,7 +129,54 @@ pub struct GenStats {
     pub discarded: AtomicU64,
 }
 
-pub(crate) const NS_PER_SEC: u128 = 1_000_000_000;
+const NS_PER_SEC: u128 = 1_000_000_000;
+
+/// A token bucket in packet-nanoseconds (one packet costs `NS_PER_SEC`), so refills are
+/// exact integers: `elapsed_ns * rate_pps`. Starts full.
+#[derive(Debug, Default)]
+pub(crate) struct TokenBucket {
+    tokens: u128,
+    last_ns: Option<u64>,
+}
+
+impl TokenBucket {
+    /// Packets that `rate_pps` with room for `depth` back to back allows at `now_ns`, at
+    /// most `want`; taken from the bucket.
+    #[inline]
+    pub(crate) fn take(&mut self, want: u64, rate_pps: u128, depth: u64, now_ns: u64) -> u64 {
+        let depth = u128::from(depth.max(1)) * NS_PER_SEC;
+        match self.last_ns {
+            None => self.tokens = depth,
+            Some(last) => {
+                let elapsed = u128::from(now_ns.saturating_sub(last));
+                self.tokens = (self.tokens + elapsed * rate_pps).min(depth);
+            }
+        }
+        self.last_ns = Some(now_ns.max(self.last_ns.unwrap_or(0)));
+        let n = u128::from(want).min(self.tokens / NS_PER_SEC);
+        self.tokens -= n * NS_PER_SEC;
+        n as u64
+    }
+
+    /// Returns `n` packets taken and not made.
+    #[inline]
+    pub(crate) fn give_back(&mut self, n: u64) {
+        self.tokens += u128::from(n) * NS_PER_SEC;
+    }
+}
+
+/// Whether the UDP checksum of the datagram whose payload is `outer.payload` in `pkt`
+/// is right (RFC 768: 0 = none, IPv4 only); None if the header is not there.
+pub(crate) fn udp_checksum_ok(pkt: &[u8], outer: &crate::ip::Outer) -> Option<bool> {
+    let udp = pkt.get(outer.payload.start.checked_sub(UDP_HEADER_LEN)?..outer.payload.end)?;
+    let stored = u16::from_be_bytes([*udp.get(6)?, *udp.get(7)?]);
+    // Summed with the stored checksum in place, a correct segment folds to all ones,
+    // which `udp_checksum` reports as 0xffff.
+    Some(
+        (stored == 0 && outer.src.is_ipv4())
+            || (stored != 0 && udp_checksum(outer.src.ip(), outer.dst.ip(), udp) == 0xffff),
+    )
+}
 
 /// The traffic generator. See the module documentation.
 pub struct TrafficGen {
@@ -137,10 +184,7 @@ pub struct TrafficGen {
     stats: Arc<GenStats>,
     /// Next sequence number = packets generated so far.
     seq: u64,
-    /// Token bucket in packet-nanoseconds (one packet costs `NS_PER_SEC`), so refills are
-    /// exact integers: `elapsed_ns * rate_pps`.
-    tokens: u128,
-    last_ns: Option<u64>,
+    bucket: TokenBucket,
     min_len: usize,
 }
 
@@ -163,8 +207,7 @@ impl TrafficGen {
             cfg,
             stats: Arc::new(GenStats::default()),
             seq: 0,
-            tokens: 0,
-            last_ns: None,
+            bucket: TokenBucket::default(),
         }
     }
 
@@ -203,19 +246,9 @@ impl TrafficGen {
         if self.cfg.rate_pps == 0 {
             return n as usize;
         }
-        let rate = u128::from(self.cfg.rate_pps);
-        let depth = u128::from(self.cfg.bucket.max(1)) * NS_PER_SEC;
-        match self.last_ns {
-            // The bucket starts full.
-            None => self.tokens = depth,
-            Some(last) => {
-                let elapsed = u128::from(now_ns.saturating_sub(last));
-                self.tokens = (self.tokens + elapsed * rate).min(depth);
-            }
-        }
-        self.last_ns = Some(now_ns.max(self.last_ns.unwrap_or(0)));
-        let n = n.min((self.tokens / NS_PER_SEC) as u64);
-        self.tokens -= u128::from(n) * NS_PER_SEC;
+        let n = self
+            .bucket
+            .take(n, u128::from(self.cfg.rate_pps), self.cfg.bucket, now_ns);
         n as usize
     }
 
@@ -252,7 +285,7 @@ impl TrafficGen {
         }
         if made < n && self.cfg.rate_pps != 0 {
             // Return unused tokens.
-            self.tokens += (n - made) as u128 * NS_PER_SEC;
+            self.bucket.give_back((n - made) as u64);
         }
         if made > 0 {
             self.stats.packets.fetch_add(made as u64, Ordering::Relaxed);
@@ -565,17 +598,8 @@ impl TrafficSink {
         if hdr.flow >= self.cfg.flows {
             return None;
         }
-        if self.cfg.verify_checksum {
-            let udp =
-                pkt.get(outer.payload.start.checked_sub(UDP_HEADER_LEN)?..outer.payload.end)?;
-            let stored = u16::from_be_bytes([*udp.get(6)?, *udp.get(7)?]);
-            // RFC 768: 0 = no checksum (IPv4 only). Summed with the stored checksum in place,
-            // a correct segment folds to all ones, which `udp_checksum` reports as 0xffff.
-            let ok = (stored == 0 && outer.src.is_ipv4())
-                || (stored != 0 && udp_checksum(outer.src.ip(), outer.dst.ip(), udp) == 0xffff);
-            if !ok {
-                return None;
-            }
+        if self.cfg.verify_checksum && !udp_checksum_ok(pkt, &outer)? {
+            return None;
         }
         Some(hdr)
     }

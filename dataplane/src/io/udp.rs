@@ -421,38 +421,15 @@ impl UdpPort {
 }
 
 fn open_socket(addr: &SocketAddr, cfg: &UdpConfig) -> io::Result<Sock> {
-    let domain = if addr.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
+    let opts = sys::UdpSocketOpts {
+        reuse_port: cfg.reuse_port,
+        reuse_addr: cfg.reuse_addr,
+        buffer: cfg.socket_buffer,
     };
-    let fd = sys::socket(
-        domain,
-        libc::SOCK_DGRAM | libc::SOCK_NONBLOCK,
-        libc::IPPROTO_UDP,
-    )?;
+    let fd =
+        sys::udp_socket(addr, &opts).map_err(|e| io::Error::new(e.kind(), format!("udp: {e}")))?;
     let raw = fd.as_raw_fd();
     let one: libc::c_int = 1;
-    if addr.is_ipv6() {
-        // Keep IPv6 sockets IPv6-only so an IPv4 bind on the same port stays separate.
-        sys::setsockopt(raw, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, &one)?;
-    }
-    if cfg.reuse_port {
-        sys::setsockopt(raw, libc::SOL_SOCKET, libc::SO_REUSEPORT, &one)?;
-    }
-    if cfg.reuse_addr {
-        sys::setsockopt(raw, libc::SOL_SOCKET, libc::SO_REUSEADDR, &one)?;
-    }
-    if cfg.socket_buffer > 0 {
-        let size = libc::c_int::try_from(cfg.socket_buffer).unwrap_or(libc::c_int::MAX);
-        // The FORCE variants exceed rmem_max/wmem_max when privileged; else best effort.
-        if sys::setsockopt(raw, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &size).is_err() {
-            let _ = sys::setsockopt(raw, libc::SOL_SOCKET, libc::SO_RCVBUF, &size);
-        }
-        if sys::setsockopt(raw, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, &size).is_err() {
-            let _ = sys::setsockopt(raw, libc::SOL_SOCKET, libc::SO_SNDBUF, &size);
-        }
-    }
     let wildcard = addr.ip().is_unspecified();
     if wildcard {
         if addr.is_ipv4() {
@@ -461,7 +438,6 @@ fn open_socket(addr: &SocketAddr, cfg: &UdpConfig) -> io::Result<Sock> {
             sys::setsockopt(raw, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, &one)?;
         }
     }
-    sys::bind(raw, addr).map_err(|e| io::Error::new(e.kind(), format!("udp: bind {addr}: {e}")))?;
     let local = sys::local_addr(raw)?;
     // Probing with the option itself tells kernels without GSO/GRO (ENOPROTOOPT) apart.
     let zero: libc::c_int = 0;
