@@ -5,7 +5,9 @@ mod lab;
 mod lab_static;
 mod node;
 mod report_cmd;
+mod rig;
 mod run;
+mod scenario;
 mod streams;
 mod wait;
 
@@ -52,9 +54,19 @@ enum Cmd {
         file: PathBuf,
     },
     /// Benchmarks of the fastpath (figures and method in perf/README.md).
+    #[command(args_conflicts_with_subcommands = true)]
     Bench {
+        /// A scenario (perf/scenarios/*.yaml): the address-change rig in network
+        /// namespaces (root): handover timeline and loss per repetition, a report.
+        scenario: Option<PathBuf>,
+        /// With a scenario: also write the report as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// With a scenario: also write the report as an HTML page.
+        #[arg(long)]
+        html: Option<PathBuf>,
         #[command(subcommand)]
-        which: BenchCmd,
+        which: Option<BenchCmd>,
     },
     /// Compare run reports (JSON from `mobiked lab` or `mobiked bench`) in one table, and
     /// optionally one HTML page.
@@ -188,7 +200,18 @@ fn main() -> ExitCode {
             Err(errors) => Err(errors),
         },
         Cmd::Ctl { socket, req } => ctl(&socket, req),
-        Cmd::Bench { which } => bench(which),
+        Cmd::Bench {
+            scenario,
+            json,
+            html,
+            which,
+        } => match (which, scenario) {
+            (Some(which), _) => bench(which),
+            (None, Some(file)) => rig::main(&file, json, html),
+            (None, None) => Err(
+                "mobiked bench: give a scenario file (perf/scenarios/*.yaml) or one of esp, fwd, ike, loopback".into(),
+            ),
+        },
         Cmd::Report(args) => report_cmd::main(args),
     };
     match result {

@@ -386,7 +386,9 @@ impl Installer {
             }
             Event::ChildUp { sa, child } => self.child_up(w, *sa, child),
             Event::ChildDown { child, .. } => self.child_down(w, now, *child),
-            Event::ChildFailed { .. } | Event::UpdateSent { .. } => Ok(()),
+            Event::ChildFailed { .. } | Event::UpdateSent { .. } | Event::UpdateAnswered { .. } => {
+                Ok(())
+            }
             Event::IkeRekeyed { old, new } => {
                 // RFC 7296 2.8: the children move to the new IKE SA; so does the path,
                 // whose id stays: nothing changes on the wire.

@@ -95,6 +95,9 @@ pub(super) fn log(ev: &Event, names: &[String], inst: &Installer) {
         Event::UpdateSent { sa, local, remote } => {
             debug!(sa = %hex_spi(*sa), %local, %remote, "UPDATE_SA_ADDRESSES sent")
         }
+        Event::UpdateAnswered { sa, local, remote } => {
+            debug!(sa = %hex_spi(*sa), %local, %remote, "UPDATE_SA_ADDRESSES answered")
+        }
         Event::IkeDown { sa, reason } => info!(sa = %hex_spi(*sa), ?reason, "IKE SA down"),
     }
 }

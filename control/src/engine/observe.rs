@@ -5,8 +5,10 @@
 //!
 //! The handover timeline of RFC 4555 3.5 as the initiator sees it: a trigger (an
 //! address gone, the rotation policy's due time, an operator's move), then
-//! UPDATE_SA_ADDRESSES sent ([`Observation::UpdateSent`]), then its answer moves the
-//! SAs ([`Observation::PathChanged`], published in the same turn); the workers report
+//! UPDATE_SA_ADDRESSES sent ([`Observation::UpdateSent`]), then its answer
+//! ([`Observation::UpdateAnswered`]) moves the SAs ([`Observation::PathChanged`],
+//! published in the same turn; with break-before-make the move was made when the update
+//! left, and the answer only confirms it); the workers report
 //! the first packet with the new header (`WorkerEvent::PathOnWire`, by path id).
 
 use std::collections::VecDeque;
@@ -61,6 +63,13 @@ pub enum Observation {
         due: u64,
     },
     UpdateSent {
+        at: u64,
+        sa: SaId,
+        local: SocketAddr,
+        remote: SocketAddr,
+    },
+    /// The responder accepted the update for this pair.
+    UpdateAnswered {
         at: u64,
         sa: SaId,
         local: SocketAddr,
@@ -138,6 +147,12 @@ impl Observer {
                 new: *new,
             },
             Event::UpdateSent { sa, local, remote } => Observation::UpdateSent {
+                at,
+                sa: *sa,
+                local: *local,
+                remote: *remote,
+            },
+            Event::UpdateAnswered { sa, local, remote } => Observation::UpdateAnswered {
                 at,
                 sa: *sa,
                 local: *local,

@@ -3,9 +3,10 @@
 //! ends' worker events, all on one clock (`shared::clock::now_ns`, CLOCK_MONOTONIC):
 //!
 //! ```text
-//! trigger ──T_detect──> UPDATE_SA_ADDRESSES sent ──T_signal──> answer, SAs moved
+//! trigger ──T_detect──> UPDATE_SA_ADDRESSES sent ──T_signal──> answered;
+//! the SAs move at the answer (break-before-make: when the update left)
 //!   ──T_publish──> table published ──> first packet with the new header on the wire
-//!   (T_wire, from the answer) ──> first packet from the new address at the peer
+//!   (T_wire, from the move) ──> first packet from the new address at the peer
 //!   (T_peer, from the trigger)
 //! ```
 //!
@@ -28,12 +29,17 @@ type SaId = u64;
 pub struct Handover {
     pub trigger: Option<u64>,
     pub update_sent: Option<u64>,
+    pub answered: Option<u64>,
+    /// When the SAs' path changed: at the answer, or when the update left
+    /// (break-before-make).
     pub moved: Option<u64>,
     pub published: Option<u64>,
     pub wire: Option<u64>,
     pub peer_rx: Option<u64>,
     /// Our new address (what the peer sees packets come from).
     pub to: Option<SocketAddr>,
+    /// The first new source the peer reported after the trigger, and when.
+    pub seen: Option<(SocketAddr, u64)>,
 }
 
 /// The histograms, in nanoseconds.
@@ -73,7 +79,7 @@ pub struct Handovers {
     /// those).
     keys: HashMap<SaId, (Option<PathId>, Vec<u32>)>,
     pub timings: Timings,
-    /// Address changes whose answer came (T_signal recorded).
+    /// Address changes the responder accepted (T_signal recorded).
     pub completed: u64,
     /// Address changes started (an UPDATE_SA_ADDRESSES sent).
     pub started: u64,
@@ -154,6 +160,20 @@ impl Handovers {
                 let h = *h;
                 record(&mut self.timings.detect, h.trigger, h.update_sent);
             }
+            Observation::UpdateAnswered { at, sa, local, .. } => {
+                let Some(h) = self.open.get_mut(&sa) else {
+                    return;
+                };
+                if h.update_sent.is_none() || h.answered.is_some() {
+                    return;
+                }
+                h.answered = Some(at);
+                h.to.get_or_insert(local);
+                self.completed += 1;
+                let h = *h;
+                record(&mut self.timings.signal, h.update_sent, h.answered);
+                self.settle(sa);
+            }
             Observation::PathChanged { at, sa, local, .. } => {
                 let Some(h) = self.open.get_mut(&sa) else {
                     return;
@@ -163,9 +183,7 @@ impl Handovers {
                 }
                 h.moved = Some(at);
                 h.to = Some(local);
-                self.completed += 1;
-                let h = *h;
-                record(&mut self.timings.signal, h.update_sent, h.moved);
+                self.settle(sa);
             }
             Observation::IkeDown { sa, .. } => {
                 if let Some(h) = self.open.remove(&sa) {
@@ -213,24 +231,39 @@ impl Handovers {
                 record(&mut self.timings.wire, h.moved, h.wire);
             }
             WorkerEvent::PeerMoved { spi, to, rx_ns, .. } => {
-                let Some(sa) = self.spi_sa.get(&spi) else {
+                let Some(&sa) = self.spi_sa.get(&spi) else {
                     return;
                 };
-                let Some(h) = self.open.get_mut(sa) else {
+                let Some(h) = self.open.get_mut(&sa) else {
                     return;
                 };
-                if h.peer_rx.is_some() || h.to.is_some_and(|a| a != to) {
+                // The peer's worker may report before our engine's observations of the
+                // same change reach us (they travel separately): keep the first new
+                // source seen after the trigger and match it once our new address is
+                // known.
+                if h.peer_rx.is_some() || h.trigger.is_some_and(|t| rx_ns < t) {
                     return;
                 }
-                // The peer may see the new source before the answer reaches us
-                // (break-before-make sends at once); it must follow the update.
-                if h.update_sent.is_none_or(|u| rx_ns < u) {
-                    return;
+                if h.seen.is_none() || h.to == Some(to) {
+                    h.seen = Some((to, rx_ns));
                 }
-                h.peer_rx = Some(rx_ns);
+                self.settle(sa);
+            }
+        }
+    }
+
+    /// Records the peer's first packet from our new address once both are known.
+    fn settle(&mut self, sa: SaId) {
+        let Some(h) = self.open.get_mut(&sa) else {
+            return;
+        };
+        match (h.to, h.seen, h.peer_rx) {
+            (Some(to), Some((from, rx)), None) if to == from => {
+                h.peer_rx = Some(rx);
                 let h = *h;
                 record(&mut self.timings.peer, h.trigger, h.peer_rx);
             }
+            _ => {}
         }
     }
 
@@ -238,7 +271,7 @@ impl Handovers {
     pub fn in_progress(&self) -> usize {
         self.open
             .values()
-            .filter(|h| h.update_sent.is_some() && h.moved.is_none())
+            .filter(|h| h.update_sent.is_some() && h.answered.is_none())
             .count()
     }
 }
@@ -291,6 +324,12 @@ mod tests {
         // A second send of the same change does not restart it.
         h.observe(&Observation::UpdateSent {
             at: 101 * MS,
+            sa: 7,
+            local: a,
+            remote: g,
+        });
+        h.observe(&Observation::UpdateAnswered {
+            at: 100 * MS + 400_000,
             sa: 7,
             local: a,
             remote: g,
@@ -365,16 +404,33 @@ mod tests {
             old: 1,
             new: 2,
         });
+        // Break-before-make: the SAs moved when the update left; the answer comes
+        // after and is what T_signal ends at.
         h.observe(&Observation::PathChanged {
-            at: 5,
+            at: 3,
             sa: 2,
             local: addr("127.0.0.1:1"),
             remote: addr("127.0.0.2:1"),
             path: None,
         });
+        assert_eq!((h.completed, h.in_progress()), (0, 1));
+        h.observe(&Observation::UpdateAnswered {
+            at: 5,
+            sa: 2,
+            local: addr("127.0.0.1:1"),
+            remote: addr("127.0.0.2:1"),
+        });
         assert_eq!(h.completed, 1);
         assert_eq!(h.timings.signal.len(), 1);
-        // A path change nobody asked for (the peer moved, NAT) is not a handover.
+        assert_eq!(h.timings.signal.max(), 2);
+        // An answer or path change nobody asked for (the peer moved, NAT) is not a
+        // handover.
+        h.observe(&Observation::UpdateAnswered {
+            at: 6,
+            sa: 9,
+            local: addr("127.0.0.1:1"),
+            remote: addr("127.0.0.2:1"),
+        });
         h.observe(&Observation::PathChanged {
             at: 6,
             sa: 9,
@@ -383,5 +439,55 @@ mod tests {
             path: None,
         });
         assert_eq!(h.completed, 1);
+    }
+
+    #[test]
+    fn the_peers_report_may_come_before_our_observations() {
+        let mut h = Handovers::default();
+        let new = addr("10.90.1.2:4500");
+        h.observe(&Observation::ChildUp {
+            at: 0,
+            sa: 5,
+            spi_in: 1,
+            spi_out: 2,
+            local: None,
+            remote: None,
+            rekey: false,
+        });
+        h.trigger(5, 1_000);
+        // The gateway's worker saw the new source before the client's engine's events
+        // of the same change reached the rig.
+        h.worker_event(&WorkerEvent::PeerMoved {
+            worker: 0,
+            spi: 2,
+            from: addr("10.90.0.2:4500"),
+            to: new,
+            rx_ns: 1_900,
+        });
+        h.observe(&Observation::UpdateSent {
+            at: 1_100,
+            sa: 5,
+            local: new,
+            remote: addr("10.90.1.1:4500"),
+        });
+        h.observe(&Observation::PathChanged {
+            at: 1_100,
+            sa: 5,
+            local: new,
+            remote: addr("10.90.1.1:4500"),
+            path: None,
+        });
+        assert_eq!(h.timings.peer.len(), 1);
+        assert_eq!(h.timings.peer.max(), 900);
+        // A sighting before the trigger belongs to an earlier change.
+        h.trigger(5, 5_000);
+        h.worker_event(&WorkerEvent::PeerMoved {
+            worker: 0,
+            spi: 2,
+            from: new,
+            to: addr("10.90.0.2:4500"),
+            rx_ns: 4_000,
+        });
+        assert!(h.open[&5].seen.is_none());
     }
 }

@@ -149,6 +149,14 @@ pub enum Event {
         local: SocketAddr,
         remote: SocketAddr,
     },
+    /// MOBIKE: the responder accepted our UPDATE_SA_ADDRESSES for `local` -> `remote`
+    /// (RFC 4555 3.5); the SAs use that pair from now on (a [`Event::PathChanged`]
+    /// follows unless the move was made when the update left, break-before-make).
+    UpdateAnswered {
+        sa: SaId,
+        local: SocketAddr,
+        remote: SocketAddr,
+    },
     /// The IKE SA is gone; its remaining children were reported down before this.
     IkeDown { sa: SaId, reason: DownReason },
 }

@@ -351,6 +351,11 @@ impl IkeSa {
         if let Some(m) = self.mobike.as_mut() {
             m.mapped = notify(p, NotifyType::NAT_DETECTION_DESTINATION_IP).map(|n| n.data.clone());
         }
+        ctx.events.push_back(Event::UpdateAnswered {
+            sa: self.id,
+            local: via.0,
+            remote: via.1,
+        });
         self.move_to(ctx, now, via.0, via.1, nat);
     }
 
