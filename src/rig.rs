@@ -395,6 +395,84 @@ impl View {
     }
 }
 
+/// How often the series over time are sampled.
+const SAMPLE: Duration = Duration::from_millis(100);
+
+/// The series over time: tunnels up, packets received and lost, handovers answered.
+struct Sampler {
+    t0: Instant,
+    next: Instant,
+    last: (u64, u64, u64),
+    up: Vec<[f64; 2]>,
+    received: Vec<[f64; 2]>,
+    lost: Vec<[f64; 2]>,
+    moves: Vec<[f64; 2]>,
+}
+
+impl Sampler {
+    fn new() -> Sampler {
+        let now = Instant::now();
+        Sampler {
+            t0: now,
+            next: now,
+            last: (0, 0, 0),
+            up: Vec::new(),
+            received: Vec::new(),
+            lost: Vec::new(),
+            moves: Vec::new(),
+        }
+    }
+
+    fn sample(&mut self, view: &View, rx: u64, lost: u64) {
+        let t = self.t0.elapsed().as_secs_f64();
+        let moves = view.tally.handovers.completed;
+        let dt = SAMPLE.as_secs_f64();
+        self.up.push([t, view.tally.tunnels() as f64]);
+        self.received
+            .push([t, rx.saturating_sub(self.last.0) as f64 / dt]);
+        self.lost.push([t, lost.saturating_sub(self.last.1) as f64]);
+        self.moves
+            .push([t, moves.saturating_sub(self.last.2) as f64]);
+        self.last = (rx, lost, moves);
+        self.next += SAMPLE;
+        if self.next < Instant::now() {
+            self.next = Instant::now() + SAMPLE;
+        }
+    }
+
+    fn into_series(self) -> Vec<perf::rig::report::Series> {
+        [
+            ("tunnels up", "", "client IKE SAs established", self.up),
+            (
+                "received",
+                "pps",
+                "stream packets at the gateway",
+                self.received,
+            ),
+            (
+                "lost",
+                "packets",
+                "sequence gaps found per 100 ms (at the gateway, when traffic resumes)",
+                self.lost,
+            ),
+            (
+                "handovers",
+                "",
+                "address changes answered per 100 ms",
+                self.moves,
+            ),
+        ]
+        .into_iter()
+        .map(|(name, unit, help, points)| perf::rig::report::Series {
+            name: name.into(),
+            unit: unit.into(),
+            help: help.into(),
+            points,
+        })
+        .collect()
+    }
+}
+
 pub fn main(file: &Path, json: Option<PathBuf>, html: Option<PathBuf>) -> Result<(), String> {
     let s = Scenario::load(file)?;
     let gw_cfg = control::config::parse(&gateway_yaml(&s))
@@ -470,12 +548,30 @@ pub fn main(file: &Path, json: Option<PathBuf>, html: Option<PathBuf>) -> Result
         let _ = signal_hook::flag::register_conditional_shutdown(sig, 1, interrupted.clone());
         let _ = signal_hook::flag::register(sig, interrupted.clone());
     }
-    let pump = |view: &mut View, until: Instant| {
-        while let Ok(m) = rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
-            view.take(m);
-            if Instant::now() >= until {
-                break;
-            }
+    // Everything waits here: observations are taken as they come, and the series are
+    // sampled every SAMPLE.
+    let mut sampler = Sampler::new();
+    let mut pump = |view: &mut View, until: Instant| loop {
+        let now = Instant::now();
+        if now >= sampler.next {
+            let rx: u64 = stats
+                .iter()
+                .map(|(_, k)| k.received.load(Ordering::Relaxed))
+                .sum();
+            let lost: u64 = stats
+                .iter()
+                .map(|(_, k)| k.lost.load(Ordering::Relaxed))
+                .sum();
+            sampler.sample(view, rx, lost);
+        }
+        let slice = until.min(sampler.next);
+        match rx.recv_timeout(slice.saturating_duration_since(Instant::now())) {
+            Ok(m) => view.take(m),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+        if Instant::now() >= until {
+            return;
         }
     };
     let started = Instant::now();
@@ -649,6 +745,9 @@ pub fn main(file: &Path, json: Option<PathBuf>, html: Option<PathBuf>) -> Result
     let refs: Vec<&dataplane::io::flows::FlowSink> = sinks.iter().collect();
     streams::stream_report(&mut r, Some(&view.tally), &refs, sent, true, secs);
     r.total("dropped observations", dropped as f64, "", "");
+    for series in sampler.into_series() {
+        r.series(series);
+    }
     r.metric(Metric::from_samples(
         "lost per repetition",
         "packets",
