@@ -246,6 +246,7 @@ fn traffic_main(args: &IkeArgs, cfg: &StaticConfig, role: Role) -> Result<(), St
         let stop = signals.requested();
         if stop && stopped_at.is_none() {
             stopped_at = Some(now_ns());
+            tally.mark_stop();
         }
         node.turn(stop, wait::IDLE_CAP_MS.min(100), Some(&signals), |ev| {
             tally.worker_event(ev)

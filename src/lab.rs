@@ -49,6 +49,10 @@ pub struct LabArgs {
     /// Seconds between address changes of each client (`mobikeiplifetime`; 0 = none).
     #[arg(long, default_value_t = 5.0)]
     rotate: f64,
+    /// Seconds between child SA rekeys of each client (`children.rekey_time`; 0 = the
+    /// default hour).
+    #[arg(long, default_value_t = 0)]
+    rekey: u64,
     /// What a rotation changes (`mobikechangeaddrtype`): own-only, peer-only or both.
     #[arg(long, default_value = "both")]
     change: String,
@@ -175,11 +179,23 @@ fn client_yaml(args: &LabArgs, p: &Plan) -> String {
          \x20   vips: [0.0.0.0]\n    remote_ts: [{LAN_HOST}/32]\n    dpd_delay: 30s\n\
          \x20   instances: {n}\n\
          \x20   mobike: true\n    startclntaddr: {CLIENT_START}/10\n    mobikeaddrpertunnel: 2\n\
-         \x20   mobikeiplifetime: {rotate_ms}ms\n    mobikeipspread: true\n    mobikechangeaddrtype: {change}\n",
+         \x20   mobikeiplifetime: {rotate_ms}ms\n    mobikeipspread: true\n    mobikechangeaddrtype: {change}\n{rekey}",
         max = p.clients + p.clients / 4 + 64,
         g0 = GW[0],
         n = p.clients,
         change = args.change,
+        // Lifetime a tenth over the rekey time, spread by a tenth (the shape of
+        // strongSwan's defaults).
+        rekey = if args.rekey == 0 {
+            String::new()
+        } else {
+            format!(
+                "    children: {{ rekey_time: {r}s, life_time: {l}s, rand_time: {j}s }}\n",
+                r = args.rekey,
+                l = args.rekey + args.rekey.div_ceil(10),
+                j = args.rekey.div_ceil(10),
+            )
+        },
     )
 }
 
@@ -442,6 +458,7 @@ pub fn main(args: LabArgs) -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+    tally.mark_stop();
     stop_cl.store(true, Ordering::Relaxed);
     let (cl_node, cl_dropped) = cl_thread
         .join()

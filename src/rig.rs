@@ -683,6 +683,7 @@ pub fn main(file: &Path, json: Option<PathBuf>, html: Option<PathBuf>) -> Result
         .iter()
         .map(|(g, _)| g.packets.load(Ordering::Relaxed))
         .sum();
+    view.tally.mark_stop();
     stops[1].store(true, Ordering::Relaxed);
     let mut joined = Vec::new();
     for (i, h) in threads.into_iter().enumerate().rev() {

@@ -148,6 +148,9 @@ pub struct Tally {
     pub handovers: Handovers,
     pub up: u64,
     pub down: u64,
+    pub rekeys: u64,
+    /// Tunnels up when the run's stop began ([`Self::mark_stop`]).
+    pub at_stop: Option<u64>,
     pub first_init: Option<u64>,
     pub last_up: u64,
     pub setup: Histogram<u64>,
@@ -162,6 +165,8 @@ impl Tally {
             handovers: Handovers::default(),
             up: 0,
             down: 0,
+            rekeys: 0,
+            at_stop: None,
             first_init: None,
             last_up: 0,
             setup: ns_histogram(),
@@ -188,6 +193,7 @@ impl Tally {
                 }
             }
             Observation::IkeDown { .. } => self.down += 1,
+            Observation::ChildUp { rekey: true, .. } => self.rekeys += 1,
             _ => {}
         }
         self.handovers.observe(o);
@@ -201,6 +207,11 @@ impl Tally {
     /// Tunnels established and not gone.
     pub fn tunnels(&self) -> u64 {
         self.up.saturating_sub(self.down)
+    }
+
+    /// The stop begins: what is up now is what the run kept up.
+    pub fn mark_stop(&mut self) {
+        self.at_stop.get_or_insert(self.tunnels());
     }
 }
 
@@ -233,6 +244,28 @@ pub fn stream_report(
                 t.up as f64,
                 "",
                 "IKE SAs the clients established",
+            ),
+            (
+                "tunnels at the end",
+                t.at_stop.unwrap_or_else(|| t.tunnels()) as f64,
+                "",
+                "established and not gone when the stop began",
+            ),
+            (
+                "child SA rekeys",
+                t.rekeys as f64,
+                "",
+                "child SAs the clients' IKE SAs rekeyed (RFC 7296 2.8)",
+            ),
+            (
+                "rekey rate",
+                if secs > 0.0 {
+                    t.rekeys as f64 / secs
+                } else {
+                    0.0
+                },
+                "/s",
+                "child SA rekeys per second over the run",
             ),
             (
                 "setup time",
