@@ -9,8 +9,8 @@
 //! (handover), and counts the stream packets lost per repetition; HDR histograms, a
 //! live status line, a table, JSON and HTML (the lab's report).
 //!
-//! Path p: client 10.90.p.2/24 on `cp`, gateway 10.90.p.1/24 on `gp`. The client uses
-//! path 0 at first. Needs root.
+//! Path p: client 10.90.p.2/24 on `cp`, gateway 10.90.p.1/24 on `gp` (an IPv6 path:
+//! fd00:90:p::2/64 and ::1). The client uses path 0 at first. Needs root.
 
 use crate::node::{Node, NodeOptions};
 use crate::scenario::{Action, Scenario};
@@ -40,12 +40,47 @@ const SETUP_LIMIT: Duration = Duration::from_secs(60);
 const STOP_LIMIT: Duration = Duration::from_secs(10);
 const TICK_NS: u64 = 1_000_000;
 
-fn client_addr(p: u8) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(10, 90, p, 2))
+/// The paths' addresses: path p is 10.90.p.0/24, or fd00:90:p::/64 if it is an
+/// IPv6 path (`topology.v6`).
+#[derive(Clone, Copy)]
+struct Net {
+    v6: u8,
 }
 
-fn gateway_addr(p: u8) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(10, 90, p, 1))
+impl Net {
+    fn addr(&self, p: u8, host: u16) -> IpAddr {
+        if self.v6 & (1 << p) != 0 {
+            IpAddr::V6(std::net::Ipv6Addr::new(
+                0xfd00,
+                0x90,
+                u16::from(p),
+                0,
+                0,
+                0,
+                0,
+                host,
+            ))
+        } else {
+            IpAddr::V4(Ipv4Addr::new(10, 90, p, host as u8))
+        }
+    }
+
+    fn client(&self, p: u8) -> IpAddr {
+        self.addr(p, 2)
+    }
+
+    fn gateway(&self, p: u8) -> IpAddr {
+        self.addr(p, 1)
+    }
+
+    /// `ADDR/LEN` for `ip addr` (IPv6 without duplicate address detection, which would
+    /// hold a restored address back for a second).
+    fn cidr(&self, a: IpAddr) -> String {
+        match a {
+            IpAddr::V4(_) => format!("{a}/24"),
+            IpAddr::V6(_) => format!("{a}/64 nodad"),
+        }
+    }
 }
 
 /// Runs `ip`/`nft` with `args`; the error names the command.
@@ -69,6 +104,7 @@ struct Topology {
     cl: String,
     gw: String,
     paths: u8,
+    net: Net,
     /// `ip -batch -` in the client's namespace: an address or link change is one line
     /// written to it, carried out within microseconds (no process start per trigger,
     /// which took about 2 ms and would count in T_detect).
@@ -88,12 +124,13 @@ impl Drop for Topology {
 }
 
 impl Topology {
-    fn build(paths: u8) -> Result<Topology, String> {
+    fn build(paths: u8, net: Net) -> Result<Topology, String> {
         let id = std::process::id();
         let mut t = Topology {
             cl: format!("mkb{id}c"),
             gw: format!("mkb{id}g"),
             paths,
+            net,
             batch: None,
         };
         run("ip", &["netns", "add", &t.cl])
@@ -111,30 +148,13 @@ impl Topology {
                     &t.gw,
                 ],
             )?;
-            run(
-                "ip",
-                &[
-                    "-n",
-                    &t.cl,
-                    "addr",
-                    "add",
-                    &format!("{}/24", client_addr(p)),
-                    "dev",
-                    &c,
-                ],
-            )?;
-            run(
-                "ip",
-                &[
-                    "-n",
-                    &t.gw,
-                    "addr",
-                    "add",
-                    &format!("{}/24", gateway_addr(p)),
-                    "dev",
-                    &g,
-                ],
-            )?;
+            for (ns, a, dev) in [(&t.cl, net.client(p), &c), (&t.gw, net.gateway(p), &g)] {
+                let cidr = net.cidr(a);
+                let mut args = vec!["-n", ns.as_str(), "addr", "add"];
+                args.extend(cidr.split(' '));
+                args.extend(["dev", dev.as_str()]);
+                run("ip", &args)?;
+            }
             run("ip", &["-n", &t.cl, "link", "set", &c, "up"])?;
             run("ip", &["-n", &t.gw, "link", "set", &g, "up"])?;
         }
@@ -174,26 +194,28 @@ impl Topology {
 
     /// Carries out `a` on path `p` (the one in use).
     fn act(&mut self, a: Action, p: u8) -> Result<(), String> {
-        let (c, ca) = (format!("c{p}"), format!("{}/24", client_addr(p)));
+        let net = self.net;
+        let (c, ca) = (format!("c{p}"), net.cidr(net.client(p)));
         match a {
             Action::RemoveAddress => self.ip_line(&format!("addr del {ca} dev {c}")),
             Action::LinkDown => self.ip_line(&format!("link set {c} down")),
             Action::Restore | Action::LinkUp => {
                 for q in 0..self.paths {
-                    let ca = format!("{}/24", client_addr(q));
+                    let ca = net.cidr(net.client(q));
                     self.ip_line(&format!("link set c{q} up"))?;
                     self.ip_line(&format!("addr replace {ca} dev c{q}"))?;
                 }
                 Ok(())
             }
             Action::Blackhole => {
-                let ip = client_addr(p).to_string();
+                let ip = net.client(p).to_string();
+                let family = if net.client(p).is_ipv4() { "ip" } else { "ip6" };
                 for (chain, dir) in [("in", "saddr"), ("out", "daddr")] {
                     run(
                         "ip",
                         &[
                             "netns", "exec", &self.gw, "nft", "add", "rule", "inet", "mkrig",
-                            chain, "ip", dir, &ip, "drop",
+                            chain, family, dir, &ip, "drop",
                         ],
                     )?;
                 }
@@ -216,9 +238,23 @@ impl Topology {
     }
 }
 
-fn gateway_yaml(s: &Scenario) -> String {
-    let addrs: Vec<String> = (0..s.paths).map(|p| gateway_addr(p).to_string()).collect();
-    let binds: Vec<String> = addrs.iter().map(|a| format!("\"{a}:4500\"")).collect();
+/// The addresses of one end on every path, and its `cipher.bind` entries.
+fn listen_and_bind(
+    s: &Scenario,
+    net: Net,
+    end: fn(&Net, u8) -> IpAddr,
+) -> (Vec<String>, Vec<String>) {
+    let ips: Vec<IpAddr> = (0..s.paths).map(|p| end(&net, p)).collect();
+    let listen = ips.iter().map(|a| format!("\"{a}\"")).collect();
+    let binds = ips
+        .iter()
+        .map(|a| format!("\"{}\"", SocketAddr::new(*a, 4500)))
+        .collect();
+    (listen, binds)
+}
+
+fn gateway_yaml(s: &Scenario, net: Net) -> String {
+    let (addrs, binds) = listen_and_bind(s, net, Net::gateway);
     format!(
         "dataplane: {{ workers: 1, max_sas: {max} }}\n\
          cipher: {{ backend: udp, bind: [{binds}] }}\n\
@@ -238,9 +274,8 @@ fn gateway_yaml(s: &Scenario) -> String {
     )
 }
 
-fn client_yaml(s: &Scenario) -> String {
-    let addrs: Vec<String> = (0..s.paths).map(|p| client_addr(p).to_string()).collect();
-    let binds: Vec<String> = addrs.iter().map(|a| format!("\"{a}:4500\"")).collect();
+fn client_yaml(s: &Scenario, net: Net) -> String {
+    let (addrs, binds) = listen_and_bind(s, net, Net::client);
     let rotate = if s.rotate.is_zero() {
         String::new()
     } else {
@@ -262,7 +297,10 @@ fn client_yaml(s: &Scenario) -> String {
         max = s.clients + s.clients / 4 + 64,
         binds = binds.join(", "),
         listen = addrs.join(", "),
-        gw = gateway_addr(0),
+        gw = match net.gateway(0) {
+            IpAddr::V6(a) => format!("\"[{a}]\""),
+            a => a.to_string(),
+        },
         dpd = s.dpd.as_millis(),
         dpdt = s.dpd.as_millis() * 3,
         n = s.clients,
@@ -387,11 +425,9 @@ impl View {
     }
 
     /// The path the first client SA uses (by its local address).
-    fn path_in_use(&self, paths: u8) -> u8 {
+    fn path_in_use(&self, paths: u8, net: Net) -> u8 {
         let ip = self.local.values().next().map(|a| a.ip());
-        (0..paths)
-            .find(|p| Some(client_addr(*p)) == ip)
-            .unwrap_or(0)
+        (0..paths).find(|p| Some(net.client(*p)) == ip).unwrap_or(0)
     }
 }
 
@@ -475,11 +511,12 @@ impl Sampler {
 
 pub fn main(file: &Path, json: Option<PathBuf>, html: Option<PathBuf>) -> Result<(), String> {
     let s = Scenario::load(file)?;
-    let gw_cfg = control::config::parse(&gateway_yaml(&s))
+    let net = Net { v6: s.v6 };
+    let gw_cfg = control::config::parse(&gateway_yaml(&s, net))
         .map_err(|e| format!("the rig's gateway configuration:\n{e}"))?;
-    let cl_cfg = control::config::parse(&client_yaml(&s))
+    let cl_cfg = control::config::parse(&client_yaml(&s, net))
         .map_err(|e| format!("the rig's client configuration:\n{e}"))?;
-    let mut topo = Topology::build(s.paths)?;
+    let mut topo = Topology::build(s.paths, net)?;
     let flows = 1u32 << 16;
     let ids = StreamIds::Pool {
         base: IpAddr::V4(Ipv4Addr::new(10, 64, 0, 1)),
@@ -629,7 +666,7 @@ pub fn main(file: &Path, json: Option<PathBuf>, html: Option<PathBuf>) -> Result
         let mut triggered = false;
         for e in &s.events {
             pump(&mut view, rep_start + e.at);
-            let p = view.path_in_use(s.paths);
+            let p = view.path_in_use(s.paths, net);
             let t = now_ns();
             if e.action.triggers() {
                 triggered = true;
@@ -642,8 +679,8 @@ pub fn main(file: &Path, json: Option<PathBuf>, html: Option<PathBuf>) -> Result
                 for sa in view.local.keys() {
                     let _ = cmd_tx[1].send(Request::Move {
                         target: format!("{sa:016x}"),
-                        local: client_addr(q),
-                        remote: gateway_addr(q),
+                        local: net.client(q),
+                        remote: net.gateway(q),
                     });
                 }
             } else if let Err(e) = topo.act(e.action, p) {

@@ -61,6 +61,8 @@ pub struct Scenario {
     pub name: String,
     pub description: String,
     pub paths: u8,
+    /// Paths that are IPv6, as a bit mask (`topology.v6`: a list of path numbers).
+    pub v6: u8,
     pub clients: u32,
     pub rotate: Duration,
     pub dpd: Duration,
@@ -100,6 +102,8 @@ struct Raw {
 #[serde(deny_unknown_fields)]
 struct RawTopology {
     paths: Option<u8>,
+    #[serde(default)]
+    v6: Vec<u8>,
 }
 
 #[derive(Deserialize)]
@@ -169,7 +173,20 @@ impl Scenario {
                 "dut: `{d}` is not supported by the rig yet; give `mobiked` (scripts/handover.sh runs the strongSwan scenarios)"
             ));
         }
-        let topo = r.topology.unwrap_or(RawTopology { paths: None });
+        let topo = r.topology.unwrap_or(RawTopology {
+            paths: None,
+            v6: Vec::new(),
+        });
+        let paths = check("topology.paths", topo.paths.unwrap_or(2), 1, 8)?;
+        let mut v6 = 0u8;
+        for p in &topo.v6 {
+            if *p >= paths {
+                return Err(format!(
+                    "topology.v6: path {p} does not exist; give path numbers below topology.paths ({paths})"
+                ));
+            }
+            v6 |= 1 << p;
+        }
         let cl = r.clients.unwrap_or(RawClients {
             count: None,
             rotate: None,
@@ -202,7 +219,8 @@ impl Scenario {
         let s = Scenario {
             name: r.name,
             description: r.description,
-            paths: check("topology.paths", topo.paths.unwrap_or(2), 1, 8)?,
+            paths,
+            v6,
             clients: check("clients.count", cl.count.unwrap_or(1), 1, 20_000)?,
             rotate: duration("clients.rotate", cl.rotate.as_deref().unwrap_or("0"))?,
             dpd: duration("clients.dpd", cl.dpd.as_deref().unwrap_or("30s"))?,
@@ -260,6 +278,12 @@ mod tests {
         .unwrap();
         assert_eq!((s.paths, s.clients, s.rate, s.reps), (2, 1, 1000, 20));
         assert_eq!(s.events[1].action, Action::Restore);
+        assert_eq!(s.v6, 0);
+        let s = Scenario::parse(
+            "name: v\ntopology: { paths: 3, v6: [1, 2] }\nevents: [{ at: 0ms, do: move }]\n",
+        )
+        .unwrap();
+        assert_eq!(s.v6, 0b110);
         for (text, key) in [
             ("name: x\nfoo: 1\nevents: [{ at: 0ms, do: move }]\n", "foo"),
             ("name: x\nevents: [{ at: 0ms, do: jump }]\n", "events[0].do"),
@@ -279,6 +303,7 @@ mod tests {
             ),
             ("name: x y\nevents: [{ at: 0ms, do: move }]\n", "name"),
             ("name: x\n", "events"),
+            ("name: x\ntopology: { paths: 2, v6: [2] }\nevents: [{ at: 0ms, do: move }]\n", "topology.v6"),
         ] {
             let e = Scenario::parse(text).unwrap_err();
             assert!(e.contains(key), "{text}: {e}");
