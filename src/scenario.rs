@@ -303,7 +303,10 @@ mod tests {
             ),
             ("name: x y\nevents: [{ at: 0ms, do: move }]\n", "name"),
             ("name: x\n", "events"),
-            ("name: x\ntopology: { paths: 2, v6: [2] }\nevents: [{ at: 0ms, do: move }]\n", "topology.v6"),
+            (
+                "name: x\ntopology: { paths: 2, v6: [2] }\nevents: [{ at: 0ms, do: move }]\n",
+                "topology.v6",
+            ),
         ] {
             let e = Scenario::parse(text).unwrap_err();
             assert!(e.contains(key), "{text}: {e}");
