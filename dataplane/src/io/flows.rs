@@ -18,7 +18,7 @@ use crate::io::traffic::{
     LATENCY_HIGH_NS, LATENCY_LOW_NS, LATENCY_SIGFIG, TEST_HEADER_LEN,
 };
 use crate::io::{BurstIo, Layer};
-use crate::ip::{build_udp_packet, parse_outer, IPV4_HEADER_LEN, IPV6_HEADER_LEN, UDP_HEADER_LEN};
+use crate::ip::{parse_outer, IPV4_HEADER_LEN, IPV6_HEADER_LEN, UDP_HEADER_LEN};
 use hdrhistogram::Histogram;
 use shared::clock::now_ns;
 use shared::path::Encap;
@@ -160,15 +160,7 @@ impl FlowGen {
                 seq: *seq,
                 tx_ns: now_ns,
             };
-            let meta = buf.meta;
-            buf.reset();
-            buf.meta = meta;
-            let built = build_udp_packet(buf, spec.src, spec.dst, payload_len, |p| {
-                header.emit(p);
-                if let Some(rest) = p.get_mut(TEST_HEADER_LEN..) {
-                    rest.fill(0);
-                }
-            });
+            let built = header.build_packet(buf, spec.src, spec.dst, payload_len);
             if built.is_err() {
                 // Unreachable: lengths are clamped and families checked by `set`.
                 misses += 1;
@@ -182,10 +174,7 @@ impl FlowGen {
             // Return unused tokens.
             self.bucket.give_back((n - made) as u64);
         }
-        if made > 0 {
-            self.stats.packets.fetch_add(made as u64, Ordering::Relaxed);
-            self.stats.bytes.fetch_add(bytes, Ordering::Relaxed);
-        }
+        self.stats.add(made, bytes);
         made
     }
 }

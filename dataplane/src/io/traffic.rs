@@ -51,6 +51,26 @@ impl TestHeader {
         true
     }
 
+    /// Makes `buf` (its metadata kept) a UDP packet `src -> dst` whose `payload_len`
+    /// bytes start with this header, zeros after.
+    pub(crate) fn build_packet(
+        &self,
+        buf: &mut PacketBuf,
+        src: SocketAddr,
+        dst: SocketAddr,
+        payload_len: usize,
+    ) -> Result<(), crate::esp::EncapError> {
+        let meta = buf.meta;
+        buf.reset();
+        buf.meta = meta;
+        build_udp_packet(buf, src, dst, payload_len, |p| {
+            self.emit(p);
+            if let Some(rest) = p.get_mut(TEST_HEADER_LEN..) {
+                rest.fill(0);
+            }
+        })
+    }
+
     /// Reads a header from the start of a UDP payload; None if too short or the magic is
     /// wrong.
     pub fn parse(payload: &[u8]) -> Option<TestHeader> {
@@ -127,6 +147,17 @@ pub struct GenStats {
     pub bytes: AtomicU64,
     /// Packets handed to the generator's `tx_burst` and discarded.
     pub discarded: AtomicU64,
+}
+
+impl GenStats {
+    /// One burst's packets and bytes (nothing to store for an empty one).
+    #[inline]
+    pub(crate) fn add(&self, packets: usize, bytes: u64) {
+        if packets > 0 {
+            self.packets.fetch_add(packets as u64, Ordering::Relaxed);
+            self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
 }
 
 const NS_PER_SEC: u128 = 1_000_000_000;
@@ -266,15 +297,7 @@ impl TrafficGen {
                 seq: self.seq,
                 tx_ns: now_ns,
             };
-            let meta = buf.meta;
-            buf.reset();
-            buf.meta = meta;
-            let built = build_udp_packet(buf, self.cfg.src, self.cfg.dst, payload_len, |p| {
-                header.emit(p);
-                if let Some(rest) = p.get_mut(TEST_HEADER_LEN..) {
-                    rest.fill(0);
-                }
-            });
+            let built = header.build_packet(buf, self.cfg.src, self.cfg.dst, payload_len);
             if built.is_err() {
                 // Unreachable: lengths are clamped to what a buffer holds.
                 break;
@@ -287,10 +310,7 @@ impl TrafficGen {
             // Return unused tokens.
             self.bucket.give_back((n - made) as u64);
         }
-        if made > 0 {
-            self.stats.packets.fetch_add(made as u64, Ordering::Relaxed);
-            self.stats.bytes.fetch_add(bytes, Ordering::Relaxed);
-        }
+        self.stats.add(made, bytes);
         made
     }
 }

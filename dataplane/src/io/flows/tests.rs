@@ -1,6 +1,7 @@
 //! Flow table, per-flow generator and sink on a virtual clock; the port on the real one.
 
 use super::*;
+use crate::ip::build_udp_packet;
 use proptest::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
