@@ -123,21 +123,8 @@ fn traffic_plan(args: &IkeArgs, cfg: &StaticConfig, role: Role) -> Result<Traffi
             cfg.dataplane.workers
         ));
     }
-    let size = match args.size.as_str() {
-        "imix" => PacketSize::Imix,
-        s => PacketSize::Fixed(
-            s.parse()
-                .ok()
-                .filter(|n| (64..=9000).contains(n))
-                .ok_or_else(|| format!("--size: `{s}` is neither 64..=9000 bytes nor `imix`"))?,
-        ),
-    };
-    let (up, down) = match args.direction.as_str() {
-        "up" => (true, false),
-        "down" => (false, true),
-        "both" => (true, true),
-        d => return Err(format!("--direction: `{d}` is not up, down or both")),
-    };
+    let size = streams::parse_size(&args.size)?;
+    let (up, down) = streams::parse_direction(&args.direction)?;
     let conn = cfg
         .connections
         .first()

@@ -13,13 +13,14 @@
 //! lookup, the clients take the rest on the wildcard).
 
 use crate::node::{Node, NodeOptions};
-use crate::streams::{stream_report, StreamIds, Streams, Tally};
+use crate::streams::{
+    parse_direction, parse_size, progress_bar, run_node, stream_report, NodeMsg, StreamIds,
+    Streams, Tally,
+};
 use clap::Args;
-use control::engine::{Observation, Role};
+use control::engine::Role;
 use dataplane::io::flows::{FlowGenConfig, FlowSinkConfig, FlowTable, TrafficPort};
 use dataplane::io::traffic::PacketSize;
-use dataplane::worker::WorkerEvent;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use perf::rig::report::{RunReport, Series};
 use std::io::IsTerminal;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -79,8 +80,6 @@ const DRAIN: Duration = Duration::from_millis(500);
 const SAMPLE: Duration = Duration::from_millis(250);
 /// Idle workers wake this often to make the streams' next packets.
 const TICK_NS: u64 = 1_000_000;
-/// Time allowed for the clients' DELETEs at the end.
-const STOP_LIMIT: Duration = Duration::from_secs(10);
 
 struct Plan {
     clients: u32,
@@ -110,24 +109,11 @@ fn plan(args: &LabArgs) -> Result<Plan, String> {
             args.change
         ));
     }
-    let (up, down) = match args.direction.as_str() {
-        "up" => (true, false),
-        "down" => (false, true),
-        "both" => (true, true),
-        d => return Err(format!("--direction: `{d}` is not up, down or both")),
-    };
+    let (up, down) = parse_direction(&args.direction)?;
     if args.port < 1025 {
         return Err("--port: give a port above 1024 (IKE takes the one below it)".into());
     }
-    let size = match args.size.as_str() {
-        "imix" => PacketSize::Imix,
-        s => PacketSize::Fixed(
-            s.parse()
-                .ok()
-                .filter(|n| (64..=9000).contains(n))
-                .ok_or_else(|| format!("--size: `{s}` is neither 64..=9000 bytes nor `imix`"))?,
-        ),
-    };
+    let size = parse_size(&args.size)?;
     // A pool with room for every client (and the network and broadcast addresses).
     let bits = (u64::from(args.clients) + 2)
         .next_power_of_two()
@@ -197,57 +183,6 @@ fn client_yaml(args: &LabArgs, p: &Plan) -> String {
             )
         },
     )
-}
-
-/// What the node threads tell the main thread.
-enum Msg {
-    Client(Observation),
-    GatewayWorker(WorkerEvent),
-    ClientWorker(WorkerEvent),
-}
-
-impl Msg {
-    fn into_tally(self, t: &mut Tally) {
-        match self {
-            Msg::Client(o) => t.client(&o),
-            Msg::GatewayWorker(ev) | Msg::ClientWorker(ev) => t.worker_event(&ev),
-        }
-    }
-}
-
-/// One node's control thread: turns until the engine finished its stop (or the stop
-/// took too long); starts and ends the streams of its tunnels as they come and go.
-fn run_node(
-    mut node: Node<TrafficPort>,
-    role: Role,
-    mut streams: Streams,
-    stop: Arc<AtomicBool>,
-    tx: mpsc::Sender<Msg>,
-) -> (Node<TrafficPort>, u64) {
-    let mut stopping: Option<Instant> = None;
-    while !node.engine.is_finished() {
-        let stop_now = stop.load(Ordering::Relaxed);
-        if stop_now && stopping.is_none() {
-            stopping = Some(Instant::now());
-        }
-        if stopping.is_some_and(|t| t.elapsed() > STOP_LIMIT) {
-            break;
-        }
-        node.turn(stop_now, 20, None, |ev| {
-            let _ = tx.send(match role {
-                Role::Gateway => Msg::GatewayWorker(*ev),
-                Role::Client => Msg::ClientWorker(*ev),
-            });
-        });
-        while let Some(o) = node.engine.poll_observation() {
-            streams.observe(&o);
-            if role == Role::Client {
-                let _ = tx.send(Msg::Client(o));
-            }
-        }
-    }
-    let dropped = node.engine.observations_dropped();
-    (node, dropped)
 }
 
 pub fn main(args: LabArgs) -> Result<(), String> {
@@ -338,28 +273,27 @@ pub fn main(args: LabArgs) -> Result<(), String> {
 
     let stop_gw = Arc::new(AtomicBool::new(false));
     let stop_cl = Arc::new(AtomicBool::new(false));
-    let (tx, rx) = mpsc::channel();
+    let (tx, rx) = mpsc::channel::<NodeMsg>();
     let ids = StreamIds::Pool {
         base: IpAddr::V4(POOL_BASE),
         size: p.flows,
     };
     let lan = IpAddr::V4(LAN_HOST);
+    let spawn =
+        |mut node: Node<TrafficPort>, role, mut streams: Streams, stop: &Arc<AtomicBool>| {
+            let (stop, tx) = (stop.clone(), tx.clone());
+            std::thread::Builder::new()
+                .name(format!("lab-{role:?}"))
+                .spawn(move || {
+                    let dropped = run_node(&mut node, role, &mut streams, &stop, 20, None, &tx);
+                    (node, dropped)
+                })
+                .map_err(|e| format!("starting a node thread: {e}"))
+        };
     let gw_streams = Streams::new(gw_writer, Role::Gateway, ids, p.down, lan);
     let cl_streams = Streams::new(cl_writer, Role::Client, ids, p.up, lan);
-    let gw_thread = {
-        let (stop, tx) = (stop_gw.clone(), tx.clone());
-        std::thread::Builder::new()
-            .name("lab-gw".into())
-            .spawn(move || run_node(gw, Role::Gateway, gw_streams, stop, tx))
-            .map_err(|e| format!("starting the gateway thread: {e}"))?
-    };
-    let cl_thread = {
-        let (stop, tx) = (stop_cl.clone(), tx.clone());
-        std::thread::Builder::new()
-            .name("lab-cl".into())
-            .spawn(move || run_node(cl, Role::Client, cl_streams, stop, tx))
-            .map_err(|e| format!("starting the client thread: {e}"))?
-    };
+    let gw_thread = spawn(gw, Role::Gateway, gw_streams, &stop_gw)?;
+    let cl_thread = spawn(cl, Role::Client, cl_streams, &stop_cl)?;
     drop(tx);
 
     let interrupted = Arc::new(AtomicBool::new(false));
@@ -370,18 +304,9 @@ pub fn main(args: LabArgs) -> Result<(), String> {
         let _ = signal_hook::flag::register(sig, interrupted.clone());
     }
     let tty = std::io::stderr().is_terminal();
-    let bar = ProgressBar::with_draw_target(
-        Some((args.duration * 1000.0) as u64),
-        if tty {
-            ProgressDrawTarget::stderr_with_hz(4)
-        } else {
-            ProgressDrawTarget::hidden()
-        },
-    );
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {elapsed_precise} [{bar:25}] {msg}")
-            .expect("valid template")
-            .progress_chars("=> "),
+    let bar = progress_bar(
+        (args.duration * 1000.0) as u64,
+        "{spinner} {elapsed_precise} [{bar:25}] {msg}",
     );
 
     let mut tally = Tally::new(ids);

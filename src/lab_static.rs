@@ -13,7 +13,6 @@ use dataplane::io::{BurstIo, Layer};
 use dataplane::worker::{Fabric, Idle, Worker, WorkerConfig, WorkerEvent};
 use dataplane::PacketBuf;
 use hdrhistogram::Histogram;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::Serialize;
 use shared::counters::Counter;
@@ -337,18 +336,9 @@ pub fn main(args: LabArgs) -> Result<(), String> {
         args.size, args.switch_every
     );
     let tty = std::io::stderr().is_terminal();
-    let bar = ProgressBar::with_draw_target(
-        Some((args.duration * 1000.0) as u64),
-        if tty {
-            ProgressDrawTarget::stderr_with_hz(8)
-        } else {
-            ProgressDrawTarget::hidden()
-        },
-    );
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {elapsed_precise} [{bar:30}] {msg}")
-            .expect("valid template")
-            .progress_chars("=> "),
+    let bar = crate::streams::progress_bar(
+        (args.duration * 1000.0) as u64,
+        "{spinner} {elapsed_precise} [{bar:30}] {msg}",
     );
 
     let start = Instant::now();

@@ -14,13 +14,11 @@
 
 use crate::node::{Node, NodeOptions};
 use crate::scenario::{Action, Scenario};
-use crate::streams::{self, StreamIds, Streams, Tally};
+use crate::streams::{self, progress_bar, run_node, NodeMsg, StreamIds, Streams, Tally};
 use control::ctl::Request;
 use control::engine::{Observation, Role};
 use dataplane::io::flows::{FlowGenConfig, FlowSinkConfig, FlowTable, TrafficPort};
 use dataplane::io::traffic::PacketSize;
-use dataplane::worker::WorkerEvent;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use perf::rig::report::{Metric, RunReport};
 use shared::clock::now_ns;
 use std::collections::HashMap;
@@ -37,7 +35,6 @@ const POOL: Ipv4Addr = Ipv4Addr::new(10, 64, 0, 0);
 const LAN: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
 /// Clients get this long to come up.
 const SETUP_LIMIT: Duration = Duration::from_secs(60);
-const STOP_LIMIT: Duration = Duration::from_secs(10);
 const TICK_NS: u64 = 1_000_000;
 
 /// The paths' addresses: path p is 10.90.p.0/24, or fd00:90:p::/64 if it is an
@@ -310,8 +307,13 @@ fn client_yaml(s: &Scenario, net: Net) -> String {
 /// What the node threads tell the main thread.
 enum Msg {
     Ready(Result<(), String>),
-    Client(Observation),
-    Worker(WorkerEvent),
+    Node(NodeMsg),
+}
+
+impl From<NodeMsg> for Msg {
+    fn from(m: NodeMsg) -> Msg {
+        Msg::Node(m)
+    }
 }
 
 type Joined = Result<(Node<TrafficPort>, u64), String>;
@@ -360,33 +362,8 @@ fn spawn_node(
                     return Err(e);
                 }
             };
-            let mut stopping: Option<Instant> = None;
-            while !node.engine.is_finished() {
-                let stop_now = stop.load(Ordering::Relaxed);
-                if stop_now && stopping.is_none() {
-                    stopping = Some(Instant::now());
-                }
-                if stopping.is_some_and(|t| t.elapsed() > STOP_LIMIT) {
-                    break;
-                }
-                let mut commanded = false;
-                while let Ok(req) = cmds.try_recv() {
-                    let _ = node.engine.command(now_ns(), req, Vec::new());
-                    commanded = true;
-                }
-                // Short turns: a command from the rig (a move) waits at most 1 ms, and
-                // what it started leaves in this turn.
-                node.turn(stop_now, u64::from(!commanded), None, |ev| {
-                    let _ = tx.send(Msg::Worker(*ev));
-                });
-                while let Some(o) = node.engine.poll_observation() {
-                    streams.observe(&o);
-                    if role == Role::Client {
-                        let _ = tx.send(Msg::Client(o));
-                    }
-                }
-            }
-            let dropped = node.engine.observations_dropped();
+            // Short turns: a command from the rig (a move) waits at most 1 ms.
+            let dropped = run_node(&mut node, role, &mut streams, &stop, 1, Some(&cmds), &tx);
             Ok((node, dropped))
         })
         .map_err(|e| format!("starting a node thread: {e}"))
@@ -401,7 +378,7 @@ struct View {
 impl View {
     fn take(&mut self, m: Msg) {
         match m {
-            Msg::Client(o) => {
+            Msg::Node(NodeMsg::Client(o)) => {
                 match &o {
                     Observation::IkeUp { sa, local, .. }
                     | Observation::PathChanged { sa, local, .. } => {
@@ -419,7 +396,7 @@ impl View {
                 }
                 self.tally.client(&o);
             }
-            Msg::Worker(ev) => self.tally.worker_event(&ev),
+            Msg::Node(NodeMsg::Worker(ev)) => self.tally.worker_event(&ev),
             Msg::Ready(_) => {}
         }
     }
@@ -630,18 +607,9 @@ pub fn main(file: &Path, json: Option<PathBuf>, html: Option<PathBuf>) -> Result
     }
     pump(&mut view, Instant::now() + s.warmup);
     let tty = std::io::stderr().is_terminal();
-    let bar = ProgressBar::with_draw_target(
-        Some(u64::from(s.reps)),
-        if tty {
-            ProgressDrawTarget::stderr_with_hz(4)
-        } else {
-            ProgressDrawTarget::hidden()
-        },
-    );
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {elapsed_precise} [{bar:25}] {pos}/{len} {msg}")
-            .expect("valid template")
-            .progress_chars("=> "),
+    let bar = progress_bar(
+        u64::from(s.reps),
+        "{spinner} {elapsed_precise} [{bar:25}] {pos}/{len} {msg}",
     );
     let lost_now = || {
         stats

@@ -5,20 +5,134 @@
 //! ([`stream_report`]). Used by `mobiked lab` and by `mobiked client`/`gateway
 //! --traffic`.
 
+use crate::node::Node;
+use control::ctl::Request;
 use control::engine::{Observation, Role};
-use dataplane::io::flows::{FlowSink, FlowWriter};
+use dataplane::io::flows::{FlowSink, FlowWriter, TrafficPort};
+use dataplane::io::traffic::PacketSize;
 use dataplane::worker::WorkerEvent;
 use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use perf::rig::handover::Handovers;
 use perf::rig::report::{Metric, RunReport};
 use std::collections::HashMap;
+use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 /// The UDP port of every stream, at both ends.
 pub const STREAM_PORT: u16 = 9;
 /// A gateway's stream to a new client starts this long after the child SA is up at
 /// the gateway (the client installs it when the IKE_AUTH answer arrives).
 pub const DOWN_START_NS: u64 = 50_000_000;
+
+/// A node whose stop takes longer than this is left (its peers' DELETEs unconfirmed).
+pub const STOP_LIMIT: Duration = Duration::from_secs(10);
+
+/// `--size`: bytes (64 to 9000) or `imix`.
+pub fn parse_size(s: &str) -> Result<PacketSize, String> {
+    match s {
+        "imix" => Ok(PacketSize::Imix),
+        s => s
+            .parse()
+            .ok()
+            .filter(|n| (64..=9000).contains(n))
+            .map(PacketSize::Fixed)
+            .ok_or_else(|| format!("--size: `{s}` is neither 64..=9000 bytes nor `imix`")),
+    }
+}
+
+/// `--direction`: whether the clients send (up) and whether the gateway does (down).
+pub fn parse_direction(d: &str) -> Result<(bool, bool), String> {
+    match d {
+        "up" => Ok((true, false)),
+        "down" => Ok((false, true)),
+        "both" => Ok((true, true)),
+        d => Err(format!("--direction: `{d}` is not up, down or both")),
+    }
+}
+
+/// A progress bar on stderr when it is a terminal (hidden otherwise: the caller prints
+/// a line now and then instead).
+pub fn progress_bar(len: u64, template: &str) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(
+        Some(len),
+        if std::io::stderr().is_terminal() {
+            ProgressDrawTarget::stderr_with_hz(4)
+        } else {
+            ProgressDrawTarget::hidden()
+        },
+    );
+    bar.set_style(
+        ProgressStyle::with_template(template)
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+/// What a node thread tells the thread that measures.
+pub enum NodeMsg {
+    /// An observation of the client's engine.
+    Client(Observation),
+    /// A worker event of either node.
+    Worker(WorkerEvent),
+}
+
+impl NodeMsg {
+    pub fn into_tally(self, t: &mut Tally) {
+        match self {
+            NodeMsg::Client(o) => t.client(&o),
+            NodeMsg::Worker(ev) => t.worker_event(&ev),
+        }
+    }
+}
+
+/// A node's control thread in the lab and the rig: turns (sleeping at most `cap_ms`)
+/// until the engine finished its stop, or the stop took longer than [`STOP_LIMIT`];
+/// starts and ends the streams of its tunnels, carries out `cmds` (the next turn does
+/// not sleep then), and sends the worker events and the client's observations on.
+/// Returns the observations the engine dropped.
+pub fn run_node<M: From<NodeMsg>>(
+    node: &mut Node<TrafficPort>,
+    role: Role,
+    streams: &mut Streams,
+    stop: &AtomicBool,
+    cap_ms: u64,
+    cmds: Option<&mpsc::Receiver<Request>>,
+    tx: &mpsc::Sender<M>,
+) -> u64 {
+    let mut stopping: Option<Instant> = None;
+    while !node.engine.is_finished() {
+        let stop_now = stop.load(Ordering::Relaxed);
+        if stop_now && stopping.is_none() {
+            stopping = Some(Instant::now());
+        }
+        if stopping.is_some_and(|t| t.elapsed() > STOP_LIMIT) {
+            break;
+        }
+        let mut commanded = false;
+        while let Some(req) = cmds.and_then(|c| c.try_recv().ok()) {
+            let _ = node
+                .engine
+                .command(shared::clock::now_ns(), req, Vec::new());
+            commanded = true;
+        }
+        let cap = if commanded { 0 } else { cap_ms };
+        node.turn(stop_now, cap, None, |ev| {
+            let _ = tx.send(NodeMsg::Worker(*ev).into());
+        });
+        while let Some(o) = node.engine.poll_observation() {
+            streams.observe(&o);
+            if role == Role::Client {
+                let _ = tx.send(NodeMsg::Client(o).into());
+            }
+        }
+    }
+    node.engine.observations_dropped()
+}
 
 /// How a tunnel's stream id is found; both ends of a stream must agree for the
 /// receiver to tell tunnels apart.

@@ -6,6 +6,9 @@
 //! - idle daemons, a tunnel up between them, use next to no CPU (a generous bound:
 //!   performance is measured in perf/, this only catches a loop that spins).
 
+mod common;
+
+use common::Procs;
 use control::ike::conn::{Conn, Identity};
 use control::ike::crypto::random::SeededRandom;
 use control::ike::sa::{Endpoint, EndpointConfig};
@@ -25,18 +28,6 @@ const PSK: &[u8] = b"mobiked-lab-psk--not-for-any-use";
 const PAYLOAD_V: u8 = 43;
 const IKE_SA_INIT: u8 = 34;
 const IKE_AUTH: u8 = 35;
-
-/// Kills (by PID, through `Child`) whatever the test started, even when it fails.
-struct Procs(Vec<Child>);
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 /// Addresses of this test's own in 127/8 (`index` keeps the tests of one run apart).
 fn addrs(index: u32) -> (String, String) {

@@ -3,24 +3,15 @@
 //! carries a stream both ways, and each process writes its run report at the end.
 //! Unprivileged.
 
+mod common;
+
+use common::Procs;
 use perf::rig::report::RunReport;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mobiked");
 const PSK: &str = "0x62656e63686d61726b2d6f6e6c792d70736b2d6e6f742d666f722d757365";
-
-/// Ends the processes it holds (by PID) when dropped.
-struct Procs(Vec<Child>);
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 fn term(c: &Child) {
     let ok = Command::new("kill")

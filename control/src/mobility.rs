@@ -100,12 +100,13 @@ impl Mobility {
                 if life == 0 || !ep.mobike(*sa) {
                     return;
                 }
-                let mut when = Rotation::new(now, life);
-                if c.mobike.ip_spread {
-                    // The SPI is random: the first moves of SAs set up together
-                    // spread evenly over one lifetime.
-                    when.next_at = now + 1 + sa % life;
-                }
+                // The SPI is random: the first moves of SAs set up together spread
+                // evenly over one lifetime.
+                let when = if c.mobike.ip_spread {
+                    Rotation::spread(now, life, *sa)
+                } else {
+                    Rotation::new(now, life)
+                };
                 self.arm(*sa, &when);
                 self.rotating.insert(
                     *sa,

@@ -119,6 +119,18 @@ impl Rotation {
         r
     }
 
+    /// First due at a point of the first lifetime given by `seed` (`mobikeipspread`:
+    /// random seeds spread SAs set up together over one lifetime); never with
+    /// lifetime 0.
+    pub fn spread(now: u64, lifetime_ns: u64, seed: u64) -> Self {
+        match lifetime_ns {
+            0 => Rotation::OFF,
+            l => Rotation {
+                next_at: now.saturating_add(1 + seed % l).min(u64::MAX - 1),
+            },
+        }
+    }
+
     pub fn due(&self, now: u64) -> bool {
         self.next_at != u64::MAX && now >= self.next_at
     }
